@@ -1,0 +1,96 @@
+"""The ``ssmpoison`` command line. Every subcommand accepts ``--json PATH`` (``-`` = stdout).
+
+Bad input exits with status 2 and one line on stderr naming the parameter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from verify import __version__
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="PATH", help="write machine-readable results to PATH ('-' = stdout)")
+
+
+# -- derive ---------------------------------------------------------------------------------------
+def _add_derive(sub) -> None:
+    p = sub.add_parser(
+        "derive",
+        help="print L_H and its exact gradient dynamics in gamma-form, symbolically verified",
+        description="Derive L_H and its gradient flow for concrete D, H, N with SymPy, and verify exactly that "
+        "-dL/dtheta equals the Proposition's gamma-form.",
+    )
+    p.add_argument("--horizon", required=True, metavar="H", help="sequence length H (integer >= 2)")
+    p.add_argument("--state-dim", required=True, metavar="D", help="state dimension D (integer >= 1)")
+    p.add_argument("--samples", default="1", metavar="N", help="number of training sequences N (integer >= 1)")
+    p.add_argument("--train", default="a", help="trained parameters: 'a' (B, C fixed) or 'abc'")
+    p.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+    _add_json(p)
+    p.set_defaults(run=_run_derive, command="derive")
+
+
+def _run_derive(args) -> int:
+    from verify.derive_report import derive_report
+    from verify.jsonio import write_json
+
+    report = derive_report(args.state_dim, args.horizon, args.samples, args.train)
+    if args.json != "-":
+        print(report.text(latex=args.latex))
+    if args.json:
+        write_json(args.json, report.to_json(latex=args.latex))
+    return 0 if report.verified else 1
+
+
+_SUBCOMMANDS = (_add_derive,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ssmpoison",
+        description="Verify, numerically and symbolically, that the implicit bias of diagonal SSMs "
+        "can be poisoned with clean labels.",
+    )
+    parser.add_argument("--version", action="version", version=f"ssmpoison {__version__}")
+    sub = parser.add_subparsers(title="subcommands", metavar="COMMAND", parser_class=_Parser)
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.run(args)
+    except ValueError as exc:
+        _one_line(f"ssmpoison {args.command}: error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _one_line("ssmpoison: interrupted")
+        return 130
+    except Exception as exc:  # never a traceback from the CLI
+        _one_line(f"ssmpoison {args.command}: internal error ({type(exc).__name__}): {exc}")
+        return 1
+
+
+def _one_line(message: str) -> None:
+    print(" ".join(message.split()), file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
