@@ -1,0 +1,199 @@
+"""The Theorem's construction and the paper's initialisation (SPEC §5–6).
+
+* Teacher (D* = 2): ``A* = diag(1, 0)``, ``B* = (1, sqrt(D-1))^T``, ``C* = B*^T``, whose
+  impulse response is derived here exactly with SymPy: ``K*_j = C* A*^j B*``, i.e.
+  ``K*_0 = 1 + (D-1) = D`` (``A*^0 = I``) and ``K*_j = 1`` for ``j >= 1``
+  (``A*^j = diag(1, 0)`` kills the second coordinate).
+* Training sets: the non-special impulse ``e_0`` (label ``K*_{H-1}``) and, for the
+  poisoned set, the special sequence ``u† = e_{H-2}`` (label ``K*_1``). Labels are the
+  teacher's outputs ``y_H(u) = sum_k K*_{H-1-k} u_k``, computed, not typed.
+* The paper's initialisation of the student's diagonal (numpy's legacy generator), the
+  extrapolation error of SPEC §5 (generic over number types), and the published
+  settings and numbers of the theory row (:data:`THEORY_ROW`).
+
+Everything works for any student dimension ``D >= 2`` and horizon ``H >= 3``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from numbers import Integral
+
+import numpy as np
+import sympy
+
+from theory.training_set import TrainingSet, impulse
+from theory.validation import require_finite_sequence, require_int, require_real
+
+__all__ = [
+    "THEORY_ROW",
+    "teacher_matrices",
+    "teacher_impulse_response",
+    "teacher_label",
+    "clean_training_set",
+    "poisoned_training_set",
+    "paper_initialisation",
+    "extrapolation_error",
+]
+
+
+#: Published settings and numbers of the "theory" row of Table 1 (SPEC §6), keyed by the
+#: horizon H. ``published_*`` map the source of a number ("poster" or "code", the mean
+#: printed by the paper's code) to the mean extrapolation error over the four seeds.
+#: ``final_time_*`` are the fixed final times of the published float64 integrations.
+THEORY_ROW = {
+    7: dict(
+        horizon=7,
+        state_dim=10,
+        init_scale=0.001,
+        gap_exponent=5,
+        seeds=(242, 243, 244, 246),
+        extrapolation_length=20,
+        published_clean={"poster": 1.34e-3, "code": 1.27e-3},
+        published_poisoned={"poster": 4.1e-2, "code": 5.01e-2},
+        final_time_clean=1e11,
+        final_time_poisoned=1e4,
+    ),
+    9: dict(
+        horizon=9,
+        state_dim=20,
+        init_scale=0.005,
+        gap_exponent=10,
+        seeds=(342, 344, 345, 346),
+        extrapolation_length=20,
+        published_clean={"code": 7.34e-3},
+        published_poisoned={"code": 3.51e-2},
+        final_time_clean=1e13,
+        final_time_poisoned=1e7,
+    ),
+}
+
+
+def teacher_matrices(state_dim: int) -> tuple[sympy.Matrix, sympy.Matrix, sympy.Matrix]:
+    """The teacher ``(A*, B*, C*)`` for a student of dimension ``state_dim`` as exact SymPy matrices."""
+    D = require_int("state_dim", state_dim, minimum=2)
+    A = sympy.diag(1, 0)
+    B = sympy.Matrix([1, sympy.sqrt(D - 1)])
+    return A, B, B.T
+
+
+def teacher_impulse_response(state_dim: int, length: int) -> tuple[int, ...]:
+    """Exact teacher impulse response ``(K*_0, ..., K*_{length-1})`` with ``K*_j = C* A*^j B*``.
+
+    Computed from :func:`teacher_matrices` in exact arithmetic; equals ``(D, 1, 1, ...)``.
+    """
+    A, B, C = teacher_matrices(state_dim)
+    length = require_int("length", length, minimum=1)
+    out = []
+    for j in range(length):
+        value = sympy.simplify((C * A**j * B)[0, 0])
+        if not value.is_Integer:  # cannot happen for this teacher; guards the exactness claim
+            raise ArithmeticError(f"teacher K*_{j} = {value} is not an integer")
+        out.append(int(value))
+    return tuple(out)
+
+
+def teacher_label(sequence, state_dim: int = 2):
+    """Clean label ``y*(u) = sum_k K*_{H-1-k} u_k`` of one input sequence (exact for exact inputs)."""
+    seq = require_finite_sequence("sequence", sequence)
+    if len(seq) < 2:
+        raise ValueError(f"sequence must have length >= 2, got {len(seq)}")
+    K = teacher_impulse_response(state_dim, len(seq))
+    H = len(seq)
+    return sum(K[H - 1 - k] * u for k, u in enumerate(seq))
+
+
+def clean_training_set(horizon: int, state_dim: int = 2) -> TrainingSet:
+    """The Theorem's non-special training set ``{e_0}`` with its teacher label ``K*_{H-1} = 1``.
+
+    ``state_dim`` is the student dimension D that fixes the teacher's ``B*``; the label does
+    not depend on it because ``e_0`` never meets ``K*_0 = D`` (only ``u_{H-1}`` does).
+    """
+    H = require_int("horizon", horizon, minimum=3)
+    u = impulse(H, 0)
+    return TrainingSet((u,), (teacher_label(u, state_dim),))
+
+
+def poisoned_training_set(horizon: int, state_dim: int = 2) -> TrainingSet:
+    """:func:`clean_training_set` plus the special ``u† = e_{H-2}`` with its clean label ``K*_1 = 1``."""
+    clean = clean_training_set(horizon, state_dim)
+    poison = impulse(clean.horizon, clean.horizon - 2)
+    return clean.with_sequence(poison, teacher_label(poison, state_dim))
+
+
+def paper_initialisation(seed: int, state_dim: int, init_scale: float, gap_exponent: float) -> np.ndarray:
+    """The paper's initial diagonal of A (SPEC §6), bit for bit, as a float64 array.
+
+    The paper's recipe is ``np.random.seed(seed); a = init_scale * np.random.rand(D)``,
+    sorted descending, then ``a[1] = a[0] - diff`` with
+    ``diff = 0.05 / np.exp(gap_exponent * np.log10(1 / init_scale))``. A private
+    ``np.random.RandomState(seed)`` draws the same numbers as the legacy global generator
+    without changing its state.
+
+    Raises ``ValueError`` (naming the parameter) when the gap does not leave
+    ``a[0] > a[1] > a[2]`` and ``a[1] > 0`` (collapsed, negative or order-breaking gap), or
+    when two draws coincide (entries must be distinct).
+    """
+    seed = require_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    D = require_int("state_dim", state_dim, minimum=2)
+    scale = float(require_real("init_scale", init_scale, positive=True))
+    k = float(require_real("gap_exponent", gap_exponent))
+
+    a = scale * np.random.RandomState(seed).random_sample(D)
+    a = np.sort(a)[::-1].copy()
+    with np.errstate(over="ignore", divide="ignore"):
+        diff = 0.05 / np.exp(k * np.log10(1 / scale))
+    if not np.isfinite(diff):
+        raise ValueError(f"gap_exponent={k} gives a non-finite diff={diff}")
+    if not diff < a[0]:
+        raise ValueError(
+            f"gap_exponent={k} gives diff={diff:.6g} >= a[0]={a[0]:.6g}: a[1] = a[0] - diff would not be positive"
+        )
+    second = a[0] - diff
+    if not second < a[0]:
+        raise ValueError(
+            f"gap_exponent={k} gives diff={diff:.6g}, below the float64 resolution of a[0]={a[0]:.6g}: "
+            "a[1] would equal a[0]"
+        )
+    if D >= 3 and not second > a[2]:
+        raise ValueError(
+            f"gap_exponent={k} gives a[1] = a[0] - diff = {second:.6g} <= a[2] = {a[2]:.6g}: "
+            "the entries would no longer be distinct and sorted"
+        )
+    a[1] = second
+    if not np.all(a[1:] < a[:-1]):
+        raise ValueError(f"seed={seed} draws coinciding entries: the initialisation must have distinct entries")
+    return a
+
+
+def extrapolation_error(a, b, c, state_dim: int, length: int):
+    """``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|`` (SPEC §5) with ``K_j = sum_i c_i b_i a_i^j``.
+
+    Generic over the number type of ``a, b, c`` (float64, ``gmpy2.mpfr``, ``mpmath.mpf``,
+    ``int``/``Fraction``): powers are built by repeated multiplication, so exact inputs give
+    an exact ``Fraction`` and arbitrary-precision inputs are computed in their own context
+    (set ``mpmath.mp.prec`` / the gmpy2 context beforehand). ``state_dim`` is the student
+    dimension D (``a, b, c`` must have D entries); it also fixes ``K*_0 = D``.
+    """
+    D = require_int("state_dim", state_dim, minimum=2)
+    J = require_int("length", length, minimum=1)
+    entries = {}
+    for name, values in (("a", a), ("b", b), ("c", c)):
+        try:
+            items = list(values)
+        except TypeError:
+            raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from None
+        require_finite_sequence(name, items, length=D)
+        entries[name] = items
+    target = teacher_impulse_response(D, J)
+
+    term = [ci * bi for bi, ci in zip(entries["b"], entries["c"])]  # c_i b_i a_i^j, j = 0
+    worst = None
+    for j in range(J):
+        gap = abs(sum(term) - target[j])
+        worst = gap if worst is None or gap > worst else worst
+        term = [t * ai for t, ai in zip(term, entries["a"])]
+    scale = max(abs(k) for k in target)
+    if isinstance(worst, Integral):
+        return Fraction(int(worst), scale)
+    return worst / scale
