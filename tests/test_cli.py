@@ -87,3 +87,21 @@ def test_api_raises_same_message():
     with pytest.raises(ValueError) as info:
         derive_report(3, 1)
     assert str(info.value) in err
+
+
+@pytest.mark.parametrize(
+    "args,param",
+    [
+        (["--row", "nope"], "row"),
+        (["--horizon", "8"], "horizon"),
+        (["--horizon", "2"], "horizon"),
+        (["--precision", "52"], "precision"),
+        (["--precision", "nan"], "precision"),
+        (["--precision", "inf"], "precision"),
+    ],
+)
+def test_reproduce_bad_input_one_line_exit_2(args, param):
+    code, out, err = run_cli("reproduce", *args)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert param in err

@@ -171,3 +171,44 @@ def jacobian_a(a, b, c, U, y):
         d = np.zeros_like(a)
     d = np.asarray(c) * np.asarray(b) * d
     return d, output_jacobian_a(a, b, c, U)
+
+
+def _poly_and_derivatives(a, U):
+    """``P[..., n, i] = sum_j a_i**j u^(n)_{H-1-j}`` and its first two derivatives in ``a_i``."""
+    U = np.asarray(U)
+    H = U.shape[1]
+    a = np.asarray(a)
+    obj = a.dtype == object
+    R = _reversed_inputs(U)  # R[n, j] = u_{H-1-j}
+    j = np.arange(H)
+    cast = (lambda M: np.asarray(M, dtype=object)) if obj else (lambda M: M.astype(a.dtype))
+    V = powers(a, H)  # (..., D, H)
+    P0 = V @ cast(R.T)
+    P1 = V[..., : H - 1] @ cast((R[:, 1:] * j[1:]).T) if H > 1 else np.zeros_like(P0)
+    P2 = V[..., : H - 2] @ cast((R[:, 2:] * (j[2:] * (j[2:] - 1))).T) if H > 2 else np.zeros_like(P0)
+    return tuple(np.swapaxes(P, -1, -2) for P in (P0, P1, P2))  # each (..., N, D)
+
+
+def jacobian_abc(a, b, c, U, y):
+    """Dense Jacobian of ``theta -> -grad L`` for ``theta = (a_1..a_D, b_1..b_D, c_1..c_D)``; shape ``(..., 3D, 3D)``.
+
+    ``J = (2/N) sum_n delta_n Hess(y_n) - (2/N) sum_n grad(y_n) grad(y_n)^T``, where the
+    Hessian of ``y_n = sum_i c_i b_i P_n(a_i)`` is block-diagonal over i with blocks
+    ``[[c b P'', c P', b P'], [c P', 0, P], [b P', P, 0]]``.
+    """
+    a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
+    U = np.asarray(U)
+    N = U.shape[0]
+    D = a.shape[-1]
+    P0, P1, P2 = _poly_and_derivatives(a, U)
+    delta = residuals(a, b, c, U, y)  # (..., N)
+    b_, c_ = b[..., None, :], c[..., None, :]
+    grad = np.concatenate([c_ * b_ * P1, c_ * P0, b_ * P0], axis=-1)  # (..., N, 3D)
+    two_over_n = (np.asarray(2, dtype=object) / N) if a.dtype == object else a.dtype.type(2) / a.dtype.type(N)
+    J = -two_over_n * (np.swapaxes(grad, -1, -2) @ grad)
+    wd = lambda P: (delta[..., :, None] * P).sum(axis=-2) * two_over_n  # noqa: E731  sum_n (2/N) delta_n P_n
+    haa, hab, hac, hbc = wd(c_ * b_ * P2), wd(c_ * P1), wd(b_ * P1), wd(P0)
+    idx = np.arange(D)
+    for (r, s), block in {(0, 0): haa, (0, 1): hab, (1, 0): hab, (0, 2): hac, (2, 0): hac, (1, 2): hbc, (2, 1): hbc}.items():
+        J[..., r * D + idx, s * D + idx] = J[..., r * D + idx, s * D + idx] + block
+    return J

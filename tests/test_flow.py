@@ -1,0 +1,145 @@
+"""Gradient-flow engine: statuses, order preservation, agreement with the exact oracle, honest digits."""
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from theory.construction import clean_training_set, extrapolation_error, poisoned_training_set
+from theory.oracle import clean_limit
+from theory.training_set import TrainingSet, impulse
+from verify import kernels
+from verify.certified_flow import certified_flows, oracle_applies
+from verify.certify import correct_digits, to_mpf
+from verify.flow import FlowOptions, FlowProblem, run_flow, run_flows
+
+
+def test_status_converged_stable_flow():
+    r = run_flow(FlowProblem(clean_training_set(4), (1.5, 0.2)))
+    assert r.status == "converged" and r.t_converged is not None
+    assert float(r.loss) <= FlowOptions().effective_loss_tol
+    assert abs(float(r.a[0]) ** 3 + float(r.a[1]) ** 3 - 1) < 1e-12
+
+
+def test_status_diverged_started_above_one():
+    """A, B, C trained with K_0 = CB labelled 0 and K_{H-1} labelled 1: the infimum needs a -> infinity."""
+    ts = TrainingSet([impulse(4, 3), impulse(4, 0)], [0, 1])
+    r = run_flow(FlowProblem(ts, (1.5,), (1.0,), (1.0,), train="abc"), FlowOptions(blowup=10, rtol=1e-10))
+    assert r.status == "diverged" and r.t_diverged is not None and float(r.t_diverged) > 0
+    assert abs(float(r.a[0])) > 10
+
+
+def test_status_time_limit_on_plateau():
+    r = run_flow(FlowProblem(clean_training_set(7), (1e-2, 2e-2)), FlowOptions(t_max=1e4))
+    assert r.status == "time_limit" and r.t_converged is None and float(r.t) == 1e4
+
+
+@settings(max_examples=15)
+@given(
+    st.integers(3, 6),
+    st.lists(st.floats(0.05, 0.6), min_size=2, max_size=4, unique=True),
+    st.lists(st.floats(-1, 1), min_size=2, max_size=2),
+)
+def test_order_preserved_with_b_c_one(H, a0, y):
+    """With B = C = 1 every entry obeys the same scalar ODE: a_i(0) > a_j(0) implies a_i(t) >= a_j(t).
+
+    (Strictly greater in exact arithmetic; entries may approach each other asymptotically, so the
+    numerical check allows ties at the level of the integration tolerance but no reversal.)"""
+    ts = TrainingSet([impulse(H, 0), tuple(np.linspace(0.5, -0.5, H))], y)
+    r = run_flow(FlowProblem(ts, tuple(a0)), FlowOptions(record=True, rtol=1e-9, t_max=1e3))
+    order = np.argsort(a0)
+    assert len(r.trajectory) > 2
+    for _, a, _, _, _ in r.trajectory:
+        a = np.asarray(a, dtype=float)[order]
+        assert np.all(np.diff(a) >= -1e-9 * np.max(np.abs(a)))
+
+
+@pytest.mark.slow
+def test_integrator_agrees_with_exact_oracle_at_high_precision():
+    """The stiff arbitrary-precision integrator reproduces the oracle's limit of a clean flow to >= 30 digits."""
+    a0 = (0.31, 0.3, 0.12)
+    r = run_flow(FlowProblem(clean_training_set(5), a0), FlowOptions(precision=160))
+    assert r.status == "converged"
+    exact = clean_limit(a0, 5, prec_bits=300)
+    with mpmath.workprec(300):
+        err = max(abs(to_mpf(x) - e) / abs(e) for x, e in zip(r.a, exact))
+    assert err < mpmath.mpf("1e-30")
+
+
+def test_batched_equals_single():
+    ts = poisoned_training_set(5)
+    ps = [FlowProblem(ts, (0.2, 0.1, 0.05)), FlowProblem(ts, (0.3, 0.15, 0.01))]
+    batch = run_flows(ps, FlowOptions(rtol=1e-11))
+    for p, b in zip(ps, batch):
+        single = run_flow(p, FlowOptions(rtol=1e-11))
+        assert np.allclose(b.a, single.a, rtol=1e-8, atol=1e-10)
+
+
+def test_flow_rhs_is_the_gradient():
+    """The engine integrates -grad L: the loss decreases monotonically along the recorded trajectory."""
+    r = run_flow(FlowProblem(poisoned_training_set(5), (0.2, 0.1, 0.05)), FlowOptions(record=True))
+    losses = [float(L) for *_, L in r.trajectory]
+    assert all(l2 <= l1 * (1 + 1e-12) for l1, l2 in zip(losses, losses[1:]))
+
+
+@pytest.mark.slow
+def test_certified_digits_are_honest_and_loose_runs_report_fewer():
+    """A tolerance-1e-6 run certified against a tight reference claims few digits, and none of them wrong."""
+    ts = poisoned_training_set(5)
+    p = FlowProblem(ts, (0.2, 0.1, 0.05))
+    q = lambda a, b, c: extrapolation_error(a, b, c, 3, 20)  # noqa: E731
+    truth_run = run_flow(p, FlowOptions(precision=200))
+    with mpmath.workprec(220):
+        truth = q([to_mpf(v) for v in truth_run.a], [1] * 3, [1] * 3)
+    default = certified_flows([p], q)[0]
+    assert default.quantity.digits >= 8
+    assert correct_digits(default.quantity.text, truth) >= default.quantity.digits
+    loose = run_flow(p, FlowOptions(rtol=1e-6))
+    from verify.certify import certify
+
+    with mpmath.workprec(100):
+        loose_value = q([to_mpf(v) for v in loose.a], [1] * 3, [1] * 3)
+    c = certify(loose_value, default.quantity.value, 14)
+    assert c.digits < default.quantity.digits
+    assert correct_digits(c.text, truth) >= c.digits
+
+
+def test_oracle_fast_path_applies_only_to_clean_theory_flows():
+    assert oracle_applies(FlowProblem(clean_training_set(6), (0.1, 0.05)))
+    assert not oracle_applies(FlowProblem(poisoned_training_set(6), (0.1, 0.05)))
+    assert not oracle_applies(FlowProblem(clean_training_set(6), (0.1, -0.05)))
+    assert not oracle_applies(FlowProblem(clean_training_set(6), (0.1, 0.05), b=(1, 2)))
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(precision=52), "precision must be >= 53"),
+        (dict(rtol=float("nan")), "rtol must be finite"),
+        (dict(t_max=-1.0), "t_max must be > 0"),
+    ],
+)
+def test_options_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FlowOptions(**kwargs)
+
+
+def test_problem_validation():
+    with pytest.raises(ValueError, match=r"a0\[1\] must be finite"):
+        FlowProblem(clean_training_set(4), (0.1, float("nan")))
+    with pytest.raises(ValueError, match="b must have length 2"):
+        FlowProblem(clean_training_set(4), (0.1, 0.2), b=(1, 1, 1))
+
+
+def test_kernels_used_by_engine_in_gmpy2_match_float64():
+    import gmpy2
+
+    with gmpy2.local_context(gmpy2.get_context(), precision=113):
+        a = np.array([gmpy2.mpfr("0.3"), gmpy2.mpfr("0.1")], dtype=object)
+        one = np.array([gmpy2.mpfr(1)] * 2, dtype=object)
+        U = np.array([[gmpy2.mpfr(v) for v in row] for row in poisoned_training_set(4).inputs], dtype=object)
+        y = np.array([gmpy2.mpfr(1), gmpy2.mpfr(1)], dtype=object)
+        g = kernels.neg_grad_a(a, one, one, U, y)
+    ref = kernels.neg_grad_a(np.array([0.3, 0.1]), np.ones(2), np.ones(2), np.array(U, dtype=float), np.ones(2))
+    assert np.allclose(np.array(g, dtype=float), ref, rtol=1e-15)

@@ -1,0 +1,231 @@
+"""Flows with certified digits: every run is paired with an independent, more accurate re-run.
+
+``certified_flows(problems, quantity, precision)`` integrates gradient flows and reports a
+scalar ``quantity(a, b, c)`` of each limit (e.g. the extrapolation error) with its
+certified significant digits (:mod:`verify.certify`):
+
+* **Exact oracle** (clean flows with B = C = 1 and the single training sequence e_0, all
+  entries positive; SPEC §8, :mod:`theory.oracle`): the limit is the root of a
+  one-dimensional equation. The run solves it at the requested precision, the reference
+  at 64 more bits; both include the guard bits the cancellation needs.
+* **Integration** (everything else): the stiff extrapolation method of
+  :mod:`verify.flow`. Default path: a float64 run certified by an x86 ``longdouble``
+  (64-bit mantissa) re-run at a 1000x tighter tolerance. ``precision=P``: a run at P bits
+  certified by a re-run at ``P + max(32, P/4)`` bits and the tolerance of that precision.
+
+Digits are capped by what the run's own arithmetic carries (14 for the float64 default
+path, ``floor(P log10 2) - 1`` at P bits). The reference also carries its own loss
+threshold, so the truncation of the flow at convergence is part of what is certified.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mpmath
+import numpy as np
+from scipy import integrate as sp_integrate
+
+from theory import oracle
+from theory.validation import require_int
+from verify.certify import Certified, certify, digits_supported, to_mpf
+from verify.flow import FlowOptions, FlowProblem, run_flows
+
+__all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "DEFAULT_DIGITS_CAP"]
+
+DEFAULT_DIGITS_CAP = digits_supported(53)  # 14: what a float64 result can carry
+_ORACLE_REFERENCE_EXTRA_BITS = 64
+
+
+@dataclass(frozen=True)
+class CertifiedRun:
+    """One flow with its certified quantity.
+
+    ``method`` is ``"oracle"`` or ``"integration"``; ``precision_bits`` is the run's working
+    precision (53 for the default path) and ``reference_bits`` the re-run's.
+    """
+
+    problem: FlowProblem
+    method: str
+    status: str
+    quantity: Certified
+    t_converged: float | None
+    train_loss: float
+    precision_bits: int
+    reference_bits: int
+    limit: tuple  # the run's final a (as mpmath.mpf)
+    steps: int = 0
+    note: str = ""
+
+
+def oracle_applies(problem: FlowProblem) -> bool:
+    """True for the clean theory-row flow: train A only, B = C = 1, one sequence e_0 with a positive label, a0 > 0, H >= 3."""
+    ts = problem.training_set
+    if problem.train != "a" or ts.samples != 1 or ts.horizon < 3:
+        return False
+    if any(v != 1 for v in problem.b) or any(v != 1 for v in problem.c):
+        return False
+    e0 = tuple(1 if k == 0 else 0 for k in range(ts.horizon))
+    return tuple(ts.inputs[0]) == e0 and ts.labels[0] > 0 and all(v > 0 for v in problem.a0)
+
+
+def _oracle_time(a0, horizon: int, label, loss_tol: float) -> float:
+    """Time at which the clean flow's loss reaches ``loss_tol`` (float64 quadrature of the exact reduction).
+
+    With ``x_i = a_i(0)^-p`` and ``d_i = x_i - min x`` (formed at high precision), ``w = min x - s``
+    runs from ``min x`` to ``w_eta`` and ``dt = -dw / (2p(H-1)(S(w) - y*))`` with
+    ``S(w) = sum (d_i + w)^-q``; substituting ``w = w* + sign e^v`` removes the endpoint
+    singularity. Below ``eta_0 = 1e-9 y*`` (beyond float64 resolution of ``S - y*``) the
+    approach is linear, ``S - y* ~ e^{-lambda t}`` with ``lambda = 2p(H-1) q sum (d_i + w*)^{-q-1}``,
+    so the remaining time is ``ln(eta_0 / eta) / lambda``. Reported to 3 significant digits.
+    """
+    H = horizon
+    if H == 3:
+        return float(oracle.clean_convergence_time(a0, H, loss_tol, label, prec_bits=53))
+    p, q = H - 3, (H - 1) / (H - 3)
+    y = float(label)
+    eta_target = math.sqrt(loss_tol)
+    eta = max(eta_target, 1e-9 * y)
+    S0 = float(sum(mpmath.mpf(float(v)) ** (H - 1) for v in a0))
+    if abs(S0 - y) <= eta:
+        return 0.0
+    with mpmath.workprec(256):
+        x = [mpmath.mpf(float(v)) ** -p for v in a0]
+        xmin = min(x)
+        d = np.array([float(xi - xmin) for xi in x])
+        w0 = float(xmin)
+
+    def S(w):
+        return float(np.sum((d + w) ** -q))
+
+    def root(target):
+        lo, hi = target ** (-1 / q), (len(d) / target) ** (1 / q)
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if S(mid) > target:
+                lo = mid
+            else:
+                hi = mid
+        return 0.5 * (lo + hi)
+
+    w_star = root(y)
+    w_eta = root(y - eta if S0 < y else y + eta)
+    sign = 1.0 if w0 > w_star else -1.0
+    rate = 2 * p * (H - 1)
+    v0, v_eta = math.log(abs(w0 - w_star)), math.log(abs(w_eta - w_star))
+
+    def integrand(v):
+        step = math.exp(v)
+        return step / (rate * abs(S(w_star + sign * step) - y))
+
+    t, _ = sp_integrate.quad(integrand, v_eta, v0, limit=400, epsabs=0, epsrel=1e-10)
+    rate_lin = rate * q * float(np.sum((d + w_star) ** (-q - 1)))
+    return t + math.log(eta / eta_target) / rate_lin
+
+
+def _oracle_runs(problems, quantity, precision: int | None) -> list[CertifiedRun]:
+    bits = 53 if precision is None else precision
+    cap = DEFAULT_DIGITS_CAP if precision is None else digits_supported(bits)
+    ref_bits = max(bits, 64) + _ORACLE_REFERENCE_EXTRA_BITS
+    loss_tol = FlowOptions(precision=bits).effective_loss_tol
+    out = []
+    for p in problems:
+        H, y = p.training_set.horizon, p.training_set.labels[0]
+        run_limit = oracle.clean_limit(p.a0, H, y, prec_bits=max(bits, 64))
+        ref_limit = oracle.clean_limit(p.a0, H, y, prec_bits=ref_bits)
+        with mpmath.workprec(max(bits, 64)):
+            value = quantity(run_limit, [mpmath.mpf(v) for v in p.b], [mpmath.mpf(v) for v in p.c])
+        with mpmath.workprec(ref_bits):
+            ref = quantity(ref_limit, [mpmath.mpf(v) for v in p.b], [mpmath.mpf(v) for v in p.c])
+        out.append(
+            CertifiedRun(
+                problem=p,
+                method="oracle",
+                status="converged",
+                quantity=certify(value, ref, cap),
+                t_converged=_oracle_time(p.a0, H, y, loss_tol),
+                train_loss=0.0,
+                precision_bits=bits,
+                reference_bits=ref_bits,
+                limit=tuple(run_limit),
+                note="exact one-dimensional reduction of the clean flow (conserved a_i^-(H-3) differences)",
+            )
+        )
+    return out
+
+
+def _integration_runs(problems, quantity, precision: int | None, t_max: float) -> list[CertifiedRun]:
+    if precision is None:
+        run_opts = FlowOptions(precision=53, rtol=1e-13, t_max=t_max)
+        ref_opts = FlowOptions(precision=64, rtol=1e-16, loss_tol=run_opts.effective_loss_tol * 1e-6, t_max=t_max)
+        cap = DEFAULT_DIGITS_CAP
+    else:
+        run_opts = FlowOptions(precision=precision, t_max=t_max)
+        ref_opts = FlowOptions(precision=precision + max(32, precision // 4), t_max=t_max)
+        cap = digits_supported(precision)
+    runs = run_flows(problems, run_opts)
+    refs = run_flows(problems, ref_opts)
+    out = []
+    for p, r, f in zip(problems, runs, refs):
+        value = _quantity_of(quantity, r)
+        ref = _quantity_of(quantity, f)
+        certified = certify(value, ref, cap) if r.status == "converged" and f.status == "converged" else certify(value, ref, 0)
+        out.append(
+            CertifiedRun(
+                problem=p,
+                method="integration",
+                status=r.status,
+                quantity=certified,
+                t_converged=None if r.t_converged is None else float(r.t_converged),
+                train_loss=float(r.loss),
+                precision_bits=run_opts.precision,
+                reference_bits=ref_opts.precision,
+                limit=tuple(to_mpf(v) for v in r.a),
+                steps=r.steps,
+                note="" if r.status == "converged" else f"run ended with status {r.status}",
+            )
+        )
+    return out
+
+
+def _quantity_of(quantity, result):
+    with mpmath.workprec(max(result.precision_bits, 53) + 16):
+        a = [to_mpf(v) for v in result.a]
+        b = [to_mpf(v) for v in result.b]
+        c = [to_mpf(v) for v in result.c]
+        return quantity(a, b, c)
+
+
+def certified_flows(
+    problems: list[FlowProblem],
+    quantity,
+    precision: int | None = None,
+    *,
+    use_oracle: bool = True,
+    t_max: float = 1e20,
+) -> list[CertifiedRun]:
+    """Run every flow and certify ``quantity(a, b, c)`` of its limit (see the module docstring).
+
+    Args:
+        problems: flows; those that share training set, B, C and ``train`` are integrated as a batch.
+        quantity: function of the limit's ``a, b, c`` (sequences of ``mpmath.mpf``), evaluated under
+            ``mpmath.workprec``; e.g. ``lambda a, b, c: extrapolation_error(a, b, c, D, 20)``.
+        precision: ``None`` for the fast default path, or the working precision in bits (>= 53).
+        use_oracle: use the exact oracle where it applies (else integrate every flow).
+        t_max: time limit of the integrations.
+    """
+    if precision is not None:
+        precision = require_int("precision", precision, minimum=53)
+    results: dict[int, CertifiedRun] = {}
+    exact = [k for k, p in enumerate(problems) if use_oracle and oracle_applies(p)]
+    for k, run in zip(exact, _oracle_runs([problems[k] for k in exact], quantity, precision)):
+        results[k] = run
+    groups: dict[tuple, list[int]] = {}
+    for k, p in enumerate(problems):
+        if k not in results:
+            groups.setdefault((p.training_set, p.b, p.c, p.train, p.state_dim), []).append(k)
+    for members in groups.values():
+        for k, run in zip(members, _integration_runs([problems[k] for k in members], quantity, precision, t_max)):
+            results[k] = run
+    return [results[k] for k in range(len(problems))]

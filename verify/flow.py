@@ -1,0 +1,277 @@
+"""Gradient-flow engine: ``d theta/dt = -grad L_H(theta)`` on any training set, in any precision.
+
+The right-hand side and its Jacobian come from :mod:`verify.kernels` (held against the
+SymPy derivation by the tests); the integrator is the stiff, arbitrary-precision
+extrapolation method of :mod:`verify.seulex`, with the structured linear solves of
+:mod:`verify.linalg`:
+
+* only A trained (B, C fixed): ``J = diag(d) - (2/N) G^T G`` (rank-N update of a diagonal;
+  solves in O(D N^2) by Sherman–Morrison–Woodbury);
+* A, B, C trained: the dense ``3D x 3D`` Jacobian of :func:`verify.kernels.jacobian_abc`.
+
+The working precision selects the number type: 53 bits → ``float64``, 64 bits → x86
+``longdouble``, anything else → ``gmpy2.mpfr`` at that precision. The flow runs until
+the training loss falls below a threshold tied to the precision (``loss_tol``, default
+``4**-(bits - 8)``, i.e. residuals near ``2**-bits``): status ``converged``; or until an
+entry's magnitude exceeds ``blowup``: ``diverged`` (with the time); or until ``t_max`` or
+the step budget: ``time_limit``. Several initial points sharing a training set and
+B, C can be integrated together (one shared step size): :func:`run_flows`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import gmpy2
+import numpy as np
+
+from theory.derivation import TRAIN_CHOICES
+from theory.training_set import TrainingSet
+from theory.validation import require_finite_sequence, require_int, require_real
+from verify import kernels
+from verify.linalg import dense_solver, diag_plus_lowrank_solver
+from verify.seulex import SeulexOptions, integrate, to_working
+
+__all__ = ["FlowProblem", "FlowOptions", "FlowResult", "run_flow", "run_flows", "working_dtype", "STATUSES"]
+
+STATUSES = ("converged", "diverged", "time_limit")
+
+
+def working_dtype(bits: int):
+    """NumPy dtype for a working precision: float64 (53), longdouble (64, where it has a 64-bit mantissa), object (gmpy2)."""
+    if bits == 53:
+        return np.dtype(np.float64)
+    if bits == 64 and np.finfo(np.longdouble).nmant == 63:
+        return np.dtype(np.longdouble)
+    return np.dtype(object)
+
+
+@dataclass(frozen=True)
+class FlowProblem:
+    """Gradient flow of ``L_H`` on ``training_set`` from ``a0`` (and ``b``, ``c``).
+
+    Args:
+        training_set: the N sequences and labels.
+        a0: initial diagonal of A (length D >= 1).
+        b, c: B and C (fixed when ``train == "a"``, initial values when ``"abc"``); default all ones.
+        train: ``"a"`` or ``"abc"``.
+    """
+
+    training_set: TrainingSet
+    a0: tuple
+    b: tuple | None = None
+    c: tuple | None = None
+    train: str = "a"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.training_set, TrainingSet):
+            raise ValueError("training_set must be a TrainingSet")
+        a0 = require_finite_sequence("a0", self.a0)
+        if len(a0) < 1:
+            raise ValueError("a0 must have at least one entry")
+        D = len(a0)
+        b = (1,) * D if self.b is None else require_finite_sequence("b", self.b, length=D)
+        c = (1,) * D if self.c is None else require_finite_sequence("c", self.c, length=D)
+        if self.train not in TRAIN_CHOICES:
+            raise ValueError(f"train must be one of {', '.join(TRAIN_CHOICES)}, got {self.train!r}")
+        object.__setattr__(self, "a0", a0)
+        object.__setattr__(self, "b", b)
+        object.__setattr__(self, "c", c)
+
+    @property
+    def state_dim(self) -> int:
+        return len(self.a0)
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """Precision and stopping rules of a flow.
+
+    Args:
+        precision: working precision in bits (>= 53): 53 = float64, 64 = longdouble, else gmpy2.
+        rtol: integrator tolerance; default ``10**-(digits - 2)`` with ``digits = floor(bits log10 2)``.
+        loss_tol: convergence threshold on the training loss; default ``4**-(bits - 8)``.
+        t_max: time limit (status ``time_limit``).
+        blowup: magnitude of an entry that counts as divergence.
+        max_steps: step budget of the integrator (status ``time_limit`` when exhausted).
+        record: keep ``(t, theta, loss)`` after every accepted step.
+    """
+
+    precision: int = 53
+    rtol: float | None = None
+    loss_tol: float | None = None
+    t_max: float = 1e20
+    blowup: float = 1e6
+    max_steps: int = 200_000
+    record: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", require_int("precision", self.precision, minimum=53))
+        if self.rtol is not None:
+            object.__setattr__(self, "rtol", require_real("rtol", self.rtol, positive=True))
+        if self.loss_tol is not None:
+            object.__setattr__(self, "loss_tol", require_real("loss_tol", self.loss_tol, positive=True))
+        object.__setattr__(self, "t_max", require_real("t_max", self.t_max, positive=True))
+        object.__setattr__(self, "blowup", require_real("blowup", self.blowup, positive=True))
+        object.__setattr__(self, "max_steps", require_int("max_steps", self.max_steps, minimum=1))
+
+    @property
+    def effective_rtol(self):
+        if self.rtol is not None:
+            return self.rtol
+        digits = int(math.floor(self.precision * math.log10(2)))
+        return 10.0 ** -(digits - 2) if digits - 2 <= 300 else 10.0**-300
+
+    @property
+    def effective_loss_tol(self):
+        if self.loss_tol is not None:
+            return self.loss_tol
+        return 4.0 ** -(self.precision - 8) if self.precision < 500 else 0.0
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """Outcome of one flow. Numbers are in the working type (float64, longdouble or gmpy2.mpfr)."""
+
+    status: str
+    t: object  # time at which the integration ended
+    t_converged: object | None  # first accepted step with loss <= loss_tol
+    t_diverged: object | None
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    loss: object
+    precision_bits: int
+    steps: int
+    rejected: int
+    trajectory: list = field(default_factory=list, repr=False)  # [(t, a, b, c, loss)]
+
+
+def _working(values, dtype):
+    return np.array([to_working(v, dtype) for v in values], dtype=dtype)
+
+
+def run_flows(problems: list[FlowProblem], options: FlowOptions = FlowOptions()) -> list[FlowResult]:
+    """Integrate several flows that share the training set, B, C and ``train`` (batched, one step size).
+
+    Each result has its own convergence time; the batch runs until every member has
+    converged or diverged, or the time / step limit is reached.
+    """
+    if not problems:
+        raise ValueError("problems must not be empty")
+    first = problems[0]
+    for p in problems[1:]:
+        if (p.training_set, p.b, p.c, p.train, p.state_dim) != (first.training_set, first.b, first.c, first.train, first.state_dim):
+            raise ValueError("problems: batched flows must share training_set, b, c, train and state_dim")
+    bits = options.precision
+    dtype = working_dtype(bits)
+    ctx = gmpy2.local_context(gmpy2.get_context(), precision=bits) if dtype == object else _Null()
+    with ctx:
+        return _run(problems, options, dtype)
+
+
+def run_flow(problem: FlowProblem, options: FlowOptions = FlowOptions()) -> FlowResult:
+    """Integrate one gradient flow; see :class:`FlowOptions` for precision and stopping rules."""
+    return run_flows([problem], options)[0]
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _run(problems, options, dtype) -> list[FlowResult]:
+    first = problems[0]
+    ts = first.training_set
+    B, D = len(problems), first.state_dim
+    U = np.array([[to_working(v, dtype) for v in row] for row in ts.inputs], dtype=dtype)
+    y = _working(ts.labels, dtype)
+    N = ts.samples
+    two_over_n = to_working(2, dtype) / to_working(N, dtype)
+    a0 = np.stack([_working(p.a0, dtype) for p in problems])
+    b0, c0 = _working(first.b, dtype), _working(first.c, dtype)
+    loss_tol = to_working(options.effective_loss_tol, dtype)
+
+    if first.train == "a":
+        theta0 = a0
+
+        def split(theta):
+            return theta, b0, c0
+
+        def fun(theta):
+            return kernels.neg_grad_a(theta, b0, c0, U, y)
+
+        def make_solver(theta):
+            d, G = kernels.jacobian_a(theta, b0, c0, U, y)
+            return diag_plus_lowrank_solver(d, G, two_over_n)
+
+    else:
+        theta0 = np.stack([a0, np.broadcast_to(b0, a0.shape), np.broadcast_to(c0, a0.shape)], axis=-2)  # (B, 3, D)
+
+        def split(theta):
+            return theta[..., 0, :], theta[..., 1, :], theta[..., 2, :]
+
+        def fun(theta):
+            return kernels.neg_grad_abc(*split(theta), U, y)
+
+        def make_solver(theta):
+            solve = dense_solver(kernels.jacobian_abc(*split(theta), U, y))
+            shape = theta.shape
+            return lambda h, r: solve(h, r.reshape(shape[:-2] + (3 * D,))).reshape(shape)
+
+    t_conv: list = [None] * B
+    trajectory: list = []
+    loss0 = kernels.loss(*split(theta0), U, y)
+    for k in range(B):
+        if loss0[k] <= loss_tol:
+            t_conv[k] = to_working(0, dtype)
+    if options.record:
+        trajectory.append((to_working(0, dtype), *(np.array(v, copy=True) for v in split(theta0)), loss0))
+
+    def observe(t, theta):
+        L = kernels.loss(*split(theta), U, y)
+        for k in range(B):
+            if t_conv[k] is None and L[k] <= loss_tol:
+                t_conv[k] = t
+        if options.record:
+            trajectory.append((t, *(np.array(v, copy=True) for v in split(theta)), L))
+
+    def stop(t, theta):
+        return all(tc is not None for tc in t_conv)
+
+    seulex_options = SeulexOptions(rtol=options.effective_rtol, atol=0, max_steps=options.max_steps)
+    res = integrate(fun, make_solver, theta0, 0, options.t_max, seulex_options, stop=stop, observe=observe, blowup=options.blowup)
+    theta = res.y
+    a, b, c = split(theta)
+    L = kernels.loss(a, b, c, U, y)
+    diverged = res.status in ("blowup", "step_too_small")
+    out = []
+    for k in range(B):
+        if t_conv[k] is not None:
+            status = "converged"
+        elif diverged:
+            status = "diverged"
+        else:
+            status = "time_limit"
+        traj = [(t, aa[k], np.broadcast_to(bb, aa.shape)[k], np.broadcast_to(cc, aa.shape)[k], ll[k]) for t, aa, bb, cc, ll in trajectory]
+        out.append(
+            FlowResult(
+                status=status,
+                t=res.t,
+                t_converged=t_conv[k],
+                t_diverged=res.t if (diverged and t_conv[k] is None) else None,
+                a=np.array(a[k]),
+                b=np.array(np.broadcast_to(b, a.shape)[k]),
+                c=np.array(np.broadcast_to(c, a.shape)[k]),
+                loss=L[k],
+                precision_bits=options.precision,
+                steps=res.n_steps,
+                rejected=res.n_rejected,
+                trajectory=traj,
+            )
+        )
+    return out

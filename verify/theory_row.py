@@ -1,0 +1,149 @@
+"""The paper's theory row (Table 1; SPEC §5–6): clean and poisoned flows for the published seeds.
+
+For each horizon H in the row, each seed of :data:`theory.construction.THEORY_ROW` and each
+condition (without / with the poison u† = e_{H-2}), the student starts from the paper's
+initialisation, trains A (B = C = 1) by gradient flow to convergence, and the
+extrapolation error over J = 20 steps is reported with its certified digits
+(:mod:`verify.certified_flow`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mpmath
+
+from theory.construction import THEORY_ROW, clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
+from theory.validation import require_int
+from verify.certified_flow import CertifiedRun, certified_flows
+from verify.flow import FlowProblem
+
+__all__ = ["TheoryRowRun", "theory_row_problems", "run_theory_row", "row_summary", "PUBLISHED_METHOD_DIGITS"]
+
+# The published numbers came from float64 odeint, default tolerances, fixed final times (SPEC §6, §8):
+# re-running that method gets 3.1-4.4 correct digits per run (benchmarks/theory_row.py measures it).
+PUBLISHED_METHOD_DIGITS = 3
+
+
+@dataclass(frozen=True)
+class TheoryRowRun:
+    horizon: int
+    seed: int
+    poisoned: bool
+    run: CertifiedRun
+
+    def to_json(self) -> dict:
+        r = self.run
+        return {
+            "horizon": self.horizon,
+            "seed": self.seed,
+            "poisoned": self.poisoned,
+            "ext_error": r.quantity.text,
+            "certified_digits": r.quantity.digits,
+            "train_loss": f"{r.train_loss:.3e}",
+            "status": r.status,
+            "t_converged": None if r.t_converged is None else float(f"{r.t_converged:.3e}"),
+            "precision_bits": r.precision_bits,
+            "reference_bits": r.reference_bits,
+            "method": r.method,
+        }
+
+
+def theory_row_problems(horizon: int, poisoned: bool) -> list[tuple[int, FlowProblem]]:
+    """(seed, problem) for every published seed of the theory row at ``horizon``."""
+    cfg = THEORY_ROW[horizon]
+    ts = poisoned_training_set(horizon) if poisoned else clean_training_set(horizon)
+    return [
+        (seed, FlowProblem(ts, tuple(paper_initialisation(seed, cfg["state_dim"], cfg["init_scale"], cfg["gap_exponent"]))))
+        for seed in cfg["seeds"]
+    ]
+
+
+def run_theory_row(horizons=(7, 9), precision: int | None = None, progress=None, parallel: int = 1) -> list[TheoryRowRun]:
+    """Run the row. ``progress(n)`` is called after each group of ``n`` finished runs.
+
+    ``parallel > 1`` runs the groups (horizon x condition) in that many processes (joblib).
+    """
+    for H in horizons:
+        if H not in THEORY_ROW:
+            raise ValueError(f"horizon must be one of {', '.join(map(str, sorted(THEORY_ROW)))} for the theory row, got {H}")
+    if precision is not None:
+        precision = require_int("precision", precision, minimum=53)
+    groups = [(H, poisoned) for H in horizons for poisoned in (False, True)]
+    if parallel > 1:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=parallel, return_as="generator")(delayed(_run_group)(H, p, precision) for H, p in groups)
+    else:
+        results = (_run_group(H, p, precision) for H, p in groups)
+    out: list[TheoryRowRun] = []
+    for group in results:
+        out.extend(group)
+        if progress is not None:
+            progress(len(group))
+    order = {(H, p): k for k, (H, p) in enumerate(groups)}
+    return sorted(out, key=lambda r: (order[(r.horizon, r.poisoned)], r.seed))
+
+
+def _run_group(H: int, poisoned: bool, precision: int | None) -> list[TheoryRowRun]:
+    D = THEORY_ROW[H]["state_dim"]
+    J = THEORY_ROW[H]["extrapolation_length"]
+    seeds_problems = theory_row_problems(H, poisoned)
+    runs = certified_flows([p for _, p in seeds_problems], lambda a, b, c: extrapolation_error(a, b, c, D, J), precision)
+    return [TheoryRowRun(H, seed, poisoned, run) for (seed, _), run in zip(seeds_problems, runs)]
+
+
+def row_summary(runs: list[TheoryRowRun], horizon: int, poisoned: bool) -> dict:
+    """Mean of the certified errors (digits: the fewest among the seeds), published values and their comparison."""
+    sel = [r for r in runs if r.horizon == horizon and r.poisoned == poisoned]
+    ok = [r for r in sel if r.run.status == "converged" and r.run.quantity.digits > 0]
+    published = THEORY_ROW[horizon]["published_poisoned" if poisoned else "published_clean"]
+    if not ok:
+        return {"horizon": horizon, "poisoned": poisoned, "mean": None, "published": published, "excluded": len(sel)}
+    with mpmath.workprec(256):
+        mean = mpmath.fsum(r.run.quantity.value for r in ok) / len(ok)
+    digits = min(r.run.quantity.digits for r in ok)
+    comparison = {}
+    for source, value in published.items():
+        rel = float(abs(mean - value) / value)
+        printed_digits = len(f"{value:.6e}".split("e")[0].replace(".", "").rstrip("0"))
+        # agreement to the digits the published value prints (half a unit in its last place)
+        within_print = rel <= 0.5 * 10 ** (1 - printed_digits) / (value / 10 ** mpmath.floor(mpmath.log10(value)))
+        comparison[source] = {
+            "published": value,
+            "relative_difference": float(f"{rel:.3g}"),
+            "agrees_to_printed_digits": bool(within_print),
+        }
+    return {
+        "horizon": horizon,
+        "poisoned": poisoned,
+        "mean": mpmath.nstr(mean, min(digits, 12), strip_zeros=False, min_fixed=1, max_fixed=0),
+        "mean_digits": min(digits, 12),
+        "runs": len(ok),
+        "excluded": len(sel) - len(ok),
+        "published": comparison,
+    }
+
+
+def explain_difference(summary: dict) -> list[str]:
+    """Plain-language reasons for differences between our mean and the published ones."""
+    lines = []
+    for source, cmp in summary.get("published", {}).items():
+        if not isinstance(cmp, dict):
+            continue
+        if cmp["agrees_to_printed_digits"]:
+            lines.append(f"{source}: agrees to every digit the published value prints.")
+        elif source == "poster":
+            lines.append(
+                f"{source}: differs by {cmp['relative_difference']:.1%}; the paper's code prints a mean that our "
+                "certified mean matches, so the poster's number is not the mean of these four seeds' flows "
+                "(a different run, or a rounding of a different average)."
+            )
+        else:
+            lines.append(
+                f"{source}: differs by {cmp['relative_difference']:.2g} relative; the published method (float64 odeint, "
+                f"default tolerances, fixed final time) carries about {PUBLISHED_METHOD_DIGITS}-4 correct digits per run, "
+                "so differences below ~1e-3 relative are its error, not ours."
+            )
+    return lines
+
