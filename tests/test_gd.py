@@ -1,0 +1,229 @@
+"""Batched GD trainers of the "beyond" and "non-linear" rows: gradients, batching, optimisers, statuses."""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from verify import kernels
+from verify.gd import (
+    Adam,
+    AdaptiveStep,
+    BeyondConfig,
+    NonlinearConfig,
+    beyond_objective,
+    beyond_problem,
+    nonlinear_objective,
+    nonlinear_problem,
+    train_beyond,
+    train_nonlinear,
+)
+from verify.mlp import mlp_backward, mlp_forward
+
+
+def _padded_batch(rng, R=2, sizes=(3, 5), H=5, D=4, width=None):
+    """Random parameters for R runs and zero-padded per-run data with a mask."""
+    n_max = max(sizes)
+    U = np.zeros((R, n_max, H))
+    y = np.zeros((R, n_max))
+    mask = np.zeros((R, n_max))
+    for r, n in enumerate(sizes):
+        U[r, :n] = rng.normal(size=(n, H))
+        y[r, :n] = rng.normal(size=n)
+        mask[r, :n] = 1
+    params = [rng.uniform(0.2, 0.9, (R, D)), rng.normal(size=(R, D)), rng.normal(size=(R, D))]
+    if width is not None:
+        params += [rng.normal(size=(R, width)), rng.normal(size=(R, width, width)), rng.normal(size=(R, width))]
+    return params, U, y, mask
+
+
+def _central_differences(objective, params, h=1e-6):
+    """d(sum_r L_r)/d theta by central differences, one entry at a time."""
+    out = []
+    for k, p in enumerate(params):
+        g = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            plus = [q.copy() for q in params]
+            minus = [q.copy() for q in params]
+            plus[k][idx] += h
+            minus[k][idx] -= h
+            g[idx] = (objective(plus)[0].sum() - objective(minus)[0].sum()) / (2 * h)
+        out.append(g)
+    return out
+
+
+def test_beyond_gradients_match_finite_differences():
+    params, U, y, mask = _padded_batch(np.random.default_rng(1))
+    objective = lambda th: beyond_objective(th, U, y, mask)  # noqa: E731
+    _, grads = objective(params)
+    for g, fd in zip(grads, _central_differences(objective, params)):
+        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_padded_batch_equals_unpadded_kernels():
+    """A padded run's loss and gradient equal the kernels' on its real sequences alone."""
+    params, U, y, mask = _padded_batch(np.random.default_rng(2), sizes=(3, 6))
+    loss, grads = beyond_objective(params, U, y, mask)
+    for r in range(2):
+        n = int(mask[r].sum())
+        a, b, c = (p[r] for p in params)
+        assert loss[r] == pytest.approx(kernels.loss(a, b, c, U[r, :n], y[r, :n]), rel=1e-13)
+        neg = kernels.neg_grad_abc(a, b, c, U[r, :n], y[r, :n])
+        np.testing.assert_allclose(-np.stack([g[r] for g in grads]), neg, rtol=1e-12, atol=1e-14)
+
+
+def test_mlp_gradients_match_finite_differences():
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(size=(2, 4)), rng.normal(size=(2, 4, 4)), rng.normal(size=(2, 4))]
+    y = rng.normal(size=(2, 6))
+    target = rng.normal(size=(2, 6))
+
+    def objective(th):
+        w, yy = th[:3], th[3]
+        f, cache = mlp_forward(w, yy)
+        loss = ((f - target) ** 2).sum(axis=1)
+        grads, dy = mlp_backward(w, cache, 2 * (f - target))
+        return loss, [*grads, dy]
+
+    _, grads = objective([*weights, y])
+    for g, fd in zip(grads, _central_differences(objective, [*weights, y])):
+        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_nonlinear_gradients_match_finite_differences():
+    params, U, y, mask = _padded_batch(np.random.default_rng(4), sizes=(4, 7), width=3)
+    objective = lambda th: nonlinear_objective(th, U, y, mask)  # noqa: E731
+    _, grads = objective(params)
+    assert len(grads) == 6
+    for g, fd in zip(grads, _central_differences(objective, params)):
+        np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_adaptive_step_by_hand():
+    """g_0 = 0.2*5 = 1, lr_0 = 0.01/(sqrt(1/0.2)+1e-6); g_1 = 0.8 + 0.2*10 = 2.8, lr_1 = 0.01/(sqrt(2.8/0.36)+1e-6)."""
+    opt = AdaptiveStep(1, lr=0.01)
+    params = [np.array([[1.0, 2.0]]), np.array([[0.5, 0.5]])]
+    active = np.array([True])
+    g0 = [np.array([[3.0, 4.0]]), np.zeros((1, 2))]  # sum of norms 5
+    params = opt.step(params, g0, 0, active)
+    lr0 = 0.01 / (math.sqrt(5.0) + 1e-6)
+    np.testing.assert_allclose(params[0], [[1 - 3 * lr0, 2 - 4 * lr0]], rtol=1e-15)
+    g1 = [np.array([[0.0, 6.0]]), np.array([[0.0, 8.0]])]  # sum of norms 6 + 8 = 14
+    params = opt.step(params, g1, 1, active)
+    lr1 = 0.01 / (math.sqrt((0.8 * 1.0 + 0.2 * 14.0) / 0.36) + 1e-6)
+    np.testing.assert_allclose(params[0], [[1 - 3 * lr0, 2 - 4 * lr0 - 6 * lr1]], rtol=1e-15)
+    np.testing.assert_allclose(params[1], [[0.5, 0.5 - 8 * lr1]], rtol=1e-15)
+    # a frozen run keeps its parameters and its state
+    before = opt.g.copy()
+    frozen = opt.step(params, g1, 2, np.array([False]))
+    np.testing.assert_array_equal(frozen[0], params[0])
+    np.testing.assert_array_equal(opt.g, before)
+
+
+def test_adam_first_step_is_signed_lr():
+    """At t = 0, m/(sqrt v) = sign(g): the step is lr * sign(g) up to eps."""
+    p = [np.array([[1.0, -1.0, 0.0]])]
+    opt = Adam(p, lr=0.01, eps=1e-12)
+    out = opt.step(p, [np.array([[2.0, -3.0, 0.0]])], 0, np.array([True]))
+    np.testing.assert_allclose(out[0], [[0.99, -0.99, 0.0]], rtol=1e-10)
+
+
+def test_batched_training_equals_single_runs():
+    """Mixed clean/poisoned batch (padding, runs frozen at different steps) == each run alone."""
+    cfg = replace(BeyondConfig(), extra_steps=50)
+    batch = train_beyond(cfg, [200, 201], [False, True], 6000)
+    assert {r.status for r in batch} == {"converged"}
+    assert len({r.steps for r in batch}) > 1  # runs stopped at different steps
+    for r in batch:
+        (single,) = train_beyond(cfg, [r.seed], [r.poisoned], 6000)
+        assert (single.steps, single.status, single.reached_at) == (r.steps, r.status, r.reached_at)
+        assert single.steps == single.reached_at + 50
+        for p, q in zip(single.params, r.params):
+            np.testing.assert_allclose(p, q, rtol=1e-11, atol=1e-14)
+        assert single.ext_error == pytest.approx(r.ext_error, rel=1e-9)
+
+
+def test_nonlinear_batched_equals_single_runs():
+    cfg = replace(NonlinearConfig(), extra_steps=5)
+    batch = train_nonlinear(cfg, [4540], [False, True], 300)
+    for r in batch:
+        (single,) = train_nonlinear(cfg, [r.seed], [r.poisoned], 300)
+        assert (single.steps, single.status) == (r.steps, r.status)
+        for p, q in zip(single.params, r.params):
+            np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-14)
+
+
+def test_poisoned_problem_extends_clean_problem():
+    cfg = BeyondConfig()
+    (a, b, c), U, y = beyond_problem(cfg, 7, False)
+    (a2, b2, c2), U2, y2 = beyond_problem(cfg, 7, True)
+    assert U.shape == (8, 6) and U2.shape == (18, 6)
+    np.testing.assert_array_equal(U2[:8], U)
+    np.testing.assert_array_equal(y, U.sum(axis=1))
+    assert (U[:, 2:] == 0).all() and (U2[8:, [0, 1, 2, 3, 5]] == 0).all() and (U2[8:, 4] != 0).all()
+    np.testing.assert_array_equal(a, a2)
+    assert a[1] == pytest.approx(a[0] - 0.05 / math.exp(15), abs=1e-16)
+    assert a.min() >= 0.1 and b.min() >= 0.1 and c.min() >= 0
+
+
+def test_nonlinear_teacher_labels():
+    cfg = NonlinearConfig()
+    _, U, y = nonlinear_problem(cfg, 3, True)
+    np.testing.assert_allclose(y, 7.5 * np.maximum(U.sum(axis=1), 0), rtol=1e-14)
+
+
+def test_status_diverged_with_huge_lr():
+    (r,) = train_beyond(replace(BeyondConfig(), lr=1e3), [200], [True], 1000)
+    assert r.status == "diverged" and r.steps < 1000
+
+
+def test_status_max_steps():
+    (r,) = train_beyond(BeyondConfig(), [200], [False], 5)
+    assert r.status == "max_steps" and r.steps == 5 and r.reached_at is None and r.train_loss > 0.01
+
+
+def test_determinism():
+    cfg = replace(NonlinearConfig(), extra_steps=0)
+    one = train_nonlinear(cfg, [11], [True], 50)
+    two = train_nonlinear(cfg, [11], [True], 50)
+    for p, q in zip(one[0].params, two[0].params):
+        np.testing.assert_array_equal(p, q)
+    assert one == two
+
+
+def test_progress_callback():
+    calls = []
+    train_beyond(BeyondConfig(), [1], [False], 3, progress=lambda t, n: calls.append((t, n)))
+    assert calls == [(0, 1), (3, 1)]  # (step, runs still active): at step 3 the budget is spent
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(horizon=2), dict(state_dim=1), dict(sd_a=0.0), dict(lr=-1.0), dict(beta=1.0), dict(tol=float("nan")),
+     dict(n_special=0), dict(extra_steps=-1), dict(baseline_positions=(0, 4)), dict(baseline_positions=(0, 0)),
+     dict(baseline_positions=(7,)), dict(horizon=True)],
+)
+def test_beyond_config_validation(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs)).split("_")[0]):
+        BeyondConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(width=0), dict(sd_mlp=0), dict(beta2=1.5), dict(eps=0), dict(ext_samples=0)])
+def test_nonlinear_config_validation(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        NonlinearConfig(**kwargs)
+
+
+def test_train_argument_validation():
+    with pytest.raises(ValueError, match="seeds"):
+        train_beyond(BeyondConfig(), [], [False], 1)
+    with pytest.raises(ValueError, match="poisoned_flags"):
+        train_beyond(BeyondConfig(), [1], [0], 1)
+    with pytest.raises(ValueError, match="max_steps"):
+        train_beyond(BeyondConfig(), [1], [False], -1)
+    with pytest.raises(ValueError, match="config"):
+        train_nonlinear(BeyondConfig(), [1], [False], 1)
+    with pytest.raises(ValueError, match="horizon"):
+        BeyondConfig.paper(7)
+    assert BeyondConfig.paper(10).state_dim == 20
