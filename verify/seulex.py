@@ -33,9 +33,11 @@ column ``k`` is ``H_k = h · safety · err_k^{-1/k}`` (clamped to
 (one Jacobian, ``n_i`` right-hand sides and solves and one factorisation per
 column), the order is chosen to minimise the work per unit step ``W_k = A_k / H_k``.
 For a target order ``k`` the step is accepted in the first column of the window
-``k-1, k, k+1`` whose estimate is ``≤ 1``; it is rejected early when the estimate
-is too large for convergence to be expected in the window (``err_{k-1} > n_k n_{k+1} / n_1^2``,
-``err_k > n_{k+1} / n_1``). After an acceptance in column ``j`` the next target is
+``k-1, k, k+1`` whose estimate is ``≤ 1``; it is rejected early when convergence
+within the window is not to be expected: ``err_{k+1}`` is predicted from the
+observed contraction of the last two estimates (or, without one, from the
+Hairer–Wanner heuristic ``err_{i+1} ≈ err_i n_1 / n_{i+1}``, i.e. reject when
+``err_{k-1} > n_k n_{k+1} / n_1^2`` or ``err_k > n_{k+1} / n_1``). After an acceptance in column ``j`` the next target is
 ``j-1`` if ``W_{j-1} < order_decrease · W_j``, ``j+1`` if ``W_j < order_increase · W_{j-1}``,
 and ``j`` otherwise (``H_{j+1} ≈ H_j A_{j+1} / A_j``). A step whose columns
 contain non-finite values is rejected and retried with half the step size;
@@ -148,10 +150,11 @@ def _abs_max(x):
 def default_max_order(bits: int) -> int:
     """Default highest extrapolation column for a working precision of ``bits`` mantissa bits.
 
-    High precision needs high order: ``bits // 6`` columns, at least 8 and at most 40
-    (8 for float64, 10 for x86 longdouble, 21 at 128 bits, 33 at 200 bits).
+    High precision needs high order: ``bits // 5`` columns, at least 12 and at most 40
+    (12 for float64 and x86 longdouble, 25 at 128 bits, 40 from 200 bits). The
+    work-based order control only climbs as high as pays off.
     """
-    return max(8, min(40, bits // 6))
+    return max(12, min(40, bits // 5))
 
 
 def step_numbers(sequence: str, count: int) -> list[int]:
@@ -467,7 +470,7 @@ class _Controller:
         """
         opt, tab = self.opt, self.tab
         n = tab.n
-        fac, row = {}, []
+        fac, errs, row = {}, {}, []
         for j in range(1, k + 2):
             t_j1, n_f, n_s = tab.euler(fun, solve, y, f0, h, j)
             stats["f"] += n_f
@@ -481,14 +484,28 @@ class _Controller:
             if not math.isfinite(err):
                 return None, None, {}
             fac[j] = opt.max_factor if err == 0 else min(opt.max_factor, max(opt.min_factor, opt.safety * err ** (-1.0 / j)))
+            errs[j] = err
             if j < k - 1:
                 continue
             if err <= 1:
                 return j, row[-1], fac
-            # Reject early when convergence within the window is not to be expected.
-            if (j == k - 1 and err > n[k] * n[k + 1] / n[1] ** 2) or (j == k and err > n[k + 1] / n[1]) or j == k + 1:
+            if j == k + 1 or self._hopeless(errs, j, k + 1):
                 return None, None, fac
         raise AssertionError("unreachable: column k+1 always decides")
+
+    def _hopeless(self, errs, j, last):
+        """Convergence monitor: is ``err_last ≤ 1`` out of reach, judging from column ``j``?
+
+        Predicts ``err_last`` from the observed contraction ``err_j / err_{j-1}`` between
+        the last two columns when it is below 1, and otherwise from Hairer–Wanner's
+        heuristic ``err_{i+1} ≈ err_i · n_1 / n_{i+1}``.
+        """
+        n = self.tab.n
+        rate = errs[j] / errs[j - 1] if j - 1 in errs and 0 < errs[j] < errs[j - 1] else None
+        predicted = errs[j]
+        for i in range(j + 1, last + 1):
+            predicted *= rate if rate is not None else n[1] / n[i]
+        return predicted > 1
 
     def _work(self, fac):
         """Work per unit step ``W_j = A_j / H_j`` (up to the common factor ``1/h``)."""

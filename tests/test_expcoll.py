@@ -1,0 +1,77 @@
+"""Exponential collocation: exact weights, design order 2M, stiff accuracy at high precision."""
+
+import math
+
+import gmpy2
+import numpy as np
+import pytest
+
+from verify.expcoll import ExpCollOptions, _weights, integrate_expcoll
+
+S2 = 1 / math.sqrt(2)
+
+
+def _problem(mu, dtype):
+    """y' = -mu v v^T y + g(y), v = (1, 1)/sqrt 2, g(y) = (-y_1^2, -y_1 y_2): smooth, stiff along v for large mu."""
+    if dtype == object:
+        v = np.array([gmpy2.sqrt(gmpy2.mpfr(2)) / 2] * 2, dtype=object)
+        m = gmpy2.mpfr(mu)
+    else:
+        v = np.array([S2, S2], dtype=dtype)
+        m = dtype(mu)
+
+    def fun(y):
+        lin = -m * (y * v).sum(axis=-1)[..., None] * v
+        return lin + np.stack([-y[..., 0] * y[..., 0], -y[..., 0] * y[..., 1]], axis=-1)
+
+    def linear_part(y):
+        B = y.shape[0]
+        return np.array([[m]] * B, dtype=y.dtype), np.broadcast_to(v, (B, 1, 2)).copy()
+
+    return fun, linear_part
+
+
+@pytest.mark.parametrize("z", [0.0, 1e-3, 0.7, 5.0, 50.0, 1e5])
+def test_weights_integrate_exponentials_exactly(z):
+    """sum_k W_k(1) = (1 - e^-z)/z: the weights reproduce the exact integral of a constant."""
+    with gmpy2.context(gmpy2.get_context(), precision=200):
+        W = _weights(6, 200, np.array([gmpy2.mpfr(z)], dtype=object), object)[0]
+        exact = (1 - gmpy2.exp(-gmpy2.mpfr(z))) / z if z else gmpy2.mpfr(1)
+        assert abs(sum(W[6]) - exact) < gmpy2.mpfr(2) ** -190
+
+
+@pytest.mark.parametrize("M", [2, 3])
+def test_design_order_two_m(M):
+    """Fixed steps h, h/2 at 200 bits: the global error falls by 2^(2M) (order 2M) on a smooth problem."""
+    with gmpy2.context(gmpy2.get_context(), precision=200):
+        fun, lin = _problem(1.0, object)
+        y0 = np.array([[gmpy2.mpfr("0.8"), gmpy2.mpfr("0.3")]], dtype=object)
+
+        def solve(h):
+            opts = ExpCollOptions(rtol=1e-50, atol=1e-50, nodes=M, initial_step=h, fixed_step=True)
+            return integrate_expcoll(fun, lin, y0, 0, 1, opts).y
+
+        ref = solve(1 / 256)
+        errs = [float(np.abs(solve(h) - ref).max()) for h in (1 / 4, 1 / 8)]
+    order = math.log2(errs[0] / errs[1])
+    assert abs(order - 2 * M) < 0.5, (errs, order)
+
+
+def test_stiff_accuracy_high_precision():
+    """mu = 1e6 (stiff): adaptive runs at two tolerances agree to the tighter one, in 160-bit arithmetic."""
+    with gmpy2.context(gmpy2.get_context(), precision=160):
+        fun, lin = _problem(1e6, object)
+        y0 = np.array([[gmpy2.mpfr("0.8"), gmpy2.mpfr("0.3")]], dtype=object)
+        loose = integrate_expcoll(fun, lin, y0, 0, 50, ExpCollOptions(rtol=1e-25, atol=1e-28))
+        tight = integrate_expcoll(fun, lin, y0, 0, 50, ExpCollOptions(rtol=1e-40, atol=1e-43))
+        assert loose.status == tight.status == "t_end"
+        rel = float((np.abs(loose.y - tight.y) / np.abs(tight.y)).max())
+    assert rel < 1e-22
+    assert tight.n_steps < 200  # steps are not limited by the stiff rate (1e6 over 50 time units)
+
+
+def test_options_validation():
+    with pytest.raises(ValueError, match="rtol"):
+        ExpCollOptions(rtol=0)
+    with pytest.raises(ValueError, match="initial_step"):
+        ExpCollOptions(fixed_step=True)

@@ -1,0 +1,308 @@
+r"""Exponential collocation for flows whose stiffness is a low-rank symmetric linear part.
+
+For ``y' = f(y)`` we freeze, at the start of each step, a symmetric negative semidefinite
+low-rank linear part ``L = -sum_r mu_r v_r v_r^T`` (orthonormal ``v_r``, ``mu_r >= 0``) and
+write ``f(y) = L y + g(y)``. The exact variation-of-constants formula over a step ``h``,
+
+    y(t_n + x h) = e^{x h L} y_n + h int_0^x e^{(x - xi) h L} g(y(t_n + xi h)) d xi,
+
+is discretised by interpolating ``g`` on ``M`` Gauss–Legendre nodes ``c_1..c_M`` of (0, 1)
+(collocation): with the Lagrange basis ``l_k``,
+
+    y(x) = y_n + sum_r (e^{-x z_r} - 1) v_r (v_r . y_n)
+               + h sum_k [ A_k(x) G_k + sum_r v_r (W_{r,k}(x) - A_k(x)) (v_r . G_k) ],
+
+where ``z_r = h mu_r``, ``G_k = g(y(c_k))``, ``A_k(x) = int_0^x l_k`` and
+``W_{r,k}(x) = int_0^x e^{-(x - xi) z_r} l_k(xi) d xi`` (closed form below). Because
+``e^{x h L} = I + sum_r (e^{-x z_r} - 1) v_r v_r^T`` is exact, the stiff modes never limit
+the step: the step is set by the smoothness of ``g`` only. The stage values are found by
+Picard iteration (contracting at rate ``~ h |g'|``, small because the stiff part is in
+``L``); the end point ``x = 1`` has the collocation order ``2M`` for the non-stiff part.
+
+Monomial weights: ``I_j(x, z) = int_0^x e^{-(x - xi) z} xi^j d xi
+= j! x^{j+1} sum_{m>=0} (-xz)^m / (j+1+m)!`` (used for ``xz <= 60``, with guard bits for the
+cancellation) or ``j!/z^{j+1} [sum_{i<=j} (-1)^{j-i} (xz)^i / i! - (-1)^j e^{-xz}]``.
+Then ``W_{r,k}(x) = sum_j Lc_{kj} I_j(x, z_r)`` with ``l_k(xi) = sum_j Lc_{kj} xi^j``; the
+weights are computed with gmpy2 at the working precision plus 128 guard bits.
+
+Error estimate: the last two Legendre coefficients of the interpolant of ``g`` on the
+nodes, times ``h``, in the scaled max norm ``|e| / (atol + rtol |y|)``; steps are resized by
+``(1/err)^{1/M}``. The dtype of ``y0`` selects the arithmetic (float64, longdouble, or object
+arrays of ``gmpy2.mpfr`` at the current gmpy2 precision), as in :mod:`verify.seulex`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import gmpy2
+import mpmath
+import numpy as np
+
+from verify.seulex import precision_bits, to_working
+
+__all__ = ["ExpCollOptions", "ExpCollResult", "integrate_expcoll", "default_nodes"]
+
+_GUARD = 128
+
+
+def default_nodes(bits: int) -> int:
+    """Collocation nodes for a working precision: order 2M ~ digits/1.6 (8 for float64, 16 at 128 bits)."""
+    return max(6, min(24, int(bits * math.log10(2) / 2.2)))
+
+
+@dataclass(frozen=True)
+class ExpCollOptions:
+    """Tolerances of :func:`integrate_expcoll` (validated)."""
+
+    rtol: float = 1e-10
+    atol: float = 1e-14
+    nodes: int | None = None
+    max_steps: int = 100_000
+    max_picard: int | None = None
+    initial_step: float | None = None
+    fixed_step: bool = False  # keep h = initial_step (for order-of-convergence tests)
+
+    def __post_init__(self):
+        for name in ("rtol", "atol"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if not self.rtol > 0:
+            raise ValueError(f"rtol must be > 0, got {self.rtol!r}")
+        if self.nodes is not None and not (isinstance(self.nodes, int) and 2 <= self.nodes <= 40):
+            raise ValueError(f"nodes must be None or an int in [2, 40], got {self.nodes!r}")
+        if self.fixed_step and self.initial_step is None:
+            raise ValueError("initial_step must be given when fixed_step is True")
+        if not (isinstance(self.max_steps, int) and self.max_steps >= 1):
+            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
+
+
+@dataclass(frozen=True)
+class ExpCollResult:
+    t: object
+    y: np.ndarray
+    status: str  # "t_end", "stopped", "blowup", "max_steps", "step_too_small"
+    n_steps: int
+    n_rejected: int
+    n_fun_evals: int
+    info: dict = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=16)
+def _nodes_tables(M: int, bits: int):
+    """Gauss–Legendre nodes on (0,1), Lagrange monomial coefficients, z=0 weights, Legendre transform (mpf)."""
+    with mpmath.workprec(bits):
+        xs, _ = zip(*[(x, w) for x, w in _gauss_legendre(M)])
+        c = [(1 + x) / 2 for x in xs]
+        V = mpmath.matrix([[ck**j for j in range(M)] for ck in c])  # V[k, j] = c_k^j
+        Vinv = V**-1  # l_k(xi) = sum_j Vinv[j, k] xi^j
+        Lc = [[Vinv[j, k] for j in range(M)] for k in range(M)]
+        points = list(c) + [mpmath.mpf(1)]
+        A = [[mpmath.fsum(Lc[k][j] * x ** (j + 1) / (j + 1) for j in range(M)) for k in range(M)] for x in points]
+        # Legendre coefficients of the interpolant: P_n(2c_k - 1) Vandermonde inverse
+        P = mpmath.matrix([[mpmath.legendre(n, 2 * ck - 1) for n in range(M)] for ck in c])
+        Pinv = P**-1
+        # projector onto the top two Legendre modes, in node values: P[:, top] @ Pinv[top, :]
+        top = [[P[k, M - 2] * Pinv[M - 2, l] + P[k, M - 1] * Pinv[M - 1, l] for l in range(M)] for k in range(M)]
+        return c, points, Lc, A, top
+
+
+def _gauss_legendre(M: int):
+    """Nodes and weights of M-point Gauss–Legendre on (-1, 1) at the current mpmath precision."""
+    out = []
+    for i in range(1, M + 1):
+        x = mpmath.cos(mpmath.pi * (i - mpmath.mpf(1) / 4) / (M + mpmath.mpf(1) / 2))
+        for _ in range(100):
+            p0, p1 = mpmath.mpf(1), x
+            for n in range(2, M + 1):
+                p0, p1 = p1, ((2 * n - 1) * x * p1 - (n - 1) * p0) / n
+            dp = M * (x * p1 - p0) / (x * x - 1)
+            dx = p1 / dp
+            x -= dx
+            if abs(dx) < mpmath.mpf(2) ** (-mpmath.mp.prec + 4):
+                break
+        out.append((x, 2 / ((1 - x * x) * dp * dp)))
+    return sorted(out)
+
+
+def _monomial_weights(points, M: int, z):
+    """``I[p][j] = int_0^{x_p} e^{-(x_p - xi) z} xi^j d xi`` for every point x_p and j < M (gmpy2, context precision).
+
+    Integration by parts gives ``I_j = (x^j - j I_{j-1}) / z`` with ``I_0 = -expm1(-x z) / z``:
+    run forward when ``z >= M`` (errors multiplied by ``j/z <= 1``), and backward,
+    ``I_{j-1} = (x^j - z I_j) / j``, from ``j = M + J_0`` started at 0 when ``z < M`` (errors
+    multiplied by ``z/j < 1``; ``J_0`` is chosen so the starting error is damped below the
+    working precision).
+    """
+    bits = gmpy2.get_context().precision
+    out = []
+    if z >= M:
+        for x in points:
+            row = [-gmpy2.expm1(-x * z) / z]
+            xp = gmpy2.mpfr(1)
+            for j in range(1, M):
+                xp = xp * x
+                row.append((xp - j * row[-1]) / z)
+            out.append(row)
+        return out
+    # backward: damping prod_{j=M}^{J} z/j must reach 2^-bits
+    J, damp = M, 0.0
+    zf = max(float(z), 1e-300)
+    while damp > -bits * math.log(2) and J < M + 4 * bits:
+        J += 1
+        damp += math.log(zf / J) if z > 0 else -math.inf
+    for x in points:
+        I = gmpy2.mpfr(0)
+        powers = [gmpy2.mpfr(1)]
+        for _ in range(J):
+            powers.append(powers[-1] * x)
+        row = [None] * M
+        for j in range(J, 0, -1):  # I_{j-1} from I_j
+            I = (powers[j] - z * I) / j
+            if j - 1 < M:
+                row[j - 1] = I
+        out.append(row)
+    return out
+
+
+def _weights(M: int, bits: int, z_values, dtype):
+    """``W[..., p, k]`` for every z in ``z_values`` (array of non-negative numbers), in the working type."""
+    wbits = bits + _GUARD
+    _, points_mp, Lc_mp, _, _ = _nodes_tables(M, wbits)
+    with gmpy2.context(gmpy2.get_context(), precision=wbits):
+        points = [_mp_to_gmpy(p) for p in points_mp]
+        Lc = [[_mp_to_gmpy(v) for v in row] for row in Lc_mp]
+        flat = np.asarray(z_values).reshape(-1)
+        Lc_t = np.array(Lc, dtype=object).T  # (j, k)
+        out, seen = [], {}
+        for z in flat:
+            key = z if not isinstance(z, float) else float(z)
+            if key not in seen:
+                zg = _to_gmpy(z)
+                I = np.array(_monomial_weights(points, M, zg), dtype=object)  # (p, j)
+                seen[key] = (I @ Lc_t).tolist()
+            out.append(seen[key])
+    arr = np.array([[[to_working(v, dtype) for v in row] for row in W] for W in out], dtype=dtype)
+    return arr.reshape(np.asarray(z_values).shape + (M + 1, M))
+
+
+def _to_gmpy(z):
+    """Exact conversion of float64 / longdouble / mpfr to gmpy2.mpfr (at the context precision)."""
+    if isinstance(z, type(gmpy2.mpfr(0))):
+        return z
+    if isinstance(z, np.floating) and z.dtype == np.longdouble:
+        hi = float(z)
+        return gmpy2.mpfr(hi) + gmpy2.mpfr(float(z - np.longdouble(hi)))
+    return gmpy2.mpfr(float(z))
+
+
+def _mp_to_gmpy(v):
+    sign, mant, exp, _ = mpmath.mpf(v)._mpf_ if not isinstance(v, mpmath.mpf) else v._mpf_  # exact, signed
+    if not mant:
+        return gmpy2.mpfr(0)
+    value = gmpy2.mul_2exp(gmpy2.mpfr(int(mant)), int(exp))
+    return -value if sign else value
+
+
+def _cast_table(table, dtype):
+    return np.array([[to_working(_mp_to_gmpy(v), dtype) for v in row] for row in table], dtype=dtype)
+
+
+def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(), *, stop=None, observe=None, blowup=None):
+    """Integrate ``y' = fun(y)`` (``y`` of shape ``(B, D)``) by exponential collocation.
+
+    ``linear_part(y) -> (mu, V)`` gives the frozen low-rank part ``L = -sum_r mu_r v_r v_r^T``
+    at ``y``: ``mu`` of shape ``(B, R)`` (>= 0), ``V`` of shape ``(B, R, D)`` with orthonormal rows.
+    ``stop``, ``observe`` and ``blowup`` as in :func:`verify.seulex.integrate`.
+    """
+    y = np.array(y0, copy=True)
+    dtype = y.dtype
+    bits = precision_bits(dtype)
+    M = options.nodes or default_nodes(bits)
+    K = options.max_picard or (400 if options.fixed_step else 2 * M + 10)
+    tbits = bits + _GUARD
+    c_mp, _, _, A_mp, leg_mp = _nodes_tables(M, tbits)
+    with gmpy2.context(gmpy2.get_context(), precision=tbits):
+        A = _cast_table(A_mp, dtype)  # (M+1, M)
+        top = _cast_table(leg_mp, dtype)  # (M, M): node values of the top two Legendre modes
+        c = np.array([to_working(_mp_to_gmpy(v), dtype) for v in c_mp], dtype=dtype)
+    t = to_working(t0, dtype)
+    t_end = to_working(t_end, dtype)
+    rtol, atol = to_working(options.rtol, dtype), to_working(options.atol, dtype)
+    one = to_working(1, dtype)
+    f0 = fun(y)
+    nfev = 1
+    scale0 = np.abs(y).max()
+    h = to_working(options.initial_step, dtype) if options.initial_step else one * (0.01 * float(scale0) / max(float(np.abs(f0).max()), 1e-300))
+    steps = rejected = 0
+    status = "max_steps"
+    exp = (lambda v: np.vectorize(gmpy2.exp, otypes=[object])(v)) if dtype == object else np.exp
+    while steps + rejected < options.max_steps:
+        if t >= t_end:
+            status = "t_end"
+            break
+        if t + h > t_end:
+            h = t_end - t
+        mu, V = linear_part(y)  # (B, R), (B, R, D)
+        z = h * mu
+        W = _weights(M, bits, z, dtype)  # (B, R, M+1, M)
+        # split around y_n: y' = L (y - y_n) + g(y), g(y) = f(y) - L (y - y_n); no decay term, no cancellation
+        base = np.broadcast_to(y, (M + 1,) + y.shape)
+        stages = np.broadcast_to(y, (M,) + y.shape).copy()
+        ok = False
+        previous = math.inf
+        for it in range(K):
+            F = fun(stages)  # (M, B, D)
+            nfev += 1
+            VS = (V[None] * (stages - y[None])[:, :, None, :]).sum(axis=-1)  # (M, B, R)
+            G = F + (mu[None, :, :, None] * VS[..., None] * V[None]).sum(axis=2)  # g = f - L y
+            VG = (V[None] * G[:, :, None, :]).sum(axis=-1)  # (M, B, R)
+            AG = np.tensordot(A, G, axes=([1], [0]))  # (M+1, B, D)
+            corr = ((W - A[None, None]) * VG.transpose(1, 2, 0)[:, :, None, :]).sum(axis=-1)  # (B, R, M+1)
+            new = base + h * (AG + (corr.transpose(2, 0, 1)[..., None] * V[None]).sum(axis=2))
+            if not np.all(np.isfinite(np.asarray(new, dtype=float))):
+                break
+            change = float((np.abs(new[:M] - stages) / (atol + rtol * np.abs(new[:M]))).max())
+            stages = new[:M]
+            # converged: changes far below the tolerance, or stagnating at the rounding level
+            if it >= 1 and (change <= 1e-3 or (change <= 1e-1 and change >= 0.5 * previous)):
+                ok = True
+                end = new[M]
+                break
+            previous = change
+        if not ok:
+            if options.fixed_step:
+                raise ArithmeticError(f"Picard iteration did not converge at the fixed step {float(h):.3g}")
+            rejected += 1
+            h = h / 4
+            if t + h == t:
+                status = "step_too_small"
+                break
+            continue
+        # error: the end-point formula applied to the top two Legendre modes of the interpolant of g
+        G_tail = np.tensordot(top, G, axes=([1], [0]))  # (M, B, D) node values of those modes
+        VGt = (V[None] * G_tail[:, :, None, :]).sum(axis=-1)  # (M, B, R)
+        e_vec = h * (np.tensordot(A[M], G_tail, axes=([0], [0])) + ((W[:, :, M, :] - A[M]) * VGt.transpose(1, 2, 0)).sum(axis=-1)[..., None].__mul__(V).sum(axis=1))
+        err = float((np.abs(e_vec) / (atol + rtol * np.abs(end))).max())
+        if err > 1 and not options.fixed_step:
+            rejected += 1
+            h = h * to_working(max(0.1, 0.9 * err ** (-1.0 / M)), dtype)
+            continue
+        t = t + h
+        y = end
+        steps += 1
+        if observe is not None:
+            observe(t, y)
+        if blowup is not None and float(np.abs(y).max()) > blowup:
+            status = "blowup"
+            break
+        if stop is not None and stop(t, y):
+            status = "stopped"
+            break
+        if not options.fixed_step:
+            fac = 4.0 if err == 0 else min(4.0, max(0.2, 0.9 * err ** (-1.0 / M)))
+            h = h * to_working(fac, dtype)
+    return ExpCollResult(t, y, status, steps, rejected, nfev, {"nodes": M})
