@@ -55,7 +55,6 @@ def test_order_preserved_with_b_c_one(H, a0, y):
         assert np.all(np.diff(a) >= -1e-9 * np.max(np.abs(a)))
 
 
-@pytest.mark.slow
 def test_integrator_agrees_with_exact_oracle_at_high_precision():
     """The stiff arbitrary-precision integrator reproduces the oracle's limit of a clean flow to >= 30 digits."""
     a0 = (0.31, 0.3, 0.12)
@@ -83,7 +82,6 @@ def test_flow_rhs_is_the_gradient():
     assert all(l2 <= l1 * (1 + 1e-12) for l1, l2 in zip(losses, losses[1:]))
 
 
-@pytest.mark.slow
 def test_certified_digits_are_honest_and_loose_runs_report_fewer():
     """A tolerance-1e-6 run certified against a tight reference claims few digits, and none of them wrong."""
     ts = poisoned_training_set(5)
