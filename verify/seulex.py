@@ -100,7 +100,6 @@ __all__ = [
 
 SEQUENCES = ("hairer", "harmonic")
 FILTERS = ("propagated", "implicit", "none")
-STATUSES = ("t_end", "stopped", "blowup", "max_steps", "step_too_small")
 
 
 # ----------------------------------------------------------------------------- number types
@@ -117,13 +116,19 @@ def precision_bits(dtype) -> int:
 
 
 def to_working(x, dtype):
-    """Convert a Python number, :class:`~fractions.Fraction`, decimal string or mpfr to the working type.
+    """Convert a number to the working type without passing through float64.
 
-    ``object`` -> ``gmpy2.mpfr`` at the context precision; float dtypes -> ``dtype.type``.
-    Fractions are converted as ``numerator / denominator`` in the working type and
-    strings are parsed at full working precision.
+    Accepts Python ints and floats, :class:`~fractions.Fraction`, numpy scalars,
+    ``gmpy2.mpfr`` and decimal strings. ``object`` -> ``gmpy2.mpfr`` at the context
+    precision; float dtypes -> ``dtype.type``. Rational values (Fractions, numpy
+    and mpfr scalars) are converted as ``numerator / denominator`` in the working
+    type, strings are parsed at full working precision.
     """
     dtype = np.dtype(dtype)
+    if isinstance(x, np.integer):
+        x = int(x)
+    elif isinstance(x, (np.floating, gmpy2.mpfr)) and not isinstance(x, float) and math.isfinite(float(x)):
+        x = Fraction(*(int(v) for v in x.as_integer_ratio()))
     if dtype == object:
         if isinstance(x, Fraction):
             return gmpy2.mpfr(gmpy2.mpq(x.numerator, x.denominator))
@@ -131,8 +136,6 @@ def to_working(x, dtype):
     typ = dtype.type
     if isinstance(x, Fraction):
         return typ(x.numerator) / typ(x.denominator)
-    if isinstance(x, type(gmpy2.mpfr(0))):
-        return typ(str(x)) if dtype == np.longdouble else typ(float(x))
     return typ(x)
 
 
@@ -478,7 +481,7 @@ class _Controller:
             if not _all_finite(t_j1):
                 return None, None, {}
             row = tab.extend(row, t_j1, j)
-            if j == 1:
+            if j == 1 or j < k - 2:  # estimates are needed from column k-2 on (work of the order choice)
                 continue
             err = self.norm(self._filtered(row[-1] - row[-2], solve, h, j, stats), y, row[-1])
             if not math.isfinite(err):
