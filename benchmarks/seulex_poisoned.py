@@ -11,8 +11,9 @@ output gradients (H-1) a^{H-2} and 1 (``verify.kernels.jacobian_a``; 2/N = 1).
 The closed forms below are checked against the kernels before every run.
 
 Each run stops when the loss L = ((1 - S_{H-1})^2 + (1 - S_1)^2) / 2 falls below
-4^-(bits-10) and reports the extrapolation error E = max_{1<=j<20} |S_j - 1| / D,
-and how many digits of E agree with the most precise run.
+max(4^-(bits-10), (rtol/100)^2) and reports the extrapolation error
+E = max_{1<=j<20} |S_j - 1| / D and how many digits of E agree with the most
+precise run (the last one listed).
 
     python benchmarks/seulex_poisoned.py              # seed 342 (H=9) and 242 (H=7), all precisions
     python benchmarks/seulex_poisoned.py --seeds 342 --runs float64 mp128 mp160
@@ -42,8 +43,8 @@ SETTINGS = {342: (20, 9, 0.005, 10), 344: (20, 9, 0.005, 10), 345: (20, 9, 0.005
 RUNS = {
     "float64": (np.float64, None, 1e-13),
     "longdouble": (np.longdouble, None, 1e-16),
-    "mp128": (object, 128, 1e-24),
-    "mp160": (object, 160, 1e-30),
+    "mp128": (object, 128, 1e-26),
+    "mp160": (object, 160, 1e-32),
 }
 
 
@@ -96,7 +97,7 @@ class PoisonedFlow:
 
     def check_against_kernels(self, a):
         """Max deviation of the closed forms from ``verify.kernels`` at ``a`` (1-D)."""
-        D, H = a.shape[-1], self.H
+        H = self.H
         U = np.zeros((2, H), dtype=np.int64)
         U[0, 0] = U[1, H - 2] = 1
         one = a * 0 + 1
@@ -139,7 +140,10 @@ def run(seeds, name, rtol=None):
         work_bits = precision_bits(np.dtype(dtype))
         check = flow.check_against_kernels(a0[0])
         assert check <= 2.0 ** -(work_bits - 8), f"closed form differs from kernels by {check}"
-        threshold = 4.0 ** -(work_bits - 10)
+        # Converged when the residuals are below both the precision and the tolerance:
+        # pushing the loss far below rtol^2 only makes the integrator chase its own
+        # (filtered, tolerance-sized) errors in the stiff normal directions.
+        threshold = max(4.0 ** -(work_bits - 10), (rtol / 100) ** 2)
         options = SeulexOptions(rtol=rtol, atol=rtol / 100)
         start = time.perf_counter()
         res = integrate(
@@ -183,7 +187,8 @@ def report(seed_group, names, rtols):
     results = [run(seed_group, name, rtols.get(name)) for name in names]
     ref = results[-1]
     print(f"\nseeds {seed_group}  (D, H, sd, k) = {SETTINGS[seed_group[0]]}; digits vs {ref['run']}")
-    print(f"{'run':>10} {'rtol':>8} {'wall s':>8} {'steps':>6} {'rej':>4} {'f-evals':>8} {'t_final':>12} {'loss':>9}  E / digits")
+    header = f"{'run':>10} {'rtol':>8} {'wall s':>8} {'steps':>6} {'rej':>4} {'f-evals':>8} {'t_final':>12} {'loss':>9}"
+    print(header + "  E (agreeing digits)")
     for r in results:
         Es = ", ".join(
             f"{float(e):.15g} ({agreeing_digits(e, e_ref):.1f})" if r is not ref else f"{float(e):.15g}"
@@ -214,7 +219,8 @@ def main(argv=None):
         print(f"\nfloat64 seeds {group}: one at a time {sum(r['wall'] for r in single):.2f} s "
               f"({sum(r['steps'] for r in single)} steps); as one batch {batch['wall']:.2f} s ({batch['steps']} steps)")
         for s, r, e in zip(group, single, batch["E"]):
-            print(f"  seed {s}: E single {r['E'][0]:.15g}, batched {e:.15g}, agreeing digits {agreeing_digits(e, r['E'][0]):.1f}")
+            digits = agreeing_digits(e, r["E"][0])
+            print(f"  seed {s}: E single {r['E'][0]:.15g}, batched {e:.15g}, agreeing digits {digits:.1f}")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,15 @@ def riccati_solver(y):
     return dense_solver((-2 * y)[..., None])
 
 
+def square_fun(y):
+    """``y' = y^2``: ``y = 1 / (1 - t)`` from ``y(0) = 1`` blows up at ``t = 1``."""
+    return y * y
+
+
+def square_solver(y):
+    return dense_solver((2 * y)[..., None])
+
+
 # Linear system u' = -L (u - phi(t)) + phi'(t) with exact solution u = phi(t) = (cos t, sin t),
 # made autonomous by the clock variable tau' = 1: y = (u_1, u_2, tau).
 L_MATRIX = [[2, 1], [1, 10]]
@@ -98,7 +107,8 @@ def observed_orders(errors):
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
 def test_column_order_float64_riccati(k, sequence):
     y0 = np.array([1.0])
-    errors = [fixed_step_error(riccati_fun, riccati_solver, y0, np.array([0.5]), 1.0, m, k, sequence) for m in (16, 32, 64)]
+    exact = np.array([0.5])
+    errors = [fixed_step_error(riccati_fun, riccati_solver, y0, exact, 1.0, m, k, sequence) for m in (16, 32, 64)]
     assert all(abs(p - k) <= 0.3 for p in observed_orders(errors)), (errors, observed_orders(errors))
 
 
@@ -137,6 +147,8 @@ def test_column_order_200_bits_linear(precision, k, steps):
 def test_step_numbers():
     assert step_numbers("harmonic", 5) == [1, 2, 3, 4, 5]
     assert step_numbers("hairer", 9) == [1, 2, 3, 4, 6, 8, 12, 16, 24]
+    assert step_numbers("stiff", 6) == [6, 8, 12, 16, 24, 32]
+    assert step_numbers((2, 3, 5), 5) == [2, 3, 5, 6, 10]
     with pytest.raises(ValueError, match="sequence"):
         step_numbers("fibonacci", 3)
 
@@ -186,7 +198,8 @@ def test_float64_stiff_accuracy_and_batch():
 def test_high_precision_stiff_accuracy(precision):
     precision(160)
     y0 = mp_array([1, 1, 1])
-    res = integrate(stiff_fun, stiff_solver, y0, 0, 10, SeulexOptions(rtol=Fraction(1, 10**34), atol=Fraction(1, 10**34)))
+    tol = Fraction(1, 10**34)
+    res = integrate(stiff_fun, stiff_solver, y0, 0, 10, SeulexOptions(rtol=tol, atol=tol))
     assert res.status == "t_end"
     u = 1 / gmpy2.mpfr(11)
     exact = np.array([u, u, u], dtype=object)
@@ -232,7 +245,8 @@ def test_woodbury_object_and_longdouble_match_numpy(precision):
     x_obj = diag_plus_lowrank_solver(mp_array(d), mp_array(G), Fraction(1))(gmpy2.mpfr("0.3"), mp_array(r))
     assert x_obj.dtype == object and isinstance(x_obj[0, 0], type(gmpy2.mpfr(1)))
     assert np.abs(x_obj.astype(float) - ref).max() < 1e-12
-    x_ld = diag_plus_lowrank_solver(d.astype(np.longdouble), G.astype(np.longdouble), 1)(np.longdouble("0.3"), r.astype(np.longdouble))
+    ld = np.longdouble
+    x_ld = diag_plus_lowrank_solver(d.astype(ld), G.astype(ld), 1)(ld("0.3"), r.astype(ld))
     assert x_ld.dtype == np.longdouble and np.abs(x_ld.astype(float) - ref).max() < 1e-12
 
 
@@ -285,7 +299,8 @@ def test_status_stopped_and_observe():
 
 
 def test_status_blowup():
-    res = integrate(lambda y: y * y, lambda y: dense_solver((2 * y)[..., None]), np.array([1.0]), 0, 2, SeulexOptions(rtol=1e-8, atol=1e-8), blowup=1e6)
+    options = SeulexOptions(rtol=1e-8, atol=1e-8)
+    res = integrate(square_fun, square_solver, np.array([1.0]), 0, 2, options, blowup=1e6)
     assert res.status == "blowup" and abs(res.y[0]) > 1e6
     assert 1 - 1e-5 < res.t < 1  # y = 1 / (1 - t)
 
@@ -297,7 +312,7 @@ def test_status_max_steps():
 
 def test_rejects_non_finite_and_recovers():
     """A too-large first step that produces NaN/inf is retried with smaller steps."""
-    res = integrate(lambda y: y * y, lambda y: dense_solver((2 * y)[..., None]), np.array([1.0]), 0, 0.5, SeulexOptions(initial_step=5.0))
+    res = integrate(square_fun, square_solver, np.array([1.0]), 0, 0.5, SeulexOptions(initial_step=5.0))
     assert res.status == "t_end" and abs(res.y[0] - 2) < 1e-6 and res.n_rejected >= 1
 
 
@@ -319,6 +334,8 @@ def test_bad_interval():
         ("max_order", 2),
         ("max_order", 4.5),
         ("sequence", "fibonacci"),
+        ("sequence", (3, 2)),
+        ("sequence", (0, 1, 2)),
         ("initial_step", 0.0),
         ("max_step", -1.0),
         ("max_steps", 0),

@@ -26,8 +26,9 @@ Two solver factories share the interface ``solve = factory(...); x = solve(h, r)
   step (it then retries with another ``h``).
 * :func:`dense_solver` for a general ``M x M`` Jacobian.
 
-Both factor once per distinct ``h`` (the last one is cached, which matches the
-integrator's access pattern: many right-hand sides per step size).
+Both factor once per distinct ``h`` and keep the factorisations for the lifetime
+of the returned ``solve`` (the integrator makes one per macro-step and calls it
+with a handful of step sizes, many right-hand sides each).
 """
 
 from __future__ import annotations
@@ -86,15 +87,19 @@ def _identity(n: int, like):
     return np.eye(n, dtype=like.dtype)
 
 
-def _last_h_cache(factor):
-    """Wrap ``factor(h) -> apply(r)`` into ``solve(h, r)``, caching the last ``h``."""
-    cache = {"h": None, "apply": None}
+def _cached_by_h(factor):
+    """Wrap ``factor(h) -> apply(r)`` into ``solve(h, r)``, factorising once per distinct ``h``.
+
+    The cache lives as long as the returned ``solve`` (one macro-step of the
+    integrator, which uses a handful of step sizes many times each).
+    """
+    cache = {}
 
     def solve(h, r):
-        if cache["apply"] is None or not (h == cache["h"]):
-            cache["apply"] = factor(h)
-            cache["h"] = h
-        return cache["apply"](np.asarray(r))
+        apply = cache.get(h)
+        if apply is None:
+            apply = cache[h] = factor(h)
+        return apply(np.asarray(r))
 
     return solve
 
@@ -142,7 +147,7 @@ def diag_plus_lowrank_solver(d, G, scale):
 
         return apply
 
-    return _last_h_cache(factor)
+    return _cached_by_h(factor)
 
 
 def dense_solver(J):
@@ -159,4 +164,4 @@ def dense_solver(J):
         inv = inverse(eye - h * J)
         return lambda r: (inv @ r[..., None])[..., 0]
 
-    return _last_h_cache(factor)
+    return _cached_by_h(factor)
