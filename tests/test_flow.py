@@ -141,3 +141,25 @@ def test_kernels_used_by_engine_in_gmpy2_match_float64():
         g = kernels.neg_grad_a(a, one, one, U, y)
     ref = kernels.neg_grad_a(np.array([0.3, 0.1]), np.ones(2), np.ones(2), np.array(U, dtype=float), np.ones(2))
     assert np.allclose(np.array(g, dtype=float), ref, rtol=1e-15)
+
+
+def test_float64_convergence_time_matches_exact_quadrature():
+    """The fast clean-flow time (float64 quadrature + linear tail) agrees with theory.oracle's mpmath quadrature."""
+    from theory.oracle import clean_convergence_time
+    from verify.certified_flow import _oracle_time
+
+    a0 = (0.31, 0.3, 0.12, 0.05)
+    for H, tol in ((5, 1e-20), (6, 1e-40)):
+        exact = float(clean_convergence_time(a0, H, tol, prec_bits=64))
+        assert abs(_oracle_time(a0, H, 1, tol) - exact) <= 1e-6 * exact
+
+
+def test_extrapolation_error_uses_the_kernels_impulse_response():
+    """theory.construction's K_j (plain loops, exact) equals verify.kernels.impulse_response."""
+    from fractions import Fraction
+
+    a, b, c = [Fraction(1, 3), Fraction(-1, 5)], [Fraction(1), Fraction(2)], [Fraction(1, 2), Fraction(3)]
+    K = kernels.impulse_response(np.array(a, dtype=object), np.array(b, dtype=object), np.array(c, dtype=object), 6)
+    target = (2, 1, 1, 1, 1, 1)
+    expected = max(abs(k - t) for k, t in zip(K, target)) / 2
+    assert extrapolation_error(a, b, c, 2, 6) == expected

@@ -20,6 +20,7 @@ B, C can be integrated together (one shared step size): :func:`run_flows`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -198,7 +199,7 @@ def run_flows(problems: list[FlowProblem], options: FlowOptions = FlowOptions())
             raise ValueError("problems: batched flows must share training_set, b, c, train and state_dim")
     bits = options.precision
     dtype = working_dtype(bits)
-    ctx = gmpy2.local_context(gmpy2.get_context(), precision=bits) if dtype == object else _Null()
+    ctx = gmpy2.context(gmpy2.get_context(), precision=bits) if dtype == object else contextlib.nullcontext()
     with ctx:
         return _run(problems, options, dtype)
 
@@ -206,14 +207,6 @@ def run_flows(problems: list[FlowProblem], options: FlowOptions = FlowOptions())
 def run_flow(problem: FlowProblem, options: FlowOptions = FlowOptions()) -> FlowResult:
     """Integrate one gradient flow; see :class:`FlowOptions` for precision and stopping rules."""
     return run_flows([problem], options)[0]
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _run(problems, options, dtype) -> list[FlowResult]:

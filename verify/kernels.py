@@ -52,24 +52,22 @@ def _reversed_inputs(U):
     return np.asarray(U)[:, ::-1]
 
 
+def _like(M, x):
+    """``M`` (inputs, integer weights) converted to the number type of ``x``."""
+    return np.asarray(M, dtype=np.asarray(x).dtype)
+
+
 def impulse_response(a, b, c, length: int):
     """``K_j = sum_i c_i b_i a_i**j`` for ``j = 0..length-1``; shape ``(..., length)``."""
     cb = np.asarray(c) * np.asarray(b)
-    return np.einsum("...i,...ij->...j", cb, powers(a, length)) if np.asarray(a).dtype != object else (
-        (cb[..., :, None] * powers(a, length)).sum(axis=-2)
-    )
+    return (cb[..., :, None] * powers(a, length)).sum(axis=-2)
 
 
 def outputs(a, b, c, U):
     """``y_H(u^(n))`` for every training sequence; shape ``(..., N)``."""
     H = np.asarray(U).shape[1]
     K = impulse_response(a, b, c, H)
-    return K @ _reversed_inputs(U).T.astype(K.dtype) if K.dtype != object else _matvec_obj(K, _reversed_inputs(U).T)
-
-
-def _matvec_obj(X, M):
-    """``X @ M`` for object arrays (NumPy's matmul works on objects; kept explicit for clarity)."""
-    return np.asarray(X) @ np.asarray(M, dtype=object)
+    return K @ _like(_reversed_inputs(U).T, K)
 
 
 def residuals(a, b, c, U, y):

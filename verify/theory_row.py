@@ -107,8 +107,8 @@ def row_summary(runs: list[TheoryRowRun], horizon: int, poisoned: bool) -> dict:
     for source, value in published.items():
         rel = float(abs(mean - value) / value)
         printed_digits = len(f"{value:.6e}".split("e")[0].replace(".", "").rstrip("0"))
-        # agreement to the digits the published value prints (half a unit in its last place)
-        within_print = rel <= 0.5 * 10 ** (1 - printed_digits) / (value / 10 ** mpmath.floor(mpmath.log10(value)))
+        # agreement to every digit the published value prints: our mean rounds to it
+        within_print = mpmath.nstr(mean, printed_digits) == mpmath.nstr(mpmath.mpf(value), printed_digits)
         comparison[source] = {
             "published": value,
             "relative_difference": float(f"{rel:.3g}"),
