@@ -6,16 +6,21 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from verify import kernels
+from verify import gd, kernels
 from verify.gd import (
     Adam,
     AdaptiveStep,
     BeyondConfig,
     NonlinearConfig,
+    a_matrix_gradient,
     beyond_objective,
     beyond_problem,
+    init_ssm,
+    init_stream,
     nonlinear_objective,
     nonlinear_problem,
+    nonlinear_test_inputs,
+    paper_sequences,
     train_beyond,
     train_nonlinear,
 )
@@ -131,12 +136,12 @@ def test_adam_first_step_is_signed_lr():
 
 def test_batched_training_equals_single_runs():
     """Mixed clean/poisoned batch (padding, runs frozen at different steps) == each run alone."""
-    cfg = replace(BeyondConfig(), extra_steps=50)
-    batch = train_beyond(cfg, [200, 201], [False, True], 6000)
+    cfg = replace(BeyondConfig(), extra_steps=50, log_period=1)
+    batch = train_beyond(cfg, [200, 201], [False, True], 12000)
     assert {r.status for r in batch} == {"converged"}
     assert len({r.steps for r in batch}) > 1  # runs stopped at different steps
     for r in batch:
-        (single,) = train_beyond(cfg, [r.seed], [r.poisoned], 6000)
+        (single,) = train_beyond(cfg, [r.seed], [r.poisoned], 12000)
         assert (single.steps, single.status, single.reached_at) == (r.steps, r.status, r.reached_at)
         assert single.steps == single.reached_at + 50
         for p, q in zip(single.params, r.params):
@@ -145,7 +150,7 @@ def test_batched_training_equals_single_runs():
 
 
 def test_nonlinear_batched_equals_single_runs():
-    cfg = replace(NonlinearConfig(), extra_steps=5)
+    cfg = replace(NonlinearConfig(), extra_steps=5, log_period=1)
     batch = train_nonlinear(cfg, [4540], [False, True], 300)
     for r in batch:
         (single,) = train_nonlinear(cfg, [r.seed], [r.poisoned], 300)
@@ -165,6 +170,10 @@ def test_poisoned_problem_extends_clean_problem():
     np.testing.assert_array_equal(a, a2)
     assert a[1] == pytest.approx(a[0] - 0.05 / math.exp(15), abs=1e-16)
     assert a.min() >= 0.1 and b.min() >= 0.1 and c.min() >= 0
+    # other initialisation draws change the parameters, never the data
+    (a3, _, _), U3, _ = beyond_problem(cfg, 7, True, init_draw=3)
+    np.testing.assert_array_equal(U3, U2)
+    assert not np.array_equal(a3, a)
 
 
 def test_nonlinear_teacher_labels():
@@ -182,6 +191,22 @@ def test_status_max_steps():
     (r,) = train_beyond(BeyondConfig(), [200], [False], 5)
     assert r.status == "max_steps" and r.steps == 5 and r.reached_at is None and r.train_loss > 0.01
 
+
+def test_status_stalled_at_a_critical_point():
+    """A network whose output weights are all zero has zero gradient everywhere: it cannot move."""
+    cfg = NonlinearConfig()
+    orig = gd.nonlinear_problem
+
+    def dead(config, seed, poisoned, init_draw=0):
+        (a, b, c, W1, W2, W3), U, y = orig(config, seed, poisoned, init_draw)
+        return (a, b, c, W1, W2, np.zeros_like(W3)), U, y
+
+    gd.nonlinear_problem = dead
+    try:
+        (r,) = train_nonlinear(cfg, [4540], [False], 20)
+    finally:
+        gd.nonlinear_problem = orig
+    assert r.status == "stalled" and r.steps == 20 and r.reached_at is None
 
 def test_determinism():
     cfg = replace(NonlinearConfig(), extra_steps=0)
@@ -224,6 +249,132 @@ def test_train_argument_validation():
         train_beyond(BeyondConfig(), [1], [False], -1)
     with pytest.raises(ValueError, match="config"):
         train_nonlinear(BeyondConfig(), [1], [False], 1)
+    with pytest.raises(ValueError, match="init_draws"):
+        train_beyond(BeyondConfig(), [1], [False], 1, init_draws=[-1])
     with pytest.raises(ValueError, match="horizon"):
         BeyondConfig.paper(7)
     assert BeyondConfig.paper(10).state_dim == 20
+    with pytest.raises(ValueError, match="full_matrix_norm"):
+        BeyondConfig(full_matrix_norm=1)
+    with pytest.raises(ValueError, match="log_period"):
+        NonlinearConfig(log_period=0)
+
+
+# ---------------------------------------------------------------- the paper's procedure, detail by detail
+
+
+def test_paper_sequences_replay_generate_inputs():
+    """The code draws, per sequence, normal(0, 1, size=(rows, 1)) from the seeded legacy generator."""
+    H, seed = 6, 204
+    np.random.seed(seed)
+    base = np.zeros((8, H))
+    for i in range(8):
+        base[i, [0, 1]] = np.random.normal(0, 1, size=(2, 1))[:, 0]
+    special = np.zeros((10, H))
+    for i in range(10):
+        special[i, H - 2] = np.random.normal(0, 1, size=(1, 1))[0, 0]
+    ours = paper_sequences(seed, H, 8, (1, 0), 10)
+    np.testing.assert_array_equal(ours[0], base)
+    np.testing.assert_array_equal(ours[1], special)
+
+
+def test_nonlinear_test_inputs_replay_the_code():
+    cfg = replace(NonlinearConfig(), ext_samples=30)
+    np.random.seed(4541 + 12)
+    expected = np.random.normal(0, 1, (30, 40, 1))[..., 0]
+    np.testing.assert_array_equal(nonlinear_test_inputs(cfg, 4541), expected)
+
+
+def test_shared_stream_initialisation_structure():
+    """Keras' stateless seeded initialisers: B and C hold the same draws, A's diagonal is z[::D+1]."""
+    D = 5
+    z = init_stream(3, D * D)
+    a, b, c = init_ssm(z, D, 0.01, 0.001, 5.0, 0.1)
+    np.testing.assert_array_equal(c, np.abs(0.001 * z[:D])[::-1])
+    np.testing.assert_allclose(np.sort(b - 0.1)[::-1][2:], np.sort(c)[::-1][2:], rtol=1e-12)
+    np.testing.assert_allclose(np.sort(a - 0.1)[::-1][2:], np.sort(np.abs(0.01 * z[:: D + 1]))[::-1][2:], rtol=1e-12)
+    (_, _, _, W1, W2, W3), _, _ = nonlinear_problem(NonlinearConfig(), 9, False)
+    zz = init_stream(9, 225)
+    np.testing.assert_array_equal(W1, 0.03 * zz[:15])
+    np.testing.assert_array_equal(W3, W1)
+    np.testing.assert_array_equal(W2.T, 0.03 * zz[:225].reshape(15, 15))  # Keras kernel (input x output)
+
+
+def test_reported_extra_steps_follow_the_logging_period():
+    assert BeyondConfig().reported_extra_steps == 1401
+    assert NonlinearConfig().reported_extra_steps == 4901
+    assert BeyondConfig(log_period=1).reported_extra_steps == 1500
+    assert BeyondConfig(extra_steps=0).reported_extra_steps == 0
+    assert BeyondConfig(extra_steps=100).reported_extra_steps == 1
+    assert BeyondConfig(extra_steps=101).reported_extra_steps == 101
+
+
+def _keras_rnn_loss(A, b, c, U, y):
+    """Loss of Keras' SimpleRNN + Dense with a full recurrent matrix (row-vector convention)."""
+    h = np.zeros((U.shape[0], A.shape[0]))
+    for k in range(U.shape[1]):
+        h = U[:, k : k + 1] * b[None, :] + h @ A
+    return np.mean((h @ c - y) ** 2)
+
+
+def test_a_matrix_gradient_matches_finite_differences():
+    rng = np.random.default_rng(5)
+    D, H, N = 4, 5, 6
+    a, b, c = rng.uniform(0.2, 0.9, D), rng.normal(size=D), rng.normal(size=D)
+    U, y = rng.normal(size=(N, H)), rng.normal(size=N)
+    err = gd.ssm_outputs(a[None], b[None], c[None], U[None])[0] - y
+    G = a_matrix_gradient(a[None], b[None], c[None], U[None], (2.0 * err / N)[None])[0]
+    fd = np.zeros((D, D))
+    h = 1e-6
+    for i in range(D):
+        for j in range(D):
+            E = np.zeros((D, D))
+            E[i, j] = h
+            A = np.diag(a)
+            fd[i, j] = (_keras_rnn_loss(A + E, b, c, U, y) - _keras_rnn_loss(A - E, b, c, U, y)) / (2 * h)
+    np.testing.assert_allclose(G, fd, rtol=1e-6, atol=1e-9)
+    _, grads = beyond_objective([a[None], b[None], c[None]], U[None], y[None], np.ones((1, N)))
+    np.testing.assert_allclose(np.diag(G), grads[0][0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_fused_beyond_trainer_equals_reference_loop(full):
+    """The fused stepper == beyond_objective + AdaptiveStep (with the full-matrix norm when asked)."""
+    cfg = replace(BeyondConfig(), full_matrix_norm=full)
+    problems = [beyond_problem(cfg, s, p) for s, p in [(200, False), (201, True)]]
+    params, U, y, mask = gd._stack_problems(problems)
+    stepper = gd._BeyondStepper(cfg, params, U, y, mask)
+    opt = AdaptiveStep(2, cfg.lr, cfg.beta, cfg.lr_eps)
+    ref = [p.copy() for p in params]
+    for t in range(40):
+        loss_f = stepper.loss_and_grad()
+        loss_r, grads = beyond_objective(ref, U, y, mask)
+        np.testing.assert_allclose(loss_f, loss_r, rtol=1e-12)
+        norms = None
+        if full:
+            err = (gd.ssm_outputs(*ref, U) - y) * mask
+            G = a_matrix_gradient(*ref, U, 2 * err / mask.sum(axis=1, keepdims=True))
+            norms = np.sqrt((G**2).sum(axis=(1, 2))) + sum(np.linalg.norm(g, axis=1) for g in grads[1:])
+        stepper.update(t)
+        ref = opt.step(ref, grads, t, np.array([True, True]), norms)
+        for k in range(3):
+            np.testing.assert_allclose(stepper.theta[:, k], ref[k], rtol=1e-12)
+
+
+def test_fused_nonlinear_trainer_equals_reference_loop():
+    cfg = NonlinearConfig()
+    problems = [nonlinear_problem(cfg, s, p) for s, p in [(4540, False), (4541, True)]]
+    params, U, y, mask = gd._stack_problems(problems)
+    stepper = gd._NonlinearStepper(cfg, params, U, y, mask)
+    opt = Adam(params, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
+    ref = [p.copy() for p in params]
+    for t in range(40):
+        loss_f = stepper.loss_and_grad()
+        loss_r, grads = nonlinear_objective(ref, U, y, mask)
+        np.testing.assert_allclose(loss_f, loss_r, rtol=1e-12)
+        for g_f, g_r in zip(stepper.gp, grads):
+            np.testing.assert_allclose(g_f, g_r, rtol=1e-10, atol=1e-18)
+        stepper.update(t)
+        ref = opt.step(ref, grads, t, np.array([True, True]))
+        for p_f, p_r in zip(stepper.p, ref):
+            np.testing.assert_allclose(p_f, p_r, rtol=1e-10, atol=1e-16)

@@ -54,7 +54,7 @@ def _run_derive(args) -> int:
 
 
 # -- reproduce ------------------------------------------------------------------------------------
-ROWS = ("theory",)
+ROWS = ("theory", "beyond", "nonlinear", "all")
 
 
 def _add_reproduce(sub) -> None:
@@ -83,6 +83,10 @@ def _run_reproduce(args) -> int:
 
     if args.row not in ROWS:
         raise ValueError(f"row must be one of {', '.join(ROWS)}, got {args.row!r}")
+    if args.row != "theory":  # the GD rows, and the whole table (theory row first, through the code below's path)
+        from verify.gd_rows import reproduce_command
+
+        return reproduce_command(args.row, args.horizon, args.precision, args.jobs, args.json)
     from theory.construction import THEORY_ROW
 
     horizons = tuple(require_int("horizon", h) for h in (args.horizon or sorted(THEORY_ROW)))

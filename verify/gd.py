@@ -1,32 +1,62 @@
 """Full-batch gradient-descent trainers for the "beyond" and "non-linear" rows of Table 1 (SPEC §6).
 
-All runs of a row (seeds × clean/poisoned) advance together: the SSM parameters are
-arrays of shape ``(R, D)`` and every step is one set of array operations. Runs have
-different training sets (the data are drawn per seed, and the poisoned runs hold more
-sequences), so the inputs are padded to ``(R, N_max, H)`` with zero rows and a mask
-``m[r, n]`` marks the real sequences. With ``N_r = sum_n m[r, n]`` the loss of run r is
+All runs of a row (seeds × clean/poisoned) advance together: the parameters of run r are
+one row of a 2-D array and every step is one fixed set of array operations on all runs.
+Runs have different training sets (the poisoned runs hold more sequences), so the inputs
+are padded to ``(R, N_max, H)`` with zero rows and zero labels. A padded row has output 0
+and label 0, so its residual is 0 and it adds nothing to the loss or the gradients; with
+``N_r`` the number of real sequences of run r,
 
-    L_r = (1/N_r) sum_n m[r, n] (f_r(u^(r,n)) - y*^(r,n))^2,
-
-so padded rows contribute nothing and the mean is over the real sequences only.
+    L_r = (1/N_r) sum_n (f_r(u^(r,n)) - y*^(r,n))^2.
 
 SSM gradients (SPEC §3, same formulas as :mod:`verify.kernels`). With the upstream
 gradient ``s_n = dL/dy_H(u^(n))`` (``s_n = -(2/N) delta_n`` for the bare SSM,
-``-(2/N) delta_n xi_n`` inside a network) and ``q_j = sum_n s_n u^(n)_{H-1-j}``:
+``-(2/N) delta_n xi_n`` inside a network, ``xi_n = g'(y_H(u^(n)))``) and
+``q_j = sum_n s_n u^(n)_{H-1-j}``:
 
     dL/da_i = c_i b_i sum_{j>=1} j q_j a_i^(j-1),   dL/db_i = c_i sum_j q_j a_i^j,
     dL/dc_i = b_i sum_j q_j a_i^j;
 
 ``-j q_j`` is the kernels' ``gamma^(j-1)`` and ``-q_j`` their ``w_j``.
 
-Each run keeps its own optimiser state and its own stopping: a run is *converged* once
-its loss reached ``tol`` and it then made ``extra_steps`` more updates, *diverged* when
-its loss or parameters become non-finite or some ``|a_i|`` exceeds ``diverge_bound``,
-and *max_steps* when the step budget ran out first. Finished runs are frozen (their
-parameters and optimiser state no longer change) while the others go on.
+What the paper's code does that SPEC §6 does not spell out (the code is the Keras notebooks
+``standalone_ssm_poison_experiments`` and ``ssm_in_nn_poison_experiments``; each point is
+a setting below, on by default, so that the published procedure is what runs):
 
-Random numbers come from ``np.random.default_rng(seed)``; the paper used TensorFlow's
-initialisers, which cannot be replayed, so the rows are reproduced statistically.
+* **Data.** The training sequences (and the non-linear row's 2000 test sequences) are drawn
+  by numpy's *legacy* global generator seeded with the run's seed (``seed + 12`` for the
+  test sequences). They are replayed here exactly with ``np.random.RandomState``.
+* **Initialisation.** Keras' seeded initialisers are *stateless*: every initialiser of a
+  model seeded with the same seed returns the same normal stream ``z_0, z_1, ...`` cut to
+  its shape. So ``B = sd_bc z[:D]``, ``C = sd_bc z[:D]`` (the same numbers), the recurrent
+  matrix is ``sd_a z[:D*D]`` as a D×D matrix (its diagonal is ``z[0], z[D+1], ...``), and
+  the MLP layers are ``sd_mlp z[:W]``, ``sd_mlp z[:W*W]`` (Keras kernel, input × output)
+  and ``sd_mlp z[:W]`` again. Then ``|A|`` and ``|B|`` are sorted descending, ``C`` is
+  ``|C|`` in reversed order (the code's ``np.flip(np.sort(...))`` sorts a length-1 axis), the
+  gap is set and the warm start added. TensorFlow's stream itself cannot be replayed
+  (Philox in float32): ``z`` comes from ``np.random.default_rng(seed)`` (``shared_init_stream``).
+* **Adaptive step.** Keras trains the full D×D recurrent matrix and projects it back to its
+  diagonal after each step, so the diagonal moves exactly by ``-lr_t dL/da``; but the step
+  size ``lr_t`` is normalised by the norm of the *whole* matrix gradient, off-diagonal
+  entries included (``full_matrix_norm``; :func:`a_matrix_gradient`).
+* **What is reported.** After the loss first reaches ``tol`` the code trains ``extra_steps``
+  more epochs, but the printed extrapolation error and loss are the last *logged* ones, and
+  it logs every ``log_period = 100`` epochs: after ``1401`` of the 1500 extra steps (``4901``
+  of 5000 in the non-linear row). A run here stops where the paper's reported value was
+  taken (:attr:`BeyondConfig.reported_extra_steps`); ``log_period = 1`` gives SPEC's literal
+  "then ``extra_steps`` more steps".
+
+Each run keeps its own optimiser state and its own stopping: a run is *converged* once its
+loss reached ``tol`` and it then made :attr:`reported_extra_steps` more updates,
+*diverged* when its loss becomes non-finite (checked every step) or its parameters become
+non-finite or some ``|a_i|`` exceeds ``diverge_bound`` (checked every :data:`CHECK_EVERY`
+steps), and *max_steps* when the step budget ran out first, or *stalled* when moreover its final
+gradient vanishes (:data:`STALL_GRAD`). Finished runs leave the batch (their final state is
+kept) and the others go on in a smaller batch.
+
+The paper trained in float32; these trainers use float64 by default (measured with
+``BeyondConfig(dtype="float32")``: the beyond row's means move by about 1%, see
+``benchmarks/gd_rows.py`` and ``proofs_notes/05_beyond_the_theorem.md``).
 """
 
 from __future__ import annotations
@@ -48,12 +78,16 @@ __all__ = [
     "AdaptiveStep",
     "Adam",
     "init_ssm",
+    "init_stream",
+    "paper_sequences",
     "ssm_outputs",
     "ssm_backward",
+    "a_matrix_gradient",
     "beyond_objective",
     "nonlinear_objective",
     "beyond_problem",
     "nonlinear_problem",
+    "nonlinear_test_inputs",
     "train_beyond",
     "train_nonlinear",
 ]
@@ -62,6 +96,11 @@ Progress = Callable[[int, int], None]
 """``progress(step, active_runs)``, called every :data:`PROGRESS_EVERY` steps and at the end."""
 
 PROGRESS_EVERY = 1000
+CHECK_EVERY = 50
+STALL_GRAD = 1e-8
+"""A run that used its whole step budget without reaching ``tol`` is *stalled* (rather than
+*max_steps*) when every entry of its final gradient is below this in absolute value: it sits
+at a critical point (in the non-linear row, the saddle where the network's output is ~0)."""
 
 
 def _require_positions(name: str, positions, horizon: int) -> tuple[int, ...]:
@@ -77,7 +116,7 @@ def _require_positions(name: str, positions, horizon: int) -> tuple[int, ...]:
         raise ValueError(f"{name} must be distinct, got {out}")
     if horizon - 2 in out:
         raise ValueError(f"{name} must not contain the special position H-2 = {horizon - 2}")
-    return out
+    return tuple(sorted(out))
 
 
 def _require_unit_interval(name: str, value) -> float:
@@ -87,6 +126,20 @@ def _require_unit_interval(name: str, value) -> float:
     return value
 
 
+def _require_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _reported_extra(extra_steps: int, log_period: int) -> int:
+    """Extra updates after the threshold at the last logged epoch: epochs ``0..E-1`` of the second
+    ``fit`` are logged when ``epoch % P == 0``; after epoch e, e + 1 updates were made."""
+    if extra_steps == 0:
+        return 0
+    return (extra_steps - 1) // log_period * log_period + 1
+
+
 @dataclass(frozen=True)
 class BeyondConfig:
     """Settings of the "beyond" row: A, B, C trained by full-batch GD with the adaptive step.
@@ -94,6 +147,9 @@ class BeyondConfig:
     Teacher ``K*_j = 1`` for all j (``A* = B* = C* = 1``), so the label of u is ``sum_k u_k``.
     The defaults are the H = 6 row; :meth:`paper` also gives the code's H = 10 variant.
     The gap ``diff = 0.05 / exp(gap_k log10(1/sd_a))`` is applied to both A and B.
+    ``full_matrix_norm``, ``shared_init_stream`` and ``log_period`` follow the paper's code
+    (module docstring); ``False, False, 1`` give SPEC §6 read literally. ``dtype="float32"``
+    trains in the paper's precision (initialisation and data are rounded to it).
     """
 
     horizon: int = 6
@@ -110,13 +166,19 @@ class BeyondConfig:
     lr_eps: float = 1e-6
     tol: float = 0.01
     extra_steps: int = 1500
+    log_period: int = 100
     ext_length: int = 40
     diverge_bound: float = 1e3
+    full_matrix_norm: bool = True
+    shared_init_stream: bool = True
+    dtype: str = "float64"
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("horizon", require_int("horizon", self.horizon, minimum=3))
         set_("state_dim", require_int("state_dim", self.state_dim, minimum=2))
+        if self.dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be 'float64' or 'float32' (the paper's), got {self.dtype!r}")
         for name in ("sd_a", "sd_bc", "lr", "lr_eps", "tol", "diverge_bound"):
             set_(name, float(require_real(name, getattr(self, name), positive=True)))
         for name in ("gap_k", "warm_start"):
@@ -125,8 +187,16 @@ class BeyondConfig:
         set_("n_baseline", require_int("n_baseline", self.n_baseline, minimum=1))
         set_("n_special", require_int("n_special", self.n_special, minimum=1))
         set_("extra_steps", require_int("extra_steps", self.extra_steps, minimum=0))
+        set_("log_period", require_int("log_period", self.log_period, minimum=1))
         set_("ext_length", require_int("ext_length", self.ext_length, minimum=1))
         set_("baseline_positions", _require_positions("baseline_positions", self.baseline_positions, self.horizon))
+        for name in ("full_matrix_norm", "shared_init_stream"):
+            set_(name, _require_bool(name, getattr(self, name)))
+
+    @property
+    def reported_extra_steps(self) -> int:
+        """Updates made after the threshold when the reported values are taken (1401 for 1500 / 100)."""
+        return _reported_extra(self.extra_steps, self.log_period)
 
     @classmethod
     def paper(cls, horizon: int = 6) -> "BeyondConfig":
@@ -147,6 +217,8 @@ class NonlinearConfig:
     Teacher: SSM ``A* = B* = C* = 1`` then the head of :func:`verify.mlp.teacher_weights`,
     i.e. ``f*(u) = (W/2) relu(sum_k u_k)``. Adam follows Keras:
     ``theta -= lr sqrt(1-beta2^t)/(1-beta1^t) m / (sqrt(v) + eps)``.
+    The extrapolation error of run ``seed`` uses the ``ext_samples`` sequences of length
+    ``ext_length`` drawn as the paper's code does (:func:`nonlinear_test_inputs`).
     """
 
     horizon: int = 6
@@ -165,10 +237,12 @@ class NonlinearConfig:
     eps: float = 1e-7
     tol: float = 0.01
     extra_steps: int = 5000
+    log_period: int = 100
     ext_length: int = 40
     ext_samples: int = 2000
-    ext_seed: int = 0
+    ext_seed_offset: int = 12
     diverge_bound: float = 1e3
+    shared_init_stream: bool = True
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -184,10 +258,17 @@ class NonlinearConfig:
         set_("n_baseline", require_int("n_baseline", self.n_baseline, minimum=1))
         set_("n_special", require_int("n_special", self.n_special, minimum=1))
         set_("extra_steps", require_int("extra_steps", self.extra_steps, minimum=0))
+        set_("log_period", require_int("log_period", self.log_period, minimum=1))
         set_("ext_length", require_int("ext_length", self.ext_length, minimum=1))
         set_("ext_samples", require_int("ext_samples", self.ext_samples, minimum=1))
-        set_("ext_seed", require_int("ext_seed", self.ext_seed, minimum=0))
+        set_("ext_seed_offset", require_int("ext_seed_offset", self.ext_seed_offset, minimum=0))
         set_("baseline_positions", _require_positions("baseline_positions", self.baseline_positions, self.horizon))
+        set_("shared_init_stream", _require_bool("shared_init_stream", self.shared_init_stream))
+
+    @property
+    def reported_extra_steps(self) -> int:
+        """Updates made after the threshold when the reported values are taken (4901 for 5000 / 100)."""
+        return _reported_extra(self.extra_steps, self.log_period)
 
 
 @dataclass(frozen=True)
@@ -196,7 +277,8 @@ class RunResult:
 
     ``steps`` counts parameter updates; ``reached_at`` is the step at which the loss first
     was ``<= tol`` (None if never); ``train_loss`` is the loss at the final parameters;
-    ``params`` holds the final parameters (``(a, b, c)`` or ``(a, b, c, W1, W2, W3)``).
+    ``params`` holds the final parameters (``(a, b, c)`` or ``(a, b, c, W1, W2, W3)``);
+    ``init_draw`` the initialisation draw (0 = the row's own).
     """
 
     seed: int
@@ -207,59 +289,121 @@ class RunResult:
     status: str
     reached_at: int | None
     params: tuple = field(compare=False, repr=False)
+    init_draw: int = 0
 
 
 # ---------------------------------------------------------------- initialisation and data
 
 
-def init_ssm(rng: np.random.Generator, state_dim: int, sd_a: float, sd_bc: float, gap_k: float, warm_start: float):
-    """SPEC §6 initialisation: ``|N(0, sd)|`` draws (a, then b, then c), A and B sorted descending,
-    ``a_2 = a_1 - diff``, ``b_2 = b_1 - diff`` with ``diff = 0.05 / exp(gap_k log10(1/sd_a))``,
-    then the warm start ``a += warm_start``, ``b += warm_start``."""
-    a = np.sort(np.abs(rng.normal(0.0, sd_a, state_dim)))[::-1].copy()
-    b = np.sort(np.abs(rng.normal(0.0, sd_bc, state_dim)))[::-1].copy()
-    c = np.abs(rng.normal(0.0, sd_bc, state_dim))
+def _init_rng(seed: int, draw: int) -> np.random.Generator:
+    """Generator of initialisation draw ``draw`` of run ``seed`` (draw 0: ``default_rng(seed)``)."""
+    seed = require_int("seed", seed, minimum=0)
+    draw = require_int("init_draw", draw, minimum=0)
+    return np.random.default_rng(seed if draw == 0 else [seed, draw])
+
+
+def init_stream(seed: int, length: int, draw: int = 0) -> np.ndarray:
+    """The normal stream ``z`` shared by all seeded initialisers of one model (stand-in for Keras').
+
+    ``draw > 0`` gives further, independent streams for the same seed (the spread of a row
+    over initialisations, with the seed's training data fixed).
+    """
+    return _init_rng(seed, draw).standard_normal(length)
+
+
+def _finish_ssm_init(a, b, c, gap_k: float, sd_a: float, warm_start: float):
+    a = np.sort(np.abs(a))[::-1].copy()
+    b = np.sort(np.abs(b))[::-1].copy()
     diff = 0.05 / math.exp(gap_k * math.log10(1.0 / sd_a))
     a[1] = a[0] - diff
     b[1] = b[0] - diff
-    return a + warm_start, b + warm_start, c
+    return a + warm_start, b + warm_start, np.abs(c)
 
 
-def _sequences(rng: np.random.Generator, horizon: int, n_baseline: int, positions, n_special: int):
-    """Baseline sequences (N(0,1) entries at ``positions``) and special ones (one N(0,1) entry at H-2)."""
+def init_ssm(rng_or_stream, state_dim: int, sd_a: float, sd_bc: float, gap_k: float, warm_start: float):
+    """SPEC §6 initialisation of ``(a, b, c)``.
+
+    ``rng_or_stream`` a ``np.random.Generator``: independent ``N(0, sd)`` draws (a, then b,
+    then c; SPEC read literally). An array ``z`` (the shared stream, length ``>= D*D``): the
+    paper's code, ``a = sd_a z[::D+1][:D]``, ``b = sd_bc z[:D]``, ``c = reversed(sd_bc z[:D])``.
+    Then absolute values, A and B sorted descending, ``a_2 = a_1 - diff``,
+    ``b_2 = b_1 - diff`` with ``diff = 0.05 / exp(gap_k log10(1/sd_a))``, and the warm start
+    ``a += warm_start``, ``b += warm_start``.
+    """
+    D = state_dim
+    if isinstance(rng_or_stream, np.random.Generator):
+        rng = rng_or_stream
+        a, b, c = rng.normal(0.0, sd_a, D), rng.normal(0.0, sd_bc, D), rng.normal(0.0, sd_bc, D)
+    else:
+        z = np.asarray(rng_or_stream, dtype=float)
+        if z.shape[0] < D * D:
+            raise ValueError(f"the initialisation stream must hold at least D*D = {D * D} numbers")
+        a, b, c = sd_a * z[: D * D : D + 1], sd_bc * z[:D], (sd_bc * z[:D])[::-1]
+    return _finish_ssm_init(a, b, c, gap_k, sd_a, warm_start)
+
+
+def paper_sequences(seed: int, horizon: int, n_baseline: int, positions, n_special: int):
+    """The paper's training sequences for ``seed``, drawn exactly as its ``generate_inputs``:
+    ``np.random.seed(seed)``, then one N(0,1) per baseline position for each baseline sequence
+    in turn (positions ascending), then one N(0,1) at ``H-2`` for each special sequence.
+
+    Returns ``(baseline (n_baseline, H), special (n_special, H))``. The clean and poisoned
+    runs of a seed share the baseline sequences.
+    """
+    rs = np.random.RandomState(require_int("seed", seed, minimum=0))
+    positions = sorted(positions)
     base = np.zeros((n_baseline, horizon))
-    base[:, list(positions)] = rng.normal(size=(n_baseline, len(positions)))
+    base[:, positions] = rs.normal(0.0, 1.0, size=(n_baseline, len(positions)))
     special = np.zeros((n_special, horizon))
-    special[:, horizon - 2] = rng.normal(size=n_special)
+    special[:, horizon - 2] = rs.normal(0.0, 1.0, size=n_special)
     return base, special
 
 
-def beyond_problem(config: BeyondConfig, seed: int, poisoned: bool):
+def beyond_problem(config: BeyondConfig, seed: int, poisoned: bool, init_draw: int = 0):
     """One run's initial ``(a, b, c)``, inputs ``U`` (N, H) and labels ``y* = sum_k u_k``.
 
-    The draws (initialisation, baseline, special) do not depend on ``poisoned``, so the clean
-    and poisoned runs of a seed share initialisation and baseline data.
+    The clean and poisoned runs of a seed share initialisation and baseline data; the data
+    do not depend on ``init_draw``.
     """
     seed = require_int("seed", seed, minimum=0)
-    rng = np.random.default_rng(seed)
-    params = init_ssm(rng, config.state_dim, config.sd_a, config.sd_bc, config.gap_k, config.warm_start)
-    base, special = _sequences(rng, config.horizon, config.n_baseline, config.baseline_positions, config.n_special)
+    D = config.state_dim
+    source = init_stream(seed, D * D, init_draw) if config.shared_init_stream else _init_rng(seed, init_draw)
+    params = init_ssm(source, D, config.sd_a, config.sd_bc, config.gap_k, config.warm_start)
+    base, special = paper_sequences(seed, config.horizon, config.n_baseline, config.baseline_positions, config.n_special)
     U = np.vstack([base, special]) if poisoned else base
     return params, U, U.sum(axis=1)
 
 
-def nonlinear_problem(config: NonlinearConfig, seed: int, poisoned: bool):
-    """One run's initial ``(a, b, c, W1, W2, W3)``, inputs ``U`` (N, H) and teacher labels ``f*(u)``."""
+def nonlinear_problem(config: NonlinearConfig, seed: int, poisoned: bool, init_draw: int = 0):
+    """One run's initial ``(a, b, c, W1, W2, W3)``, inputs ``U`` (N, H) and teacher labels ``f*(u)``.
+
+    ``W2`` is stored as ``z2 = W2 h1`` (:mod:`verify.mlp`), the transpose of Keras' kernel.
+    """
     seed = require_int("seed", seed, minimum=0)
-    rng = np.random.default_rng(seed)
-    a, b, c = init_ssm(rng, config.state_dim, config.sd_ssm, config.sd_ssm, config.gap_k, config.warm_start)
-    W = config.width
-    W1 = rng.normal(0.0, config.sd_mlp, W)
-    W2 = rng.normal(0.0, config.sd_mlp, (W, W))
-    W3 = rng.normal(0.0, config.sd_mlp, W)
-    base, special = _sequences(rng, config.horizon, config.n_baseline, config.baseline_positions, config.n_special)
+    D, W = config.state_dim, config.width
+    if config.shared_init_stream:
+        z = init_stream(seed, max(D * D, W * W), init_draw)
+        a, b, c = init_ssm(z, D, config.sd_ssm, config.sd_ssm, config.gap_k, config.warm_start)
+        W1 = config.sd_mlp * z[:W]
+        W2 = (config.sd_mlp * z[: W * W]).reshape(W, W).T.copy()
+        W3 = config.sd_mlp * z[:W]
+    else:
+        rng = _init_rng(seed, init_draw)
+        a, b, c = init_ssm(rng, D, config.sd_ssm, config.sd_ssm, config.gap_k, config.warm_start)
+        W1 = rng.normal(0.0, config.sd_mlp, W)
+        W2 = rng.normal(0.0, config.sd_mlp, (W, W))
+        W3 = rng.normal(0.0, config.sd_mlp, W)
+    base, special = paper_sequences(seed, config.horizon, config.n_baseline, config.baseline_positions, config.n_special)
     U = np.vstack([base, special]) if poisoned else base
     return (a, b, c, W1, W2, W3), U, _teacher(U, W)
+
+
+def nonlinear_test_inputs(config: NonlinearConfig, seed: int) -> np.ndarray:
+    """The paper's test sequences of run ``seed``: ``np.random.seed(seed + 12)``, then
+    ``normal(0, 1, (ext_samples, ext_length))``."""
+    seed = require_int("seed", seed, minimum=0)
+    rs = np.random.RandomState(seed + config.ext_seed_offset)
+    return rs.normal(0.0, 1.0, size=(config.ext_samples, config.ext_length))
 
 
 def _teacher(U, width: int):
@@ -281,7 +425,7 @@ def _stack_problems(problems):
     return params, U, y, mask
 
 
-# ---------------------------------------------------------------- objectives
+# ---------------------------------------------------------------- objectives (reference form)
 
 
 def ssm_outputs(a, b, c, U):
@@ -299,6 +443,31 @@ def ssm_backward(a, b, c, U, s):
     dP = V[..., : H - 1] @ (q[:, 1:] * np.arange(1, H))[..., None]  # sum_{j>=1} j q_j a^(j-1)
     P, dP = P[..., 0], dP[..., 0]
     return c * b * dP, c * P, b * P
+
+
+def _hankel_index(horizon: int) -> np.ndarray:
+    """``idx[m, l] = m + l + 1`` for ``m, l = 0..H-2`` (entries beyond ``H-1`` point at a zero pad)."""
+    m = np.arange(horizon - 1)
+    return m[:, None] + m[None, :] + 1
+
+
+def a_matrix_gradient(a, b, c, U, s):
+    """Gradient of L with respect to the *full* D×D recurrent matrix, at a diagonal A.
+
+    Keras' ``SimpleRNN`` computes ``h_t = u_t B + h_{t-1} A`` (row vectors) and
+    ``y = h_H C``, so ``y = sum_k u_k B A^(H-1-k) C`` and at ``A = diag(a)``
+
+        dL/dA_ij = b_i c_j sum_{m, l >= 0, m+l <= H-2} a_i^m a_j^l q_{m+l+1}
+
+    with ``q`` as in the module docstring. Its diagonal is ``dL/da``. Shape ``(R, D, D)``.
+    """
+    H = U.shape[-1]
+    q = np.einsum("rn,rnj->rj", s, U[..., ::-1])
+    qpad = np.zeros((q.shape[0], 2 * H - 2))
+    qpad[:, :H] = q
+    M = qpad[:, _hankel_index(H)]  # (R, H-1, H-1)
+    V = powers(a, H - 1)
+    return b[..., :, None] * (V @ M @ np.swapaxes(V, -1, -2)) * c[..., None, :]
 
 
 def beyond_objective(params, U, y, mask):
@@ -325,7 +494,7 @@ def nonlinear_objective(params, U, y, mask):
     return loss, [*ssm_backward(a, b, c, U, dy), *dweights]
 
 
-# ---------------------------------------------------------------- optimisers
+# ---------------------------------------------------------------- optimisers (reference form)
 
 
 def _where(active, new, old):
@@ -338,20 +507,24 @@ class AdaptiveStep:
 
     ``g_t = beta g_{t-1} + (1-beta) sum_p ||dL/dp||`` (``g_{-1} = 0``),
     ``lr_t = lr / (sqrt(g_t / (1 - beta^(t+1))) + eps)``, ``p <- p - lr_t dL/dp``.
+
+    ``norms`` (per run), when given, replaces ``sum_p ||dL/dp||`` (e.g. with the full-matrix
+    norm of the recurrent matrix's gradient).
     """
 
     def __init__(self, runs: int, lr: float, beta: float = 0.8, eps: float = 1e-6):
         self.lr, self.beta, self.eps = lr, beta, eps
         self.g = np.zeros(runs)
 
-    def step_sizes(self, grads, t: int, active):
+    def step_sizes(self, grads, t: int, active, norms=None):
         """Update ``g`` for the active runs and return ``lr_t`` per run (shape ``(R,)``)."""
-        norms = sum(np.sqrt((gr * gr).reshape(len(gr), -1).sum(axis=1)) for gr in grads)
+        if norms is None:
+            norms = sum(np.sqrt((gr * gr).reshape(len(gr), -1).sum(axis=1)) for gr in grads)
         self.g = np.where(active, self.beta * self.g + (1 - self.beta) * norms, self.g)
         return self.lr / (np.sqrt(self.g / (1 - self.beta ** (t + 1))) + self.eps)
 
-    def step(self, params, grads, t: int, active):
-        lr_t = self.step_sizes(grads, t, active)
+    def step(self, params, grads, t: int, active, norms=None):
+        lr_t = self.step_sizes(grads, t, active, norms)
         return [_where(active, p - lr_t.reshape((-1,) + (1,) * (p.ndim - 1)) * gr, p) for p, gr in zip(params, grads)]
 
 
@@ -374,102 +547,346 @@ class Adam:
         return out
 
 
-# ---------------------------------------------------------------- the batched loop
+# ---------------------------------------------------------------- fused batched steppers
+#
+# The training loops below do the same arithmetic as the reference objectives and
+# optimisers above (the tests hold them together), but on one contiguous parameter array
+# per batch, with the gradient written straight into a preallocated array and the
+# optimiser update done in place: a step is a fixed, small number of numpy calls whatever
+# the number of runs. Finished runs are dropped from the batch (``keep``).
 
 
-def _descend(params, objective, optimizer, tol, extra_steps, max_steps, bound, progress):
-    """Advance all runs together; returns ``(params, loss, steps, status, reached_at)`` per run.
+def _data_columns(Ur):
+    """``[Ur | Ur' | Uh]`` for reversed inputs ``Ur`` (R, N, H), so that one product with the
+    upstream gradient ``s`` gives every data-side sum a step needs:
 
-    At step t the loss and gradients are evaluated at the current parameters; a run whose
-    values are non-finite or whose ``max|a_i| > bound`` is marked diverged; a run that first
-    has ``loss <= tol`` records ``reached_at = t``; a run with ``t - reached_at == extra_steps``
-    is converged. Only the still-active runs are then updated.
+    * ``s @ Ur = q`` with ``q_j = sum_n s_n u_{H-1-j}``;
+    * ``s @ Ur' = q'`` with ``q'_m = (m+1) q_{m+1}`` (``m <= H-2``; 0 for ``m = H-1``), so that
+      ``V @ q'`` is ``sum_j j q_j a^(j-1)``;
+    * ``s @ Uh`` is the Hankel matrix ``M[m, l] = q_{m+l+1}`` (``m, l = 0..H-2``, zero beyond
+      ``H-1``), flattened, used by the full-matrix gradient norm.
     """
-    R = params[0].shape[0]
-    active = np.ones(R, dtype=bool)
+    R, N, H = Ur.shape
+    shifted = np.zeros_like(Ur)
+    shifted[..., : H - 1] = Ur[..., 1:] * np.arange(1.0, H)
+    pad = np.concatenate([Ur, np.zeros((R, N, H - 2))], axis=-1)  # column k = Ur[:, k] or 0
+    hankel = pad[..., _hankel_index(H).ravel()]
+    return np.ascontiguousarray(np.concatenate([Ur, shifted, hankel], axis=-1))
+
+
+class _FullBatchData:
+    """Data columns shared by the steppers: reversed inputs, labels and the 2/N of each run."""
+
+    def _set_data(self, Ucat, y, two_over_n):
+        H = self.exponents.shape[0]
+        self.Ucat, self.y, self.two_over_n = Ucat, y, two_over_n
+        self.Ur = Ucat[..., :H]
+        self.half_two_over_n = 0.5 * two_over_n
+        self.grad = np.empty_like(self.theta)
+
+
+class _BeyondStepper(_FullBatchData):
+    """A, B, C of the bare SSM with the adaptive step; ``theta[r] = (a, b, c)`` of shape ``(3, D)``."""
+
+    def __init__(self, config: BeyondConfig, params, U, y, mask):
+        self.cfg = config
+        dt = np.dtype(config.dtype)
+        self.theta = np.ascontiguousarray(np.stack(params, axis=1), dtype=dt)  # (R, 3, D)
+        self.g = np.zeros(self.theta.shape[0], dtype=dt)
+        self.exponents = np.arange(U.shape[-1], dtype=dt)
+        Ucat = _data_columns(np.ascontiguousarray(U[..., ::-1])).astype(dt)
+        self._set_data(Ucat, y.astype(dt), (2.0 / mask.sum(axis=1)).astype(dt))
+
+    def keep(self, idx):
+        self.theta = self.theta[idx]
+        self.g = self.g[idx]
+        self._set_data(self.Ucat[idx], self.y[idx], self.two_over_n[idx])
+
+    def params_of(self, theta):
+        return tuple(theta[:, k].copy() for k in range(3))
+
+    def loss_and_grad(self):
+        """Loss of every run at the current parameters; the gradient goes to ``self.grad``."""
+        th = self.theta
+        R, H = th.shape[0], self.exponents.shape[0]
+        V = self.V = np.power(th[:, 0, :, None], self.exponents)  # (R, D, H): a_i^j
+        cb = th[:, 1] * th[:, 2]
+        K = np.matmul(cb[:, None, :], V)  # (R, 1, H)
+        err = np.matmul(self.Ur, K.transpose(0, 2, 1))[..., 0]  # (R, N): outputs
+        err -= self.y
+        loss = np.matmul(err[:, None, :], err[:, :, None])[:, 0, 0]
+        loss *= self.half_two_over_n
+        err *= self.two_over_n[:, None]  # s_n = dL/dy_n
+        self.sums = sums = np.matmul(err[:, None, :], self.Ucat)[:, 0, :]  # (q, q', Hankel)
+        PdP = np.matmul(V, sums[:, : 2 * H].reshape(R, 2, H).transpose(0, 2, 1))  # (R, D, 2)
+        grad = self.grad
+        np.multiply(cb, PdP[..., 1], out=grad[:, 0])
+        np.multiply(th[:, :0:-1], PdP[:, None, :, 0], out=grad[:, 1:])  # (c P, b P)
+        return loss
+
+    def update(self, t: int):
+        cfg, grad, th = self.cfg, self.grad, self.theta
+        R, H = th.shape[0], self.exponents.shape[0]
+        sq = np.matmul(grad, grad.transpose(0, 2, 1)).diagonal(axis1=1, axis2=2)  # (R, 3): squared norms
+        norms = np.sqrt(sq)
+        if cfg.full_matrix_norm:
+            Vm = self.V[..., : H - 1]
+            G = np.matmul(np.matmul(Vm, self.sums[:, 2 * H :].reshape(R, H - 1, H - 1)), Vm.transpose(0, 2, 1))
+            G *= th[:, 1, :, None]
+            G *= th[:, 2, None, :]  # dL/dA_ij = b_i c_j (V M V^T)_ij
+            G = G.reshape(R, 1, -1)
+            norms[:, 0] = np.sqrt(np.matmul(G, G.transpose(0, 2, 1))[:, 0, 0])
+        g = self.g
+        g *= cfg.beta
+        g += (1.0 - cfg.beta) * norms.sum(axis=1)
+        lr_t = np.sqrt(g * (1.0 / (1.0 - cfg.beta ** (t + 1))))
+        lr_t += cfg.lr_eps
+        np.divide(cfg.lr, lr_t, out=lr_t)
+        grad *= lr_t[:, None, None]
+        th -= grad
+
+    def a_bound_ok(self):
+        th = self.theta
+        return np.isfinite(th).all(axis=(1, 2)) & (np.abs(th[:, 0]) <= self.cfg.diverge_bound).all(axis=1)
+
+
+class _NonlinearStepper(_FullBatchData):
+    """SSM + ReLU head with Adam; ``theta[r]`` is the flat vector ``(a, b, c, W1, W2, W3)``."""
+
+    def __init__(self, config: NonlinearConfig, params, U, y, mask):
+        self.cfg = config
+        R = params[0].shape[0]
+        self.shapes = [p.shape[1:] for p in params]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self.theta = np.ascontiguousarray(np.concatenate([p.reshape(R, -1) for p in params], axis=1))
+        self.m = np.zeros_like(self.theta)
+        self.v = np.zeros_like(self.theta)
+        self.exponents = np.arange(float(U.shape[-1]))
+        H = U.shape[-1]
+        Ucat = _data_columns(np.ascontiguousarray(U[..., ::-1]))[..., : 2 * H]  # (q, q') only
+        self._set_data(np.ascontiguousarray(Ucat), y, 2.0 / mask.sum(axis=1))
+
+    def _views(self, flat):
+        out, start = [], 0
+        for shape, size in zip(self.shapes, self.sizes):
+            out.append(flat[:, start : start + size].reshape((flat.shape[0],) + shape))
+            start += size
+        return out
+
+    def _set_data(self, Ucat, y, two_over_n):
+        super()._set_data(Ucat, y, two_over_n)
+        self.scratch = np.empty_like(self.theta)
+        self.p = self._views(self.theta)
+        self.gp = self._views(self.grad)
+        # work arrays of the forward and backward passes, reused every step (allocating them
+        # afresh costs more than the arithmetic once a batch holds tens of runs)
+        R, N = y.shape
+        W = self.shapes[3][0]
+        self.yH, self.f = np.empty((R, N, 1)), np.empty((R, N, 1))
+        self.z1, self.h1, self.z2, self.h2, self.e1, self.e2 = (np.empty((R, N, W)) for _ in range(6))
+        self.active_unit = np.empty((R, N, W), dtype=bool)
+
+    def keep(self, idx):
+        self.theta, self.m, self.v = self.theta[idx], self.m[idx], self.v[idx]
+        self._set_data(self.Ucat[idx], self.y[idx], self.two_over_n[idx])
+
+    def params_of(self, theta):
+        return tuple(p.copy() for p in self._views(theta))
+
+    def loss_and_grad(self):
+        a, b, c, W1, W2, W3 = self.p
+        ga, gb, gc, gW1, gW2, gW3 = self.gp
+        R, H = a.shape[0], self.exponents.shape[0]
+        V = np.power(a[:, :, None], self.exponents)  # (R, D, H): a_i^j
+        cb = b * c
+        K = np.matmul(cb[:, None, :], V)  # (R, 1, H)
+        yH = np.matmul(self.Ur, K.transpose(0, 2, 1), out=self.yH)  # (R, N, 1)
+        z1 = np.multiply(yH, W1[:, None, :], out=self.z1)  # (R, N, W)
+        h1 = np.maximum(z1, 0.0, out=self.h1)
+        z2 = np.matmul(h1, W2.transpose(0, 2, 1), out=self.z2)
+        h2 = np.maximum(z2, 0.0, out=self.h2)
+        err = np.matmul(h2, W3[:, :, None], out=self.f)[..., 0]  # (R, N): f
+        err -= self.y
+        loss = np.matmul(err[:, None, :], err[:, :, None])[:, 0, 0]
+        loss *= self.half_two_over_n
+        err *= self.two_over_n[:, None]  # s_n = dL/df_n
+        np.matmul(err[:, None, :], h2, out=gW3[:, None, :])
+        on = self.active_unit
+        e2 = np.multiply(err[:, :, None], W3[:, None, :], out=self.e2)
+        e2 *= np.greater(z2, 0.0, out=on)
+        np.matmul(e2.transpose(0, 2, 1), h1, out=gW2)
+        e1 = np.matmul(e2, W2, out=self.e1)
+        e1 *= np.greater(z1, 0.0, out=on)
+        np.matmul(yH.transpose(0, 2, 1), e1, out=gW1[:, None, :])
+        dy = np.matmul(e1, W1[:, :, None], out=self.yH)  # (R, N, 1): s_n xi_n (yH is no longer needed)
+        sums = np.matmul(dy.transpose(0, 2, 1), self.Ucat)  # (R, 1, 2H): (q, q')
+        PdP = np.matmul(V, sums.reshape(R, 2, H).transpose(0, 2, 1))  # (R, D, 2)
+        np.multiply(cb, PdP[..., 1], out=ga)
+        np.multiply(c, PdP[..., 0], out=gb)
+        np.multiply(b, PdP[..., 0], out=gc)
+        return loss
+
+    def update(self, t: int):
+        cfg, grad, m, v = self.cfg, self.grad, self.m, self.v
+        scale = cfg.lr * math.sqrt(1 - cfg.beta2 ** (t + 1)) / (1 - cfg.beta1 ** (t + 1))
+        tmp = self.scratch
+        m *= cfg.beta1
+        m += np.multiply(grad, 1.0 - cfg.beta1, out=tmp)
+        grad *= grad
+        grad *= 1.0 - cfg.beta2
+        v *= cfg.beta2
+        v += grad
+        np.sqrt(v, out=grad)
+        grad += cfg.eps
+        np.divide(m, grad, out=grad)
+        grad *= scale
+        self.theta -= grad
+
+    def a_bound_ok(self):
+        th = self.theta
+        D = self.shapes[0][0]
+        return np.isfinite(th).all(axis=1) & (np.abs(th[:, :D]) <= self.cfg.diverge_bound).all(axis=1)
+
+
+def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress):
+    """Advance all runs together; returns ``(theta, loss, steps, status, reached_at)`` per run.
+
+    At step t the loss is evaluated at the current parameters (after t updates). A run whose
+    loss is non-finite (or, every :data:`CHECK_EVERY` steps, whose parameters are non-finite
+    or out of bounds) is diverged; a run that first has ``loss <= tol`` records
+    ``reached_at = t``; a run with ``t - reached_at == extra_steps`` is converged. Finished
+    runs leave the batch; the others are updated.
+    """
+    R = stepper.theta.shape[0]
+    ids = np.arange(R)  # original index of each row still in the batch
     status = np.full(R, "max_steps", dtype=object)
     reached = np.full(R, -1)
     steps = np.zeros(R, dtype=np.int64)
     final_loss = np.full(R, np.nan)
+    final_theta = np.empty_like(stepper.theta)
+    threshold = np.full(R, tol)  # tol until a run has reached it, then -inf
+    next_done = math.inf  # the earliest step at which a run in the batch completes its extra steps
+
+    def retire(rows, t, loss, label):
+        nonlocal ids, threshold
+        orig = ids[rows]
+        status[orig] = label
+        final_loss[orig] = loss[rows]
+        final_theta[orig] = stepper.theta[rows]
+        steps[orig] = t
+        keep = np.setdiff1d(np.arange(len(ids)), rows)
+        stepper.keep(keep)
+        ids, threshold = ids[keep], threshold[keep]
+        return loss[keep]
+
     with np.errstate(all="ignore"):
-        for t in range(max_steps + 1):
-            loss, grads = objective(params)
-            finite = np.isfinite(loss) & np.all([np.isfinite(g.reshape(R, -1)).all(axis=1) for g in grads], axis=0)
-            bad = ~finite | ~(np.abs(params[0]) <= bound).all(axis=1)
-            final_loss = np.where(active, loss, final_loss)
-            status[active & bad] = "diverged"
-            active &= ~bad
-            reached = np.where(active & (reached < 0) & (loss <= tol), t, reached)
-            done = active & (reached >= 0) & (t - reached >= extra_steps)
-            status[done] = "converged"
-            active &= ~done
-            if progress is not None and (t % PROGRESS_EVERY == 0 or t == max_steps or not active.any()):
-                progress(t, int(active.sum()))
-            if t == max_steps or not active.any():
+        t = 0
+        while True:
+            loss = stepper.loss_and_grad()
+            if not math.isfinite(loss.sum()) or (t % CHECK_EVERY == 0 and not stepper.a_bound_ok().all()):
+                bad = np.flatnonzero(~(np.isfinite(loss) & stepper.a_bound_ok()))
+                loss = retire(bad, t, loss, "diverged")
+                if len(ids):
+                    loss = stepper.loss_and_grad()  # recompute the gradient buffers for the kept rows
+            if len(ids) and (loss <= threshold).any():
+                hit = np.flatnonzero(loss <= threshold)
+                reached[ids[hit]] = t
+                threshold[hit] = -np.inf
+                next_done = min(next_done, t + extra_steps)
+            if len(ids) and t >= next_done:
+                done = np.flatnonzero(reached[ids] + extra_steps == t)
+                loss = retire(done, t, loss, "converged")
+                pending = reached[ids]
+                pending = pending[pending >= 0]
+                next_done = pending.min() + extra_steps if len(pending) else math.inf
+                if len(ids) and len(done):
+                    loss = stepper.loss_and_grad()
+            if progress is not None and (t % PROGRESS_EVERY == 0 or t == max_steps or not len(ids)):
+                progress(t, len(ids))
+            if not len(ids):
                 break
-            params = optimizer.step(params, grads, t, active)
-            steps += active
-    return params, final_loss, steps, status, reached
+            if t == max_steps:
+                final_loss[ids] = loss
+                final_theta[ids] = stepper.theta
+                steps[ids] = t
+                flat_grad = np.abs(stepper.grad.reshape(len(ids), -1))
+                stalled = (reached[ids] < 0) & (flat_grad.max(axis=1) < STALL_GRAD)
+                status[ids[stalled]] = "stalled"
+                break
+            stepper.update(t)
+            t += 1
+    return final_theta, final_loss, steps, status, reached
 
 
-def _validate_runs(seeds, poisoned_flags, max_steps):
+def _validate_runs(seeds, poisoned_flags, max_steps, init_draws=(0,)):
+    """Runs ``(seed, poisoned, draw)``: seeds outer, then draws, then flags."""
     seeds = [require_int(f"seeds[{k}]", s, minimum=0) for k, s in enumerate(seeds)]
     flags = list(poisoned_flags)
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
     if not flags or not all(isinstance(f, (bool, np.bool_)) for f in flags):
         raise ValueError(f"poisoned_flags must be a non-empty sequence of booleans, got {flags!r}")
+    draws = [require_int(f"init_draws[{k}]", d, minimum=0) for k, d in enumerate(init_draws)]
+    if not draws:
+        raise ValueError("init_draws must hold at least one draw")
     max_steps = require_int("max_steps", max_steps, minimum=0)
-    return [(s, bool(f)) for s in seeds for f in flags], max_steps
+    return [(s, bool(f), d) for s in seeds for d in draws for f in flags], max_steps
 
 
 def _results(runs, params, loss, steps, status, reached, ext):
     return [
         RunResult(seed=s, poisoned=p, ext_error=float(ext[r]), train_loss=float(loss[r]), steps=int(steps[r]),
                   status=str(status[r]), reached_at=int(reached[r]) if reached[r] >= 0 else None,
-                  params=tuple(x[r].copy() for x in params))
-        for r, (s, p) in enumerate(runs)
+                  params=tuple(x[r].copy() for x in params), init_draw=d)
+        for r, (s, p, d) in enumerate(runs)
     ]
 
 
-def train_beyond(config: BeyondConfig, seeds, poisoned_flags, max_steps: int, progress: Progress | None = None):
-    """Train one run per ``(seed, poisoned)`` (seeds outer, flags inner), all in one batch.
+def _train_batch(config, config_type, problem, stepper_type, seeds, poisoned_flags, max_steps, progress, init_draws):
+    """Validate, stack every run's problem into one batch and descend; returns ``(runs, (params, loss, steps,
+    status, reached))`` with the trained parameters as a tuple of stacked arrays."""
+    if not isinstance(config, config_type):
+        raise ValueError(f"config must be a {config_type.__name__}, got {type(config).__name__}")
+    runs, max_steps = _validate_runs(seeds, poisoned_flags, max_steps, init_draws)
+    params, U, y, mask = _stack_problems([problem(config, s, p, d) for s, p, d in runs])
+    stepper = stepper_type(config, params, U, y, mask)
+    theta, loss, steps, status, reached = _descend(
+        stepper, config.tol, config.reported_extra_steps, max_steps, progress)
+    return runs, (stepper.params_of(theta), loss, steps, status, reached)
+
+
+def train_beyond(config: BeyondConfig, seeds, poisoned_flags, max_steps: int, progress: Progress | None = None,
+                 init_draws=(0,)):
+    """Train one run per ``(seed, init_draw, poisoned)`` (seeds outer, flags inner), all in one batch.
 
     Extrapolation error: ``max_{0<=j<J} |K_j - K*_j| / max_j |K*_j|`` with ``K*_j = 1``, J = ``ext_length``.
     Returns a list of :class:`RunResult` in the order of the runs.
     """
-    if not isinstance(config, BeyondConfig):
-        raise ValueError(f"config must be a BeyondConfig, got {type(config).__name__}")
-    runs, max_steps = _validate_runs(seeds, poisoned_flags, max_steps)
-    params, U, y, mask = _stack_problems([beyond_problem(config, s, p) for s, p in runs])
-    opt = AdaptiveStep(len(runs), config.lr, config.beta, config.lr_eps)
-    objective = lambda th: beyond_objective(th, U, y, mask)  # noqa: E731
-    params, loss, steps, status, reached = _descend(
-        params, objective, opt, config.tol, config.extra_steps, max_steps, config.diverge_bound, progress)
+    runs, (params, loss, steps, status, reached) = _train_batch(
+        config, BeyondConfig, beyond_problem, _BeyondStepper, seeds, poisoned_flags, max_steps, progress, init_draws)
     with np.errstate(all="ignore"):
         ext = np.abs(impulse_response(*params, config.ext_length) - 1.0).max(axis=1)
     return _results(runs, params, loss, steps, status, reached, ext)
 
 
 def train_nonlinear(config: NonlinearConfig, seeds, poisoned_flags, max_steps: int,
-                    progress: Progress | None = None):
-    """Train one run per ``(seed, poisoned)`` of the non-linear row (SSM + ReLU head, Adam), in one batch.
+                    progress: Progress | None = None, init_draws=(0,)):
+    """Train one run per ``(seed, init_draw, poisoned)`` of the non-linear row (SSM + ReLU head, Adam), in one batch.
 
-    Extrapolation error: ``||f(U) - f*(U)||_2 / ||f*(U)||_2`` over ``ext_samples`` N(0,1) sequences
-    of length ``ext_length`` drawn from ``default_rng(ext_seed)`` (the same for every run).
+    Extrapolation error: ``||f(U) - f*(U)||_2 / ||f*(U)||_2`` over the run's test sequences
+    (:func:`nonlinear_test_inputs`).
     """
-    if not isinstance(config, NonlinearConfig):
-        raise ValueError(f"config must be a NonlinearConfig, got {type(config).__name__}")
-    runs, max_steps = _validate_runs(seeds, poisoned_flags, max_steps)
-    params, U, y, mask = _stack_problems([nonlinear_problem(config, s, p) for s, p in runs])
-    opt = Adam(params, config.lr, config.beta1, config.beta2, config.eps)
-    objective = lambda th: nonlinear_objective(th, U, y, mask)  # noqa: E731
-    params, loss, steps, status, reached = _descend(
-        params, objective, opt, config.tol, config.extra_steps, max_steps, config.diverge_bound, progress)
-    U_ext = np.random.default_rng(config.ext_seed).normal(size=(config.ext_samples, config.ext_length))
-    target = _teacher(U_ext, config.width)
+    runs, (params, loss, steps, status, reached) = _train_batch(
+        config, NonlinearConfig, nonlinear_problem, _NonlinearStepper, seeds, poisoned_flags, max_steps, progress,
+        init_draws)
+    tests = {s: nonlinear_test_inputs(config, s) for s in {s for s, _, _ in runs}}
+    ext = np.empty(len(runs))
     with np.errstate(all="ignore"):
         K = impulse_response(*params[:3], config.ext_length)
-        f = mlp_forward(params[3:], K @ U_ext[:, ::-1].T)[0]
-        ext = np.linalg.norm(f - target, axis=1) / np.linalg.norm(target)
+        for r, (s, _, _) in enumerate(runs):
+            U_ext = tests[s]
+            target = _teacher(U_ext, config.width)
+            weights = tuple(w[r : r + 1] for w in params[3:])
+            f = mlp_forward(weights, (K[r] @ U_ext[:, ::-1].T)[None])[0][0]
+            ext[r] = np.linalg.norm(f - target) / np.linalg.norm(target)
     return _results(runs, params, loss, steps, status, reached, ext)
