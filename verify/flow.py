@@ -31,6 +31,7 @@ from theory.derivation import TRAIN_CHOICES
 from theory.training_set import TrainingSet
 from theory.validation import require_finite_sequence, require_int, require_real
 from verify import kernels
+from verify.anchored import anchor_index, anchored_linear_part, from_anchored, neg_grad_anchored, to_anchored, uniform_gain
 from verify.expcoll import ExpCollOptions, integrate_expcoll
 from verify.linalg import dense_solver
 from verify.seulex import SeulexOptions, integrate, to_working
@@ -98,6 +99,9 @@ class FlowOptions:
         blowup: magnitude of an entry that counts as divergence.
         max_steps: step budget of the integrator (status ``time_limit`` when exhausted).
         record: keep ``(t, theta, loss)`` after every accepted step.
+        anchored: only A trained with every ``c_i b_i`` equal: integrate in anchored coordinates
+            (the gaps ``a_i - a_r`` to the largest entry are the state, :mod:`verify.anchored`),
+            which keeps near-ties of entries at full relative precision.
     """
 
     precision: int = 53
@@ -107,6 +111,7 @@ class FlowOptions:
     blowup: float = 1e6
     max_steps: int = 200_000
     record: bool = False
+    anchored: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", require_int("precision", self.precision, minimum=53))
@@ -224,7 +229,21 @@ def _run(problems, options, dtype) -> list[FlowResult]:
     b0, c0 = _working(first.b, dtype), _working(first.c, dtype)
     loss_tol = to_working(options.effective_loss_tol, dtype)
 
-    if first.train == "a":
+    kappa = uniform_gain(b0, c0) if (first.train == "a" and D >= 2 and options.anchored) else None
+    if kappa is not None:  # anchored coordinates: the gaps between entries are the state (verify.anchored)
+        anchor = anchor_index(a0)
+        theta0 = to_anchored(a0, anchor)
+
+        def split(theta):
+            return from_anchored(theta, anchor), b0, c0
+
+        def fun(theta):
+            return neg_grad_anchored(theta, anchor, kappa, U, y)
+
+        def linear_part(theta):
+            return anchored_linear_part(theta, anchor, kappa, U, two_over_n)
+
+    elif first.train == "a":
         theta0 = a0
 
         def split(theta):
