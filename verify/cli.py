@@ -73,7 +73,7 @@ def _add_reproduce(sub) -> None:
         help="working precision in bits (>= 53); default: the fast path (float64 where it suffices, "
         "the exact oracle for the clean flows)",
     )
-    p.add_argument("--jobs", default="1", metavar="N", help="processes for --precision runs (default 1)")
+    p.add_argument("--jobs", default="auto", metavar="N", help="worker processes (default auto: one per CPU)")
     _add_json(p)
     p.set_defaults(run=_run_reproduce, command="reproduce")
 
@@ -83,10 +83,13 @@ def _run_reproduce(args) -> int:
 
     if args.row not in ROWS:
         raise ValueError(f"row must be one of {', '.join(ROWS)}, got {args.row!r}")
+    from verify.workers import default_jobs
+
+    jobs = default_jobs() if args.jobs == "auto" else require_int("jobs", args.jobs, minimum=1)
     if args.row != "theory":  # the GD rows, and the whole table (theory row first, through the code below's path)
         from verify.gd_rows import reproduce_command
 
-        return reproduce_command(args.row, args.horizon, args.precision, args.jobs, args.json)
+        return reproduce_command(args.row, args.horizon, args.precision, jobs, args.json)
     from theory.construction import THEORY_ROW
 
     horizons = tuple(require_int("horizon", h) for h in (args.horizon or sorted(THEORY_ROW)))
@@ -94,7 +97,6 @@ def _run_reproduce(args) -> int:
         if h not in THEORY_ROW:
             raise ValueError(f"horizon must be one of {', '.join(map(str, sorted(THEORY_ROW)))} for the theory row, got {h}")
     precision = None if args.precision is None else require_int("precision", args.precision, minimum=53)
-    jobs = require_int("jobs", args.jobs, minimum=1)
     from verify.reporting import reproduce_theory_row
 
     return reproduce_theory_row(horizons, precision, jobs, args.json)
@@ -151,7 +153,34 @@ def _run_check(args) -> int:
     return 0 if report.matches_theorem else 1
 
 
-_SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check)
+# -- dynamics -------------------------------------------------------------------------------------
+def _add_dynamics(sub) -> None:
+    p = sub.add_parser(
+        "dynamics",
+        help="record one run's training dynamics: entries, effective rank, gamma coefficients, loss, as figures and JSON",
+        description="Record one run of a row of Table 1 without and/or with the special sequence(s) and draw, against "
+        "time, the entry magnitudes |a_i|, the effective rank of A, every gamma^(l) (with the head's slopes xi_n in the "
+        "non-linear row) and the training loss with the extrapolation error, as PNG files in DIR.",
+    )
+    p.add_argument("--row", default="theory", help="theory (gradient flow), beyond or nonlinear (gradient descent)")
+    p.add_argument("--horizon", required=True, metavar="H", help="horizon of the row (theory 7|9, beyond 6|10, nonlinear 6)")
+    p.add_argument("--seed", metavar="K", help="seed of the run (default: the row's first published seed)")
+    p.add_argument("--condition", default="both", help="clean, poisoned or both (side by side)")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNG figures (created if missing)")
+    p.add_argument("--extrapolate-to", metavar="J", help="extrapolation length (default: the row's, 20 or 40)")
+    p.add_argument("--stem", metavar="NAME", help="file-name stem of the figures (default ROW_HH_seedK)")
+    _add_json(p)
+    p.set_defaults(run=_run_dynamics, command="dynamics")
+
+
+def _run_dynamics(args) -> int:
+    from verify.dynamics import dynamics_command
+
+    return dynamics_command(args.row, args.horizon, args.seed, args.condition, args.out, args.json,
+                            args.extrapolate_to, args.stem)
+
+
+_SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check, _add_dynamics)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -259,6 +259,27 @@ def _frozen_weights(M: int, bits: int, h, mu, dtype):
     return W.reshape(shape + (M + 1, M)), np.asarray(mu)
 
 
+@functools.lru_cache(maxsize=4096)
+def _continuation_cached(M: int, ratio: float) -> np.ndarray:
+    c = np.array([float(v) for v in _nodes_tables(M, 64)[0]])
+    X = np.concatenate([[0.0], c, [1.0]])  # points of the last step's polynomial (value 0 at x = 0)
+    x = 1.0 + c * ratio  # this step's nodes, in the last step's coordinate
+    L = np.ones((M, X.size))
+    for j in range(X.size):
+        for m in range(X.size):
+            if m != j:
+                L[:, j] *= (x - X[m]) / (X[j] - X[m])
+    L[:, -1] -= 1.0  # increments from the last step's end point
+    return L[:, 1:]  # the value at x = 0 is 0
+
+
+def _continuation(M: int, ratio: float) -> np.ndarray:
+    """``E[k, j]``: the last step's increment polynomial (0 at x = 0, ``incr_j`` at ``c_j`` and 1),
+    continued to this step's node ``c_k`` (step ratio ``ratio``), minus its end value: a Picard
+    start only (float64 is enough; any start converges to the same collocation solution)."""
+    return _continuation_cached(M, float(f"{ratio:.6g}"))
+
+
 def _spectral_error(coeffs, h, atol, rtol, end, M: int) -> float:
     """Scaled estimate of the end point's local error from the decay of the Legendre coefficients of ``g``.
 
@@ -314,6 +335,8 @@ def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(),
     y_lo = np.zeros_like(y)
     just_rejected = False
     previous_accept = None  # (h, err) of the last accepted step
+    last_poly = None  # (h, increments at c_1..c_M, 1) of the last accepted step: the Picard start
+    predict = True
     while steps + rejected < options.max_steps:
         if t >= t_end:
             status = "t_end"
@@ -326,6 +349,14 @@ def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(),
         # split around y_n: y' = L (y - y_n) + g(y), g(y) = f(y) - L (y - y_n); no decay term, no cancellation
         base = np.broadcast_to(y, (M + 1,) + y.shape)
         stages = np.broadcast_to(y, (M,) + y.shape).copy()
+        if last_poly is not None and predict:
+            # start from the previous step's collocation polynomial continued into this step
+            h_old, increments = last_poly
+            ext = _continuation(M, float(h / h_old))
+            ext = ext.astype(dtype) if dtype != object else ext.astype(object)
+            guess = np.tensordot(ext, increments, axes=([1], [0]))
+            if np.all(np.isfinite(np.asarray(guess, dtype=float))):
+                stages = stages + guess
         ok = False
         previous = math.inf
         contraction = 0.0  # largest ratio of successive Picard changes above the noise level
@@ -355,6 +386,7 @@ def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(),
                     break  # not contracting: give up early and shorten the step
             previous = change
         if not ok:
+            predict = False  # the continued polynomial may be what failed: start the retry from y_n
             if options.fixed_step:
                 raise ArithmeticError(f"Picard iteration did not converge at the fixed step {float(h):.3g}")
             rejected += 1
@@ -380,6 +412,8 @@ def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(),
             just_rejected = True
             continue
         t = t + h
+        last_poly = (h, np.concatenate([stages - y[None], end_incr[None]]))
+        predict = True
         if dtype != object:  # compensated (TwoSum) update: the state carries y + y_lo
             d = end_incr + y_lo
             s = y + d

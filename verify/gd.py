@@ -90,10 +90,38 @@ __all__ = [
     "nonlinear_test_inputs",
     "train_beyond",
     "train_nonlinear",
+    "nonlinear_extrapolation_error",
+    "StepObserver",
 ]
 
 Progress = Callable[[int, int], None]
 """``progress(step, active_runs)``, called every :data:`PROGRESS_EVERY` steps and at the end."""
+
+
+
+@dataclass(frozen=True)
+class StepObserver:
+    """Look at a training batch at chosen steps (for trajectories of metrics; :mod:`verify.dynamics`).
+
+    ``callback(step, runs, params, loss)`` is called at each step in ``steps`` that the batch
+    reaches, after the loss (and the divergence check) at the current parameters, i.e. after
+    ``step`` updates: ``runs`` are the indices (into the trainer's run list) of the runs still
+    training, ``params`` copies of their parameters (stacked as the trainer's ``RunResult.params``)
+    and ``loss`` their losses. Costs one integer comparison per step when not due.
+    """
+
+    steps: tuple[int, ...]
+    callback: Callable
+
+    def __post_init__(self) -> None:
+        try:
+            steps = [require_int(f"steps[{k}]", s, minimum=0) for k, s in enumerate(self.steps)]
+        except TypeError:
+            raise ValueError(f"steps must be a sequence of integers, got {self.steps!r}") from None
+        object.__setattr__(self, "steps", tuple(sorted(set(steps))))
+        if not callable(self.callback):
+            raise ValueError("callback must be callable")
+
 
 PROGRESS_EVERY = 1000
 CHECK_EVERY = 50
@@ -748,7 +776,7 @@ class _NonlinearStepper(_FullBatchData):
         return np.isfinite(th).all(axis=1) & (np.abs(th[:, :D]) <= self.cfg.diverge_bound).all(axis=1)
 
 
-def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress):
+def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress, observer: StepObserver | None = None):
     """Advance all runs together; returns ``(theta, loss, steps, status, reached_at)`` per run.
 
     At step t the loss is evaluated at the current parameters (after t updates). A run whose
@@ -766,6 +794,8 @@ def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress):
     final_theta = np.empty_like(stepper.theta)
     threshold = np.full(R, tol)  # tol until a run has reached it, then -inf
     next_done = math.inf  # the earliest step at which a run in the batch completes its extra steps
+    due = iter(observer.steps if observer is not None else ())
+    next_look = next(due, None)
 
     def retire(rows, t, loss, label):
         nonlocal ids, threshold
@@ -788,6 +818,10 @@ def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress):
                 loss = retire(bad, t, loss, "diverged")
                 if len(ids):
                     loss = stepper.loss_and_grad()  # recompute the gradient buffers for the kept rows
+            if t == next_look:
+                if len(ids):
+                    observer.callback(t, ids.copy(), stepper.params_of(stepper.theta), loss.copy())
+                next_look = next(due, None)
             if len(ids) and (loss <= threshold).any():
                 hit = np.flatnonzero(loss <= threshold)
                 reached[ids[hit]] = t
@@ -842,7 +876,8 @@ def _results(runs, params, loss, steps, status, reached, ext):
     ]
 
 
-def _train_batch(config, config_type, problem, stepper_type, seeds, poisoned_flags, max_steps, progress, init_draws):
+def _train_batch(config, config_type, problem, stepper_type, seeds, poisoned_flags, max_steps, progress, init_draws,
+                 observer=None):
     """Validate, stack every run's problem into one batch and descend; returns ``(runs, (params, loss, steps,
     status, reached))`` with the trained parameters as a tuple of stacked arrays."""
     if not isinstance(config, config_type):
@@ -851,42 +886,51 @@ def _train_batch(config, config_type, problem, stepper_type, seeds, poisoned_fla
     params, U, y, mask = _stack_problems([problem(config, s, p, d) for s, p, d in runs])
     stepper = stepper_type(config, params, U, y, mask)
     theta, loss, steps, status, reached = _descend(
-        stepper, config.tol, config.reported_extra_steps, max_steps, progress)
+        stepper, config.tol, config.reported_extra_steps, max_steps, progress, observer)
     return runs, (stepper.params_of(theta), loss, steps, status, reached)
 
 
 def train_beyond(config: BeyondConfig, seeds, poisoned_flags, max_steps: int, progress: Progress | None = None,
-                 init_draws=(0,)):
+                 init_draws=(0,), observer: StepObserver | None = None):
     """Train one run per ``(seed, init_draw, poisoned)`` (seeds outer, flags inner), all in one batch.
 
     Extrapolation error: ``max_{0<=j<J} |K_j - K*_j| / max_j |K*_j|`` with ``K*_j = 1``, J = ``ext_length``.
-    Returns a list of :class:`RunResult` in the order of the runs.
+    Returns a list of :class:`RunResult` in the order of the runs. ``observer`` (optional) sees
+    the batch at chosen steps (:class:`StepObserver`).
     """
     runs, (params, loss, steps, status, reached) = _train_batch(
-        config, BeyondConfig, beyond_problem, _BeyondStepper, seeds, poisoned_flags, max_steps, progress, init_draws)
+        config, BeyondConfig, beyond_problem, _BeyondStepper, seeds, poisoned_flags, max_steps, progress, init_draws,
+        observer)
     with np.errstate(all="ignore"):
         ext = np.abs(impulse_response(*params, config.ext_length) - 1.0).max(axis=1)
     return _results(runs, params, loss, steps, status, reached, ext)
 
 
 def train_nonlinear(config: NonlinearConfig, seeds, poisoned_flags, max_steps: int,
-                    progress: Progress | None = None, init_draws=(0,)):
+                    progress: Progress | None = None, init_draws=(0,), observer: StepObserver | None = None):
     """Train one run per ``(seed, init_draw, poisoned)`` of the non-linear row (SSM + ReLU head, Adam), in one batch.
 
-    Extrapolation error: ``||f(U) - f*(U)||_2 / ||f*(U)||_2`` over the run's test sequences
-    (:func:`nonlinear_test_inputs`).
+    Extrapolation error: :func:`nonlinear_extrapolation_error` over the run's test sequences
+    (:func:`nonlinear_test_inputs`). ``observer`` as in :func:`train_beyond`.
     """
     runs, (params, loss, steps, status, reached) = _train_batch(
         config, NonlinearConfig, nonlinear_problem, _NonlinearStepper, seeds, poisoned_flags, max_steps, progress,
-        init_draws)
+        init_draws, observer)
     tests = {s: nonlinear_test_inputs(config, s) for s in {s for s, _, _ in runs}}
-    ext = np.empty(len(runs))
-    with np.errstate(all="ignore"):
-        K = impulse_response(*params[:3], config.ext_length)
-        for r, (s, _, _) in enumerate(runs):
-            U_ext = tests[s]
-            target = _teacher(U_ext, config.width)
-            weights = tuple(w[r : r + 1] for w in params[3:])
-            f = mlp_forward(weights, (K[r] @ U_ext[:, ::-1].T)[None])[0][0]
-            ext[r] = np.linalg.norm(f - target) / np.linalg.norm(target)
+    ext = np.array([nonlinear_extrapolation_error(config, tests[s], tuple(p[r] for p in params))
+                    for r, (s, _, _) in enumerate(runs)])
     return _results(runs, params, loss, steps, status, reached, ext)
+
+
+def nonlinear_extrapolation_error(config: NonlinearConfig, test_inputs, params) -> float:
+    """``||f(U) - f*(U)||_2 / ||f*(U)||_2`` for one run's parameters ``(a, b, c, W1, W2, W3)``.
+
+    ``f(u) = g(sum_j K_j u_{J-1-j})`` is the student (SSM of impulse response ``K`` over the
+    test length ``J``, then its head g), ``f*`` the teacher, ``U`` the test sequences (rows).
+    """
+    a, b, c, *weights = params
+    with np.errstate(all="ignore"):
+        K = impulse_response(a, b, c, config.ext_length)
+        target = _teacher(test_inputs, config.width)
+        f = mlp_forward(tuple(w[None] for w in weights), (K @ test_inputs[:, ::-1].T)[None])[0][0]
+        return float(np.linalg.norm(f - target) / np.linalg.norm(target))

@@ -9,6 +9,7 @@ extrapolation error over J = 20 steps is reported with its certified digits
 
 from __future__ import annotations
 
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 
 import mpmath
@@ -17,6 +18,7 @@ from theory.construction import THEORY_ROW, clean_training_set, extrapolation_er
 from theory.validation import require_int
 from verify.certified_flow import CertifiedRun, certified_flows
 from verify.flow import FlowProblem
+from verify.workers import worker_pool
 
 __all__ = ["TheoryRowRun", "theory_row_problems", "run_theory_row", "row_summary", "PUBLISHED_METHOD_DIGITS"]
 
@@ -62,8 +64,9 @@ def theory_row_problems(horizon: int, poisoned: bool) -> list[tuple[int, FlowPro
 def run_theory_row(horizons=(7, 9), precision: int | None = None, progress=None, parallel: int = 1) -> list[TheoryRowRun]:
     """Run the row. ``progress(n)`` is called as runs finish (``n`` runs each time).
 
-    ``parallel > 1`` runs the flows in that many processes (joblib), the costliest first
-    (poisoned before clean, longer horizons first) so that the processes finish together.
+    ``parallel > 1`` runs the integrated (poisoned) flows in that many worker processes
+    (:func:`verify.workers.worker_pool`), longer horizons first so that the processes finish
+    together, while the clean flows (exact oracle) run in this process.
     """
     for H in horizons:
         if H not in THEORY_ROW:
@@ -72,21 +75,26 @@ def run_theory_row(horizons=(7, 9), precision: int | None = None, progress=None,
         precision = require_int("precision", precision, minimum=53)
     parallel = require_int("parallel", parallel, minimum=1)
     groups = [(H, poisoned) for H in horizons for poisoned in (False, True)]
-    if parallel > 1:
-        from joblib import Parallel, delayed
-
-        tasks = [(H, p, seed) for H, p in groups for seed in THEORY_ROW[H]["seeds"]]
-        tasks.sort(key=lambda task: (not task[1], -task[0]))
-        results = Parallel(n_jobs=parallel, return_as="generator_unordered")(
-            delayed(_run_one)(H, p, seed, precision) for H, p, seed in tasks
-        )
-    else:
-        results = (_run_group(H, p, precision) for H, p in groups)
     out: list[TheoryRowRun] = []
-    for finished in results:
-        out.extend(finished)
+
+    def finished(runs):
+        out.extend(runs)
         if progress is not None:
-            progress(len(finished))
+            progress(len(runs))
+
+    if parallel > 1:
+        # the integrated (poisoned) flows go to worker processes, costliest first; the clean
+        # flows (exact oracle, fast) run here meanwhile
+        tasks = [(H, True, seed) for H in sorted(horizons, reverse=True) for seed in THEORY_ROW[H]["seeds"]]
+        with worker_pool(parallel) as pool:
+            futures = [pool.submit(_run_one, H, p, seed, precision) for H, p, seed in tasks]
+            for H in horizons:
+                finished(_run_group(H, False, precision))
+            for future in as_completed(futures):
+                finished(future.result())
+    else:
+        for H, p in groups:
+            finished(_run_group(H, p, precision))
     order = {(H, p): k for k, (H, p) in enumerate(groups)}
     return sorted(out, key=lambda r: (order[(r.horizon, r.poisoned)], r.seed))
 
