@@ -77,17 +77,23 @@ def _divided(coeffs, a, ar):
     """``sum_{l>=1} coeffs_l h_{l-1}(a_i, a_r)``, i.e. ``(P(a_i) - P(a_r)) / (a_i - a_r)`` for ``P = sum_l coeffs_l x^l``.
 
     ``coeffs`` has shape ``(..., K, L)`` (K polynomials of degree < L); ``a`` ``(..., D)``, ``ar`` ``(..., 1)``.
-    Returns ``(..., K, D)``. Recurrence ``h_m = ar h_{m-1} + a^m``.
+    Returns ``(..., K, D)``. Horner's scheme twice: ``b_{L-1} = c_{L-1}``, ``b_l = b_{l+1} a_r + c_l``
+    (scalars: the synthetic division of P by ``x - a_r``), then the quotient
+    ``sum_{l>=1} b_l a_i^(l-1)`` by Horner in ``a_i``.
     """
     L = coeffs.shape[-1]
-    h = np.ones_like(a)  # h_0
-    xm = np.ones_like(a)  # a^m
-    out = coeffs[..., 1:2] * h[..., None, :]
-    for m in range(1, L - 1):
-        xm = xm * a
-        h = ar * h + xm
-        out = out + coeffs[..., m + 1 : m + 2] * h[..., None, :]
-    return out
+    if L < 2:
+        return np.zeros(coeffs.shape[:-1] + a.shape[-1:], dtype=a.dtype) * a[..., None, :]
+    ar = ar[..., None, :]  # (..., 1, 1)
+    b = [None] * L
+    b[L - 1] = coeffs[..., L - 1 : L]
+    for l in range(L - 2, 0, -1):
+        b[l] = b[l + 1] * ar + coeffs[..., l : l + 1]  # (..., K, 1)
+    x = a[..., None, :]
+    q = b[L - 1] * np.ones_like(x)
+    for l in range(L - 2, 0, -1):
+        q = q * x + b[l]
+    return q
 
 
 def neg_grad_anchored(z, r, kappa, U, y):
