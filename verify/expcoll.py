@@ -144,7 +144,7 @@ def _gauss_legendre(M: int):
 
 
 def _monomial_weights(points, M: int, z):
-    """``I[p][j] = int_0^{x_p} e^{-(x_p - xi) z} xi^j d xi`` for every point x_p and j < M (gmpy2, context precision).
+    """``I[p, j] = int_0^{x_p} e^{-(x_p - xi) z} xi^j d xi`` for every point x_p and j < M (object array of gmpy2, context precision).
 
     Integration by parts gives ``I_j = (x^j - j I_{j-1}) / z`` with ``I_0 = -expm1(-x z) / z``:
     run forward when ``z >= M`` (errors multiplied by ``j/z <= 1``), and backward,
@@ -153,34 +153,30 @@ def _monomial_weights(points, M: int, z):
     working precision).
     """
     bits = gmpy2.get_context().precision
-    out = []
+    xs = np.array(points, dtype=object)  # vectorised over the points (object arrays of mpfr)
     if z >= M:
-        for x in points:
-            row = [-gmpy2.expm1(-x * z) / z]
-            xp = gmpy2.mpfr(1)
-            for j in range(1, M):
-                xp = xp * x
-                row.append((xp - j * row[-1]) / z)
-            out.append(row)
-        return out
+        cols = [np.array([-gmpy2.expm1(-x * z) / z for x in points], dtype=object)]
+        xp = np.ones_like(xs)
+        for j in range(1, M):
+            xp = xp * xs
+            cols.append((xp - j * cols[-1]) / z)
+        return np.stack(cols, axis=1)
     # backward: damping prod_{j=M}^{J} z/j must reach 2^-bits
     J, damp = M, 0.0
     zf = max(float(z), 1e-300)
     while damp > -bits * math.log(2) and J < M + 4 * bits:
         J += 1
         damp += math.log(zf / J) if z > 0 else -math.inf
-    for x in points:
-        I = gmpy2.mpfr(0)
-        powers = [gmpy2.mpfr(1)]
-        for _ in range(J):
-            powers.append(powers[-1] * x)
-        row = [None] * M
-        for j in range(J, 0, -1):  # I_{j-1} from I_j
-            I = (powers[j] - z * I) / j
-            if j - 1 < M:
-                row[j - 1] = I
-        out.append(row)
-    return out
+    powers = [np.ones_like(xs)]
+    for _ in range(J):
+        powers.append(powers[-1] * xs)
+    I = xs * 0
+    cols = [None] * M
+    for j in range(J, 0, -1):  # I_{j-1} from I_j
+        I = (powers[j] - z * I) / j
+        if j - 1 < M:
+            cols[j - 1] = I
+    return np.stack(cols, axis=1)
 
 
 def _weights(M: int, bits: int, z_values, dtype):
@@ -193,16 +189,18 @@ def _weights(M: int, bits: int, z_values, dtype):
         for z in flat:
             zg = _to_gmpy(z)
             if zg not in seen:
-                I = np.array(_monomial_weights(points, M, zg), dtype=object)  # (p, j)
+                I = _monomial_weights(points, M, zg)  # (p, j)
                 # W[p, k] = sum_j I[p, j] Lc[k, j]: cancellation is bounded by the monomial basis's
                 # conditioning (< 2^40 up to 24 nodes), far inside the guard bits
                 seen[zg] = I @ _lagrange_matrix(M, wbits).T
             out.append(seen[zg])
-    W = np.stack(out) if out else np.empty((0, M + 1, M), dtype=object)
+        W = np.stack(out) if out else np.empty((0, M + 1, M), dtype=object)
+        if dtype != object:  # hi + lo: 106 bits of every weight, then one rounding to the working type
+            hi = W.astype(np.float64)
+            lo = (W - hi.astype(object)).astype(np.float64)
+            arr = hi.astype(dtype) + lo.astype(dtype) if dtype != np.float64 else hi
     if dtype == object:
         arr = W * 1  # rounds every entry to the caller's (working) precision
-    else:
-        arr = np.array([_cast(v, dtype) for v in W.reshape(-1)], dtype=dtype)
     return arr.reshape(np.asarray(z_values).shape + (M + 1, M))
 
 
@@ -280,11 +278,12 @@ def _continuation_cached(M: int, ratio: float) -> np.ndarray:
     c = np.array([float(v) for v in _nodes_tables(M, 64)[0]])
     X = np.concatenate([[0.0], c, [1.0]])  # points of the last step's polynomial (value 0 at x = 0)
     x = 1.0 + c * ratio  # this step's nodes, in the last step's coordinate
-    L = np.ones((M, X.size))
-    for j in range(X.size):
-        for m in range(X.size):
-            if m != j:
-                L[:, j] *= (x - X[m]) / (X[j] - X[m])
+    diff = x[:, None] - X[None, :]  # (M, P)
+    denom = X[:, None] - X[None, :]
+    np.fill_diagonal(denom, 1.0)
+    L = np.empty((M, X.size))
+    for j in range(X.size):  # l_j(x) = prod_{m != j} (x - X_m) / (X_j - X_m)
+        L[:, j] = np.prod(np.delete(diff, j, axis=1), axis=1) / np.prod(denom[j])
     L[:, -1] -= 1.0  # increments from the last step's end point
     return L[:, 1:]  # the value at x = 0 is 0
 
