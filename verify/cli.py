@@ -180,7 +180,48 @@ def _run_dynamics(args) -> int:
                             args.extrapolate_to, args.stem)
 
 
-_SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check, _add_dynamics)
+# -- search / replay ------------------------------------------------------------------------------
+def _add_search(sub) -> None:
+    p = sub.add_parser(
+        "search",
+        help="search non-special clean-label training sets for certified failures of greedy low-rank learning or extrapolation",
+        description="Hypothesis search (outside pytest) over non-special training sets with clean labels from a teacher of "
+        "dimension D*: float64 flows screen for a learned effective rank well above D* or an extrapolation error at 2H above "
+        "a threshold (the criteria are printed); failures are shrunk and reported only when certified by high-precision re-runs.",
+    )
+    p.add_argument("--budget", default="200", metavar="N", help="examples Hypothesis draws (default 200)")
+    p.add_argument("--seed", default="0", metavar="S", help="Hypothesis seed; the same seed gives the same report (default 0)")
+    p.add_argument("--teacher-dim", metavar="D*", help="teacher dimension to search (default: both 1 and 2)")
+    p.add_argument("--jobs", default="1", metavar="N", help="processes for the exploration flows (default 1)")
+    _add_json(p)
+    p.set_defaults(run=_run_search, command="search")
+
+
+def _run_search(args) -> int:
+    from verify.search import search_command
+
+    return search_command(args.budget, args.seed, args.teacher_dim, args.json, args.jobs)
+
+
+def _add_replay(sub) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="re-run saved counterexamples of 'search' and print the same numbers",
+        description="Re-run every counterexample of FILE (a 'search' JSON report, a list of records or one record): the "
+        "float64 flow and the certifying high-precision re-runs. Exit status 0 when every number equals the saved one.",
+    )
+    p.add_argument("file", metavar="FILE", help="JSON file written by 'ssmpoison search --json'")
+    _add_json(p)
+    p.set_defaults(run=_run_replay, command="replay")
+
+
+def _run_replay(args) -> int:
+    from verify.replay import replay_command
+
+    return replay_command(args.file, args.json)
+
+
+_SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check, _add_dynamics, _add_search, _add_replay)
 
 
 def build_parser() -> argparse.ArgumentParser:
