@@ -215,3 +215,12 @@ def test_theory_row_settings():
     assert (h7["final_time_clean"], h7["final_time_poisoned"]) == (1e11, 1e4)
     assert (h9["final_time_clean"], h9["final_time_poisoned"]) == (1e13, 1e7)
     assert all(row["extrapolation_length"] == 20 and row["horizon"] == H for H, row in THEORY_ROW.items())
+
+
+@pytest.mark.parametrize("D", [2, 3, 10, 20])
+def test_teacher_gains_are_read_off_the_matrices(D):
+    """The integer impulse response equals C* A*^j B* computed in SymPy, for every j."""
+    A, B, C = teacher_matrices(D)
+    K = teacher_impulse_response(D, 8)
+    for j in range(8):
+        assert sympy.simplify((C * A**j * B)[0, 0] - K[j]) == 0

@@ -21,7 +21,6 @@ from fractions import Fraction
 from numbers import Integral
 
 import numpy as np
-import sympy
 
 from theory.training_set import TrainingSet, impulse
 from theory.validation import require_finite_sequence, require_int, require_real
@@ -30,6 +29,7 @@ __all__ = [
     "THEORY_ROW",
     "teacher_matrices",
     "teacher_impulse_response",
+    "teacher_gains",
     "teacher_label",
     "clean_training_set",
     "poisoned_training_set",
@@ -70,29 +70,35 @@ THEORY_ROW = {
 }
 
 
-def teacher_matrices(state_dim: int) -> tuple[sympy.Matrix, sympy.Matrix, sympy.Matrix]:
+def teacher_matrices(state_dim: int):
     """The teacher ``(A*, B*, C*)`` for a student of dimension ``state_dim`` as exact SymPy matrices."""
+    import sympy  # only here: the numeric paths need not pay SymPy's import
+
     D = require_int("state_dim", state_dim, minimum=2)
     A = sympy.diag(1, 0)
     B = sympy.Matrix([1, sympy.sqrt(D - 1)])
     return A, B, B.T
 
 
+def teacher_gains(state_dim: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The teacher's entries ``a*_i`` and gains ``c*_i b*_i`` as exact integers: ``((1, 0), (1, D - 1))``.
+
+    Read off :func:`teacher_matrices` (``A* = diag(1, 0)``, ``B* = C*^T = (1, sqrt(D - 1))``);
+    the tests hold every ``K*_j = sum_i c*_i b*_i a*_i^j`` against ``C* A*^j B*`` in SymPy.
+    """
+    D = require_int("state_dim", state_dim, minimum=2)
+    return (1, 0), (1, D - 1)
+
+
 @functools.lru_cache(maxsize=256)
 def teacher_impulse_response(state_dim: int, length: int) -> tuple[int, ...]:
-    """Exact teacher impulse response ``(K*_0, ..., K*_{length-1})`` with ``K*_j = C* A*^j B*``.
+    """Exact teacher impulse response ``(K*_0, ..., K*_{length-1})``, ``K*_j = C* A*^j B* = sum_i c*_i b*_i a*_i^j``.
 
-    Computed from :func:`teacher_matrices` in exact arithmetic; equals ``(D, 1, 1, ...)``.
+    Integer arithmetic on :func:`teacher_gains`; equals ``(D, 1, 1, ...)``.
     """
-    A, B, C = teacher_matrices(state_dim)
+    entries, gains = teacher_gains(state_dim)
     length = require_int("length", length, minimum=1)
-    out = []
-    for j in range(length):
-        value = sympy.simplify((C * A**j * B)[0, 0])
-        if not value.is_Integer:  # cannot happen for this teacher; guards the exactness claim
-            raise ArithmeticError(f"teacher K*_{j} = {value} is not an integer")
-        out.append(int(value))
-    return tuple(out)
+    return tuple(sum(g * e**j for e, g in zip(entries, gains)) for j in range(length))
 
 
 def teacher_label(sequence, state_dim: int = 2):

@@ -60,7 +60,6 @@ from fractions import Fraction
 
 import gmpy2
 import mpmath
-import sympy
 
 from theory.validation import require_finite_sequence, require_int, require_real
 
@@ -136,6 +135,8 @@ def conserved_quantities_proof(horizon: int, state_dim: int) -> ConservationProo
     ``a_i(s) = (x_i - s)^{-1/p}`` with ``ds/dt = p phi(s)`` solves the flow, where
     ``phi(s) = -2(H-1)(sum_i (x_i - s)^{-(H-1)/p} - y)``.
     """
+    import sympy  # only the proof needs SymPy; the oracle's numbers do not
+
     H = require_int("horizon", horizon, minimum=3)
     D = require_int("state_dim", state_dim, minimum=2)
     a = sympy.symbols(f"a0:{D}", positive=True)

@@ -14,7 +14,10 @@ from numbers import Real
 
 from theory.validation import require_finite_sequence, require_int
 
-__all__ = ["TrainingSet", "impulse", "is_special", "special_score"]
+__all__ = ["TrainingSet", "TRAIN_CHOICES", "impulse", "is_special", "special_score"]
+
+# which parameters a flow or a derivation trains: only A (B, C fixed), or A, B and C
+TRAIN_CHOICES = ("a", "abc")
 
 
 @dataclass(frozen=True)

@@ -167,8 +167,8 @@ def _oracle_runs(problems, quantity, precision: int | None) -> list[CertifiedRun
 
 def _integration_runs(problems, quantity, precision: int | None, t_max: float, target_digits: int) -> list[CertifiedRun]:
     if precision is None:
-        run_opts = FlowOptions(precision=53, rtol=1e-13, t_max=t_max)
-        ref_opts = FlowOptions(precision=64, rtol=1e-15, loss_tol=run_opts.effective_loss_tol * 1e-6, t_max=t_max)
+        run_opts = FlowOptions(precision=53, rtol=1e-11, t_max=t_max)
+        ref_opts = FlowOptions(precision=64, rtol=1e-13, loss_tol=run_opts.effective_loss_tol * 1e-6, t_max=t_max)
         cap = DEFAULT_DIGITS_CAP
     else:
         run_opts = FlowOptions(precision=precision, t_max=t_max)

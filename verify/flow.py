@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import gmpy2
 import numpy as np
 
-from theory.derivation import TRAIN_CHOICES
+from theory.training_set import TRAIN_CHOICES
 from theory.training_set import TrainingSet
 from theory.validation import require_finite_sequence, require_int, require_real
 from verify import kernels
