@@ -390,7 +390,7 @@ def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(),
             change = float((np.abs(new[:M] - stages) / (atol + rtol * np.abs(new[:M]))).max())
             stages = new[:M]
             # converged: changes far below the tolerance, or stagnating at the rounding level
-            if change <= 1e-3 or (it >= 1 and change <= 1e-1 and change >= 0.5 * previous):
+            if change <= _PICARD_TOL or (it >= 1 and change <= 1e-1 and change >= 0.5 * previous):
                 ok = True
                 end = new[M]
                 end_incr = incr[M]
@@ -467,3 +467,4 @@ def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(),
 _MAX_GROWTH = 2.0
 _ERR_TARGET = 0.2  # steps aim at this fraction of the tolerance (the estimate scales like h^(2M+1))
 _PICARD_TARGET = 0.2
+_PICARD_TOL = 1e-2  # stages are converged when a sweep changes them by this fraction of the tolerance
