@@ -17,11 +17,10 @@ Everything works for any student dimension ``D >= 2`` and horizon ``H >= 3``.
 from __future__ import annotations
 
 import functools
-from fractions import Fraction
-from numbers import Integral
 
 import numpy as np
 
+from theory.teacher import Teacher, impulse_extrapolation_error
 from theory.training_set import TrainingSet, impulse
 from theory.validation import require_finite_sequence, require_int, require_real
 
@@ -29,7 +28,6 @@ __all__ = [
     "THEORY_ROW",
     "teacher_matrices",
     "teacher_impulse_response",
-    "teacher_gains",
     "teacher_label",
     "clean_training_set",
     "poisoned_training_set",
@@ -80,35 +78,22 @@ def teacher_matrices(state_dim: int):
     return A, B, B.T
 
 
-def teacher_gains(state_dim: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """The teacher's entries ``a*_i`` and gains ``c*_i b*_i`` as exact integers: ``((1, 0), (1, D - 1))``.
-
-    Read off :func:`teacher_matrices` (``A* = diag(1, 0)``, ``B* = C*^T = (1, sqrt(D - 1))``);
-    the tests hold every ``K*_j = sum_i c*_i b*_i a*_i^j`` against ``C* A*^j B*`` in SymPy.
-    """
-    D = require_int("state_dim", state_dim, minimum=2)
-    return (1, 0), (1, D - 1)
-
-
 @functools.lru_cache(maxsize=256)
 def teacher_impulse_response(state_dim: int, length: int) -> tuple[int, ...]:
-    """Exact teacher impulse response ``(K*_0, ..., K*_{length-1})``, ``K*_j = C* A*^j B* = sum_i c*_i b*_i a*_i^j``.
+    """Exact teacher impulse response ``(K*_0, ..., K*_{length-1})``, ``K*_j = C* A*^j B*``: ``(D, 1, 1, ...)``.
 
-    Integer arithmetic on :func:`teacher_gains`; equals ``(D, 1, 1, ...)``.
+    The Theorem's teacher is :class:`theory.teacher.Teacher` with the one entry 1 (integer
+    arithmetic on its entries ``(1, 0)`` and gains ``c*_i b*_i = (1, D - 1)``); the tests hold
+    every ``K*_j`` against ``C* A*^j B*`` of :func:`teacher_matrices` in SymPy.
     """
-    entries, gains = teacher_gains(state_dim)
-    length = require_int("length", length, minimum=1)
-    return tuple(sum(g * e**j for e, g in zip(entries, gains)) for j in range(length))
+    D = require_int("state_dim", state_dim, minimum=2)
+    return Teacher((1,), D).impulse_response(length)
 
 
 def teacher_label(sequence, state_dim: int = 2):
     """Clean label ``y*(u) = sum_k K*_{H-1-k} u_k`` of one input sequence (exact for exact inputs)."""
-    seq = require_finite_sequence("sequence", sequence)
-    if len(seq) < 2:
-        raise ValueError(f"sequence must have length >= 2, got {len(seq)}")
-    K = teacher_impulse_response(state_dim, len(seq))
-    H = len(seq)
-    return sum(K[H - 1 - k] * u for k, u in enumerate(seq))
+    D = require_int("state_dim", state_dim, minimum=2)
+    return Teacher((1,), D).label(sequence)
 
 
 def clean_training_set(horizon: int, state_dim: int = 2) -> TrainingSet:
@@ -193,15 +178,4 @@ def extrapolation_error(a, b, c, state_dim: int, length: int):
             raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from None
         require_finite_sequence(name, items, length=D)
         entries[name] = items
-    target = teacher_impulse_response(D, J)
-
-    term = [ci * bi for bi, ci in zip(entries["b"], entries["c"])]  # c_i b_i a_i^j, j = 0
-    worst = None
-    for j in range(J):
-        gap = abs(sum(term) - target[j])
-        worst = gap if worst is None or gap > worst else worst
-        term = [t * ai for t, ai in zip(term, entries["a"])]
-    scale = max(abs(k) for k in target)
-    if isinstance(worst, Integral):
-        return Fraction(int(worst), scale)
-    return worst / scale
+    return impulse_extrapolation_error(entries["a"], entries["b"], entries["c"], teacher_impulse_response(D, J))

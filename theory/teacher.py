@@ -25,11 +25,13 @@ Extrapolation error of a student ``(a, b, c)`` over ``J`` lags (SPEC §5):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
+from numbers import Integral
 
 from theory.training_set import TrainingSet
 from theory.validation import require_finite_sequence, require_int
 
-__all__ = ["Teacher"]
+__all__ = ["Teacher", "impulse_extrapolation_error"]
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,7 @@ class Teacher:
         return TrainingSet(tuple(rows), tuple(self.label(row) for row in rows))
 
     def extrapolation_error(self, a, b=None, c=None, length: int = 20):
-        """``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|`` for the student ``(a, b, c)`` (``b = c = 1`` by default).
-
-        Generic over the number type of ``a`` (float64, gmpy2, mpmath — set the precision
-        beforehand — or exact ``int``/``Fraction``): powers by repeated multiplication.
-        """
+        """:func:`impulse_extrapolation_error` of the student ``(a, b, c)`` (``b = c = 1`` by default) over ``length`` lags."""
         J = require_int("length", length, minimum=1)
         a = list(a)
         D = self.student_dim
@@ -121,11 +119,24 @@ class Teacher:
             raise ValueError(f"a must have the student dimension D = {D} entries, got {len(a)}")
         b = [1] * D if b is None else list(b)
         c = [1] * D if c is None else list(c)
-        target = self.impulse_response(J)
-        term = [ci * bi for bi, ci in zip(b, c)]
-        worst = None
-        for j in range(J):
-            gap = abs(sum(term) - target[j])
-            worst = gap if worst is None or gap > worst else worst
-            term = [t * ai for t, ai in zip(term, a)]
-        return worst / max(abs(k) for k in target)
+        return impulse_extrapolation_error(a, b, c, self.impulse_response(J))
+
+
+def impulse_extrapolation_error(a, b, c, target):
+    """``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|`` (SPEC §5), ``K_j = sum_i c_i b_i a_i^j``, ``K* = target``.
+
+    The one implementation of the paper's extrapolation error. Generic over the number type
+    of ``a, b, c`` (float64, gmpy2, mpmath — set the precision beforehand — or exact
+    ``int``/``Fraction``, which give an exact ``Fraction``): powers by repeated multiplication.
+    """
+    target = list(target)
+    term = [ci * bi for bi, ci in zip(b, c)]  # c_i b_i a_i^j, j = 0
+    worst = None
+    for Kj in target:
+        gap = abs(sum(term) - Kj)
+        worst = gap if worst is None or gap > worst else worst
+        term = [t * ai for t, ai in zip(term, a)]
+    scale = max(abs(k) for k in target)
+    if isinstance(worst, Integral) and isinstance(scale, Integral):
+        return Fraction(int(worst), int(scale))
+    return worst / scale

@@ -37,6 +37,7 @@ import gmpy2
 import numpy as np
 
 from theory.effective_rank import effective_rank
+from theory.teacher import impulse_extrapolation_error as theory_extrapolation_error
 from theory.training_set import TrainingSet
 from theory.validation import require_finite_sequence, require_int, require_real
 from verify import kernels
@@ -62,14 +63,13 @@ def impulse_extrapolation_error(a, b, c, teacher_response) -> float:
     """``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|`` with ``K_j = sum_i c_i b_i a_i^j`` (SPEC §5).
 
     ``teacher_response`` is ``(K*_0, ..., K*_{J-1})``, not all zero; J is its length (the
-    horizon extrapolated to). Computed in float64.
+    horizon extrapolated to). :func:`theory.teacher.impulse_extrapolation_error` in float64.
     """
     target = np.asarray(require_finite_sequence("teacher_response", teacher_response), dtype=np.float64)
     if target.size == 0 or not np.any(target):
         raise ValueError("teacher_response must hold at least one non-zero value")
-    as_float = [np.asarray(v, dtype=np.float64) for v in (a, b, c)]
-    K = kernels.impulse_response(*as_float, target.size)
-    return float(np.max(np.abs(K - target)) / np.max(np.abs(target)))
+    as_float = [np.asarray(v, dtype=np.float64).tolist() for v in (a, b, c)]
+    return float(theory_extrapolation_error(*as_float, target.tolist()))
 
 
 def teacher_extrapolation(teacher_response) -> Callable:
