@@ -259,7 +259,7 @@ def _gmpy_tables(M: int, wbits: int):
 
 
 def _frozen_weights(M: int, bits: int, h, mu, dtype):
-    """Weights for every frozen rate: ``(W, mu)``, ``W`` of shape ``mu.shape + (M+1, M)``.
+    """Weights ``W`` of shape ``mu.shape + (M+1, M)`` for every frozen rate.
 
     The weights of the exact ``z = h mu`` (in the working type, converted exactly), computed
     with guard bits and rounded once to the working type. (Rounding ``z`` to a grid of cached
@@ -270,7 +270,7 @@ def _frozen_weights(M: int, bits: int, h, mu, dtype):
     shape = np.asarray(mu).shape
     flat_mu = np.asarray(mu).reshape(-1)
     W = _weights(M, bits, np.array([h * m for m in flat_mu], dtype=dtype), dtype)
-    return W.reshape(shape + (M + 1, M)), np.asarray(mu)
+    return W.reshape(shape + (M + 1, M))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -358,9 +358,9 @@ def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(),
             break
         if t + h > t_end:
             h = t_end - t
-        mu_exact, *basis = linear_part(y)  # (B, R) and V (B, R, D), or P, Q (bi-orthonormal)
+        mu, *basis = linear_part(y)  # (B, R) and V (B, R, D), or P, Q (bi-orthonormal)
         P, Q = (basis[0], basis[0]) if len(basis) == 1 else basis
-        W, mu = _frozen_weights(M, bits, h, mu_exact, dtype)  # (B, R, M+1, M), (B, R)
+        W = _frozen_weights(M, bits, h, mu, dtype)  # (B, R, M+1, M)
         # split around y_n: y' = L (y - y_n) + g(y), g(y) = f(y) - L (y - y_n); no decay term, no cancellation
         base = np.broadcast_to(y, (M + 1,) + y.shape)
         stages = np.broadcast_to(y, (M,) + y.shape).copy()
