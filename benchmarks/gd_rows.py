@@ -4,9 +4,9 @@ Everything is timed side by side in this process; a rate is parameter updates, s
 runs, per second of wall time.
 
 1. The beyond row at H = 6 (seeds 200 201 204 205, clean and poisoned: 8 runs):
-   * **vectorised** — :func:`verify.gd.train_beyond`, all 8 runs in one batch;
+   * **vectorised** — :func:`ssmpoison.verify.gd.train_beyond`, all 8 runs in one batch;
    * **plain loop** — one run at a time, written with the per-run kernels of
-     :mod:`verify.kernels` (residuals, ``neg_grad_abc``) and :func:`verify.gd.a_matrix_gradient`
+     :mod:`verify.kernels` (residuals, ``neg_grad_abc``) and :func:`ssmpoison.verify.gd.a_matrix_gradient`
      for the adaptive step's norm, with the same stopping rule;
    * **fused, one at a time** — the vectorised trainer given one run at a time (the batch of 1):
      what batching alone buys, with the per-step code held fixed.
@@ -18,8 +18,8 @@ runs, per second of wall time.
 2. The same row with ``--draws`` further initialisation draws per seed (what
    ``ssmpoison reproduce`` trains): the vectorised rate against the plain loop's rate of part 1.
 3. The non-linear row (seeds 4540 4541 4543 4545, 8 runs, at most ``--nonlinear-max-steps``
-   updates each): :func:`verify.gd.train_nonlinear` against a plain loop built from
-   :func:`verify.gd.nonlinear_objective` and :class:`verify.gd.Adam` on one run at a time.
+   updates each): :func:`ssmpoison.verify.gd.train_nonlinear` against a plain loop built from
+   :func:`ssmpoison.verify.gd.nonlinear_objective` and :class:`ssmpoison.verify.gd.Adam` on one run at a time.
 4. float32 (the paper's precision) against float64 on the beyond row's means.
 5. Ablation of the paper's procedure on the beyond row (H = 6): the means over the seeds and the
    ``--draws`` initialisation draws when one detail at a time is replaced by SPEC §6 read
@@ -38,8 +38,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from verify import gd
-from verify.gd import (
+from ssmpoison.verify import gd
+from ssmpoison.verify.gd import (
     Adam,
     BeyondConfig,
     NonlinearConfig,
@@ -50,7 +50,7 @@ from verify.gd import (
     train_beyond,
     train_nonlinear,
 )
-from verify.kernels import impulse_response, neg_grad_abc, residuals
+from ssmpoison.verify.kernels import impulse_response, neg_grad_abc, residuals
 
 BEYOND_SEEDS = (200, 201, 204, 205)
 NONLINEAR_SEEDS = (4540, 4541, 4543, 4545)
@@ -190,7 +190,7 @@ def main() -> None:
 
 
 def _own_generator_sequences(seed, horizon, n_baseline, positions, n_special):
-    """The same kind of sequences as :func:`verify.gd.paper_sequences`, from ``default_rng(seed + 10**6)``."""
+    """The same kind of sequences as :func:`ssmpoison.verify.gd.paper_sequences`, from ``default_rng(seed + 10**6)``."""
     rng = np.random.default_rng(seed + 10**6)
     base = np.zeros((n_baseline, horizon))
     base[:, sorted(positions)] = rng.normal(size=(n_baseline, len(positions)))

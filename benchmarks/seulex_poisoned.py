@@ -5,9 +5,9 @@ Setting (SPEC §5, §6 theory rows, §8): B = C = 1, only A trained, training se
 
     da/dt = (1 - S_1) + (H-1) (1 - S_{H-1}) a^{H-2}      (S_p = sum_j a_j^p),
 
-which is ``verify.kernels.neg_grad_a(a, 1, 1, U, y)``; its Jacobian is
+which is ``ssmpoison.verify.kernels.neg_grad_a(a, 1, 1, U, y)``; its Jacobian is
 ``diag(d) - G^T G`` with d = (H-1)(H-2)(1 - S_{H-1}) a^{H-3} and the rows of G the
-output gradients (H-1) a^{H-2} and 1 (``verify.kernels.jacobian_a``; 2/N = 1).
+output gradients (H-1) a^{H-2} and 1 (``ssmpoison.verify.kernels.jacobian_a``; 2/N = 1).
 The closed forms below are checked against the kernels before every run.
 
 Each run stops when the loss L = ((1 - S_{H-1})^2 + (1 - S_1)^2) / 2 falls below
@@ -31,9 +31,9 @@ from fractions import Fraction
 import gmpy2
 import numpy as np
 
-from verify import kernels
-from verify.linalg import diag_plus_lowrank_solver
-from verify.seulex import SeulexOptions, integrate, precision_bits
+from ssmpoison.verify import kernels
+from ssmpoison.verify.linalg import diag_plus_lowrank_solver
+from ssmpoison.verify.seulex import SeulexOptions, integrate, precision_bits
 
 # (D, H, sd_A, gap exponent k) of the theory rows (SPEC §6)
 SETTINGS = {342: (20, 9, 0.005, 10), 344: (20, 9, 0.005, 10), 345: (20, 9, 0.005, 10), 346: (20, 9, 0.005, 10),

@@ -28,13 +28,13 @@ import mpmath
 import numpy as np
 from scipy.integrate import odeint, solve_ivp
 
-from theory.construction import THEORY_ROW, extrapolation_error
-from verify import kernels
-from theory.oracle import clean_limit
-from verify.certified_flow import oracle_applies
-from verify.certify import correct_digits, to_mpf
-from verify.flow import FlowOptions, run_flow
-from verify.theory_row import run_theory_row, theory_row_problems
+from ssmpoison.theory.construction import THEORY_ROW, extrapolation_error
+from ssmpoison.verify import kernels
+from ssmpoison.theory.oracle import clean_limit
+from ssmpoison.verify.certified_flow import oracle_applies
+from ssmpoison.verify.certify import correct_digits, to_mpf
+from ssmpoison.verify.flow import FlowOptions, run_flow
+from ssmpoison.verify.theory_row import run_theory_row, theory_row_problems
 
 
 def _rhs_and_jac(problem):
@@ -109,7 +109,7 @@ def main() -> None:
 
     # ours as a user runs it: a fresh process, start-up (imports) included
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-c", "import sys; from verify.cli import main; sys.exit(main(sys.argv[1:]))",
+        cmd = [sys.executable, "-c", "import sys; from ssmpoison.verify.cli import main; sys.exit(main(sys.argv[1:]))",
                "reproduce", "--row", "theory", "--json", os.path.join(tmp, "out.json")]
         for H in horizons:
             cmd += ["--horizon", str(H)]

@@ -7,7 +7,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from verify.certify import certify, correct_digits, digits_supported, to_mpf
+from ssmpoison.verify.certify import certify, correct_digits, digits_supported, to_mpf
 
 
 def test_exact_conversions():

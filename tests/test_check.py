@@ -2,8 +2,8 @@
 
 import pytest
 
-from theory.theorem import TheoremSetting
-from verify.check import check_setting, paper_setting, report_text
+from ssmpoison.theory.theorem import TheoremSetting
+from ssmpoison.verify.check import check_setting, paper_setting, report_text
 
 
 def test_paper_setting_h7_matches_the_theorem():
@@ -38,7 +38,7 @@ def test_violated_conditions_are_named_and_the_flows_still_reported(a0, H, J, fa
 def test_cli_check_paper_setting_json(tmp_path, capsys):
     import json
 
-    from verify.cli import main
+    from ssmpoison.verify.cli import main
 
     out = tmp_path / "check.json"
     args = ["check", "--horizon", "7", "--state-dim", "10", "--extrapolate-to", "20", "--init-scale", "0.001",
@@ -52,7 +52,7 @@ def test_cli_check_paper_setting_json(tmp_path, capsys):
 
 
 def test_cli_check_reports_a_failing_condition_with_exit_one(capsys):
-    from verify.cli import main
+    from ssmpoison.verify.cli import main
 
     assert main(["check", "--horizon", "5", "--state-dim", "3", "--extrapolate-to", "6", "--init", "0.01,0.005,0.002"]) == 1
     out = capsys.readouterr().out
@@ -71,7 +71,7 @@ def test_cli_check_reports_a_failing_condition_with_exit_one(capsys):
     ],
 )
 def test_cli_check_bad_input_is_one_line_exit_two(extra, message, capsys):
-    from verify.cli import main
+    from ssmpoison.verify.cli import main
 
     assert main(["check", *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -90,7 +90,7 @@ def test_two_dimensional_student_cannot_be_poisoned():
 from hypothesis import assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from theory.theorem import conditions  # noqa: E402
+from ssmpoison.theory.theorem import conditions  # noqa: E402
 
 
 @settings(max_examples=8, deadline=None)

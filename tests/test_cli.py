@@ -6,18 +6,18 @@ import sys
 
 import pytest
 
-from verify.cli import main
+from ssmpoison.verify.cli import main
 
 
 def run_cli(*args):
-    proc = subprocess.run([sys.executable, "-m", "verify.cli", *args], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "ssmpoison.verify.cli", *args], capture_output=True, text=True, timeout=300)
     return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_help_lists_every_subcommand():
     code, out, _ = run_cli("--help")
     assert code == 0
-    from verify.cli import build_parser
+    from ssmpoison.verify.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     for name, parser in sub.choices.items():
@@ -81,7 +81,7 @@ def test_derive_bad_input_one_line_exit_2(args, param):
 
 
 def test_api_raises_same_message():
-    from verify.derive_report import derive_report
+    from ssmpoison.verify.derive_report import derive_report
 
     code, _, err = run_cli("derive", "--horizon", "1", "--state-dim", "3")
     with pytest.raises(ValueError) as info:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sympy
 
-from theory.construction import (
+from ssmpoison.theory.construction import (
     THEORY_ROW,
     clean_training_set,
     extrapolation_error,
@@ -18,7 +18,7 @@ from theory.construction import (
     teacher_label,
     teacher_matrices,
 )
-from theory.training_set import impulse
+from ssmpoison.theory.training_set import impulse
 
 
 def legacy_global_recipe(seed, state_dim, init_scale, gap_exponent):

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import sympy as sp
 
-from theory.derivation import SSMShape, derive, derive_nonlinear
+from ssmpoison.theory.derivation import SSMShape, derive, derive_nonlinear
 
 FAST = [(D, H, N) for D, H, N in itertools.product(range(1, 5), range(2, 9), range(1, 4)) if D * H * N <= 24]
 SLOW = [(D, H, N) for D, H, N in itertools.product(range(1, 5), range(2, 9), range(1, 4)) if D * H * N > 24]

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from theory.construction import clean_training_set, extrapolation_error, teacher_impulse_response
-from theory.effective_rank import effective_rank
-from theory.training_set import TrainingSet
-from verify import kernels
-from verify.cli import main
-from verify.dynamics import flow_dynamics, gd_dynamics, log_spaced_steps, run_dynamics, theory_dynamics
-from verify.flow import FlowOptions, FlowProblem, run_flow
-from verify.gd import BeyondConfig, NonlinearConfig, StepObserver, nonlinear_objective, nonlinear_problem, train_beyond
-from verify.metrics import escape_times, impulse_extrapolation_error, select_points, teacher_extrapolation, trajectory_series
+from ssmpoison.theory.construction import clean_training_set, extrapolation_error, teacher_impulse_response
+from ssmpoison.theory.effective_rank import effective_rank
+from ssmpoison.theory.training_set import TrainingSet
+from ssmpoison.verify import kernels
+from ssmpoison.verify.cli import main
+from ssmpoison.verify.dynamics import flow_dynamics, gd_dynamics, log_spaced_steps, run_dynamics, theory_dynamics
+from ssmpoison.verify.flow import FlowOptions, FlowProblem, run_flow
+from ssmpoison.verify.gd import BeyondConfig, NonlinearConfig, StepObserver, nonlinear_objective, nonlinear_problem, train_beyond
+from ssmpoison.verify.metrics import escape_times, impulse_extrapolation_error, select_points, teacher_extrapolation, trajectory_series
 
 
 @pytest.fixture(scope="module")
@@ -268,6 +268,6 @@ def test_dynamics_bad_input_one_line_exit_2(args, param, tmp_path, capsys):
 
 def test_dynamics_bad_input_from_the_shell(tmp_path):
     (tmp_path / "file").write_text("")
-    proc = subprocess.run([sys.executable, "-m", "verify.cli", "dynamics", "--horizon", "7", "--out", str(tmp_path / "file")],
+    proc = subprocess.run([sys.executable, "-m", "ssmpoison.verify.cli", "dynamics", "--horizon", "7", "--out", str(tmp_path / "file")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "out" in proc.stderr

@@ -6,7 +6,7 @@ import gmpy2
 import numpy as np
 import pytest
 
-from verify.expcoll import ExpCollOptions, _weights, integrate_expcoll
+from ssmpoison.verify.expcoll import ExpCollOptions, _weights, integrate_expcoll
 
 S2 = 1 / math.sqrt(2)
 

@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.construction import clean_training_set, extrapolation_error, poisoned_training_set
-from theory.oracle import clean_limit
-from theory.training_set import TrainingSet, impulse
-from verify import kernels
-from verify.certified_flow import certified_flows, oracle_applies
-from verify.certify import correct_digits, to_mpf
-from verify.flow import FlowOptions, FlowProblem, run_flow, run_flows
+from ssmpoison.theory.construction import clean_training_set, extrapolation_error, poisoned_training_set
+from ssmpoison.theory.oracle import clean_limit
+from ssmpoison.theory.training_set import TrainingSet, impulse
+from ssmpoison.verify import kernels
+from ssmpoison.verify.certified_flow import certified_flows, oracle_applies
+from ssmpoison.verify.certify import correct_digits, to_mpf
+from ssmpoison.verify.flow import FlowOptions, FlowProblem, run_flow, run_flows
 
 
 def test_status_converged_stable_flow():
@@ -94,7 +94,7 @@ def test_certified_digits_are_honest_and_loose_runs_report_fewer():
     assert default.quantity.digits >= 8
     assert correct_digits(default.quantity.text, truth) >= default.quantity.digits
     loose = run_flow(p, FlowOptions(rtol=1e-6))
-    from verify.certify import certify
+    from ssmpoison.verify.certify import certify
 
     with mpmath.workprec(100):
         loose_value = q([to_mpf(v) for v in loose.a], [1] * 3, [1] * 3)
@@ -146,8 +146,8 @@ def test_kernels_used_by_engine_in_gmpy2_match_float64():
 
 def test_float64_convergence_time_matches_exact_quadrature():
     """The fast clean-flow time (float64 quadrature + linear tail) agrees with theory.oracle's mpmath quadrature."""
-    from theory.oracle import clean_convergence_time
-    from verify.certified_flow import _oracle_time
+    from ssmpoison.theory.oracle import clean_convergence_time
+    from ssmpoison.verify.certified_flow import _oracle_time
 
     a0 = (0.31, 0.3, 0.12, 0.05)
     for H, tol in ((5, 1e-20), (6, 1e-40)):
@@ -156,7 +156,7 @@ def test_float64_convergence_time_matches_exact_quadrature():
 
 
 def test_extrapolation_error_uses_the_kernels_impulse_response():
-    """theory.construction's K_j (plain loops, exact) equals verify.kernels.impulse_response."""
+    """theory.construction's K_j (plain loops, exact) equals ssmpoison.verify.kernels.impulse_response."""
     from fractions import Fraction
 
     a, b, c = [Fraction(1, 3), Fraction(-1, 5)], [Fraction(1), Fraction(2)], [Fraction(1, 2), Fraction(3)]
@@ -170,7 +170,7 @@ def test_default_path_escalates_when_float64_cannot_carry_the_target():
     """Theory row, H = 7 poisoned, seed 242: float64 certifies 11-12 digits (anchored coordinates);
     asking for one more reports the longdouble run, certified by an 80-bit re-run, and every
     claimed digit is correct."""
-    from verify.theory_row import _quantity, theory_row_problems
+    from ssmpoison.verify.theory_row import _quantity, theory_row_problems
 
     # 100-bit and 128-bit runs of two integrators (expcoll, SEULEX) agree on these 25 digits
     truth = mpmath.mpf("0.04918599052835111358047012")

@@ -6,8 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from verify import gd, kernels
-from verify.gd import (
+from ssmpoison.verify import gd, kernels
+from ssmpoison.verify.gd import (
     Adam,
     AdaptiveStep,
     BeyondConfig,
@@ -24,7 +24,7 @@ from verify.gd import (
     train_beyond,
     train_nonlinear,
 )
-from verify.mlp import mlp_backward, mlp_forward
+from ssmpoison.verify.mlp import mlp_backward, mlp_forward
 
 
 def _padded_batch(rng, R=2, sizes=(3, 5), H=5, D=4, width=None):

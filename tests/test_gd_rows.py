@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from verify import gd_rows
-from verify.cli import main
-from verify.gd import RunResult
-from verify.gd_rows import (
+from ssmpoison.verify import gd_rows
+from ssmpoison.verify.cli import main
+from ssmpoison.verify.gd import RunResult
+from ssmpoison.verify.gd_rows import (
     GD_ROWS,
     condition_summary,
     row_text,
@@ -93,7 +93,7 @@ def test_runs_that_never_reach_the_threshold_are_reported_and_excluded():
 )
 def test_bad_input_one_line_exit_2(args, param):
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "verify.cli", "reproduce", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "ssmpoison.verify.cli", "reproduce", *args], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
@@ -137,7 +137,7 @@ def test_reproduce_all_within_15_minutes(tmp_path):
     """The whole of Table 1 (theory, beyond and non-linear rows, every published horizon) on this machine."""
     target = tmp_path / "all.json"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "verify.cli", "reproduce", "--row", "all", "--json", str(target)],
+    proc = subprocess.run([sys.executable, "-m", "ssmpoison.verify.cli", "reproduce", "--row", "all", "--json", str(target)],
                           capture_output=True, text=True, timeout=1800)
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -17,8 +17,8 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.construction import THEORY_ROW, paper_initialisation
-from theory.oracle import DEFAULT_PREC_BITS, clean_convergence_time, clean_limit, conserved_quantities_proof
+from ssmpoison.theory.construction import THEORY_ROW, paper_initialisation
+from ssmpoison.theory.oracle import DEFAULT_PREC_BITS, clean_convergence_time, clean_limit, conserved_quantities_proof
 
 HEYOKA_BITS = 128
 

@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.construction import extrapolation_error as theorem_extrapolation_error
-from theory.teacher import Teacher
-from verify import kernels
-from verify.certify import correct_digits
-from verify.clean_problem import CleanProblem
-from verify.cli import main
-from verify.counterexample import SearchCriteria, certify_failure, evaluate, lowest_gamma_order, regime
-from verify.flow import FlowOptions, run_flow
-from verify.replay import counterexample_record, load_records, replay_record
-from verify.search import SearchConfig, run_search
-from verify.strategies import INIT_SCALES, TEACHER_GRID, clean_problems, special_problems
+from ssmpoison.theory.construction import extrapolation_error as theorem_extrapolation_error
+from ssmpoison.theory.teacher import Teacher
+from ssmpoison.verify import kernels
+from ssmpoison.verify.certify import correct_digits
+from ssmpoison.verify.clean_problem import CleanProblem
+from ssmpoison.verify.cli import main
+from ssmpoison.verify.counterexample import SearchCriteria, certify_failure, evaluate, lowest_gamma_order, regime
+from ssmpoison.verify.flow import FlowOptions, run_flow
+from ssmpoison.verify.replay import counterexample_record, load_records, replay_record
+from ssmpoison.verify.search import SearchConfig, run_search
+from ssmpoison.verify.strategies import INIT_SCALES, TEACHER_GRID, clean_problems, special_problems
 
 SMALL = dict(max_state_dim=4, max_horizon=6, max_samples=3)
 
@@ -204,7 +204,7 @@ def test_counterexample_certified_against_closed_form(sign_record):
 def test_replay_reproduces_a_saved_counterexample_in_a_fresh_process(sign_record, tmp_path):
     saved = tmp_path / "one.json"
     saved.write_text(json.dumps(sign_record))
-    proc = subprocess.run([sys.executable, "-m", "verify.cli", "replay", str(saved), "--json", str(tmp_path / "re.json")],
+    proc = subprocess.run([sys.executable, "-m", "ssmpoison.verify.cli", "replay", str(saved), "--json", str(tmp_path / "re.json")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "replay identical to the saved record: yes" in proc.stdout
@@ -366,7 +366,7 @@ def test_search_budget_200_seed_0_is_fast_deterministic_and_replays(tmp_path):
     paths = [tmp_path / "found1.json", tmp_path / "found2.json"]
     for path in paths:
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "verify.cli", "search", "--budget", "200", "--seed", "0", "--json", str(path)],
+        proc = subprocess.run([sys.executable, "-m", "ssmpoison.verify.cli", "search", "--budget", "200", "--seed", "0", "--json", str(path)],
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
         assert time.perf_counter() - start < 300
@@ -375,6 +375,6 @@ def test_search_budget_200_seed_0_is_fast_deterministic_and_replays(tmp_path):
     report = json.loads(paths[0].read_text())
     assert report["explored"]["examples"] == 200
     if report["counterexamples"]:
-        proc = subprocess.run([sys.executable, "-m", "verify.cli", "replay", str(paths[0])], capture_output=True, text=True, timeout=600)
+        proc = subprocess.run([sys.executable, "-m", "ssmpoison.verify.cli", "replay", str(paths[0])], capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0 and "identical to the saved record: NO" not in proc.stdout
     assert math.isfinite(report["explored"]["budget"])

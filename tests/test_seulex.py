@@ -13,8 +13,8 @@ import gmpy2
 import numpy as np
 import pytest
 
-from verify.linalg import dense_solver, diag_plus_lowrank_solver, gauss_solve
-from verify.seulex import SeulexOptions, extrapolated_step, integrate, step_numbers, to_working
+from ssmpoison.verify.linalg import dense_solver, diag_plus_lowrank_solver, gauss_solve
+from ssmpoison.verify.seulex import SeulexOptions, extrapolated_step, integrate, step_numbers, to_working
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.construction import THEORY_ROW, extrapolation_error, paper_initialisation
-from theory.oracle import clean_limit
-from theory.theorem import TheoremSetting, clean_error_bound, clean_limit_bounds, conditions
+from ssmpoison.theory.construction import THEORY_ROW, extrapolation_error, paper_initialisation
+from ssmpoison.theory.oracle import clean_limit
+from ssmpoison.theory.theorem import TheoremSetting, clean_error_bound, clean_limit_bounds, conditions
 
 
 def _oracle_error(a0, H, J):

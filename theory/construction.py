@@ -20,9 +20,9 @@ import functools
 
 import numpy as np
 
-from theory.teacher import Teacher, impulse_extrapolation_error
-from theory.training_set import TrainingSet, impulse
-from theory.validation import require_finite_sequence, require_int, require_real
+from ssmpoison.theory.teacher import Teacher, impulse_extrapolation_error
+from ssmpoison.theory.training_set import TrainingSet, impulse
+from ssmpoison.theory.validation import require_finite_sequence, require_int, require_real
 
 __all__ = [
     "THEORY_ROW",
@@ -82,7 +82,7 @@ def teacher_matrices(state_dim: int):
 def teacher_impulse_response(state_dim: int, length: int) -> tuple[int, ...]:
     """Exact teacher impulse response ``(K*_0, ..., K*_{length-1})``, ``K*_j = C* A*^j B*``: ``(D, 1, 1, ...)``.
 
-    The Theorem's teacher is :class:`theory.teacher.Teacher` with the one entry 1 (integer
+    The Theorem's teacher is :class:`ssmpoison.theory.teacher.Teacher` with the one entry 1 (integer
     arithmetic on its entries ``(1, 0)`` and gains ``c*_i b*_i = (1, D - 1)``); the tests hold
     every ``K*_j`` against ``C* A*^j B*`` of :func:`teacher_matrices` in SymPy.
     """

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from theory.validation import require_int
+from ssmpoison.theory.validation import require_int
 
 __all__ = [
     "SSMShape",
@@ -40,7 +40,7 @@ __all__ = [
     "TRAIN_CHOICES",
 ]
 
-from theory.training_set import TRAIN_CHOICES  # noqa: E402  (re-exported)
+from ssmpoison.theory.training_set import TRAIN_CHOICES  # noqa: E402  (re-exported)
 
 
 @dataclass(frozen=True)

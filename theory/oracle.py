@@ -61,7 +61,7 @@ from fractions import Fraction
 import gmpy2
 import mpmath
 
-from theory.validation import require_finite_sequence, require_int, require_real
+from ssmpoison.theory.validation import require_finite_sequence, require_int, require_real
 
 __all__ = [
     "DEFAULT_PREC_BITS",

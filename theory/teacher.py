@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from numbers import Integral
 
-from theory.training_set import TrainingSet
-from theory.validation import require_finite_sequence, require_int
+from ssmpoison.theory.training_set import TrainingSet
+from ssmpoison.theory.validation import require_finite_sequence, require_int
 
 __all__ = ["Teacher", "impulse_extrapolation_error"]
 

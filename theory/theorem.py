@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import mpmath
 
-from theory.validation import require_finite_sequence, require_int, require_real
+from ssmpoison.theory.validation import require_finite_sequence, require_int, require_real
 
 __all__ = ["Condition", "TheoremSetting", "clean_limit_bounds", "clean_error_bound", "conditions"]
 

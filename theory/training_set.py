@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from numbers import Real
 
-from theory.validation import require_finite_sequence, require_int
+from ssmpoison.theory.validation import require_finite_sequence, require_int
 
 __all__ = ["TrainingSet", "TRAIN_CHOICES", "impulse", "is_special", "special_score"]
 

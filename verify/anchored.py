@@ -23,7 +23,7 @@ The stiff low-rank part of the Jacobian, ``-s G^T G = -s sum_n g_n g_n^T`` in ``
 (``(q_n)_r = sum_i (g_n)_i``, ``(q_n)_i = (g_n)_i``): no longer symmetric, but with the same
 spectrum. :func:`anchored_linear_part` returns it as ``-sum_r mu_r p_r q_r^T`` with
 bi-orthonormal ``q_r^T p_s = delta_rs`` (the images of the orthonormal eigenvectors of
-``s G^T G``), the form :func:`verify.expcoll.integrate_expcoll` accepts.
+``s G^T G``), the form :func:`ssmpoison.verify.expcoll.integrate_expcoll` accepts.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 import gmpy2
 import numpy as np
 
-from verify import kernels
+from ssmpoison.verify import kernels
 
 __all__ = ["anchor_index", "to_anchored", "from_anchored", "neg_grad_anchored", "anchored_linear_part", "uniform_gain"]
 
@@ -146,7 +146,7 @@ def anchored_linear_part(z, r, kappa, U, scale):
 
 
 def _to_object(W, like):
-    from verify.seulex import to_working
+    from ssmpoison.verify.seulex import to_working
 
     return np.vectorize(lambda v: to_working(float(v), like.dtype), otypes=[object])(W)
 

@@ -25,7 +25,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from theory.derivation import Derivation, derive
+from ssmpoison.theory.derivation import Derivation, derive
 
 __all__ = ["GeneratedFunctions", "generated_functions", "exact_values", "BACKENDS"]
 

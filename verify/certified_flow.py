@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from theory import oracle
-from theory.validation import require_int
-from verify.certify import Certified, certify, digits_supported, to_mpf
-from verify.flow import FlowOptions, FlowProblem, run_flows
+from ssmpoison.theory import oracle
+from ssmpoison.theory.validation import require_int
+from ssmpoison.verify.certify import Certified, certify, digits_supported, to_mpf
+from ssmpoison.verify.flow import FlowOptions, FlowProblem, run_flows
 
 __all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "DEFAULT_DIGITS_CAP"]
 

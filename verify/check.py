@@ -1,7 +1,7 @@
 """The Theorem as a checker: conditions, both certified flows, and a verdict.
 
 ``check_setting(setting)`` evaluates the conditions of :mod:`theory.theorem`, runs the flow
-without and with the poison ``u† = e_{H-2}`` through :func:`verify.certified_flow.certified_flows`
+without and with the poison ``u† = e_{H-2}`` through :func:`ssmpoison.verify.certified_flow.certified_flows`
 (the exact oracle for the clean flow where it applies), and compares the outcome with the
 Theorem's prediction: the clean flow extrapolates to ``H'`` (error within the tolerance) and
 the poisoned one does not (its error exceeds what the clean flow provably achieves, or it
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from theory.construction import clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
-from theory.theorem import Condition, TheoremSetting, conditions
-from theory.validation import require_int, require_real
-from verify.certified_flow import CertifiedRun, certified_flows
-from verify.flow import FlowProblem
+from ssmpoison.theory.construction import clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
+from ssmpoison.theory.theorem import Condition, TheoremSetting, conditions
+from ssmpoison.theory.validation import require_int, require_real
+from ssmpoison.verify.certified_flow import CertifiedRun, certified_flows
+from ssmpoison.verify.flow import FlowProblem
 
 __all__ = ["CheckReport", "check_setting", "paper_setting"]
 

@@ -1,6 +1,6 @@
 """Where the Theorem's prediction holds: a sweep of the checker over initialisation scale and gap.
 
-``sweep_scale_gap`` runs :func:`verify.check.check_setting` on a grid of the paper's
+``sweep_scale_gap`` runs :func:`ssmpoison.verify.check.check_setting` on a grid of the paper's
 initialisation (scale ``sd_A``, gap exponent ``k``, one seed) and ``plot_sweep`` draws the
 outcome: for each grid point the ratio of the certified poisoned and clean errors, marked by
 whether the conditions hold and whether the verdict matches the Theorem.
@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import math
 
-from theory.theorem import conditions
-from theory.validation import require_int
-from verify.check import check_setting, paper_setting
+from ssmpoison.theory.theorem import conditions
+from ssmpoison.theory.validation import require_int
+from ssmpoison.verify.check import check_setting, paper_setting
 
 __all__ = ["sweep_scale_gap", "plot_sweep"]
 

@@ -2,7 +2,7 @@
 
 The student is the Theorem's: ``A = diag(a)`` trained by gradient flow from ``a0`` with
 ``B = C = 1`` fixed (SPEC §3, §5). The labels are not free: they are the teacher's clean
-labels of the inputs (:class:`theory.teacher.Teacher`), computed here, so a problem can only
+labels of the inputs (:class:`ssmpoison.theory.teacher.Teacher`), computed here, so a problem can only
 be poisoned by *which* inputs it holds. A problem is non-special when no input has
 ``u_{H-2} != 0`` (SPEC §4).
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from theory.teacher import Teacher
-from theory.training_set import TrainingSet
-from theory.validation import require_finite_sequence, require_int, require_real
-from verify.flow import FlowProblem
+from ssmpoison.theory.teacher import Teacher
+from ssmpoison.theory.training_set import TrainingSet
+from ssmpoison.theory.validation import require_finite_sequence, require_int, require_real
+from ssmpoison.verify.flow import FlowProblem
 
 __all__ = ["CleanProblem", "encode_number", "decode_number"]
 
@@ -62,7 +62,7 @@ class CleanProblem:
 
     def __post_init__(self) -> None:
         if not isinstance(self.teacher, Teacher):
-            raise ValueError("teacher must be a theory.teacher.Teacher")
+            raise ValueError("teacher must be a ssmpoison.theory.teacher.Teacher")
         try:
             rows = tuple(tuple(row) for row in self.inputs)
         except TypeError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from verify import __version__
+from ssmpoison.verify import __version__
 
 __all__ = ["main"]
 
@@ -42,8 +42,8 @@ def _add_derive(sub) -> None:
 
 
 def _run_derive(args) -> int:
-    from verify.derive_report import derive_report
-    from verify.jsonio import write_json
+    from ssmpoison.verify.derive_report import derive_report
+    from ssmpoison.verify.jsonio import write_json
 
     report = derive_report(args.state_dim, args.horizon, args.samples, args.train)
     if args.json != "-":
@@ -79,25 +79,25 @@ def _add_reproduce(sub) -> None:
 
 
 def _run_reproduce(args) -> int:
-    from theory.validation import require_int
+    from ssmpoison.theory.validation import require_int
 
     if args.row not in ROWS:
         raise ValueError(f"row must be one of {', '.join(ROWS)}, got {args.row!r}")
-    from verify.workers import default_jobs
+    from ssmpoison.verify.workers import default_jobs
 
     jobs = default_jobs() if args.jobs == "auto" else require_int("jobs", args.jobs, minimum=1)
     if args.row != "theory":  # the GD rows, and the whole table (theory row first, through the code below's path)
-        from verify.gd_rows import reproduce_command
+        from ssmpoison.verify.gd_rows import reproduce_command
 
         return reproduce_command(args.row, args.horizon, args.precision, jobs, args.json)
-    from theory.construction import THEORY_ROW
+    from ssmpoison.theory.construction import THEORY_ROW
 
     horizons = tuple(require_int("horizon", h) for h in (args.horizon or sorted(THEORY_ROW)))
     for h in horizons:
         if h not in THEORY_ROW:
             raise ValueError(f"horizon must be one of {', '.join(map(str, sorted(THEORY_ROW)))} for the theory row, got {h}")
     precision = None if args.precision is None else require_int("precision", args.precision, minimum=53)
-    from verify.reporting import reproduce_theory_row
+    from ssmpoison.verify.reporting import reproduce_theory_row
 
     return reproduce_theory_row(horizons, precision, jobs, args.json)
 
@@ -127,10 +127,10 @@ def _add_check(sub) -> None:
 
 
 def _run_check(args) -> int:
-    from theory.theorem import TheoremSetting
-    from theory.validation import require_int, require_real
-    from verify.check import check_setting, paper_setting, report_text
-    from verify.jsonio import write_json
+    from ssmpoison.theory.theorem import TheoremSetting
+    from ssmpoison.theory.validation import require_int, require_real
+    from ssmpoison.verify.check import check_setting, paper_setting, report_text
+    from ssmpoison.verify.jsonio import write_json
 
     H = require_int("horizon", args.horizon, minimum=3)
     D = require_int("state_dim", args.state_dim, minimum=2)
@@ -174,7 +174,7 @@ def _add_dynamics(sub) -> None:
 
 
 def _run_dynamics(args) -> int:
-    from verify.dynamics import dynamics_command
+    from ssmpoison.verify.dynamics import dynamics_command
 
     return dynamics_command(args.row, args.horizon, args.seed, args.condition, args.out, args.json,
                             args.extrapolate_to, args.stem)
@@ -198,7 +198,7 @@ def _add_search(sub) -> None:
 
 
 def _run_search(args) -> int:
-    from verify.search import search_command
+    from ssmpoison.verify.search import search_command
 
     return search_command(args.budget, args.seed, args.teacher_dim, args.json, args.jobs)
 
@@ -216,7 +216,7 @@ def _add_replay(sub) -> None:
 
 
 def _run_replay(args) -> int:
-    from verify.replay import replay_command
+    from ssmpoison.verify.replay import replay_command
 
     return replay_command(args.file, args.json)
 

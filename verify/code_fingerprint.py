@@ -18,12 +18,12 @@ import types
 
 __all__ = ["code_fingerprint"]
 
-_PACKAGES = ("theory", "verify")
+_PACKAGES = ("ssmpoison.theory", "ssmpoison.verify")
 
 
 def _project_module(value) -> str | None:
     name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
-    if isinstance(name, str) and name.split(".")[0] in _PACKAGES:
+    if isinstance(name, str) and ".".join(name.split(".")[:2]) in _PACKAGES:
         return name
     return None
 

@@ -1,6 +1,6 @@
 r"""Criteria of greedy low-rank learning and extrapolation, their float64 evaluation, and certified failures.
 
-For a non-special clean-label problem (:class:`~verify.clean_problem.CleanProblem`: teacher of
+For a non-special clean-label problem (:class:`~ssmpoison.verify.clean_problem.CleanProblem`: teacher of
 dimension D*, student ``A = diag(a)`` trained by gradient flow from ``a0`` with ``B = C = 1``),
 the flow's limit ``a(inf)`` is judged by two criteria (:class:`SearchCriteria`), both defined only
 when learning happened: some entry *escaped*, ``|a_i(inf)| >= escape_fraction * min_k |alpha_k|``
@@ -9,7 +9,7 @@ space, so an escaped entry is unambiguous; when the initialisation already fits 
 labels that vanish, nothing escapes and there is no implicit bias to judge):
 
 * **greedy low-rank learning fails** when ``erank(a(inf)) > D* + rank_margin`` (SPEC §3's
-  effective rank, :func:`theory.effective_rank.effective_rank`). The default margin of one whole entry
+  effective rank, :func:`ssmpoison.theory.effective_rank.effective_rank`). The default margin of one whole entry
   keeps the unescaped entries, which sit near the initialisation and raise ``erank`` a little
   (at most to about D* + 0.9 for D = 6 at scale 2^-7), from counting as a failure;
 * **extrapolation fails** when the extrapolation error (SPEC §5) over ``J = extrapolation_factor * H``
@@ -18,7 +18,7 @@ labels that vanish, nothing escapes and there is no implicit bias to judge):
   alone can cause.
 
 Both are defined only for flows that *converged* (training loss below the working precision's
-threshold, :class:`verify.flow.FlowOptions`); flows that diverge or run out of steps or time
+threshold, :class:`ssmpoison.verify.flow.FlowOptions`); flows that diverge or run out of steps or time
 are counted, never judged.
 
 A float64 run is the search's screen (:func:`evaluate`). A failure is then *certified*
@@ -26,7 +26,7 @@ A float64 run is the search's screen (:func:`evaluate`). A failure is then *cert
 ``P + s`` bits, ``s = max(32, P/4)`` (each with its precision's own loss threshold; should
 one of them not converge within its step budget, a third at ``P + 2s`` bits stands in for it,
 and the record names the precisions used): the certified digits
-of a quantity are its agreement between them (:func:`verify.certify.certify`), capped by what
+of a quantity are its agreement between them (:func:`ssmpoison.verify.certify.certify`), capped by what
 the evaluation carries (``effective_rank`` is evaluated in float64: 14 digits), and the failure
 counts only if the certified interval ``min(x, ref) * (1 - 10^-d)`` still lies beyond the
 threshold.
@@ -41,11 +41,11 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from theory.effective_rank import effective_rank
-from theory.validation import require_int, require_real
-from verify.certify import certify, digits_supported, to_mpf
-from verify.clean_problem import CleanProblem
-from verify.flow import FlowOptions, run_flow
+from ssmpoison.theory.effective_rank import effective_rank
+from ssmpoison.theory.validation import require_int, require_real
+from ssmpoison.verify.certify import certify, digits_supported, to_mpf
+from ssmpoison.verify.clean_problem import CleanProblem
+from ssmpoison.verify.flow import FlowOptions, run_flow
 
 __all__ = [
     "CRITERIA",
@@ -210,7 +210,7 @@ class CertifiedFailure:
     reference_bits: int
     statuses: tuple
     learned_a: tuple  # certified decimal strings ("?" where nothing is certified)
-    effective_rank: object  # verify.certify.Certified or None
+    effective_rank: object  # ssmpoison.verify.certify.Certified or None
     extrapolation_error: object
     certified: bool
     reason: str

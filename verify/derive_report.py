@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from theory.derivation import Derivation, IdentityCheck, SSMShape, derive
+from ssmpoison.theory.derivation import Derivation, IdentityCheck, SSMShape, derive
 
 __all__ = ["DeriveReport", "derive_report"]
 

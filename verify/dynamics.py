@@ -4,13 +4,13 @@ Greedy low-rank learning made visible (SPEC §3): which entry of A escapes first
 effective rank evolves, what gamma^(0) does. A run is recorded at many points and the
 metrics of :mod:`verify.metrics` are computed at each:
 
-* **Any gradient flow** (:func:`flow_dynamics`): the flow of any :class:`verify.flow.FlowProblem`
-  (any training set, initialisation, B and C), integrated by :func:`verify.flow.run_flow`
+* **Any gradient flow** (:func:`flow_dynamics`): the flow of any :class:`ssmpoison.verify.flow.FlowProblem`
+  (any training set, initialisation, B and C), integrated by :func:`ssmpoison.verify.flow.run_flow`
   with every accepted step recorded; up to ``points`` of those steps are kept
-  (:func:`verify.metrics.select_points`: spread over log-time and over change).
+  (:func:`ssmpoison.verify.metrics.select_points`: spread over log-time and over change).
 * **The theory row** (:func:`theory_dynamics`): the paper's flows (SPEC §5–6) without or
   with the poison u† = e_{H-2}, for any seed of the paper's initialisation; extrapolation
-  error over J = 20 (``theory.construction.extrapolation_error``).
+  error over J = 20 (``ssmpoison.theory.construction.extrapolation_error``).
 * **The GD rows** (:func:`gd_dynamics`): one seed of the "beyond" or "non-linear" row trained
   by :mod:`verify.gd` (all requested conditions in one batch), the parameters observed at
   log-spaced steps (:func:`log_spaced_steps`) plus the final step. In the non-linear row the
@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.construction import THEORY_ROW, extrapolation_error, paper_initialisation
-from theory.effective_rank import effective_rank
-from theory.training_set import TrainingSet
-from theory.validation import require_int
-from verify.flow import FlowOptions, FlowProblem, FlowResult, run_flow
-from verify.metrics import DynamicsSeries, escape_times, select_points, teacher_extrapolation, trajectory_series
+from ssmpoison.theory.construction import THEORY_ROW, extrapolation_error, paper_initialisation
+from ssmpoison.theory.effective_rank import effective_rank
+from ssmpoison.theory.training_set import TrainingSet
+from ssmpoison.theory.validation import require_int
+from ssmpoison.verify.flow import FlowOptions, FlowProblem, FlowResult, run_flow
+from ssmpoison.verify.metrics import DynamicsSeries, escape_times, select_points, teacher_extrapolation, trajectory_series
 
 __all__ = [
     "ROWS",
@@ -63,7 +63,7 @@ ESCAPE_LEVEL = 0.5
 
 @dataclass(frozen=True)
 class DynamicsRun:
-    """One recorded run: which run it is, how it ended, and its :class:`~verify.metrics.DynamicsSeries`.
+    """One recorded run: which run it is, how it ended, and its :class:`~ssmpoison.verify.metrics.DynamicsSeries`.
 
     ``end`` is the time (flows) or number of updates (GD) at which training stopped;
     ``teacher_rank`` the effective rank of the teacher's A (1 for every row of the paper).
@@ -125,7 +125,7 @@ def flow_dynamics(problem: FlowProblem, *, extrapolation=None, options: FlowOpti
     """Integrate the gradient flow of ``problem`` recording every step; the metrics at up to ``points`` of them.
 
     ``extrapolation(a, b, c)`` (optional) gives the extrapolation error at a point, e.g.
-    :func:`verify.metrics.teacher_extrapolation` of a teacher's impulse response.
+    :func:`ssmpoison.verify.metrics.teacher_extrapolation` of a teacher's impulse response.
     ``options`` default to float64 with the engine's default stopping rules; recording is
     switched on whatever they say.
     """
@@ -149,7 +149,7 @@ def _theory_config(horizon) -> dict:
 
 def theory_problem(horizon: int, seed: int, poisoned: bool) -> FlowProblem:
     """The theory row's flow (SPEC §5–6) for any ``seed`` of the paper's initialisation at ``horizon``."""
-    from verify.theory_row import theory_row_problems
+    from ssmpoison.verify.theory_row import theory_row_problems
 
     cfg = _theory_config(horizon)
     seed = require_int("seed", seed, minimum=0, maximum=2**32 - 1)
@@ -191,7 +191,7 @@ def log_spaced_steps(last: int, count: int) -> tuple[int, ...]:
 
 
 def _gd_config(row: str, horizon, extrapolate_to):
-    from verify.gd_rows import GD_ROWS, supported_horizons
+    from ssmpoison.verify.gd_rows import GD_ROWS, supported_horizons
 
     horizons = supported_horizons(row)
     H = require_int("horizon", horizon)
@@ -206,8 +206,8 @@ def _gd_config(row: str, horizon, extrapolate_to):
 
 def _network_residuals_and_slopes(params, U, y):
     """``delta_n = y*_n - g(y_H(u^(n)))`` and ``xi_n = g'(y_H(u^(n)))`` for the SSM + ReLU head."""
-    from verify.gd import ssm_outputs
-    from verify.mlp import mlp_backward, mlp_forward
+    from ssmpoison.verify.gd import ssm_outputs
+    from ssmpoison.verify.mlp import mlp_backward, mlp_forward
 
     a, b, c, *weights = params
     heads = tuple(w[None] for w in weights)
@@ -224,12 +224,12 @@ def gd_dynamics(row: str, horizon: int, seed: int | None = None, conditions=(Fal
     (False = without, True = with special sequences), trained in one batch and observed at
     :func:`log_spaced_steps` of the step budget plus the final step.
 
-    ``max_steps`` defaults to the row's budget (:func:`verify.gd_rows.step_budget`);
+    ``max_steps`` defaults to the row's budget (:func:`ssmpoison.verify.gd_rows.step_budget`);
     ``progress(step, active_runs)`` is passed to the trainer.
     """
-    from verify.gd import StepObserver, beyond_problem, nonlinear_extrapolation_error, nonlinear_problem, \
+    from ssmpoison.verify.gd import StepObserver, beyond_problem, nonlinear_extrapolation_error, nonlinear_problem, \
         nonlinear_test_inputs, train_beyond, train_nonlinear
-    from verify.gd_rows import step_budget
+    from ssmpoison.verify.gd_rows import step_budget
 
     if row not in ("beyond", "nonlinear"):
         raise ValueError(f"row must be 'beyond' or 'nonlinear' for gradient descent, got {row!r}")
@@ -326,8 +326,8 @@ def dynamics_command(row: str, horizon, seed, condition: str, out: str, json_pat
     """The ``dynamics`` subcommand: validate everything, record the runs, draw the figures, print, write JSON."""
     from tqdm import tqdm
 
-    from verify.dynamics_plots import plot_dynamics
-    from verify.jsonio import write_json
+    from ssmpoison.verify.dynamics_plots import plot_dynamics
+    from ssmpoison.verify.jsonio import write_json
 
     if row not in ROWS:
         raise ValueError(f"row must be one of {', '.join(ROWS)}, got {row!r}")

@@ -152,7 +152,7 @@ def _save(runs, metric: str, path: Path) -> Path:
 
 
 def plot_dynamics(runs, out_dir, stem: str) -> list[Path]:
-    """Draw every figure of ``runs`` (one or two :class:`verify.dynamics.DynamicsRun`) into ``out_dir``; return the paths."""
+    """Draw every figure of ``runs`` (one or two :class:`ssmpoison.verify.dynamics.DynamicsRun`) into ``out_dir``; return the paths."""
     out_dir = Path(out_dir)
     paths = [_save([run], metric, out_dir / f"{stem}_{run.condition}_{metric}.png") for run in runs for metric in METRICS]
     if len(runs) > 1:

@@ -51,7 +51,7 @@ import gmpy2
 import mpmath
 import numpy as np
 
-from verify.seulex import precision_bits, to_working
+from ssmpoison.verify.seulex import precision_bits, to_working
 
 __all__ = ["ExpCollOptions", "ExpCollResult", "integrate_expcoll", "default_nodes"]
 
@@ -325,7 +325,7 @@ def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(),
     (``q_r . p_s = delta_rs``; then ``e^{hL} = I + sum_r (e^{-h mu_r} - 1) p_r q_r^T`` likewise).
     The weights are those of the exact ``h mu_r``. The state is updated with compensated (TwoSum) sums in float
     types, so the rounding of ``y_n + increment`` does not accumulate over the steps.
-    ``stop``, ``observe`` and ``blowup`` as in :func:`verify.seulex.integrate`.
+    ``stop``, ``observe`` and ``blowup`` as in :func:`ssmpoison.verify.seulex.integrate`.
     """
     y = np.array(y0, copy=True)
     dtype = y.dtype

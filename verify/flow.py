@@ -7,7 +7,7 @@ extrapolation method of :mod:`verify.seulex`, with the structured linear solves 
 
 * only A trained (B, C fixed): ``J = diag(d) - (2/N) G^T G`` (rank-N update of a diagonal;
   solves in O(D N^2) by Sherman–Morrison–Woodbury);
-* A, B, C trained: the dense ``3D x 3D`` Jacobian of :func:`verify.kernels.jacobian_abc`.
+* A, B, C trained: the dense ``3D x 3D`` Jacobian of :func:`ssmpoison.verify.kernels.jacobian_abc`.
 
 The working precision selects the number type: 53 bits → ``float64``, 64 bits → x86
 ``longdouble``, anything else → ``gmpy2.mpfr`` at that precision. The flow runs until
@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 import gmpy2
 import numpy as np
 
-from theory.training_set import TRAIN_CHOICES
-from theory.training_set import TrainingSet
-from theory.validation import require_finite_sequence, require_int, require_real
-from verify import kernels
-from verify.anchored import anchor_index, anchored_linear_part, from_anchored, neg_grad_anchored, to_anchored, uniform_gain
-from verify.expcoll import ExpCollOptions, integrate_expcoll
-from verify.linalg import dense_solver
-from verify.seulex import SeulexOptions, integrate, to_working
+from ssmpoison.theory.training_set import TRAIN_CHOICES
+from ssmpoison.theory.training_set import TrainingSet
+from ssmpoison.theory.validation import require_finite_sequence, require_int, require_real
+from ssmpoison.verify import kernels
+from ssmpoison.verify.anchored import anchor_index, anchored_linear_part, from_anchored, neg_grad_anchored, to_anchored, uniform_gain
+from ssmpoison.verify.expcoll import ExpCollOptions, integrate_expcoll
+from ssmpoison.verify.linalg import dense_solver
+from ssmpoison.verify.seulex import SeulexOptions, integrate, to_working
 
 __all__ = ["FlowProblem", "FlowOptions", "FlowResult", "run_flow", "run_flows", "working_dtype", "STATUSES"]
 

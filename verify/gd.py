@@ -67,9 +67,9 @@ from typing import Callable
 
 import numpy as np
 
-from theory.validation import require_int, require_real
-from verify.kernels import impulse_response, powers
-from verify.mlp import mlp_backward, mlp_forward, teacher_weights
+from ssmpoison.theory.validation import require_int, require_real
+from ssmpoison.verify.kernels import impulse_response, powers
+from ssmpoison.verify.mlp import mlp_backward, mlp_forward, teacher_weights
 
 __all__ = [
     "BeyondConfig",
@@ -242,7 +242,7 @@ class BeyondConfig:
 class NonlinearConfig:
     """Settings of the "non-linear" row: SSM + ReLU(1→W) + ReLU(W→W) + linear(W→1), Adam.
 
-    Teacher: SSM ``A* = B* = C* = 1`` then the head of :func:`verify.mlp.teacher_weights`,
+    Teacher: SSM ``A* = B* = C* = 1`` then the head of :func:`ssmpoison.verify.mlp.teacher_weights`,
     i.e. ``f*(u) = (W/2) relu(sum_k u_k)``. Adam follows Keras:
     ``theta -= lr sqrt(1-beta2^t)/(1-beta1^t) m / (sqrt(v) + eps)``.
     The extrapolation error of run ``seed`` uses the ``ext_samples`` sequences of length

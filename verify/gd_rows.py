@@ -1,7 +1,7 @@
 """The "beyond" and "non-linear" rows of Table 1 (SPEC §6): orchestration, summaries, tables, JSON.
 
 A row at one horizon trains its four published seeds without and with the special sequences
-(:func:`verify.gd.train_beyond` / :func:`verify.gd.train_nonlinear`, all runs in one batch)
+(:func:`ssmpoison.verify.gd.train_beyond` / :func:`ssmpoison.verify.gd.train_nonlinear`, all runs in one batch)
 and reports, for each condition, the mean extrapolation error over the runs that converged
 (the loss reached ``tol`` and the extra steps were made); runs that diverged, stalled or ran
 out of steps are listed with their status and kept out of the mean, with their count shown.
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from theory.validation import require_int
-from verify.gd import BeyondConfig, NonlinearConfig, RunResult, train_beyond, train_nonlinear
+from ssmpoison.theory.validation import require_int
+from ssmpoison.verify.gd import BeyondConfig, NonlinearConfig, RunResult, train_beyond, train_nonlinear
 
 __all__ = [
     "GD_ROWS",
@@ -413,7 +413,7 @@ def reproduce_command(row: str, horizon_args, precision_arg, jobs_arg, json_path
     """The ``reproduce`` subcommand for ``--row beyond|nonlinear|all`` (the CLI only dispatches here).
 
     All input is validated before anything runs; ``ValueError`` names the parameter. ``all``
-    runs the theory row through :func:`verify.reporting.reproduce_theory_row` unchanged, then
+    runs the theory row through :func:`ssmpoison.verify.reporting.reproduce_theory_row` unchanged, then
     both GD rows, then prints the whole of Table 1 in one summary.
     """
     import contextlib
@@ -421,7 +421,7 @@ def reproduce_command(row: str, horizon_args, precision_arg, jobs_arg, json_path
     import os
     import tempfile
 
-    from verify.jsonio import write_json
+    from ssmpoison.verify.jsonio import write_json
 
     if row not in ("beyond", "nonlinear", "all"):
         raise ValueError(f"row must be one of theory, beyond, nonlinear, all, got {row!r}")
@@ -448,8 +448,8 @@ def reproduce_command(row: str, horizon_args, precision_arg, jobs_arg, json_path
     start = time.perf_counter()
     theory_payload, code = None, 0
     if row == "all":
-        from theory.construction import THEORY_ROW
-        from verify.reporting import reproduce_theory_row
+        from ssmpoison.theory.construction import THEORY_ROW
+        from ssmpoison.verify.reporting import reproduce_theory_row
 
         fd, tmp = tempfile.mkstemp(suffix=".json")
         os.close(fd)

@@ -11,7 +11,7 @@ processed in one vectorised pass.
 Two solver factories share the interface ``solve = factory(...); x = solve(h, r)``:
 
 * :func:`diag_plus_lowrank_solver` for ``J = diag(d) - s G^T G`` (the structure of
-  the SSM gradient flow, see :func:`verify.kernels.jacobian_a`). With
+  the SSM gradient flow, see :func:`ssmpoison.verify.kernels.jacobian_a`). With
   ``Delta = 1 - h d`` one has ``I - h J = diag(Delta) + (h s) G^T G`` and the
   Sherman–Morrison–Woodbury identity
 

@@ -2,12 +2,12 @@
 
 A trajectory is a list of points ``(t, a, b, c, loss)`` — gradient-flow time or GD step,
 the diagonal of A, B, C and the training loss — as recorded by
-``verify.flow.run_flow(problem, FlowOptions(record=True)).trajectory`` or built from a GD
+``ssmpoison.verify.flow.run_flow(problem, FlowOptions(record=True)).trajectory`` or built from a GD
 trainer (:mod:`verify.dynamics`). At every point, with the training set ``(U, y*)``:
 
 * the largest entry magnitude ``max_i |a_i|``;
 * the effective rank ``erank(A) = exp(-sum_i p_i ln p_i)``, ``p_i = |a_i| / sum_j |a_j|``
-  (:func:`theory.effective_rank.effective_rank`);
+  (:func:`ssmpoison.theory.effective_rank.effective_rank`);
 * every coefficient of the Proposition (SPEC §3)
 
       gamma^(l) = (2(l+1)/N) sum_n xi_n delta_n u^(n)_{H-2-l},   l = 0..H-2,
@@ -36,12 +36,12 @@ from typing import Callable
 import gmpy2
 import numpy as np
 
-from theory.effective_rank import effective_rank
-from theory.teacher import impulse_extrapolation_error as theory_extrapolation_error
-from theory.training_set import TrainingSet
-from theory.validation import require_finite_sequence, require_int, require_real
-from verify import kernels
-from verify.seulex import to_working
+from ssmpoison.theory.effective_rank import effective_rank
+from ssmpoison.theory.teacher import impulse_extrapolation_error as theory_extrapolation_error
+from ssmpoison.theory.training_set import TrainingSet
+from ssmpoison.theory.validation import require_finite_sequence, require_int, require_real
+from ssmpoison.verify import kernels
+from ssmpoison.verify.seulex import to_working
 
 __all__ = [
     "largest_magnitude",
@@ -63,7 +63,7 @@ def impulse_extrapolation_error(a, b, c, teacher_response) -> float:
     """``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|`` with ``K_j = sum_i c_i b_i a_i^j`` (SPEC §5).
 
     ``teacher_response`` is ``(K*_0, ..., K*_{J-1})``, not all zero; J is its length (the
-    horizon extrapolated to). :func:`theory.teacher.impulse_extrapolation_error` in float64.
+    horizon extrapolated to). :func:`ssmpoison.theory.teacher.impulse_extrapolation_error` in float64.
     """
     target = np.asarray(require_finite_sequence("teacher_response", teacher_response), dtype=np.float64)
     if target.size == 0 or not np.any(target):
@@ -226,7 +226,7 @@ def trajectory_series(
             selection of it by :func:`select_points`).
         training_set: the sequences ``u^(n)`` and labels ``y*_n`` the run was trained on.
         extrapolation: ``(a, b, c) -> error``, e.g. :func:`teacher_extrapolation` or
-            ``theory.construction.extrapolation_error`` with its D and J bound; or the errors
+            ``ssmpoison.theory.construction.extrapolation_error`` with its D and J bound; or the errors
             themselves, one per point (when they need more than ``a, b, c``); None for none.
         residuals: per point, the residuals ``delta_n = y*_n - f(u^(n))`` (shape ``(N,)``);
             default the bare SSM's ``y*_n - y_H(u^(n))`` from ``(a, b, c)``. Give them when the

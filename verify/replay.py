@@ -1,10 +1,10 @@
 """Saved counterexamples: the JSON record of a certified failure, reading records back, and replaying them.
 
-A record holds the problem exactly (:meth:`verify.clean_problem.CleanProblem.to_json`), the
+A record holds the problem exactly (:meth:`ssmpoison.verify.clean_problem.CleanProblem.to_json`), the
 criterion that failed, the criteria's thresholds, the float64 screen
-(:func:`verify.counterexample.evaluate`) and the certification
-(:func:`verify.counterexample.certify_failure`), plus the fingerprint of the code that computed
-it (:func:`verify.code_fingerprint.code_fingerprint`). :func:`replay_record` runs the very same
+(:func:`ssmpoison.verify.counterexample.evaluate`) and the certification
+(:func:`ssmpoison.verify.counterexample.certify_failure`), plus the fingerprint of the code that computed
+it (:func:`ssmpoison.verify.code_fingerprint.code_fingerprint`). :func:`replay_record` runs the very same
 computation again, so on the same code it returns the same record, number for number.
 """
 
@@ -13,17 +13,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from theory.validation import require_int
-from verify.clean_problem import CleanProblem
-from verify.code_fingerprint import code_fingerprint
-from verify.counterexample import SearchCriteria, certify_failure, evaluate, float_digits_agreement, lowest_gamma_order, regime
+from ssmpoison.theory.validation import require_int
+from ssmpoison.verify.clean_problem import CleanProblem
+from ssmpoison.verify.code_fingerprint import code_fingerprint
+from ssmpoison.verify.counterexample import SearchCriteria, certify_failure, evaluate, float_digits_agreement, lowest_gamma_order, regime
 
 __all__ = ["CERTIFY_BITS", "CODE", "counterexample_record", "replay_record", "load_records", "record_lines", "replay_command"]
 
 #: Certified counterexamples are recomputed at this precision (and checked at more bits).
 CERTIFY_BITS = 113
 #: Fingerprint of the code that computes a record, read when this module is imported (the code in use).
-CODE = code_fingerprint("verify.counterexample")
+CODE = code_fingerprint("ssmpoison.verify.counterexample")
 
 
 def counterexample_record(problem: CleanProblem, criterion: str, criteria: SearchCriteria = SearchCriteria(), precision: int = CERTIFY_BITS) -> tuple[dict, bool]:
@@ -123,7 +123,7 @@ def _num(x) -> str:
 
 def replay_command(path: str, json_path) -> int:
     """``ssmpoison replay``: re-run every record of FILE, print its numbers; exit 1 if any differs from the file."""
-    from verify.jsonio import write_json
+    from ssmpoison.verify.jsonio import write_json
 
     records = load_records(path)
     replayed = [replay_record(r) for r in records]

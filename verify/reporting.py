@@ -7,9 +7,9 @@ import time
 
 from tqdm import tqdm
 
-from theory.construction import THEORY_ROW
-from verify.jsonio import write_json
-from verify.theory_row import explain_difference, row_summary, run_theory_row
+from ssmpoison.theory.construction import THEORY_ROW
+from ssmpoison.verify.jsonio import write_json
+from ssmpoison.verify.theory_row import explain_difference, row_summary, run_theory_row
 
 __all__ = ["reproduce_theory_row"]
 

@@ -1,23 +1,23 @@
 r"""Hypothesis search, outside pytest, for non-special training sets on which greedy low-rank learning or extrapolation fails.
 
-The search space is :func:`verify.strategies.clean_problems` (non-special by construction, clean
-labels from a teacher of dimension D*); the criteria are :class:`verify.counterexample.SearchCriteria`.
+The search space is :func:`ssmpoison.verify.strategies.clean_problems` (non-special by construction, clean
+labels from a teacher of dimension D*); the criteria are :class:`ssmpoison.verify.counterexample.SearchCriteria`.
 Three phases, each deterministic for a given seed:
 
 1. **Explore.** Hypothesis draws ``budget`` problems (``@seed(seed)``, no database, no
    deadline, no health checks: nothing depends on the clock or on earlier runs). Each distinct
-   problem gets a float64 flow (:func:`verify.counterexample.evaluate`); the outcomes are
+   problem gets a float64 flow (:func:`ssmpoison.verify.counterexample.evaluate`); the outcomes are
    tallied per D, H, N, D*, lowest excited lag ``l*``, status and failed criterion.
 2. **Shrink.** For every *slot* — a criterion, a teacher dimension and a regime (``l* = 1``,
    where the entries grow at one common exponential rate, or ``l* >= 2``, the Proposition's
-   greedy regime; :func:`verify.counterexample.regime`) — that failed at least once,
+   greedy regime; :func:`ssmpoison.verify.counterexample.regime`) — that failed at least once,
    Hypothesis runs again from the same seed, now raising on the slot's failures: it meets the
    same first failure (every earlier problem is answered from the cache) and shrinks it.
    At most ``shrink_budget`` new flows are run per slot; past that, unseen candidates count as
    passing (the answer is cached, so Hypothesis sees a consistent test), which keeps the run's
    length, and hence its result, independent of the machine's speed.
 3. **Certify.** Each shrunk failure is re-run at ``precision`` bits against an independent
-   re-run at more bits (:func:`verify.counterexample.certify_failure`); only certified failures
+   re-run at more bits (:func:`ssmpoison.verify.counterexample.certify_failure`); only certified failures
    are reported as counterexamples. The others are listed under ``explored`` with the reason.
 
 The JSON report has ``counterexamples`` (records of :mod:`verify.replay`, each replayable: the
@@ -35,12 +35,12 @@ from fractions import Fraction
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from theory.validation import require_int
-from verify.code_fingerprint import code_fingerprint
-from verify.clean_problem import CleanProblem, encode_number
-from verify.counterexample import CRITERIA, SearchCriteria, evaluate, lowest_gamma_order, regime
-from verify.replay import CERTIFY_BITS, counterexample_record, record_lines
-from verify.strategies import INIT_SCALES, TEACHER_GRID, clean_problems
+from ssmpoison.theory.validation import require_int
+from ssmpoison.verify.code_fingerprint import code_fingerprint
+from ssmpoison.verify.clean_problem import CleanProblem, encode_number
+from ssmpoison.verify.counterexample import CRITERIA, SearchCriteria, evaluate, lowest_gamma_order, regime
+from ssmpoison.verify.replay import CERTIFY_BITS, counterexample_record, record_lines
+from ssmpoison.verify.strategies import INIT_SCALES, TEACHER_GRID, clean_problems
 
 __all__ = ["SearchConfig", "run_search", "report_text", "search_command"]
 
@@ -275,7 +275,7 @@ def run_search(config: SearchConfig, criteria: SearchCriteria = SearchCriteria()
     statuses = Counter(o.status for o in outcomes)
     screened = Counter(c for o in outcomes for c in o.failures)
     explored = {
-        "code": code_fingerprint("verify.search"),
+        "code": code_fingerprint("ssmpoison.verify.search"),
         "seed": config.seed,
         "budget": config.budget,
         "examples": len(drawn),
@@ -335,7 +335,7 @@ def _tqdm_progress(phase: str, total: int):
 
 def search_command(budget, seed, teacher_dim, json_path, jobs="1") -> int:
     """``ssmpoison search``: run, print the criteria and the report (unless JSON goes to stdout), write JSON."""
-    from verify.jsonio import write_json
+    from ssmpoison.verify.jsonio import write_json
 
     dims = (1, 2) if teacher_dim is None else (require_int("teacher_dim", teacher_dim, minimum=1),)
     config = SearchConfig(budget=budget, seed=seed, teacher_dims=dims, jobs=jobs)

@@ -383,7 +383,7 @@ def integrate(
     ----------
     fun : ``fun(y) -> f(y)``, same shape as ``y`` (leading batch axes allowed).
     make_solver : ``make_solver(y) -> solve`` with ``solve(h, r) = (I - h J(y))^{-1} r``
-        (e.g. :func:`verify.linalg.diag_plus_lowrank_solver`); called once per
+        (e.g. :func:`ssmpoison.verify.linalg.diag_plus_lowrank_solver`); called once per
         accepted state and reused across rejected attempts.
     y0 : array whose dtype (``float64``, ``longdouble`` or ``object`` of
         ``gmpy2.mpfr``) selects the arithmetic.

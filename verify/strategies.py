@@ -1,11 +1,11 @@
 r"""Hypothesis strategies for clean-label learning problems, non-special by construction (and special ones).
 
-A drawn :class:`~verify.clean_problem.CleanProblem` has
+A drawn :class:`~ssmpoison.verify.clean_problem.CleanProblem` has
 
 * sizes: student dimension ``D`` in ``[2, max_state_dim]``, horizon ``H`` in ``[3, max_horizon]``,
   ``N`` in ``[1, max_samples]`` sequences, teacher dimension ``D*`` from ``teacher_dims``
   (``D* <= D``);
-* a teacher (:class:`theory.teacher.Teacher`) with D* distinct, non-zero, stable entries from
+* a teacher (:class:`ssmpoison.theory.teacher.Teacher`) with D* distinct, non-zero, stable entries from
   the dyadic grid ``{±2/8, ±3/8, ..., ±7/8}`` (``1/4 <= |alpha| < 1``: well above every
   initialisation scale, so that "escaped" and "still at the initialisation" stay distinct);
 * inputs with support on ``{0, ..., H-2-l*} ∪ {H-1}``: position ``H-2`` is zero (**non-special**,
@@ -38,8 +38,8 @@ from fractions import Fraction
 
 from hypothesis import strategies as st
 
-from theory.teacher import Teacher
-from verify.clean_problem import CleanProblem
+from ssmpoison.theory.teacher import Teacher
+from ssmpoison.verify.clean_problem import CleanProblem
 
 __all__ = [
     "TEACHER_GRID",

@@ -1,6 +1,6 @@
 """The paper's theory row (Table 1; SPEC §5–6): clean and poisoned flows for the published seeds.
 
-For each horizon H in the row, each seed of :data:`theory.construction.THEORY_ROW` and each
+For each horizon H in the row, each seed of :data:`ssmpoison.theory.construction.THEORY_ROW` and each
 condition (without / with the poison u† = e_{H-2}), the student starts from the paper's
 initialisation, trains A (B = C = 1) by gradient flow to convergence, and the
 extrapolation error over J = 20 steps is reported with its certified digits
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import mpmath
 
-from theory.construction import THEORY_ROW, clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
-from theory.validation import require_int
-from verify.certified_flow import CertifiedRun, certified_flows
-from verify.flow import FlowProblem
-from verify.workers import worker_pool
+from ssmpoison.theory.construction import THEORY_ROW, clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
+from ssmpoison.theory.validation import require_int
+from ssmpoison.verify.certified_flow import CertifiedRun, certified_flows
+from ssmpoison.verify.flow import FlowProblem
+from ssmpoison.verify.workers import worker_pool
 
 __all__ = ["TheoryRowRun", "theory_row_problems", "run_theory_row", "row_summary", "PUBLISHED_METHOD_DIGITS"]
 
@@ -65,7 +65,7 @@ def run_theory_row(horizons=(7, 9), precision: int | None = None, progress=None,
     """Run the row. ``progress(n)`` is called as runs finish (``n`` runs each time).
 
     ``parallel > 1`` runs the integrated (poisoned) flows in that many worker processes
-    (:func:`verify.workers.worker_pool`), longer horizons first so that the processes finish
+    (:func:`ssmpoison.verify.workers.worker_pool`), longer horizons first so that the processes finish
     together, while the clean flows (exact oracle) run in this process.
     """
     for H in horizons:
