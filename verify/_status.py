@@ -1,0 +1,43 @@
+"""The one status enumeration: how an integration, a flow or a training run ended.
+
+Every engine returns a :class:`Status`, and every JSON ``status`` field is a
+:class:`Status` value (a ``str`` enum, so ``json.dumps`` writes its value and
+``Status.CONVERGED == "converged"`` holds).
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Status"]
+
+
+class Status(enum.StrEnum):
+    """How a run ended.
+
+    Integrator level (an ODE solve from ``t0`` towards ``t_end``):
+
+    * ``T_END`` — reached ``t_end``;
+    * ``STOPPED`` — the caller's stop condition fired (e.g. the loss reached its tolerance);
+    * ``BLOWUP`` — the state left the caller's bound;
+    * ``STEP_TOO_SMALL`` — the step size fell below the resolution of the time variable;
+    * ``MAX_STEPS`` — the step budget ran out.
+
+    Flow and training level (what a gradient flow or a gradient-descent run achieved):
+
+    * ``CONVERGED`` — the training loss reached its tolerance;
+    * ``DIVERGED`` — the parameters blew up (or the integrator could not go on);
+    * ``TIME_LIMIT`` — the flow reached its final time with the loss above tolerance;
+    * ``STALLED`` — gradient descent stopped moving (gradient below its floor) above tolerance;
+    * ``MAX_STEPS`` — the update budget ran out above tolerance.
+    """
+
+    CONVERGED = "converged"
+    DIVERGED = "diverged"
+    TIME_LIMIT = "time_limit"
+    STALLED = "stalled"
+    MAX_STEPS = "max_steps"
+    T_END = "t_end"
+    STOPPED = "stopped"
+    BLOWUP = "blowup"
+    STEP_TOO_SMALL = "step_too_small"
