@@ -235,15 +235,47 @@ TINY = dict(budget=12, teacher_dims=(1,), max_state_dim=3, max_horizon=4, max_sa
 
 
 @pytest.fixture(scope="module")
-def tiny_report():
-    return run_search(SearchConfig(seed=5, **TINY))
+def tiny_search():
+    calls = []
+    report = run_search(SearchConfig(seed=5, **TINY), progress=lambda *call: calls.append(call))
+    return report, calls
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tiny_search):
+    return tiny_search[0].to_json()
 
 
 def test_search_is_deterministic_per_seed(tiny_report):
     again = run_search(SearchConfig(seed=5, **TINY))
-    assert json.dumps(again) == json.dumps(tiny_report)
+    assert json.dumps(again.to_json()) == json.dumps(tiny_report)
     other = run_search(SearchConfig(seed=6, **{**TINY, "shrink_budget": 0}))
-    assert other["explored"]["seed"] == 6
+    assert other.to_json()["explored"]["seed"] == 6 and other.config.seed == 6
+
+
+def test_search_progress_reports_every_flow_and_changes_nothing(tiny_search):
+    """The callback hears each phase start (done = 0) and every flow, in order; the report is the one without it."""
+    report, calls = tiny_search
+    phases = list(dict.fromkeys(phase for phase, _, _ in calls))
+    assert phases[0] == "exploring" and phases[-1] == "certifying"
+    assert [p.removeprefix("shrinking ") for p in phases[1:-1]] == [f"{s.criterion} D*={s.teacher_dim} {s.regime}" for s in report.shrinking]
+    for phase in phases:
+        done = [d for p, d, _ in calls if p == phase]
+        assert done == list(range(len(done)))  # 0 at the start, then one more flow per call
+    assert len([c for c in calls if c[0] == "exploring"]) == report.distinct + 1
+    assert sum(1 for p, d, _ in calls if p.startswith("shrinking") and d > 0) == report.shrink_flows
+    assert report == run_search(SearchConfig(seed=5, **TINY))
+
+
+def test_search_report_text_has_the_reports_numbers(tiny_search):
+    from ssmpoison.verify._search_text import search_report_text
+
+    report = tiny_search[0]
+    text = search_report_text(report)
+    assert text.startswith("Criteria:\n  - greedy low-rank learning fails")
+    assert f"Explored (seed 5, budget 12): 12 examples drawn, {report.distinct} distinct" in text
+    assert f"nothing escaped in {report.nothing_escaped}" in text
+    assert ("No certified counterexample found." in text) == (not report.counterexamples)
 
 
 def test_search_report_accounts_for_every_example(tiny_report):
