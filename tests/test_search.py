@@ -20,7 +20,7 @@ from ssmpoison.verify.clean_problem import CleanProblem
 from ssmpoison.verify.cli import main
 from ssmpoison.verify.counterexample import SearchCriteria, certify_failure, evaluate, lowest_gamma_order, regime
 from ssmpoison.verify.flow import FlowOptions, run_flow
-from ssmpoison.verify.replay import counterexample_record, load_records, replay_record
+from ssmpoison.verify.replay import counterexample_record, load_records, replay_record, replay_records
 from ssmpoison.verify.search import SearchConfig, run_search
 from ssmpoison.verify.strategies import INIT_SCALES, TEACHER_GRID, clean_problems, special_problems
 
@@ -235,15 +235,47 @@ TINY = dict(budget=12, teacher_dims=(1,), max_state_dim=3, max_horizon=4, max_sa
 
 
 @pytest.fixture(scope="module")
-def tiny_report():
-    return run_search(SearchConfig(seed=5, **TINY))
+def tiny_search():
+    calls = []
+    report = run_search(SearchConfig(seed=5, **TINY), progress=lambda *call: calls.append(call))
+    return report, calls
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tiny_search):
+    return tiny_search[0].to_json()
 
 
 def test_search_is_deterministic_per_seed(tiny_report):
     again = run_search(SearchConfig(seed=5, **TINY))
-    assert json.dumps(again) == json.dumps(tiny_report)
+    assert json.dumps(again.to_json()) == json.dumps(tiny_report)
     other = run_search(SearchConfig(seed=6, **{**TINY, "shrink_budget": 0}))
-    assert other["explored"]["seed"] == 6
+    assert other.to_json()["explored"]["seed"] == 6 and other.config.seed == 6
+
+
+def test_search_progress_reports_every_flow_and_changes_nothing(tiny_search):
+    """The callback hears each phase start (done = 0) and every flow, in order; the report is the one without it."""
+    report, calls = tiny_search
+    phases = list(dict.fromkeys(phase for phase, _, _ in calls))
+    assert phases[0] == "exploring" and phases[-1] == "certifying"
+    assert [p.removeprefix("shrinking ") for p in phases[1:-1]] == [f"{s.criterion} D*={s.teacher_dim} {s.regime}" for s in report.shrinking]
+    for phase in phases:
+        done = [d for p, d, _ in calls if p == phase]
+        assert done == list(range(len(done)))  # 0 at the start, then one more flow per call
+    assert len([c for c in calls if c[0] == "exploring"]) == report.distinct + 1
+    assert sum(1 for p, d, _ in calls if p.startswith("shrinking") and d > 0) == report.shrink_flows
+    assert report == run_search(SearchConfig(seed=5, **TINY))
+
+
+def test_search_report_text_has_the_reports_numbers(tiny_search):
+    from ssmpoison.verify._search_text import search_report_text
+
+    report = tiny_search[0]
+    text = search_report_text(report)
+    assert text.startswith("Criteria:\n  - greedy low-rank learning fails")
+    assert f"Explored (seed 5, budget 12): 12 examples drawn, {report.distinct} distinct" in text
+    assert f"nothing escaped in {report.nothing_escaped}" in text
+    assert ("No certified counterexample found." in text) == (not report.counterexamples)
 
 
 def test_search_report_accounts_for_every_example(tiny_report):
@@ -347,6 +379,55 @@ def test_search_bad_arguments_exit_2(capsys, args, message):
     assert main(["search", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_search_and_replay_check_the_json_path_before_the_work(sign_record, tmp_path, capsys, monkeypatch):
+    """A --json file in a missing directory exits 2 with one line before any flow runs."""
+    import ssmpoison.verify.search as search
+
+    monkeypatch.setattr(search, "_draw", lambda config: pytest.fail("the search ran"))
+    missing = str(tmp_path / "nowhere" / "x.json")
+    assert main(["search", "--budget", "200", "--json", missing]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nowhere' does not exist" in err
+    saved = tmp_path / "one.json"
+    saved.write_text(json.dumps(sign_record))
+    assert main(["replay", str(saved), "--json", missing]) == 2
+    assert "nowhere' does not exist" in capsys.readouterr().err
+    assert main(["replay", str(saved), "--json", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_search_config_validates_criteria_and_precision():
+    with pytest.raises(ValueError, match="criteria must be a SearchCriteria"):
+        SearchConfig(budget=1, seed=0, criteria={"rank_margin": 1})
+    with pytest.raises(ValueError, match="precision_bits must be >= 64"):
+        SearchConfig(budget=1, seed=0, precision_bits=53)
+    with pytest.raises(ValueError, match="teacher_dims must be a sequence of integers"):
+        SearchConfig(budget=1, seed=0, teacher_dims="12")
+    assert SearchConfig(budget="3", seed="1", teacher_dims=(2, 1, 2)).teacher_dims == (1, 2)
+
+
+def test_replay_records_validates_every_record_before_running_any(sign_record):
+    """A malformed second record is reported before the first is replayed (no flow runs)."""
+    with pytest.raises(ValueError, match="counterexample has no 'problem' field"):
+        replay_records([sign_record, {"criterion": "extrapolation"}], progress=lambda *c: pytest.fail("a replay ran"))
+    with pytest.raises(ValueError, match="non-empty list"):
+        replay_records([])
+
+
+def test_replay_report_json_and_text(sign_record):
+    from ssmpoison.verify._search_text import record_lines, replay_report_text
+
+    calls = []
+    report = replay_records([sign_record, dict(sign_record, code="0" * 16)], progress=lambda *c: calls.append(c))
+    assert calls == [("replaying", 0, 2), ("replaying", 1, 2), ("replaying", 2, 2)]
+    assert report.identical == (True, False) and not report.all_identical
+    assert report.to_json() == {"counterexamples": [sign_record, sign_record], "identical": [True, False]}
+    text = replay_report_text(report)
+    first, second = text.split("\n\n")
+    assert first.splitlines() == record_lines(sign_record) + ["  replay identical to the saved record: yes"]
+    assert second.endswith(f"(the record was saved by other code: fingerprint 0000000000000000 there, {sign_record['code']} here)")
 
 
 def test_load_records_accepts_report_list_or_single(sign_record, tmp_path):

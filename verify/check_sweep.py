@@ -1,29 +1,49 @@
 """Where the Theorem's prediction holds: a sweep of the checker over initialisation scale and gap.
 
-``sweep_scale_gap`` runs :func:`ssmpoison.verify.check.check_setting` on a grid of the paper's
-initialisation (scale ``sd_A``, gap exponent ``k``, one seed) and ``plot_sweep`` draws the
-outcome: for each grid point the ratio of the certified poisoned and clean errors, marked by
-whether the conditions hold and whether the verdict matches the Theorem.
+:func:`sweep_scale_gap` runs :func:`ssmpoison.verify.check.check_setting` on a grid of the paper's
+initialisation (scale ``sd_A``, gap exponent ``k``, one seed) and returns one record per grid
+point; :func:`sweep_summary` counts them; :func:`plot_sweep` (rendering only) draws the outcome:
+for each grid point the ratio of the certified poisoned and clean errors, marked by whether the
+conditions hold and whether the verdict matches the Theorem. Nothing here prints.
 
-Run as ``python -m verify.check_sweep --horizon 7 --state-dim 10 --out sweep.png``.
+Run as ``python -m ssmpoison.verify.check_sweep --horizon 7 --state-dim 10 --out sweep.png``
+(the command line is :mod:`ssmpoison.verify._check_sweep_main`).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 
 from ssmpoison.theory.theorem import conditions
-from ssmpoison.theory.validation import require_int
 from ssmpoison.verify.check import check_setting, paper_setting
 
-__all__ = ["sweep_scale_gap", "plot_sweep"]
+__all__ = ["sweep_scale_gap", "sweep_summary", "plot_sweep"]
 
 
 def sweep_scale_gap(horizon: int, state_dim: int, extrapolate_to: int, scales, gap_exponents, seed: int, progress=None) -> list[dict]:
-    """One record per grid point: scale, gap exponent, ``valid`` (the initialisation exists),
-    ``conditions_hold``, failing condition names, certified errors, ratio and ``matches_theorem``."""
+    """Check the Theorem on every grid point (gap exponent, scale) of the paper's initialisation.
+
+    Arguments:
+        horizon: training horizon H.
+        state_dim: student dimension D.
+        extrapolate_to: extrapolation horizon H'.
+        scales: initialisation scales ``sd_A``.
+        gap_exponents: gap exponents ``k`` (gap ``0.05 / e^(k log10(1/sd_A))``).
+        seed: seed of the paper's initialisation.
+        progress: ``None``, or a callable ``progress("sweep", done, total)``, called with
+            ``done = 0`` before the first grid point and after each one.
+
+    Returns:
+        One record per grid point, gap exponents outer, scales inner: ``scale``, ``gap_exponent``,
+        ``valid`` (whether the initialisation exists: a gap that would unsort the draws has none)
+        and, when valid, ``conditions_hold``, the failing condition names, the certified clean and
+        poisoned errors with their digits, their ratio, ``matches_theorem`` and ``outcome_as_predicted``.
+        A point whose setting :func:`ssmpoison.verify.check.paper_setting` rejects is not valid.
+    """
     out = []
+    total = len(gap_exponents) * len(scales)
+    if progress is not None:
+        progress("sweep", 0, total)
     for k in gap_exponents:
         for s in scales:
             rec = {"scale": float(s), "gap_exponent": float(k)}
@@ -31,31 +51,49 @@ def sweep_scale_gap(horizon: int, state_dim: int, extrapolate_to: int, scales, g
                 setting = paper_setting(horizon, state_dim, extrapolate_to, s, k, seed)
             except ValueError:  # the gap would unsort the draws: no such initialisation
                 rec.update(valid=False)
-                out.append(rec)
-                if progress:
-                    progress(1)
-                continue
-            r = check_setting(setting)
-            rec.update(
-                valid=True,
-                conditions_hold=r.conditions_hold,
-                failing=[c.name for c in conditions(setting) if not c.holds],
-                clean=float(r.clean.quantity.value),
-                poisoned=float(r.poisoned.quantity.value),
-                clean_digits=r.clean.quantity.digits,
-                poisoned_digits=r.poisoned.quantity.digits,
-                ratio=r.poisoned_over_clean,
-                matches_theorem=r.matches_theorem,
-                outcome_as_predicted=r.outcome_as_predicted,
-            )
+            else:
+                r = check_setting(setting)
+                rec.update(
+                    valid=True,
+                    conditions_hold=r.conditions_hold,
+                    failing=[c.name for c in conditions(setting) if not c.holds],
+                    clean=float(r.clean.quantity.value),
+                    poisoned=float(r.poisoned.quantity.value),
+                    clean_digits=r.clean.quantity.digits,
+                    poisoned_digits=r.poisoned.quantity.digits,
+                    ratio=r.poisoned_over_clean,
+                    matches_theorem=r.matches_theorem,
+                    outcome_as_predicted=r.outcome_as_predicted,
+                )
             out.append(rec)
-            if progress:
-                progress(1)
+            if progress is not None:
+                progress("sweep", len(out), total)
     return out
 
 
+def sweep_summary(records: list[dict]) -> dict:
+    """Counts of a sweep.
+
+    Arguments:
+        records: the records of :func:`sweep_scale_gap`.
+
+    Returns:
+        ``{"settings": grid points, "inside_conditions": valid points where every condition holds,
+        "match_theorem": those of them whose verdict matches the Theorem}``.
+    """
+    hold = [r for r in records if r.get("valid") and r["conditions_hold"]]
+    return {"settings": len(records), "inside_conditions": len(hold),
+            "match_theorem": sum(1 for r in hold if r["matches_theorem"])}
+
+
 def plot_sweep(records: list[dict], path: str, title: str) -> None:
-    """Heat map of log10(poisoned / clean) over (scale, gap exponent), with the verdict marked per cell."""
+    """Draw a sweep: heat map of log10(poisoned / clean) over (scale, gap exponent), the verdict marked per cell.
+
+    Arguments:
+        records: the records of :func:`sweep_scale_gap`.
+        path: the image file to write (its format from the suffix, e.g. PNG).
+        title: the figure's title.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,28 +133,7 @@ def plot_sweep(records: list[dict], path: str, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--horizon", default="7")
-    p.add_argument("--state-dim", default="10")
-    p.add_argument("--extrapolate-to", default="20")
-    p.add_argument("--seed", default="242")
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    H, D = require_int("horizon", args.horizon, minimum=3), require_int("state_dim", args.state_dim, minimum=2)
-    J, seed = require_int("extrapolate_to", args.extrapolate_to, minimum=1), require_int("seed", args.seed, minimum=0)
-    scales = [10.0 ** (e / 4) for e in range(-14, -3)]  # 3.2e-4 .. 1.8e-1
-    gaps = [1, 2, 3, 4, 5, 6, 8, 10]
-    from tqdm import tqdm
+if __name__ == "__main__":  # pragma: no cover - the command line lives in the CLI layer
+    from ssmpoison.verify._check_sweep_main import main
 
-    with tqdm(total=len(scales) * len(gaps), desc="sweep", unit="setting") as bar:
-        records = sweep_scale_gap(H, D, J, scales, gaps, seed, progress=bar.update)
-    plot_sweep(records, args.out, f"Theorem check, H = {H}, D = {D}, H' = {J}, seed {seed}")
-    hold = [r for r in records if r.get("valid") and r["conditions_hold"]]
-    print(f"{len(records)} settings, {len(hold)} inside the conditions, "
-          f"{sum(1 for r in hold if r['matches_theorem'])} of those match the Theorem")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

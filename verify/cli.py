@@ -198,9 +198,21 @@ def _add_search(sub) -> None:
 
 
 def _run_search(args) -> int:
-    from ssmpoison.verify.search import search_command
+    from ssmpoison.verify._progress import TqdmProgress
+    from ssmpoison.verify._search_text import search_report_text
+    from ssmpoison.verify.jsonio import check_json_path, write_json
+    from ssmpoison.verify.search import SearchConfig, run_search
 
-    return search_command(args.budget, args.seed, args.teacher_dim, args.json, args.jobs)
+    dims = (1, 2) if args.teacher_dim is None else (args.teacher_dim,)
+    config = SearchConfig(budget=args.budget, seed=args.seed, teacher_dims=dims, jobs=args.jobs)
+    check_json_path(args.json)
+    with TqdmProgress("flow") as progress:
+        report = run_search(config, progress)
+    if args.json != "-":
+        print(search_report_text(report))
+    if args.json:
+        write_json(args.json, report.to_json())
+    return 0
 
 
 def _add_replay(sub) -> None:
@@ -216,9 +228,17 @@ def _add_replay(sub) -> None:
 
 
 def _run_replay(args) -> int:
-    from ssmpoison.verify.replay import replay_command
+    from ssmpoison.verify._search_text import replay_report_text
+    from ssmpoison.verify.jsonio import check_json_path, write_json
+    from ssmpoison.verify.replay import load_records, replay_records
 
-    return replay_command(args.file, args.json)
+    check_json_path(args.json)
+    report = replay_records(load_records(args.file))
+    if args.json != "-":
+        print(replay_report_text(report))
+    if args.json:
+        write_json(args.json, report.to_json())
+    return 0 if report.all_identical else 1
 
 
 _SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check, _add_dynamics, _add_search, _add_replay)

@@ -2,7 +2,7 @@
 
 A replayed flow reproduces its saved numbers bit for bit only on the same code: any change to
 the integrator moves the last digits of a float64 result. The fingerprint is the SHA-256 of
-the source of every ``theory``/``verify`` module reachable from the given root modules through
+the source of every ``ssmpoison.theory``/``ssmpoison.verify`` module reachable from the given root modules through
 their module-level names (imported modules, and the modules of imported functions and
 classes), in name order; it changes exactly when one of those sources does. It is computed
 once per process (the sources are read at the first call).
@@ -30,7 +30,18 @@ def _project_module(value) -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def code_fingerprint(*roots: str) -> str:
-    """First 16 hex digits of the SHA-256 of the sources of the project modules reachable from ``roots``."""
+    """The fingerprint of the project code reachable from ``roots`` (module docstring).
+
+    Arguments:
+        roots: names of project modules (e.g. ``"ssmpoison.verify.search"``).
+
+    Returns:
+        The first 16 hex digits of the SHA-256 of ``name \\0 source \\0`` over every reachable
+        ``ssmpoison.theory``/``ssmpoison.verify`` module, in name order.
+
+    Raises:
+        ModuleNotFoundError: a root is not an importable module.
+    """
     seen, stack = set(), list(roots)
     while stack:
         name = stack.pop()

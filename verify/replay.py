@@ -5,12 +5,15 @@ criterion that failed, the criteria's thresholds, the float64 screen
 (:func:`ssmpoison.verify.counterexample.evaluate`) and the certification
 (:func:`ssmpoison.verify.counterexample.certify_failure`), plus the fingerprint of the code that computed
 it (:func:`ssmpoison.verify.code_fingerprint.code_fingerprint`). :func:`replay_record` runs the very same
-computation again, so on the same code it returns the same record, number for number.
+computation again, so on the same code it returns the same record, number for number;
+:func:`replay_records` replays a list of records and returns a :class:`ReplayReport` (its text is
+rendered by :mod:`ssmpoison.verify._search_text`). Nothing here prints.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ssmpoison.theory.validation import require_int
@@ -18,7 +21,7 @@ from ssmpoison.verify.clean_problem import CleanProblem
 from ssmpoison.verify.code_fingerprint import code_fingerprint
 from ssmpoison.verify.counterexample import SearchCriteria, certify_failure, evaluate, float_digits_agreement, lowest_gamma_order, regime
 
-__all__ = ["CERTIFY_BITS", "CODE", "counterexample_record", "replay_record", "load_records", "record_lines", "replay_command"]
+__all__ = ["CERTIFY_BITS", "CODE", "counterexample_record", "replay_record", "replay_records", "ReplayReport", "load_records"]
 
 #: Certified counterexamples are recomputed at this precision (and checked at more bits).
 CERTIFY_BITS = 113
@@ -27,7 +30,19 @@ CODE = code_fingerprint("ssmpoison.verify.counterexample")
 
 
 def counterexample_record(problem: CleanProblem, criterion: str, criteria: SearchCriteria = SearchCriteria(), precision: int = CERTIFY_BITS) -> tuple[dict, bool]:
-    """The JSON record of a failure of ``criterion`` on ``problem`` (float64 screen and certification), and whether it is certified."""
+    """The JSON record of a failure of ``criterion`` on ``problem``, and whether it is certified.
+
+    Arguments:
+        problem: a non-special clean-label problem.
+        criterion: the criterion whose failure is recorded (one of :data:`ssmpoison.verify.counterexample.CRITERIA`).
+        criteria: the thresholds of the criteria.
+        precision: working precision, in bits, of the certifying re-run (checked against more bits).
+
+    Returns:
+        ``(record, certified)``: the record (code fingerprint, criterion, D*, regime, problem, l*,
+        criteria, float64 screen, certification, float64 digits agreeing with the certified values)
+        and whether the certification holds.
+    """
     outcome = evaluate(problem, criteria)
     certified = certify_failure(problem, criterion, criteria, precision)
     record = {
@@ -48,8 +63,12 @@ def counterexample_record(problem: CleanProblem, criterion: str, criteria: Searc
     return record, certified.certified
 
 
-def replay_record(record) -> dict:
-    """Re-run a saved counterexample record: the same computation, so the same numbers."""
+def _replay_inputs(record) -> tuple:
+    """Validate a saved record into what its replay needs: ``(problem, criterion, criteria, precision_bits)``.
+
+    Raises:
+        ValueError: ``record`` is not an object, lacks a field, or holds an invalid problem, criteria or precision.
+    """
     if not isinstance(record, dict):
         raise ValueError("a counterexample must be a JSON object")
     for key in ("criterion", "problem", "criteria", "certified"):
@@ -66,12 +85,95 @@ def replay_record(record) -> dict:
     certified = record["certified"]
     if not isinstance(certified, dict) or "precision_bits" not in certified:
         raise ValueError("counterexample certified must be an object with 'precision_bits'")
-    replayed, _ = counterexample_record(problem, record["criterion"], criteria, require_int("precision_bits", certified["precision_bits"], minimum=64))
+    return problem, record["criterion"], criteria, require_int("precision_bits", certified["precision_bits"], minimum=64)
+
+
+def replay_record(record) -> dict:
+    """Re-run a saved counterexample record: the same computation, so the same numbers.
+
+    Arguments:
+        record: a record as written by :func:`counterexample_record` (a JSON object).
+
+    Returns:
+        The record computed afresh from the saved problem, criterion, criteria and precision.
+
+    Raises:
+        ValueError: the record is malformed (see :func:`replay_records`).
+    """
+    problem, criterion, criteria, precision_bits = _replay_inputs(record)
+    replayed, _ = counterexample_record(problem, criterion, criteria, precision_bits)
     return replayed
 
 
+@dataclass(frozen=True)
+class ReplayReport:
+    """Saved records, their replays, and whether each replay equals its saved record.
+
+    Arguments:
+        saved: the saved records, as read.
+        replayed: the records computed afresh (:func:`replay_record`), in the same order.
+    """
+
+    saved: tuple
+    replayed: tuple
+
+    @property
+    def identical(self) -> tuple:
+        """Per record: whether the replay equals the saved record, field for field (after a JSON round trip)."""
+        return tuple(json.loads(json.dumps(r)) == s for r, s in zip(self.replayed, self.saved))
+
+    @property
+    def all_identical(self) -> bool:
+        """Whether every replay equals its saved record."""
+        return all(self.identical)
+
+    def to_json(self) -> dict:
+        """``{"counterexamples": [replayed records], "identical": [bool per record]}``."""
+        return {"counterexamples": list(self.replayed), "identical": list(self.identical)}
+
+
+def replay_records(records, progress=None) -> ReplayReport:
+    """Replay every saved record; every record is validated before the first is run.
+
+    Arguments:
+        records: a non-empty list of records (e.g. from :func:`load_records`).
+        progress: ``None``, or a callable ``progress("replaying", done, total)``, called with
+            ``done = 0`` before the first replay and after each one. It cannot change the result.
+
+    Returns:
+        The :class:`ReplayReport`.
+
+    Raises:
+        ValueError: ``records`` is not a non-empty list, or a record is malformed (not an object, a
+            missing field, an invalid problem, criteria or precision), naming what is wrong.
+    """
+    if not isinstance(records, (list, tuple)) or not records:
+        raise ValueError("records must be a non-empty list of counterexample records")
+    inputs = [_replay_inputs(r) for r in records]
+    total = len(inputs)
+    if progress is not None:
+        progress("replaying", 0, total)
+    replayed = []
+    for done, (problem, criterion, criteria, precision_bits) in enumerate(inputs, start=1):
+        record, _ = counterexample_record(problem, criterion, criteria, precision_bits)
+        replayed.append(record)
+        if progress is not None:
+            progress("replaying", done, total)
+    return ReplayReport(saved=tuple(records), replayed=tuple(replayed))
+
+
 def load_records(path: str) -> list[dict]:
-    """Counterexample records of a JSON file: a search report (``counterexamples``), a list, or one record."""
+    """Counterexample records of a JSON file: a search report (``counterexamples``), a list, or one record.
+
+    Arguments:
+        path: the file.
+
+    Returns:
+        The records, as read (a non-empty list).
+
+    Raises:
+        ValueError: the file cannot be read, is not JSON, or holds no record.
+    """
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -89,53 +191,3 @@ def load_records(path: str) -> list[dict]:
     if not isinstance(records, list) or not records:
         raise ValueError(f"counterexample file {path!r} holds no counterexample")
     return records
-
-
-def record_lines(record: dict) -> list[str]:
-    """A counterexample in words and numbers (the same lines for ``search`` and ``replay``)."""
-    p, f, c = record["problem"], record["float64"], record["certified"]
-    t = p["teacher"]
-    lines = [
-        f"{record['criterion']} fails  (D = {p['state_dim']}, H = {p['horizon']}, N = {p['samples']}, D* = {t['dim']}, "
-        f"lowest excited lag l* = {record['lowest_gamma_order']})",
-        f"  teacher entries {t['entries']}  (A* = diag{tuple(t['A_star_diagonal'])}, c*b* = {t['weights_c_star_b_star']})",
-        f"  inputs {p['inputs']}",
-        f"  labels {p['labels']}",
-        f"  init scale {p['init_scale']}, a0 = {p['a0']}",
-        f"  float64: status {f['status']} after {f['steps']} steps (t = {f['t_end']:.4g}), learned a = "
-        f"[{', '.join(f'{v:.6g}' for v in f['learned_a'])}], effective rank {_num(f['effective_rank'])}, "
-        f"extrapolation error {_num(f['extrapolation_error'])}",
-        f"  certified ({c['precision_bits']} bits against {c['reference_bits']} bits): learned a = [{', '.join(c['learned_a'])}]",
-    ]
-    if c["effective_rank"] is not None:
-        lines.append(
-            f"  certified effective rank {c['effective_rank']['value']} ({c['effective_rank']['digits']} digits), "
-            f"extrapolation error {c['extrapolation_error']['value']} ({c['extrapolation_error']['digits']} digits)"
-        )
-    if not c["certified"]:
-        lines.append(f"  NOT certified: {c['reason']}")
-    return lines
-
-
-def _num(x) -> str:
-    return "n/a" if x is None else f"{x:.6g}"
-
-
-def replay_command(path: str, json_path) -> int:
-    """``ssmpoison replay``: re-run every record of FILE, print its numbers; exit 1 if any differs from the file."""
-    from ssmpoison.verify.jsonio import write_json
-
-    records = load_records(path)
-    replayed = [replay_record(r) for r in records]
-    same = [json.loads(json.dumps(r)) == s for r, s in zip(replayed, records)]
-    if json_path != "-":
-        for k, (record, saved, identical) in enumerate(zip(replayed, records, same)):
-            if k:
-                print()
-            print("\n".join(record_lines(record)))
-            print(f"  replay identical to the saved record: {'yes' if identical else 'NO'}")
-            if not identical and saved.get("code") != record["code"]:
-                print(f"  (the record was saved by other code: fingerprint {saved.get('code')} there, {record['code']} here)")
-    if json_path:
-        write_json(json_path, {"counterexamples": replayed, "identical": same})
-    return 0 if all(same) else 1

@@ -16,18 +16,19 @@ Three phases, each deterministic for a given seed:
    At most ``shrink_budget`` new flows are run per slot; past that, unseen candidates count as
    passing (the answer is cached, so Hypothesis sees a consistent test), which keeps the run's
    length, and hence its result, independent of the machine's speed.
-3. **Certify.** Each shrunk failure is re-run at ``precision`` bits against an independent
+3. **Certify.** Each shrunk failure is re-run at ``precision_bits`` bits against an independent
    re-run at more bits (:func:`ssmpoison.verify.counterexample.certify_failure`); only certified failures
    are reported as counterexamples. The others are listed under ``explored`` with the reason.
 
-The JSON report has ``counterexamples`` (records of :mod:`verify.replay`, each replayable: the
-same computation, hence the same numbers on the same code) and ``explored``.
+:func:`run_search` takes a :class:`SearchConfig` (validated at construction) and returns a
+:class:`SearchReport`; its JSON (:meth:`SearchReport.to_json`) has ``counterexamples`` (records of
+:mod:`ssmpoison.verify.replay`, each replayable: the same computation, hence the same numbers on
+the same code) and ``explored``. Progress is reported to an optional callback; the text of the
+report is rendered by :mod:`ssmpoison.verify._search_text`. Nothing here prints.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
@@ -36,28 +37,43 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
 from ssmpoison.theory.validation import require_int
-from ssmpoison.verify.code_fingerprint import code_fingerprint
+from ssmpoison.verify._status import Status
 from ssmpoison.verify.clean_problem import CleanProblem, encode_number
+from ssmpoison.verify.code_fingerprint import code_fingerprint
 from ssmpoison.verify.counterexample import CRITERIA, SearchCriteria, evaluate, lowest_gamma_order, regime
-from ssmpoison.verify.replay import CERTIFY_BITS, counterexample_record, record_lines
+from ssmpoison.verify.replay import CERTIFY_BITS, counterexample_record
 from ssmpoison.verify.strategies import INIT_SCALES, TEACHER_GRID, clean_problems
 
-__all__ = ["SearchConfig", "run_search", "report_text", "search_command"]
+__all__ = ["SearchConfig", "SearchReport", "SlotShrink", "SlotCertification", "run_search", "TALLIES"]
 
+#: The keys the explored problems are tallied by, in the order of the report (``by_<key>`` tables).
+TALLIES = ("state_dim", "horizon", "samples", "teacher_dim", "lowest_gamma_order", "init_scale")
+#: Flow statuses counted in the report, in its order.
+_STATUSES = (Status.CONVERGED.value, Status.DIVERGED.value, Status.TIME_LIMIT.value)
+#: The two regimes of a slot (:func:`ssmpoison.verify.counterexample.regime`), in the order slots are shrunk.
+_REGIMES = ("l*=1", "l*>=2")
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """What to search and how much.
+    """What to search, how much, and by which criteria; validated at construction.
 
-    Args:
-        budget: number of problems Hypothesis draws in the exploration phase (>= 1).
-        seed: Hypothesis seed (>= 0); equal seeds give equal reports.
-        teacher_dims: teacher dimensions D* to draw (each in ``[1, max_state_dim]``).
-        max_state_dim, max_horizon, max_samples: upper bounds of D (>= 2), H (>= 3), N (>= 1).
-        shrink_budget: new flows allowed while shrinking one failure (>= 0).
-        precision: bits of the certifying re-run (>= 64).
-        jobs: processes for the exploration flows (>= 1).
+    Arguments:
+        budget: number of problems Hypothesis draws in the exploration phase (integer >= 1).
+        seed: Hypothesis seed (integer in ``[0, 2^63 - 1]``); equal configurations give equal reports.
+        teacher_dims: teacher dimensions D* to draw (a non-empty sequence of integers in
+            ``[1, max_state_dim]``; stored sorted, without repeats).
+        max_state_dim: largest student dimension D (integer >= 2); D is drawn from ``[max(2, min D*), max_state_dim]``.
+        max_horizon: largest horizon H (integer >= 3); H is drawn from ``[3, max_horizon]``.
+        max_samples: largest number of sequences N (integer >= 1); N is drawn from ``[1, max_samples]``.
+        shrink_budget: new flows allowed while shrinking one slot's failure (integer >= 0).
+        precision_bits: working precision, in bits, of the certifying re-run (integer >= 64).
+        jobs: processes for the exploration flows (integer >= 1); the report does not depend on it.
+        criteria: the thresholds of the two criteria (:class:`ssmpoison.verify.counterexample.SearchCriteria`).
+
+    Raises:
+        ValueError: a field out of its range (the message names the field), or a teacher dimension
+            above ``max_state_dim``.
     """
 
     budget: int
@@ -67,8 +83,9 @@ class SearchConfig:
     max_horizon: int = 8
     max_samples: int = 4
     shrink_budget: int = 120
-    precision: int = CERTIFY_BITS
+    precision_bits: int = CERTIFY_BITS
     jobs: int = 1
+    criteria: SearchCriteria = SearchCriteria()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", require_int("budget", self.budget, minimum=1))
@@ -76,6 +93,8 @@ class SearchConfig:
         object.__setattr__(self, "max_state_dim", require_int("max_state_dim", self.max_state_dim, minimum=2))
         object.__setattr__(self, "max_horizon", require_int("max_horizon", self.max_horizon, minimum=3))
         object.__setattr__(self, "max_samples", require_int("max_samples", self.max_samples, minimum=1))
+        if isinstance(self.teacher_dims, (str, bytes)):
+            raise ValueError(f"teacher_dims must be a sequence of integers, got {self.teacher_dims!r}")
         try:
             dims = tuple(self.teacher_dims)
         except TypeError:
@@ -92,14 +111,24 @@ class SearchConfig:
             checked.append(d)
         object.__setattr__(self, "teacher_dims", tuple(sorted(set(checked))))
         object.__setattr__(self, "shrink_budget", require_int("shrink_budget", self.shrink_budget, minimum=0))
-        object.__setattr__(self, "precision", require_int("precision", self.precision, minimum=64))
+        object.__setattr__(self, "precision_bits", require_int("precision_bits", self.precision_bits, minimum=64))
         object.__setattr__(self, "jobs", require_int("jobs", self.jobs, minimum=1))
+        if not isinstance(self.criteria, SearchCriteria):
+            raise ValueError(f"criteria must be a SearchCriteria, got {type(self.criteria).__name__}")
 
     def strategy(self):
+        """The Hypothesis strategy of the searched space (:func:`ssmpoison.verify.strategies.clean_problems`)."""
         return clean_problems(self.teacher_dims, self.max_state_dim, self.max_horizon, self.max_samples)
 
     def hypothesis_settings(self, phases) -> settings:
-        """Settings that make a run a function of the seed alone."""
+        """Hypothesis settings that make a run a function of the seed alone.
+
+        Arguments:
+            phases: the Hypothesis phases to run (generation, and shrinking while shrinking).
+
+        Returns:
+            ``budget`` examples, no example database, no deadline, no health checks, no blob printed.
+        """
         return settings(
             max_examples=self.budget,
             phases=phases,
@@ -112,6 +141,7 @@ class SearchConfig:
         )
 
     def space_json(self) -> dict:
+        """The searched space in the report's words: ranges of D, H, N, the teacher grid, the initialisation, the inputs."""
         return {
             "state_dim": [max(2, min(self.teacher_dims)), self.max_state_dim],
             "horizon": [3, self.max_horizon],
@@ -127,8 +157,132 @@ class SearchConfig:
         }
 
 
+# -- the result -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SlotShrink:
+    """How the shrinking of one slot (criterion, teacher dimension D*, regime) went.
+
+    Arguments:
+        criterion: the failed criterion (one of :data:`ssmpoison.verify.counterexample.CRITERIA`).
+        teacher_dim: the teacher dimension D* of the slot.
+        regime: ``"l*=1"`` or ``"l*>=2"``.
+        new_flows: float64 flows run while shrinking (problems not met during exploration).
+        found: whether Hypothesis met a failure of the slot again (and shrank it).
+        budget_exhausted: whether ``new_flows`` reached the configuration's ``shrink_budget``.
+    """
+
+    criterion: str
+    teacher_dim: int
+    regime: str
+    new_flows: int
+    budget_exhausted: bool
+    found: bool
+
+    def to_json(self) -> dict:
+        return {"criterion": self.criterion, "teacher_dim": self.teacher_dim, "regime": self.regime,
+                "new_flows": self.new_flows, "budget_exhausted": self.budget_exhausted, "found": self.found}
+
+
+@dataclass(frozen=True)
+class SlotCertification:
+    """The certification of one slot's shrunk failure.
+
+    Arguments:
+        criterion, teacher_dim, regime: the slot (as in :class:`SlotShrink`).
+        certified: whether the failure is certified by the high-precision re-runs.
+        reason: the certification's reason (why it is, or is not, certified).
+        problem: the shrunk problem's JSON when it is not certified (a certified one is a counterexample), else ``None``.
+    """
+
+    criterion: str
+    teacher_dim: int
+    regime: str
+    certified: bool
+    reason: str
+    problem: dict | None = None
+
+    def to_json(self) -> dict:
+        out = {"criterion": self.criterion, "teacher_dim": self.teacher_dim, "regime": self.regime,
+               "certified": self.certified, "reason": self.reason}
+        return out if self.certified else out | {"problem": self.problem}
+
+
+@dataclass(frozen=True)
+class SearchReport:
+    """What a search found: the certified counterexamples and an account of everything explored.
+
+    Arguments:
+        config: the search's configuration (seed, budget, space, criteria).
+        code: fingerprint of the code the search ran on (:func:`ssmpoison.verify.code_fingerprint.code_fingerprint`).
+        examples: problems drawn (``budget``; Hypothesis may draw a problem more than once).
+        distinct: distinct problems drawn, each screened by one float64 flow.
+        statuses: the flows' statuses, ``{"converged": n, "diverged": n, "time_limit": n}``.
+        nothing_escaped: screened flows in which no entry escaped (nothing learned: no criterion judged).
+        screened_failures: float64 failures per criterion, over the distinct problems.
+        tallies: ``{"by_<key>": {value: {"examples", "converged", <criterion>...}}}`` for each key of
+            :data:`TALLIES`, values in increasing order.
+        shrinking: one :class:`SlotShrink` per slot that failed during exploration.
+        certification: one :class:`SlotCertification` per shrunk failure.
+        counterexamples: the certified failures, as replayable records (:func:`ssmpoison.verify.replay.counterexample_record`).
+    """
+
+    config: SearchConfig
+    code: str
+    examples: int
+    distinct: int
+    statuses: dict
+    nothing_escaped: int
+    screened_failures: dict
+    tallies: dict
+    shrinking: tuple
+    certification: tuple
+    counterexamples: tuple
+
+    @property
+    def shrink_flows(self) -> int:
+        """New float64 flows run while shrinking, over every slot."""
+        return sum(s.new_flows for s in self.shrinking)
+
+    def to_json(self) -> dict:
+        """The JSON report: ``counterexamples`` (replayable records) and ``explored``, keys in a fixed order."""
+        explored = {
+            "code": self.code,
+            "seed": self.config.seed,
+            "budget": self.config.budget,
+            "examples": self.examples,
+            "distinct": self.distinct,
+            "space": self.config.space_json(),
+            "criteria": self.config.criteria.to_json(),
+            "statuses": dict(self.statuses),
+            "nothing_escaped": self.nothing_escaped,
+            "screened_failures": dict(self.screened_failures),
+            **{name: {k: dict(v) for k, v in rows.items()} for name, rows in self.tallies.items()},
+            "shrinking": [s.to_json() for s in self.shrinking],
+            "certification": [c.to_json() for c in self.certification],
+            "shrink_flows": self.shrink_flows,
+        }
+        return {"counterexamples": list(self.counterexamples), "explored": explored}
+
+
+# -- progress -------------------------------------------------------------------------------------
+def _phase(progress, name: str, total: int):
+    """Announce phase ``name`` (``total`` flows at most) to ``progress``; returns ``step(n)``, n more flows done."""
+    if progress is None:
+        return lambda n=1: None
+    done = 0
+    progress(name, 0, total)
+
+    def step(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        progress(name, done, total)
+
+    return step
+
+
 # -- exploration ----------------------------------------------------------------------------------
 def _draw(config: SearchConfig) -> list[CleanProblem]:
+    """The ``budget`` problems Hypothesis draws from the seed, in drawing order (repeats included)."""
     drawn: list[CleanProblem] = []
 
     @hypothesis_seed(config.seed)
@@ -141,27 +295,30 @@ def _draw(config: SearchConfig) -> list[CleanProblem]:
     return drawn
 
 
-def _evaluate_all(problems, criteria, jobs: int, progress) -> list:
+def _evaluate_all(problems, criteria, jobs: int, step) -> list:
+    """The float64 screen of every problem, in order (``jobs`` processes when there are enough problems)."""
     if jobs == 1 or len(problems) < 2 * jobs:
         out = []
         for p in problems:
             out.append(evaluate(p, criteria))
-            progress(1)
+            step(1)
         return out
     from joblib import Parallel, delayed
 
     out = []
     for outcome in Parallel(n_jobs=jobs, return_as="generator")(delayed(evaluate)(p, criteria) for p in problems):
         out.append(outcome)
-        progress(1)
+        step(1)
     return out
 
 
 def _tally(problems, outcomes) -> dict:
+    """Per key of :data:`TALLIES` and value: examples, converged flows and failures per criterion."""
+
     def new():
         return Counter({"examples": 0, "converged": 0, **{c: 0 for c in CRITERIA}})
 
-    tables = {key: {} for key in ("state_dim", "horizon", "samples", "teacher_dim", "lowest_gamma_order", "init_scale")}
+    tables = {key: {} for key in TALLIES}
     for p, o in zip(problems, outcomes):
         keys = {
             "state_dim": p.state_dim,
@@ -174,13 +331,14 @@ def _tally(problems, outcomes) -> dict:
         for table, value in keys.items():
             row = tables[table].setdefault(str(value), new())
             row["examples"] += 1
-            row["converged"] += o.status == "converged"
+            row["converged"] += o.status == Status.CONVERGED
             for c in o.failures:
                 row[c] += 1
     return {f"by_{name}": {k: dict(v) for k, v in sorted(rows.items(), key=lambda kv: _sort_key(kv[0]))} for name, rows in tables.items()}
 
 
 def _sort_key(text: str):
+    """Numbers (integers, fractions) in increasing order, then any other text."""
     try:
         return (0, Fraction(text))
     except ValueError:
@@ -196,8 +354,12 @@ class _SlotFailure(Exception):
         self.problem = problem
 
 
-def _shrink(config: SearchConfig, criteria: SearchCriteria, slot: tuple, cache: dict, progress):
-    """Shrink the slot's first failure; returns ``(minimal problem or None, new flows run)``."""
+def _shrink(config: SearchConfig, slot: tuple, cache: dict, step):
+    """Shrink the slot's first failure.
+
+    Returns:
+        ``(minimal problem or None, new flows run)``; ``cache`` (problem -> outcome) gains the new flows.
+    """
     criterion = slot[0]
     fresh = 0
 
@@ -209,9 +371,9 @@ def _shrink(config: SearchConfig, criteria: SearchCriteria, slot: tuple, cache: 
         if outcome is None:
             if fresh >= config.shrink_budget:
                 return False
-            outcome = cache[problem] = evaluate(problem, criteria)
+            outcome = cache[problem] = evaluate(problem, config.criteria)
             fresh += 1
-            progress(1)
+            step(1)
         return criterion in outcome.failures
 
     @hypothesis_seed(config.seed)
@@ -232,119 +394,62 @@ def _slot_of(problem: CleanProblem, criterion: str = "") -> tuple:
     return (criterion, problem.teacher.dim, regime(problem))
 
 
-def _slot_name(slot: tuple) -> str:
-    return f"{slot[0]} D*={slot[1]} {slot[2]}"
-
-
 # -- the search -----------------------------------------------------------------------------------
-def _silent(phase: str, total: int):
-    return contextlib.nullcontext(lambda n: None)
+def run_search(config: SearchConfig, progress=None) -> SearchReport:
+    """Explore, shrink and certify (module docstring).
 
+    Arguments:
+        config: what to search (a validated :class:`SearchConfig`).
+        progress: ``None``, or a callable ``progress(phase, done, total)`` told of every flow run:
+            called with ``done = 0`` when a phase starts (``"exploring"``, ``"shrinking <slot>"``,
+            ``"certifying"``; ``total`` is the phase's number of flows, at most), then after each
+            flow with the flows done so far. It cannot change the result.
 
-def run_search(config: SearchConfig, criteria: SearchCriteria = SearchCriteria(), progress=_silent) -> dict:
-    """Explore, shrink and certify (module docstring); returns the JSON report.
+    Returns:
+        The :class:`SearchReport`; equal configurations give equal reports (whatever ``jobs``).
 
-    ``progress(phase, total)`` is a context manager yielding ``step(n)`` (n more flows done).
+    Raises:
+        ValueError: ``config`` is not a :class:`SearchConfig`.
     """
+    if not isinstance(config, SearchConfig):
+        raise ValueError(f"config must be a SearchConfig, got {type(config).__name__}")
+    criteria = config.criteria
     drawn = _draw(config)
     distinct = list(dict.fromkeys(drawn))
-    with progress("exploring", len(distinct)) as step:
-        outcomes = _evaluate_all(distinct, criteria, config.jobs, step)
+    outcomes = _evaluate_all(distinct, criteria, config.jobs, _phase(progress, "exploring", len(distinct)))
     cache = dict(zip(distinct, outcomes))
 
-    slots = [(c, d, r) for d in config.teacher_dims for r in ("l*=1", "l*>=2") for c in CRITERIA]
+    slots = [(c, d, r) for d in config.teacher_dims for r in _REGIMES for c in CRITERIA]
     failing = [s for s in slots if any(s[0] in o.failures and _slot_of(p, s[0]) == s for p, o in cache.items())]
     shrunk, shrinking = [], []
     for slot in failing:
-        with progress(f"shrinking {_slot_name(slot)}", config.shrink_budget) as step:
-            minimal, fresh = _shrink(config, criteria, slot, cache, step)
-        name = dict(criterion=slot[0], teacher_dim=slot[1], regime=slot[2])
-        shrinking.append({**name, "new_flows": fresh, "budget_exhausted": fresh >= config.shrink_budget, "found": minimal is not None})
+        step = _phase(progress, f"shrinking {slot[0]} D*={slot[1]} {slot[2]}", config.shrink_budget)
+        minimal, fresh = _shrink(config, slot, cache, step)
+        shrinking.append(SlotShrink(*slot, new_flows=fresh, budget_exhausted=fresh >= config.shrink_budget, found=minimal is not None))
         if minimal is not None:
-            shrunk.append((name, minimal))
+            shrunk.append((slot, minimal))
     counterexamples, certification = [], []
-    with progress("certifying", len(shrunk)) as step:
-        for name, minimal in shrunk:
-            record, ok = counterexample_record(minimal, name["criterion"], criteria, config.precision)
-            step(1)
-            certification.append({**name, "certified": ok, "reason": record["certified"]["reason"]}
-                                 | ({} if ok else {"problem": record["problem"]}))
-            if ok:
-                counterexamples.append(record)
+    step = _phase(progress, "certifying", len(shrunk))
+    for slot, minimal in shrunk:
+        record, ok = counterexample_record(minimal, slot[0], criteria, config.precision_bits)
+        step(1)
+        certification.append(SlotCertification(*slot, certified=ok, reason=record["certified"]["reason"],
+                                                problem=None if ok else record["problem"]))
+        if ok:
+            counterexamples.append(record)
 
     statuses = Counter(o.status for o in outcomes)
     screened = Counter(c for o in outcomes for c in o.failures)
-    explored = {
-        "code": code_fingerprint("ssmpoison.verify.search"),
-        "seed": config.seed,
-        "budget": config.budget,
-        "examples": len(drawn),
-        "distinct": len(distinct),
-        "space": config.space_json(),
-        "criteria": criteria.to_json(),
-        "statuses": {s: statuses.get(s, 0) for s in ("converged", "diverged", "time_limit")},
-        "nothing_escaped": sum(o.escaped == 0 for o in outcomes),
-        "screened_failures": {c: screened.get(c, 0) for c in CRITERIA},
-        **_tally(distinct, outcomes),
-        "shrinking": shrinking,
-        "certification": certification,
-        "shrink_flows": sum(s["new_flows"] for s in shrinking),
-    }
-    return {"counterexamples": counterexamples, "explored": explored}
-
-
-# -- text -----------------------------------------------------------------------------------------
-def report_text(report: dict, criteria: SearchCriteria) -> str:
-    e = report["explored"]
-    lines = ["Criteria:"] + [f"  - {line}" for line in criteria.lines()]
-    s = e["space"]
-    lines += [
-        "",
-        f"Explored (seed {e['seed']}, budget {e['budget']}): {e['examples']} examples drawn, {e['distinct']} distinct; "
-        f"D in {s['state_dim']}, H in {s['horizon']}, N in {s['samples']}, D* in {s['teacher_dims']}, init scales {s['init_scales']}",
-        f"  flow statuses: {', '.join(f'{k} {v}' for k, v in e['statuses'].items())}; nothing escaped in {e['nothing_escaped']}",
-        f"  float64 failures: {', '.join(f'{k} {v}' for k, v in e['screened_failures'].items())}",
-    ]
-    for name in ("state_dim", "horizon", "samples", "teacher_dim", "lowest_gamma_order", "init_scale"):
-        rows = e[f"by_{name}"]
-        cells = "  ".join(f"{k}: {v['examples']} ({v['converged']} conv, {v['greedy_low_rank']} greedy, {v['extrapolation']} extrap)" for k, v in rows.items())
-        lines.append(f"  by {name}: {cells}")
-    for s in e["shrinking"]:
-        lines.append(f"  shrinking {s['criterion']} D*={s['teacher_dim']} {s['regime']}: {s['new_flows']} new flows")
-    lines.append("")
-    if not report["counterexamples"]:
-        lines.append("No certified counterexample found.")
-    else:
-        lines.append(f"{len(report['counterexamples'])} certified counterexample(s):")
-        for record in report["counterexamples"]:
-            lines += [""] + record_lines(record)
-    for c in e["certification"]:
-        if not c["certified"]:
-            lines.append(f"  (shrunk {c['criterion']} D*={c['teacher_dim']} {c['regime']} failure not certified: {c['reason']})")
-    return "\n".join(lines)
-
-
-# -- CLI entry point -----------------------------------------------------------------------------
-@contextlib.contextmanager
-def _tqdm_progress(phase: str, total: int):
-    from tqdm import tqdm
-
-    with tqdm(total=total, desc=phase, unit="flow", file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
-        yield bar.update
-
-
-def search_command(budget, seed, teacher_dim, json_path, jobs="1") -> int:
-    """``ssmpoison search``: run, print the criteria and the report (unless JSON goes to stdout), write JSON."""
-    from ssmpoison.verify.jsonio import write_json
-
-    dims = (1, 2) if teacher_dim is None else (require_int("teacher_dim", teacher_dim, minimum=1),)
-    config = SearchConfig(budget=budget, seed=seed, teacher_dims=dims, jobs=jobs)
-    criteria = SearchCriteria()
-    report = run_search(config, criteria, _tqdm_progress)
-    if json_path != "-":
-        print(report_text(report, criteria))
-    if json_path:
-        write_json(json_path, report)
-    return 0
-
-
+    return SearchReport(
+        config=config,
+        code=code_fingerprint("ssmpoison.verify.search"),
+        examples=len(drawn),
+        distinct=len(distinct),
+        statuses={s: statuses.get(s, 0) for s in _STATUSES},
+        nothing_escaped=sum(o.escaped == 0 for o in outcomes),
+        screened_failures={c: screened.get(c, 0) for c in CRITERIA},
+        tallies=_tally(distinct, outcomes),
+        shrinking=tuple(shrinking),
+        certification=tuple(certification),
+        counterexamples=tuple(counterexamples),
+    )

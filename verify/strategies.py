@@ -8,8 +8,8 @@ A drawn :class:`~ssmpoison.verify.clean_problem.CleanProblem` has
 * a teacher (:class:`ssmpoison.theory.teacher.Teacher`) with D* distinct, non-zero, stable entries from
   the dyadic grid ``{±2/8, ±3/8, ..., ±7/8}`` (``1/4 <= |alpha| < 1``: well above every
   initialisation scale, so that "escaped" and "still at the initialisation" stay distinct);
-* inputs with support on ``{0, ..., H-2-l*} ∪ {H-1}``: position ``H-2`` is zero (**non-special**,
-  SPEC §4), and the *lowest excited lag* ``l* >= 1`` — the lowest ``l`` for which ``gamma^(l)``
+* inputs with support on ``{0, ..., H-2-l*} ∪ {H-1}``: position ``H-2`` is zero (**non-special**:
+  no sequence excites the special direction ``u† = e_{H-2}``), and the *lowest excited lag* ``l* >= 1`` — the lowest ``l`` for which ``gamma^(l)``
   can be non-zero (position ``H-2-l`` enters ``gamma^(l)``) — is drawn uniformly from
   ``[1, H-2]`` and attained by the first sequence. ``l* = 1`` (an entry at ``H-3``) gives
   exponential growth at one common rate (no head start); ``l* >= 2`` is the Proposition's
@@ -61,7 +61,18 @@ _INIT_LEVELS = 64
 
 
 def teachers(student_dim: int, dims=(1, 2)) -> st.SearchStrategy:
-    """Teachers of a dimension ``D*`` in ``dims`` (``<= student_dim``) with distinct grid entries."""
+    """Teachers of a dimension ``D*`` in ``dims`` (``<= student_dim``) with distinct entries of :data:`TEACHER_GRID`.
+
+    Arguments:
+        student_dim: the student dimension D the teacher is embedded in.
+        dims: the teacher dimensions to draw from.
+
+    Returns:
+        A strategy of :class:`ssmpoison.theory.teacher.Teacher`.
+
+    Raises:
+        ValueError: every dimension in ``dims`` is above ``student_dim``.
+    """
     allowed = [d for d in dims if d <= student_dim]
     if not allowed:
         raise ValueError(f"teacher dims {tuple(dims)} are all higher than the student dimension {student_dim}")
@@ -71,7 +82,11 @@ def teachers(student_dim: int, dims=(1, 2)) -> st.SearchStrategy:
 
 
 def input_values() -> st.SearchStrategy:
-    """A non-zero integer input in ``[-3, 3]`` (shrinks to 1)."""
+    """A non-zero integer input in ``[-3, 3]``.
+
+    Returns:
+        A strategy of ``int`` (shrinks to 1).
+    """
     return st.builds(lambda m, neg: -m if neg else m, st.integers(1, _MAX_INPUT), st.booleans())
 
 
@@ -81,8 +96,19 @@ def non_special_sequences(draw, horizon: int, lowest_lag: int = 1, anchored: boo
 
     Position k meets ``K_{H-1-k}``, and enters ``gamma^(l)`` for ``l = H-2-k``; the support is a
     subset of ``{0, ..., H-2-lowest_lag} ∪ {H-1}`` with at least one informative position (one
-    ``<= H-3``). ``anchored`` forces the position ``H-2-lowest_lag``, so that the lowest
-    excited lag of the sequence is exactly ``lowest_lag``.
+    ``<= H-3``), its values from :func:`input_values`.
+
+    Arguments:
+        horizon: the sequence length H (>= 3).
+        lowest_lag: the lowest lag ``l*`` the sequence may excite (in ``[1, H-2]``).
+        anchored: force the position ``H-2-lowest_lag``, so that the lowest excited lag of the
+            sequence is exactly ``lowest_lag``.
+
+    Returns:
+        A strategy of tuples of ``H`` integers.
+
+    Raises:
+        ValueError: ``horizon < 3`` or ``lowest_lag`` outside ``[1, H-2]``.
     """
     if horizon < 3:
         raise ValueError(f"horizon must be >= 3 for a non-special informative sequence, got {horizon}")
@@ -104,7 +130,15 @@ def non_special_sequences(draw, horizon: int, lowest_lag: int = 1, anchored: boo
 
 @st.composite
 def initialisations(draw, state_dim: int, scales=INIT_SCALES):
-    """``(a0, scale)``: ``a0_i = ±(k_i/64) * scale``, distinct ``k_i``, sorted by decreasing value."""
+    """An initialisation ``a0_i = ±(k_i/64) * scale`` with distinct ``k_i`` in ``[1, 64]`` and random signs.
+
+    Arguments:
+        state_dim: the number of entries D.
+        scales: the scales to draw from (default :data:`INIT_SCALES`).
+
+    Returns:
+        A strategy of ``(a0, scale)``: ``a0`` a tuple of Fractions sorted by decreasing value.
+    """
     scale = draw(st.sampled_from(tuple(scales)))
     levels = draw(
         st.lists(st.integers(1, _INIT_LEVELS), min_size=state_dim, max_size=state_dim, unique=True).map(
@@ -118,7 +152,17 @@ def initialisations(draw, state_dim: int, scales=INIT_SCALES):
 
 @st.composite
 def clean_problems(draw, teacher_dims=(1, 2), max_state_dim: int = 6, max_horizon: int = 8, max_samples: int = 4):
-    """Non-special clean-label problems (see the module docstring)."""
+    """Non-special clean-label problems (see the module docstring).
+
+    Arguments:
+        teacher_dims: teacher dimensions D* to draw from.
+        max_state_dim: largest student dimension D; D is drawn from ``[max(2, min D*), max_state_dim]``.
+        max_horizon: largest horizon H; H is drawn from ``[3, max_horizon]``.
+        max_samples: largest number of sequences N; N is drawn from ``[1, max_samples]``.
+
+    Returns:
+        A strategy of :class:`ssmpoison.verify.clean_problem.CleanProblem`.
+    """
     min_dim = max(2, min(teacher_dims))
     D = draw(st.integers(min_dim, max(min_dim, max_state_dim)))
     H = draw(st.integers(3, max(3, max_horizon)))
@@ -134,7 +178,15 @@ def clean_problems(draw, teacher_dims=(1, 2), max_state_dim: int = 6, max_horizo
 
 @st.composite
 def special_problems(draw, teacher_dims=(1, 2), max_state_dim: int = 6, max_horizon: int = 8, max_samples: int = 4):
-    """Clean-label problems with at least one special sequence (``u_{H-2} != 0``), labels recomputed."""
+    """Clean-label problems with at least one special sequence (``u_{H-2} != 0``), labels recomputed.
+
+    Arguments:
+        teacher_dims, max_state_dim, max_horizon, max_samples: as for :func:`clean_problems`.
+
+    Returns:
+        A strategy of :class:`ssmpoison.verify.clean_problem.CleanProblem`: a problem of
+        :func:`clean_problems` with a non-zero input at position ``H-2`` in one or more sequences.
+    """
     base = draw(clean_problems(teacher_dims, max_state_dim, max_horizon, max_samples))
     H = base.horizon
     poisoned = draw(st.sets(st.integers(0, base.samples - 1), min_size=1))

@@ -1,11 +1,10 @@
 """Worker processes for independent runs (seeds, flows) on one machine.
 
 :func:`worker_pool` is a :class:`concurrent.futures.ProcessPoolExecutor` whose workers are
-forked where the platform allows it: they start in milliseconds with every module already
-imported, where a freshly spawned interpreter (joblib's default ``loky`` backend) spends
-about a second importing NumPy, SymPy and gmpy2 — as long as the whole theory row takes.
-Elsewhere (no ``fork``) the platform's default start method is used. Results do not depend
-on the number of workers: every run is computed by the same deterministic code. (A sweep
+forked where the platform allows it: they start with every module already imported, where a
+freshly spawned interpreter (joblib's default ``loky`` backend) first imports NumPy, SymPy and
+gmpy2 again. Elsewhere (no ``fork``) the platform's default start method is used. Results do not
+depend on the number of workers: every run is computed by the same deterministic code. (A sweep
 that outgrows one machine goes through joblib instead, whose backends include Dask.)
 """
 
@@ -19,7 +18,11 @@ __all__ = ["worker_pool", "default_jobs"]
 
 
 def default_jobs() -> int:
-    """The number of CPUs this process may use (at least 1)."""
+    """The default number of worker processes.
+
+    Returns:
+        The number of CPUs this process may use (its affinity set where the platform has one), at least 1.
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -27,7 +30,14 @@ def default_jobs() -> int:
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool of ``workers`` processes (forked where available)."""
+    """A process pool for independent runs.
+
+    Arguments:
+        workers: the number of processes (>= 1).
+
+    Returns:
+        A :class:`concurrent.futures.ProcessPoolExecutor` of ``workers`` processes, forked where available.
+    """
     if "fork" in multiprocessing.get_all_start_methods():
         return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
     return ProcessPoolExecutor(max_workers=workers)  # pragma: no cover - platforms without fork
