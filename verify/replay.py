@@ -13,23 +13,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ssmpoison.theory.validation import require_int
+from ssmpoison.verify._certification import SEARCH_CERTIFICATION, CertificationPolicy
+from ssmpoison.verify._numbers import require_precision_bits
 from ssmpoison.verify.clean_problem import CleanProblem
 from ssmpoison.verify.code_fingerprint import code_fingerprint
 from ssmpoison.verify.counterexample import SearchCriteria, certify_failure, evaluate, float_digits_agreement, lowest_gamma_order, regime
 
-__all__ = ["CERTIFY_BITS", "CODE", "counterexample_record", "replay_record", "load_records", "record_lines", "replay_command"]
-
-#: Certified counterexamples are recomputed at this precision (and checked at more bits).
-CERTIFY_BITS = 113
+__all__ = ["CODE", "counterexample_record", "replay_record", "load_records", "record_lines", "replay_command"]
 #: Fingerprint of the code that computes a record, read when this module is imported (the code in use).
 CODE = code_fingerprint("ssmpoison.verify.counterexample")
 
 
-def counterexample_record(problem: CleanProblem, criterion: str, criteria: SearchCriteria = SearchCriteria(), precision: int = CERTIFY_BITS) -> tuple[dict, bool]:
+def counterexample_record(
+    problem: CleanProblem, criterion: str, criteria: SearchCriteria = SearchCriteria(), policy: CertificationPolicy = SEARCH_CERTIFICATION
+) -> tuple[dict, bool]:
     """The JSON record of a failure of ``criterion`` on ``problem`` (float64 screen and certification), and whether it is certified."""
     outcome = evaluate(problem, criteria)
-    certified = certify_failure(problem, criterion, criteria, precision)
+    certified = certify_failure(problem, criterion, criteria, policy)
     record = {
         "code": CODE,
         "criterion": criterion,
@@ -66,7 +66,8 @@ def replay_record(record) -> dict:
     certified = record["certified"]
     if not isinstance(certified, dict) or "precision_bits" not in certified:
         raise ValueError("counterexample certified must be an object with 'precision_bits'")
-    replayed, _ = counterexample_record(problem, record["criterion"], criteria, require_int("precision_bits", certified["precision_bits"], minimum=64))
+    bits = require_precision_bits(certified["precision_bits"], minimum=64)
+    replayed, _ = counterexample_record(problem, record["criterion"], criteria, SEARCH_CERTIFICATION.with_precision(bits))
     return replayed
 
 

@@ -16,7 +16,7 @@ Three phases, each deterministic for a given seed:
    At most ``shrink_budget`` new flows are run per slot; past that, unseen candidates count as
    passing (the answer is cached, so Hypothesis sees a consistent test), which keeps the run's
    length, and hence its result, independent of the machine's speed.
-3. **Certify.** Each shrunk failure is re-run at ``precision`` bits against an independent
+3. **Certify.** Each shrunk failure is re-run at ``precision_bits`` bits against an independent
    re-run at more bits (:func:`ssmpoison.verify.counterexample.certify_failure`); only certified failures
    are reported as counterexamples. The others are listed under ``explored`` with the reason.
 
@@ -39,7 +39,9 @@ from ssmpoison.theory.validation import require_int
 from ssmpoison.verify.code_fingerprint import code_fingerprint
 from ssmpoison.verify.clean_problem import CleanProblem, encode_number
 from ssmpoison.verify.counterexample import CRITERIA, SearchCriteria, evaluate, lowest_gamma_order, regime
-from ssmpoison.verify.replay import CERTIFY_BITS, counterexample_record, record_lines
+from ssmpoison.verify._certification import SEARCH_CERTIFICATION
+from ssmpoison.verify._numbers import require_precision_bits
+from ssmpoison.verify.replay import counterexample_record, record_lines
 from ssmpoison.verify.strategies import INIT_SCALES, TEACHER_GRID, clean_problems
 
 __all__ = ["SearchConfig", "run_search", "report_text", "search_command"]
@@ -56,7 +58,7 @@ class SearchConfig:
         teacher_dims: teacher dimensions D* to draw (each in ``[1, max_state_dim]``).
         max_state_dim, max_horizon, max_samples: upper bounds of D (>= 2), H (>= 3), N (>= 1).
         shrink_budget: new flows allowed while shrinking one failure (>= 0).
-        precision: bits of the certifying re-run (>= 64).
+        precision_bits: bits of the certifying re-run (>= 64).
         jobs: processes for the exploration flows (>= 1).
     """
 
@@ -67,7 +69,7 @@ class SearchConfig:
     max_horizon: int = 8
     max_samples: int = 4
     shrink_budget: int = 120
-    precision: int = CERTIFY_BITS
+    precision_bits: int = SEARCH_CERTIFICATION.precision_bits
     jobs: int = 1
 
     def __post_init__(self) -> None:
@@ -92,7 +94,7 @@ class SearchConfig:
             checked.append(d)
         object.__setattr__(self, "teacher_dims", tuple(sorted(set(checked))))
         object.__setattr__(self, "shrink_budget", require_int("shrink_budget", self.shrink_budget, minimum=0))
-        object.__setattr__(self, "precision", require_int("precision", self.precision, minimum=64))
+        object.__setattr__(self, "precision_bits", require_precision_bits(self.precision_bits, minimum=64))
         object.__setattr__(self, "jobs", require_int("jobs", self.jobs, minimum=1))
 
     def strategy(self):
@@ -265,7 +267,7 @@ def run_search(config: SearchConfig, criteria: SearchCriteria = SearchCriteria()
     counterexamples, certification = [], []
     with progress("certifying", len(shrunk)) as step:
         for name, minimal in shrunk:
-            record, ok = counterexample_record(minimal, name["criterion"], criteria, config.precision)
+            record, ok = counterexample_record(minimal, name["criterion"], criteria, SEARCH_CERTIFICATION.with_precision(config.precision_bits))
             step(1)
             certification.append({**name, "certified": ok, "reason": record["certified"]["reason"]}
                                  | ({} if ok else {"problem": record["problem"]}))
