@@ -75,7 +75,7 @@ SEARCH_FLOW_OPTIONS = FlowOptions(precision_bits=53, max_steps=400)
 class SearchCriteria:
     """Thresholds of the two criteria (see the module docstring).
 
-    Args:
+    Arguments
         rank_margin: greedy learning fails when ``erank > D* + rank_margin`` (> 0).
         escape_fraction: an entry escaped when ``|a_i| >= escape_fraction * min |alpha|`` (in (0, 1]).
         extrapolation_threshold: extrapolation fails when the error exceeds it (> 0).

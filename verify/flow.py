@@ -276,18 +276,18 @@ def run_flow(problem: FlowProblem, options: FlowOptions = FlowOptions()) -> Flow
 
 def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowResult]:
     """:func:`run_flows` inside the working context of ``options.precision_bits``."""
-    bits = options.precision_bits
-    dtype = working_dtype(bits)
+    precision_bits = options.precision_bits
+    dtype = working_dtype(precision_bits)
     first = problems[0]
     ts = first.training_set
     B, D = len(problems), first.state_dim
-    U = np.array([[to_working(v, bits) for v in row] for row in ts.inputs], dtype=dtype)
-    y = _working(ts.labels, bits)
+    U = np.array([[to_working(v, precision_bits) for v in row] for row in ts.inputs], dtype=dtype)
+    y = _working(ts.labels, precision_bits)
     N = ts.samples
-    two_over_n = to_working(2, bits) / to_working(N, bits)
-    a0 = np.stack([_working(p.a0, bits) for p in problems])
-    b0, c0 = _working(first.b, bits), _working(first.c, bits)
-    loss_tol = to_working(options.effective_loss_tol, bits)
+    two_over_n = to_working(2, precision_bits) / to_working(N, precision_bits)
+    a0 = np.stack([_working(p.a0, precision_bits) for p in problems])
+    b0, c0 = _working(first.b, precision_bits), _working(first.c, precision_bits)
+    loss_tol = to_working(options.effective_loss_tol, precision_bits)
     linear_part = make_solver = None
 
     use_expcoll = isinstance(integrator, ExpColl)
@@ -303,7 +303,7 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
             return neg_grad_anchored(theta, anchor, kappa, U, y)
 
         def linear_part(theta):
-            return anchored_linear_part(theta, anchor, kappa, U, two_over_n, precision_bits=bits)
+            return anchored_linear_part(theta, anchor, kappa, U, two_over_n, precision_bits=precision_bits)
 
     elif first.train == "a":
         theta0 = a0
@@ -316,7 +316,7 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
 
         def linear_part(theta):
             _, G = kernels.jacobian_a(theta, b0, c0, U, y)
-            return lowrank_linear_part(G, two_over_n, precision_bits=bits)
+            return lowrank_linear_part(G, two_over_n, precision_bits=precision_bits)
 
         def make_solver(theta):
             d, G = kernels.jacobian_a(theta, b0, c0, U, y)
@@ -341,9 +341,9 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
     loss0 = kernels.loss(*split(theta0), U, y)
     for k in range(B):
         if loss0[k] <= loss_tol:
-            t_conv[k] = to_working(0, bits)
+            t_conv[k] = to_working(0, precision_bits)
     if options.record:
-        trajectory.append((to_working(0, bits), *(np.array(v, copy=True) for v in split(theta0)), loss0))
+        trajectory.append((to_working(0, precision_bits), *(np.array(v, copy=True) for v in split(theta0)), loss0))
 
     def observe(t, theta):
         L = kernels.loss(*split(theta), U, y)
@@ -360,7 +360,7 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
     atol = rtol * 1e-3 * max(max(abs(float(v)) for p in problems for v in p.a0), 1e-300)
     res = integrator.integrate(
         fun, theta0, 0, options.t_max,
-        precision_bits=bits, rtol=rtol, atol=atol, max_steps=options.max_steps,
+        precision_bits=precision_bits, rtol=rtol, atol=atol, max_steps=options.max_steps,
         linear_part=linear_part, make_solver=make_solver,
         stop=stop, observe=observe, blowup=options.blowup,
     )
@@ -387,7 +387,7 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
                 b=np.array(np.broadcast_to(b, a.shape)[k]),
                 c=np.array(np.broadcast_to(c, a.shape)[k]),
                 loss=L[k],
-                precision_bits=bits,
+                precision_bits=precision_bits,
                 steps=res.n_steps,
                 rejected=res.n_rejected,
                 trajectory=traj,

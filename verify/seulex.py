@@ -123,14 +123,14 @@ FILTERS = ("propagated", "implicit", "none")
 PROPAGATION_STEPS = 8  # Euler sub-steps of the "propagated" error filter
 
 
-def default_max_order(bits: int) -> int:
-    """Default highest extrapolation column for a working precision of ``bits`` mantissa bits.
+def default_max_order(precision_bits: int) -> int:
+    """Default highest extrapolation column for a working precision of ``precision_bits`` mantissa bits.
 
-    High precision needs high order: ``bits // 5`` columns, at least 12 and at most 40
+    High precision needs high order: ``precision_bits // 5`` columns, at least 12 and at most 40
     (12 for float64 and x86 longdouble, 25 at 128 bits, 40 from 200 bits). The
     work-based order control only climbs as high as pays off.
     """
-    return max(12, min(40, bits // 5))
+    return max(12, min(40, precision_bits // 5))
 
 
 def step_numbers(sequence, count: int) -> list[int]:
@@ -357,28 +357,28 @@ def extrapolated_step(fun, solve, y, h, k: int, sequence: str = "hairer", *, pre
 # ----------------------------------------------------------------------------- the integrator
 
 
-def _integrate(method: Seulex, fun, make_solver, y0, t0, t_end, bits, rtol, atol, max_steps, stop, observe, blowup) -> IntegrationResult:
-    """:meth:`Seulex.integrate` inside the working context of ``bits``."""
-    y = to_working_array(y0, bits)
-    dtype = working_dtype(bits)
-    t, t_end = to_working(t0, bits), to_working(t_end, bits)
+def _integrate(method: Seulex, fun, make_solver, y0, t0, t_end, precision_bits, rtol, atol, max_steps, stop, observe, blowup) -> IntegrationResult:
+    """:meth:`Seulex.integrate` inside the working context of ``precision_bits``."""
+    y = to_working_array(y0, precision_bits)
+    dtype = working_dtype(precision_bits)
+    t, t_end = to_working(t0, precision_bits), to_working(t_end, precision_bits)
     if not t_end > t:
         raise ValueError("t_end must be greater than t0")
-    kmax = method.max_order or default_max_order(bits)
+    kmax = method.max_order or default_max_order(precision_bits)
     sequence = method.sequence or ("stiff" if dtype == object else "hairer")
-    tab = _Tableau(sequence, kmax, bits)
-    ctl = _Controller(method, tab, rtol, atol, bits)
-    h_max = None if method.max_step is None else to_working(method.max_step, bits)
+    tab = _Tableau(sequence, kmax, precision_bits)
+    ctl = _Controller(method, tab, rtol, atol, precision_bits)
+    h_max = None if method.max_step is None else to_working(method.max_step, precision_bits)
 
     counts = Counter()  # accepted steps per order
     stats = {"f": 1, "solve": 0, "jac": 0}
     f0 = fun(y)
     solve = None
     if method.initial_step is not None:
-        h = to_working(method.initial_step, bits)
+        h = to_working(method.initial_step, precision_bits)
     else:
         d0, d1 = ctl.norm(y, y, y), ctl.norm(f0, y, y)
-        h = to_working(0.01 * d0 / d1 if d0 > 1e-5 and d1 > 1e-5 else 1e-6, bits)
+        h = to_working(0.01 * d0 / d1 if d0 > 1e-5 and d1 > 1e-5 else 1e-6, precision_bits)
     # Initial target order from the tolerance; the work-based control adjusts it.
     k = max(2, min(kmax - 1, int(0.3 * -math.log10(float(rtol))) + 2))
     n_rej, last_rejected, status = 0, False, None
@@ -407,7 +407,7 @@ def _integrate(method: Seulex, fun, make_solver, y0, t0, t_end, bits, rtol, atol
             if accepted_in is None:
                 n_rej += 1
                 k, factor = ctl.after_reject(k, fac)
-                h, last_rejected = h * to_working(factor, bits), True
+                h, last_rejected = h * to_working(factor, precision_bits), True
                 continue
 
             y, t = y_new, (t_end if reaches_end else t + h)
@@ -424,7 +424,7 @@ def _integrate(method: Seulex, fun, make_solver, y0, t0, t_end, bits, rtol, atol
             k, factor = ctl.after_accept(k, accepted_in, fac, last_rejected)
             last_rejected = False
             if not reaches_end:
-                h = h * to_working(factor, bits)
+                h = h * to_working(factor, precision_bits)
 
     return IntegrationResult(
         t=t,
