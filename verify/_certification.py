@@ -10,13 +10,15 @@ Two regimes, chosen by ``precision_bits``:
 * ``precision_bits = None`` — **the fast path** (:data:`FAST_PATH`): a float64 run
   (rtol ``1e-11``) certified by an x86 ``longdouble`` re-run (64 bits, rtol ``1e-13``, loss
   threshold ``1e-6`` of the run's); where that certifies fewer than ``target_digits`` digits
-  (the flow is too ill-conditioned for float64), the longdouble run is reported instead,
-  certified by an 80-bit re-run (rtol ``1e-17``); flows with an exact oracle (the clean theory
+  (the flow is too ill-conditioned for float64, e.g. the poisoned H = 9 flows), the
+  longdouble run is reported instead, certified by an 80-bit re-run (rtol ``1e-17``): the
+  user asks for digits, not for a number type; flows with an exact oracle (the clean theory
   flows) are solved by the oracle at 64 bits against 128. Digits are capped at 14 (what
   float64 carries).
 * ``precision_bits = P`` — a run at ``P`` bits certified by a re-run at ``P + s`` bits,
-  ``s = max(32, P // 4)``, with the tolerance ``reference_rtol_factor`` times the run's (or, for
-  ``None``, the re-run precision's own default); where a run does not converge, the search
+  ``s = max(32, P // 4)``, with the tolerance ``reference_rtol_factor`` times the run's
+  (default ``1e-3``: tighter still buys nothing the comparison can see, and costs steps; or,
+  for ``None``, the re-run precision's own default); where a run does not converge, the search
   lets a third at ``P + 2s`` stand in (:meth:`CertificationPolicy.precision_ladder`). Oracle
   flows: the oracle at ``max(P, 64)`` bits against 64 more. Digits are capped at
   ``floor(P log10 2) - 1``.
