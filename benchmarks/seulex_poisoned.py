@@ -1,4 +1,4 @@
-"""Benchmark: SEULEX (verify.seulex) on the paper's stiff poisoned gradient flows.
+"""Benchmark: SEULEX (verify.seulex.Seulex) on the paper's stiff poisoned gradient flows.
 
 Setting (SPEC §5, §6 theory rows, §8): B = C = 1, only A trained, training set
 {e_0, e_{H-2}} with labels 1, 1 (N = 2). The flow is
@@ -33,18 +33,19 @@ import numpy as np
 
 from ssmpoison.verify import kernels
 from ssmpoison.verify.linalg import diag_plus_lowrank_solver
-from ssmpoison.verify.seulex import SeulexOptions, integrate, precision_bits
+from ssmpoison.verify._numbers import to_working_array
+from ssmpoison.verify.seulex import Seulex
 
 # (D, H, sd_A, gap exponent k) of the theory rows (SPEC §6)
 SETTINGS = {342: (20, 9, 0.005, 10), 344: (20, 9, 0.005, 10), 345: (20, 9, 0.005, 10), 346: (20, 9, 0.005, 10),
             242: (10, 7, 0.001, 5), 243: (10, 7, 0.001, 5), 244: (10, 7, 0.001, 5), 246: (10, 7, 0.001, 5)}
 
-# run name -> (dtype, mpfr bits or None, default rtol). The reference run is the last one.
+# run name -> (working precision in bits, default rtol). The reference run is the last one.
 RUNS = {
-    "float64": (np.float64, None, 1e-13),
-    "longdouble": (np.longdouble, None, 1e-16),
-    "mp128": (object, 128, 1e-26),
-    "mp160": (object, 160, 1e-32),
+    "float64": (53, 1e-13),
+    "longdouble": (64, 1e-16),
+    "mp128": (128, 1e-26),
+    "mp160": (160, 1e-32),
 }
 
 
@@ -119,54 +120,42 @@ def extrapolation_error(a, J: int = 20):
     return np.abs(V[..., 1:].sum(axis=-2) - 1).max(axis=-1) / a.shape[-1]
 
 
-def to_dtype(a, dtype):
-    if dtype == object:
-        return np.array([gmpy2.mpfr(float(x)) for x in np.ravel(a)], dtype=object).reshape(a.shape)
-    return a.astype(dtype)
-
-
 def run(seeds, name, rtol=None):
     """Integrate the flows of ``seeds`` (one batch, shared step size) in the arithmetic ``name``."""
-    dtype, bits, default_rtol = RUNS[name]
+    bits, default_rtol = RUNS[name]
     rtol = default_rtol if rtol is None else rtol
     H = SETTINGS[seeds[0]][1]
     flow = PoisonedFlow(H)
-    ctx = gmpy2.get_context()
-    saved = ctx.precision
-    try:
-        if bits is not None:
-            ctx.precision = bits
-        a0 = to_dtype(np.stack([initial_state(s) for s in seeds]), dtype)
-        work_bits = precision_bits(np.dtype(dtype))
+    # the closed forms and the loss are evaluated in the working precision: in its context
+    with gmpy2.context(precision=bits):
+        a0 = to_working_array(np.stack([initial_state(s) for s in seeds]), bits)
         check = flow.check_against_kernels(a0[0])
-        assert check <= 2.0 ** -(work_bits - 8), f"closed form differs from kernels by {check}"
+        assert check <= 2.0 ** -(bits - 8), f"closed form differs from kernels by {check}"
         # Converged when the residuals are below both the precision and the tolerance:
         # pushing the loss far below rtol^2 only makes the integrator chase its own
         # (filtered, tolerance-sized) errors in the stiff normal directions.
-        threshold = max(4.0 ** -(work_bits - 10), (rtol / 100) ** 2)
-        options = SeulexOptions(rtol=rtol, atol=rtol / 100)
+        threshold = max(4.0 ** -(bits - 10), (rtol / 100) ** 2)
         start = time.perf_counter()
-        res = integrate(
-            flow.rhs, flow.solver, a0, 0, float("inf"), options, stop=lambda t, a: max(flow.loss(a)) < threshold
+        res = Seulex().integrate(
+            flow.rhs, a0, 0, float("inf"), precision_bits=bits, rtol=rtol, atol=rtol / 100,
+            make_solver=flow.solver, stop=lambda t, a: max(flow.loss(a)) < threshold,
         )
         wall = time.perf_counter() - start
         E = extrapolation_error(res.y)
         return {
             "run": name,
-            "bits": work_bits,
+            "bits": bits,
             "rtol": rtol,
             "wall": wall,
             "status": res.status,
             "steps": res.n_steps,
             "rejected": res.n_rejected,
             "f_evals": res.n_fun_evals,
-            "orders": res.order_counts,
+            "orders": res.details["order_counts"],
             "t": float(res.t),
             "loss": max(float(x) for x in flow.loss(res.y)),
             "E": list(E),
         }
-    finally:
-        ctx.precision = saved
 
 
 def agreeing_digits(x, ref) -> float:

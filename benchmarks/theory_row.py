@@ -95,7 +95,7 @@ def _truth(problem, horizon, bits):
         a = clean_limit(problem.a0, horizon, problem.training_set.labels[0], prec_bits=256)
         with mpmath.workprec(256):
             return extrapolation_error(a, [1] * D, [1] * D, D, J)
-    r = run_flow(problem, FlowOptions(precision=bits))
+    r = run_flow(problem, FlowOptions(precision_bits=bits))
     with mpmath.workprec(bits + 32):
         return extrapolation_error([to_mpf(v) for v in r.a], [1] * D, [1] * D, D, J)
 

@@ -50,7 +50,7 @@ def test_linear_part_is_the_stiff_part_conjugated_and_bi_orthonormal():
     r = anchor_index(a)
     D = a.shape[-1]
     scale = 2.0 / U.shape[0]
-    mu, P, Q = anchored_linear_part(to_anchored(a, r), r, 1.0, U, scale)
+    mu, P, Q = anchored_linear_part(to_anchored(a, r), r, 1.0, U, scale, precision_bits=53)
     np.testing.assert_allclose(np.einsum("brd,bsd->brs", Q, P)[0], np.eye(P.shape[1]), atol=1e-12)
     G = kernels.output_jacobian_a(a, np.ones(D), np.ones(D), U)[0]
     T = np.eye(D)
@@ -73,7 +73,7 @@ def test_anchored_float64_carries_the_ill_conditioned_theory_row():
     p = dict(theory_row_problems(9, True))[342]
     digits = {}
     for anchored in (True, False):
-        run = run_flow(p, FlowOptions(precision=53, rtol=1e-13, anchored=anchored))
+        run = run_flow(p, FlowOptions(precision_bits=53, rtol=1e-13, anchored=anchored))
         with mpmath.workprec(120):
             a = [to_mpf(v) for v in run.a]
             value = _quantity(9)(a, [1] * len(a), [1] * len(a))

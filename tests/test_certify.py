@@ -54,3 +54,61 @@ def test_digits_supported():
     assert digits_supported(53) == 14 and digits_supported(128) == 37
     with pytest.raises(ValueError, match="cap"):
         certify(1.0, 1.0, -1)
+
+
+# --- the certification policy and the statuses of every JSON -------------------------------
+
+
+def test_certification_policy_states_each_rule_once():
+    from ssmpoison.verify._certification import FAST_PATH, SEARCH_CERTIFICATION, CertificationPolicy
+
+    fast = CertificationPolicy()
+    assert fast.precision_bits is FAST_PATH and fast.fast_path and fast.digits_cap == 14
+    run, ref = fast.run_options(), fast.reference_options()
+    assert (run.precision_bits, run.rtol, ref.precision_bits, ref.rtol) == (53, 1e-11, 64, 1e-13)
+    assert ref.loss_tol == run.effective_loss_tol * 1e-6
+    assert fast.escalation_options().precision_bits == 80 and fast.oracle_bits == (53, 64, 128)
+    p128 = CertificationPolicy(precision_bits=128)
+    assert p128.precision_ladder() == (128, 160, 192) and p128.digits_cap == digits_supported(128)
+    assert p128.reference_options().rtol == p128.run_options().effective_rtol * 1e-3
+    assert SEARCH_CERTIFICATION.precision_ladder() == (113, 145, 177)
+    search_ref = SEARCH_CERTIFICATION.reference_options()
+    assert search_ref.rtol is None and search_ref.max_steps == 1500
+    with pytest.raises(ValueError, match="^precision_bits must be >= 53"):
+        CertificationPolicy(precision_bits=52)
+    with pytest.raises(ValueError, match="^target_digits"):
+        CertificationPolicy(target_digits=0)
+
+
+def _statuses(payload):
+    """Every value of a ``status`` key, anywhere in a JSON payload."""
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            if key == "status":
+                yield value
+            else:
+                yield from _statuses(value)
+    elif isinstance(payload, list):
+        for value in payload:
+            yield from _statuses(value)
+
+
+def test_every_json_status_is_a_status_value():
+    """The JSON of ``check --json`` and of a theory-row run: every ``status`` is a Status member
+    before serialisation and a Status value after it."""
+    import json
+
+    from ssmpoison.theory.theorem import TheoremSetting
+    from ssmpoison.verify._status import Status
+    from ssmpoison.verify.check import check_setting
+    from ssmpoison.verify.theory_row import TheoryRowRun, theory_row_problems, _quantity
+    from ssmpoison.verify.certified_flow import certified_flows
+
+    report = check_setting(TheoremSetting(5, (0.02, 0.01), 20)).to_json()
+    seed, problem = theory_row_problems(7, True)[0]
+    (run,) = certified_flows([problem], _quantity(7))
+    row = TheoryRowRun(7, seed, True, run).to_json()
+    for payload in (report, row):
+        found = list(_statuses(payload))
+        assert found and all(type(s) is Status for s in found), found
+        assert all(Status(s) in Status for s in _statuses(json.loads(json.dumps(payload))))

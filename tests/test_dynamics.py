@@ -119,7 +119,7 @@ def test_escape_time_grows_like_a0_to_the_one_minus_l_star():
 def test_metrics_of_a_high_precision_flow_are_computed_in_its_precision():
     """A 113-bit flow converges to a loss ~1e-65: residuals and gammas must come out at that precision, not float64's."""
     H = 5
-    result, series = flow_dynamics(FlowProblem(clean_training_set(H), (0.3, 0.2)), options=FlowOptions(precision=113))
+    result, series = flow_dynamics(FlowProblem(clean_training_set(H), (0.3, 0.2)), options=FlowOptions(precision_bits=113))
     assert result.status == "converged" and series.loss[-1] < 1e-60
     delta = math.sqrt(series.loss[-1])
     assert abs(series.gammas[-1, -1]) == pytest.approx(2 * (H - 1) * delta, rel=1e-6)  # gamma^(H-2) = 2(H-1) delta

@@ -6,7 +6,8 @@ import gmpy2
 import numpy as np
 import pytest
 
-from ssmpoison.verify.expcoll import ExpCollOptions, _weights, integrate_expcoll
+from ssmpoison.verify._status import Status
+from ssmpoison.verify.expcoll import ExpColl, _weights
 
 S2 = 1 / math.sqrt(2)
 
@@ -35,7 +36,7 @@ def _problem(mu, dtype):
 def test_weights_integrate_exponentials_exactly(z):
     """sum_k W_k(1) = (1 - e^-z)/z: the weights reproduce the exact integral of a constant."""
     with gmpy2.context(gmpy2.get_context(), precision=200):
-        W = _weights(6, 200, np.array([gmpy2.mpfr(z)], dtype=object), object)[0]
+        W = _weights(6, 200, np.array([gmpy2.mpfr(z)], dtype=object))[0]
         exact = (1 - gmpy2.exp(-gmpy2.mpfr(z))) / z if z else gmpy2.mpfr(1)
         assert abs(sum(W[6]) - exact) < gmpy2.mpfr(2) ** -190
 
@@ -48,8 +49,8 @@ def test_design_order_two_m(M):
         y0 = np.array([[gmpy2.mpfr("0.8"), gmpy2.mpfr("0.3")]], dtype=object)
 
         def solve(h):
-            opts = ExpCollOptions(rtol=1e-50, atol=1e-50, nodes=M, initial_step=h, fixed_step=True)
-            return integrate_expcoll(fun, lin, y0, 0, 1, opts).y
+            method = ExpColl(nodes=M, initial_step=h, fixed_step=True)
+            return method.integrate(fun, y0, 0, 1, precision_bits=200, rtol=1e-50, atol=1e-50, linear_part=lin).y
 
         ref = solve(1 / 256)
         errs = [float(np.abs(solve(h) - ref).max()) for h in (1 / 4, 1 / 8)]
@@ -62,8 +63,8 @@ def test_stiff_accuracy_high_precision():
     with gmpy2.context(gmpy2.get_context(), precision=160):
         fun, lin = _problem(1e6, object)
         y0 = np.array([[gmpy2.mpfr("0.8"), gmpy2.mpfr("0.3")]], dtype=object)
-        loose = integrate_expcoll(fun, lin, y0, 0, 50, ExpCollOptions(rtol=1e-25, atol=1e-28))
-        tight = integrate_expcoll(fun, lin, y0, 0, 50, ExpCollOptions(rtol=1e-40, atol=1e-43))
+        loose = ExpColl().integrate(fun, y0, 0, 50, precision_bits=160, rtol=1e-25, atol=1e-28, linear_part=lin)
+        tight = ExpColl().integrate(fun, y0, 0, 50, precision_bits=160, rtol=1e-40, atol=1e-43, linear_part=lin)
         assert loose.status == tight.status == "t_end"
         rel = float((np.abs(loose.y - tight.y) / np.abs(tight.y)).max())
     assert rel < 1e-22
@@ -71,7 +72,17 @@ def test_stiff_accuracy_high_precision():
 
 
 def test_options_validation():
+    fun, lin = _problem(1.0, np.float64)
+    y0 = np.array([[0.8, 0.3]])
     with pytest.raises(ValueError, match="rtol"):
-        ExpCollOptions(rtol=0)
+        ExpColl().integrate(fun, y0, 0, 1, precision_bits=53, rtol=0, atol=1e-14, linear_part=lin)
     with pytest.raises(ValueError, match="initial_step"):
-        ExpCollOptions(fixed_step=True)
+        ExpColl(fixed_step=True)
+    with pytest.raises(ValueError, match="^linear_part"):
+        ExpColl().integrate(fun, y0, 0, 1, precision_bits=53, rtol=1e-10, atol=1e-14)
+
+
+def test_float64_run_ends_with_a_status_member():
+    fun, lin = _problem(1e3, np.float64)
+    res = ExpColl().integrate(fun, np.array([[0.8, 0.3]]), 0, 5, precision_bits=53, rtol=1e-10, atol=1e-14, linear_part=lin)
+    assert isinstance(res.status, Status) and res.status is Status.T_END

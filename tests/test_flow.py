@@ -10,9 +10,13 @@ from ssmpoison.theory.construction import clean_training_set, extrapolation_erro
 from ssmpoison.theory.oracle import clean_limit
 from ssmpoison.theory.training_set import TrainingSet, impulse
 from ssmpoison.verify import kernels
+from ssmpoison.verify._certification import CertificationPolicy
+from ssmpoison.verify._status import Status
 from ssmpoison.verify.certified_flow import certified_flows, oracle_applies
 from ssmpoison.verify.certify import correct_digits, to_mpf
-from ssmpoison.verify.flow import FlowOptions, FlowProblem, run_flow, run_flows
+from ssmpoison.verify.expcoll import ExpColl
+from ssmpoison.verify.flow import FLOW_STATUSES, FlowOptions, FlowProblem, default_integrator, run_flow, run_flows
+from ssmpoison.verify.seulex import Seulex
 
 
 def test_status_converged_stable_flow():
@@ -58,7 +62,7 @@ def test_order_preserved_with_b_c_one(H, a0, y):
 def test_integrator_agrees_with_exact_oracle_at_high_precision():
     """The stiff arbitrary-precision integrator reproduces the oracle's limit of a clean flow to >= 30 digits."""
     a0 = (0.31, 0.3, 0.12)
-    r = run_flow(FlowProblem(clean_training_set(5), a0), FlowOptions(precision=160))
+    r = run_flow(FlowProblem(clean_training_set(5), a0), FlowOptions(precision_bits=160))
     assert r.status == "converged"
     exact = clean_limit(a0, 5, prec_bits=300)
     with mpmath.workprec(300):
@@ -87,7 +91,7 @@ def test_certified_digits_are_honest_and_loose_runs_report_fewer():
     ts = poisoned_training_set(5)
     p = FlowProblem(ts, (0.2, 0.1, 0.05))
     q = lambda a, b, c: extrapolation_error(a, b, c, 3, 20)  # noqa: E731
-    truth_run = run_flow(p, FlowOptions(precision=200))
+    truth_run = run_flow(p, FlowOptions(precision_bits=200))
     with mpmath.workprec(220):
         truth = q([to_mpf(v) for v in truth_run.a], [1] * 3, [1] * 3)
     default = certified_flows([p], q)[0]
@@ -113,7 +117,8 @@ def test_oracle_fast_path_applies_only_to_clean_theory_flows():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(precision=52), "precision must be >= 53"),
+        (dict(precision_bits=52), "precision_bits must be >= 53"),
+        (dict(integrator="seulex"), "integrator must be"),
         (dict(rtol=float("nan")), "rtol must be finite"),
         (dict(t_max=-1.0), "t_max must be > 0"),
         (dict(rtol=1e-15), "rtol must be >= 1.78e-15 at 53-bit precision"),
@@ -178,8 +183,77 @@ def test_default_path_escalates_when_float64_cannot_carry_the_target():
     plain = certified_flows([p], _quantity(7))[0]
     assert (plain.precision_bits, plain.reference_bits) == (53, 64)
     assert correct_digits(plain.quantity.text, truth) >= plain.quantity.digits >= 10
-    escalated = certified_flows([p], _quantity(7), target_digits=plain.quantity.digits + 1)[0]
+    escalated = certified_flows([p], _quantity(7), CertificationPolicy(target_digits=plain.quantity.digits + 1))[0]
     assert (escalated.precision_bits, escalated.reference_bits) == (64, 80)
     assert escalated.quantity.digits >= plain.quantity.digits + 1
     assert correct_digits(escalated.quantity.text, truth) >= escalated.quantity.digits
     assert "longdouble" in escalated.note
+
+
+def test_default_integrator_is_chosen_by_what_is_trained():
+    assert isinstance(default_integrator("a"), ExpColl) and isinstance(default_integrator("abc"), Seulex)
+
+
+def test_exponential_collocation_cannot_integrate_abc_flows():
+    ts = TrainingSet([impulse(4, 3), impulse(4, 0)], [0, 1])
+    with pytest.raises(ValueError, match="^integrator"):
+        run_flow(FlowProblem(ts, (0.5,), (1.0,), (1.0,), train="abc"), FlowOptions(integrator=ExpColl()))
+
+
+def test_seulex_integrates_a_flow_of_a_alone_like_exponential_collocation():
+    """The integrator is a value: SEULEX (Woodbury solves, a-coordinates) on an A-only flow reaches the same limit."""
+    p = FlowProblem(poisoned_training_set(5), (0.2, 0.1, 0.05))
+    expcoll = run_flow(p, FlowOptions(rtol=1e-11))
+    seulex = run_flow(p, FlowOptions(rtol=1e-11, integrator=Seulex()))
+    assert expcoll.status == seulex.status == Status.CONVERGED
+    assert np.allclose(np.asarray(seulex.a, dtype=float), np.asarray(expcoll.a, dtype=float), rtol=1e-8, atol=1e-10)
+
+
+def test_integrator_takes_precision_bits_explicitly_without_ambient_context():
+    """Must-show 6: ``precision_bits=128`` reaches the integrator as an argument; no gmpy2 context is set
+    around the call (the default 53 bits before and after) and the result has >= 30 correct digits
+    against the exact oracle."""
+    import gmpy2
+
+    from ssmpoison.verify import kernels
+    from ssmpoison.verify.anchored import anchor_index, anchored_linear_part, from_anchored, neg_grad_anchored, to_anchored
+
+    H, a0 = 5, (0.31, 0.3, 0.12)
+    assert gmpy2.get_context().precision == 53
+    # the clean flow in anchored coordinates, built in float64 (U, y exact; the integrator converts y0)
+    ts = clean_training_set(H)
+    U = np.array(ts.inputs, dtype=object)
+    y = np.array(ts.labels, dtype=object)
+    a = np.array([a0])
+    ones = np.ones(len(a0), dtype=object)
+    anchor = anchor_index(a)
+    res = ExpColl().integrate(
+        lambda z: neg_grad_anchored(z, anchor, 1, U, y),
+        to_anchored(a, anchor),
+        0,
+        float("inf"),
+        precision_bits=128,
+        rtol=1e-34,
+        atol=1e-37,
+        linear_part=lambda z: anchored_linear_part(z, anchor, 1, U, gmpy2.mpfr(2, 128), precision_bits=128),
+        stop=lambda t, z: kernels.loss(from_anchored(z, anchor), ones, ones, U, y)[0] < gmpy2.mpfr("1e-70", 128),
+    )
+    assert gmpy2.get_context().precision == 53
+    assert res.status == Status.STOPPED
+    assert all(isinstance(v, gmpy2.mpfr) and v.precision == 128 for v in res.y.ravel())
+    exact = clean_limit(a0, H, prec_bits=300)
+    with mpmath.workprec(300):  # back to a-coordinates outside the integrator: in mpmath, not at gmpy2's 53 bits
+        limit = from_anchored(np.vectorize(to_mpf, otypes=[object])(res.y), anchor)[0]
+        err = max(abs(x - e) / abs(e) for x, e in zip(limit, exact))
+    assert err < mpmath.mpf("1e-30"), err
+
+
+def test_flow_statuses_are_status_members():
+    ts = TrainingSet([impulse(4, 3), impulse(4, 0)], [0, 1])
+    results = [
+        run_flow(FlowProblem(clean_training_set(4), (1.5, 0.2))),
+        run_flow(FlowProblem(ts, (1.5,), (1.0,), (1.0,), train="abc"), FlowOptions(blowup=10, rtol=1e-10)),
+        run_flow(FlowProblem(clean_training_set(7), (1e-2, 2e-2)), FlowOptions(t_max=1e4, precision_bits=64)),
+    ]
+    assert [r.status for r in results] == [Status.CONVERGED, Status.DIVERGED, Status.TIME_LIMIT]
+    assert all(type(r.status) is Status and r.status in FLOW_STATUSES for r in results)

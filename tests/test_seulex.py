@@ -13,8 +13,10 @@ import gmpy2
 import numpy as np
 import pytest
 
+from ssmpoison.verify._numbers import to_working
+from ssmpoison.verify._status import Status
 from ssmpoison.verify.linalg import dense_solver, diag_plus_lowrank_solver, gauss_solve
-from ssmpoison.verify.seulex import SeulexOptions, extrapolated_step, integrate, step_numbers, to_working
+from ssmpoison.verify.seulex import Seulex, extrapolated_step, step_numbers
 
 
 @pytest.fixture
@@ -28,6 +30,11 @@ def precision():
 
     yield set_bits
     ctx.precision = saved
+
+
+def integrate(fun, make_solver, y0, t0, t_end, *, precision_bits=53, method=Seulex(), **kwargs):
+    """SEULEX through the integrator interface (explicit precision; the stiff part as ``make_solver``)."""
+    return method.integrate(fun, y0, t0, t_end, precision_bits=precision_bits, make_solver=make_solver, **kwargs)
 
 
 def mp_array(values):
@@ -87,12 +94,12 @@ def _trig(tau):
     return np.cos(tau), np.sin(tau)
 
 
-def fixed_step_error(fun, make_solver, y0, exact, t_end, m, k, sequence):
+def fixed_step_error(fun, make_solver, y0, exact, t_end, m, k, sequence, precision_bits=53):
     """Max relative error at ``t_end`` of ``m`` fixed macro-steps of order ``k``."""
     y = y0
-    h = to_working(t_end, y0.dtype) / m
+    h = to_working(t_end, precision_bits) / m
     for _ in range(m):
-        y = extrapolated_step(fun, make_solver(y), y, h, k, sequence)
+        y = extrapolated_step(fun, make_solver(y), y, h, k, sequence, precision_bits=precision_bits)
     return max(abs(float((a - b) / b)) for a, b in zip(np.ravel(y), np.ravel(exact)))
 
 
@@ -126,7 +133,7 @@ def test_column_order_200_bits_riccati(precision, sequence, k):
     precision(200)
     y0 = mp_array([1])
     exact = np.array([gmpy2.mpfr(1) / 2], dtype=object)
-    errors = [fixed_step_error(riccati_fun, riccati_solver, y0, exact, 1, m, k, sequence) for m in (16, 32, 64)]
+    errors = [fixed_step_error(riccati_fun, riccati_solver, y0, exact, 1, m, k, sequence, 200) for m in (16, 32, 64)]
     assert all(abs(p - k) <= 0.3 for p in observed_orders(errors)), (errors, observed_orders(errors))
 
 
@@ -140,7 +147,7 @@ def test_column_order_200_bits_linear(precision, k, steps):
     y0 = mp_array([1, 0, 0])
     t_end = gmpy2.mpfr(1)
     exact = np.array([gmpy2.cos(t_end), gmpy2.sin(t_end), t_end], dtype=object)
-    errors = [fixed_step_error(linear_fun, linear_solver, y0, exact, t_end, m, k, "hairer") for m in steps]
+    errors = [fixed_step_error(linear_fun, linear_solver, y0, exact, t_end, m, k, "hairer", 200) for m in steps]
     assert all(abs(p - k) <= 0.3 for p in observed_orders(errors)), (errors, observed_orders(errors))
 
 
@@ -188,7 +195,7 @@ def stiff_solver(y):
 def test_float64_stiff_accuracy_and_batch():
     y0 = np.ones((2, 3))
     y0[1] *= 0.5
-    res = integrate(stiff_fun, stiff_solver, y0, 0, 10, SeulexOptions(rtol=1e-12, atol=1e-12))
+    res = integrate(stiff_fun, stiff_solver, y0, 0, 10, rtol=1e-12, atol=1e-12)
     assert res.status == "t_end" and res.t == 10
     exact = np.repeat(np.array([1 / 11, 0.5 / 6])[:, None], 3, axis=1)
     assert np.abs(res.y / exact - 1).max() < 1e-9
@@ -199,7 +206,7 @@ def test_high_precision_stiff_accuracy(precision):
     precision(160)
     y0 = mp_array([1, 1, 1])
     tol = Fraction(1, 10**34)
-    res = integrate(stiff_fun, stiff_solver, y0, 0, 10, SeulexOptions(rtol=tol, atol=tol))
+    res = integrate(stiff_fun, stiff_solver, y0, 0, 10, precision_bits=160, rtol=tol, atol=tol)
     assert res.status == "t_end"
     u = 1 / gmpy2.mpfr(11)
     exact = np.array([u, u, u], dtype=object)
@@ -210,7 +217,7 @@ def test_high_precision_stiff_accuracy(precision):
 
 def test_longdouble_keeps_precision():
     y0 = np.array([1, 1, 1], dtype=np.longdouble)
-    res = integrate(stiff_fun, stiff_solver, y0, 0, 1, SeulexOptions(rtol=1e-17, atol=1e-17))
+    res = integrate(stiff_fun, stiff_solver, y0, 0, 1, precision_bits=64, rtol=1e-17, atol=1e-17)
     assert res.y.dtype == np.longdouble
     u = np.longdouble(1) / 2
     assert abs(res.y[0] / u - 1) < 1e-16  # beyond float64's 1.1e-16 relative spacing
@@ -278,7 +285,7 @@ def test_dense_solver_and_gauss_solve():
 
 
 def test_status_t_end():
-    res = integrate(riccati_fun, riccati_solver, np.array([1.0]), 0, 3, SeulexOptions(rtol=1e-10, atol=1e-10))
+    res = integrate(riccati_fun, riccati_solver, np.array([1.0]), 0, 3, rtol=1e-10, atol=1e-10)
     assert res.status == "t_end" and res.t == 3 and abs(res.y[0] - 0.25) < 1e-9
 
 
@@ -290,7 +297,8 @@ def test_status_stopped_and_observe():
         np.array([1.0]),
         0,
         float("inf"),
-        SeulexOptions(rtol=1e-10, atol=1e-10),
+        rtol=1e-10,
+        atol=1e-10,
         stop=lambda t, y: y[0] < 0.1,
         observe=lambda t, y: seen.append(t),
     )
@@ -299,26 +307,25 @@ def test_status_stopped_and_observe():
 
 
 def test_status_blowup():
-    options = SeulexOptions(rtol=1e-8, atol=1e-8)
-    res = integrate(square_fun, square_solver, np.array([1.0]), 0, 2, options, blowup=1e6)
+    res = integrate(square_fun, square_solver, np.array([1.0]), 0, 2, rtol=1e-8, atol=1e-8, blowup=1e6)
     assert res.status == "blowup" and abs(res.y[0]) > 1e6
     assert 1 - 1e-5 < res.t < 1  # y = 1 / (1 - t)
 
 
 def test_status_max_steps():
-    res = integrate(riccati_fun, riccati_solver, np.array([1.0]), 0, 100, SeulexOptions(max_steps=3))
+    res = integrate(riccati_fun, riccati_solver, np.array([1.0]), 0, 100, rtol=1e-8, atol=1e-12, max_steps=3)
     assert res.status == "max_steps" and res.n_steps + res.n_rejected == 3 and res.t < 100
 
 
 def test_rejects_non_finite_and_recovers():
     """A too-large first step that produces NaN/inf is retried with smaller steps."""
-    res = integrate(square_fun, square_solver, np.array([1.0]), 0, 0.5, SeulexOptions(initial_step=5.0))
+    res = integrate(square_fun, square_solver, np.array([1.0]), 0, 0.5, method=Seulex(initial_step=5.0), rtol=1e-8, atol=1e-12)
     assert res.status == "t_end" and abs(res.y[0] - 2) < 1e-6 and res.n_rejected >= 1
 
 
 def test_bad_interval():
     with pytest.raises(ValueError, match="t_end"):
-        integrate(riccati_fun, riccati_solver, np.array([1.0]), 1, 0)
+        integrate(riccati_fun, riccati_solver, np.array([1.0]), 1, 0, rtol=1e-8, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- options
@@ -349,12 +356,26 @@ def test_bad_interval():
     ],
 )
 def test_bad_options_name_the_field(field, value):
+    """Control parameters are checked by ``Seulex(...)``; tolerances and budget by ``integrate``."""
     with pytest.raises(ValueError, match=rf"^{field}\b"):
-        SeulexOptions(**{field: value})
+        if field in ("rtol", "atol", "max_steps"):
+            integrate(riccati_fun, riccati_solver, np.array([1.0]), 0, 1, **{"rtol": 1e-8, "atol": 1e-12, field: value})
+        else:
+            Seulex(**{field: value})
+
+
+def test_make_solver_is_required():
+    with pytest.raises(ValueError, match="^make_solver"):
+        Seulex().integrate(riccati_fun, np.array([1.0]), 0, 1, precision_bits=53, rtol=1e-8, atol=1e-12)
+
+
+def test_statuses_are_status_members():
+    res = integrate(riccati_fun, riccati_solver, np.array([1.0]), 0, 3, rtol=1e-10, atol=1e-10)
+    assert isinstance(res.status, Status) and res.status is Status.T_END
 
 
 def test_to_working_is_exact(precision):
-    assert to_working(Fraction(1, 3), np.dtype(np.longdouble)) == np.longdouble(1) / 3
+    assert to_working(Fraction(1, 3), 64) == np.longdouble(1) / 3
     precision(300)
-    third = to_working(Fraction(1, 3), np.dtype(object))
+    third = to_working(Fraction(1, 3), 300)
     assert third.precision == 300 and abs(third * 3 - 1) < gmpy2.mpfr(2) ** -295

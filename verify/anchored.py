@@ -23,7 +23,7 @@ The stiff low-rank part of the Jacobian, ``-s G^T G = -s sum_n g_n g_n^T`` in ``
 (``(q_n)_r = sum_i (g_n)_i``, ``(q_n)_i = (g_n)_i``): no longer symmetric, but with the same
 spectrum. :func:`anchored_linear_part` returns it as ``-sum_r mu_r p_r q_r^T`` with
 bi-orthonormal ``q_r^T p_s = delta_rs`` (the images of the orthonormal eigenvectors of
-``s G^T G``), the form :func:`ssmpoison.verify.expcoll.integrate_expcoll` accepts.
+``s G^T G``), the form :meth:`ssmpoison.verify.expcoll.ExpColl.integrate` accepts as ``linear_part``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import gmpy2
 import numpy as np
 
 from ssmpoison.verify import kernels
+from ssmpoison.verify._numbers import to_working_array
 
 __all__ = ["anchor_index", "to_anchored", "from_anchored", "neg_grad_anchored", "anchored_linear_part", "uniform_gain"]
 
@@ -112,7 +113,7 @@ def neg_grad_anchored(z, r, kappa, U, y):
     return kappa * np.where(_mask(r, a.shape[-1]), phi_r, gaps)
 
 
-def anchored_linear_part(z, r, kappa, U, scale):
+def anchored_linear_part(z, r, kappa, U, scale, *, precision_bits: int):
     """The frozen stiff part ``-scale T^{-1} G^T G T = -sum_r mu_r p_r q_r^T`` in anchored coordinates.
 
     The eigenvectors ``w_r`` of the ``N x N`` Gram matrix ``scale G G^T`` (float64: any exactly
@@ -120,7 +121,17 @@ def anchored_linear_part(z, r, kappa, U, scale):
     ``v_r ~ G^T w_r`` in ``a``; they map to ``p_r = T^{-1} v_r = sum_n w_{nr} T^{-1} g_n`` (gaps
     by divided differences) and ``q_r = T^T v_r``, re-bi-orthonormalised in the working
     precision; ``mu_r = scale |G v_r|^2`` (Rayleigh quotient, working precision).
-    Returns ``(mu, P, Q)``: ``mu`` of shape ``(..., R)``, ``P, Q`` of shape ``(..., R, D)``.
+
+    Arguments
+        z: the state in anchored coordinates, ``(..., D)``, in the working type.
+        r: the anchors (:func:`anchor_index`).
+        kappa: the common gain ``c_i b_i``.
+        U: the ``(N, H)`` inputs, in the working type.
+        scale: the loss's weight ``2/N``, in the working type.
+        precision_bits: the working precision (the float64 eigenvectors are converted to it).
+
+    Returns
+        ``(mu, P, Q)``: ``mu`` of shape ``(..., R)``, ``P, Q`` of shape ``(..., R, D)``.
     """
     a = from_anchored(z, r)
     D = a.shape[-1]
@@ -128,7 +139,7 @@ def anchored_linear_part(z, r, kappa, U, scale):
     G = kernels.output_jacobian_a(a, ones * kappa, ones, U)  # (..., N, D)
     G64 = np.asarray(G, dtype=np.float64)
     _, W = np.linalg.eigh(float(scale) * np.einsum("...nd,...md->...nm", G64, G64))  # (..., N, R)
-    W = np.asarray(W, dtype=G.dtype) if G.dtype != object else _to_object(W, G)
+    W = np.asarray(W, dtype=G.dtype) if G.dtype != object else to_working_array(W, precision_bits)
     H = np.asarray(U).shape[1]
     Rm = kernels._reversed_inputs(U)[:, 1:] * np.arange(1, H)  # (N, H-1): coefficients of p_n'
     Rm = np.asarray(Rm, dtype=object) if a.dtype == object else np.asarray(Rm).astype(a.dtype)
@@ -143,12 +154,6 @@ def anchored_linear_part(z, r, kappa, U, scale):
     GP = (Qn[..., None, :, :] * P[..., :, None, :]).sum(axis=-1)  # (..., R, N): g_n . v_r
     mu = scale * (GP * GP).sum(axis=-1)
     return mu, P, Q
-
-
-def _to_object(W, like):
-    from ssmpoison.verify.seulex import to_working
-
-    return np.vectorize(lambda v: to_working(float(v), like.dtype), otypes=[object])(W)
 
 
 def _biorthonormalise(P, Q):

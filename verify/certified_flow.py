@@ -1,24 +1,18 @@
 """Flows with certified digits: every run is paired with an independent, more accurate re-run.
 
-``certified_flows(problems, quantity, precision)`` integrates gradient flows and reports a
+``certified_flows(problems, quantity, policy)`` integrates gradient flows and reports a
 scalar ``quantity(a, b, c)`` of each limit (e.g. the extrapolation error) with its
-certified significant digits (:mod:`verify.certify`):
+certified significant digits (:mod:`verify.certify`), under a
+:class:`~ssmpoison.verify._certification.CertificationPolicy` (the precisions of the run and
+of its re-run, the digit cap; its docstring states the fast path and the ``P``-bit path):
 
 * **Exact oracle** (clean flows with B = C = 1 and the single training sequence e_0, all
-  entries positive; SPEC §8, :mod:`theory.oracle`): the limit is the root of a
-  one-dimensional equation. The run solves it at the requested precision, the reference
-  at 64 more bits; both include the guard bits the cancellation needs.
-* **Integration** (everything else): the stiff integrators of :mod:`verify.flow`. Default
-  path: a float64 run certified by an x86 ``longdouble`` (64-bit mantissa) re-run at a
-  100x tighter tolerance; where that certifies fewer than ``target_digits`` (8) digits —
-  the setting is too ill-conditioned for float64, e.g. the poisoned H = 9 flows — the
-  longdouble run is reported instead, certified by an 80-bit (gmpy2) re-run: the user asks
-  for digits, not for a number type. ``precision=P``: a run at P bits certified by a re-run
-  at ``P + max(32, P/4)`` bits and the tolerance of that precision.
-
-Digits are capped by what the run's own arithmetic carries (14 for the float64 default
-path, ``floor(P log10 2) - 1`` at P bits). The reference also carries its own loss
-threshold, so the truncation of the flow at convergence is part of what is certified.
+  entries positive; :mod:`theory.oracle`): the limit is the root of a one-dimensional
+  equation, solved at the run's precision and, for the reference, at 64 more bits; both
+  include the guard bits the cancellation needs.
+* **Integration** (everything else): the gradient flows of :mod:`verify.flow`, run and re-run
+  at the policy's precisions. The reference also carries its own loss threshold, so the
+  truncation of the flow at convergence is part of what is certified.
 """
 
 from __future__ import annotations
@@ -32,29 +26,26 @@ import mpmath
 import numpy as np
 
 from ssmpoison.theory import oracle
-from ssmpoison.theory.validation import require_int
-from ssmpoison.verify.certify import Certified, certify, digits_supported, to_mpf
+from ssmpoison.verify._certification import CertificationPolicy
+from ssmpoison.verify._status import Status
+from ssmpoison.verify.certify import Certified, certify, to_mpf
 from ssmpoison.verify.flow import FlowOptions, FlowProblem, run_flows
 
-__all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "DEFAULT_DIGITS_CAP"]
-
-DEFAULT_DIGITS_CAP = digits_supported(53)  # 14: what a float64 result can carry
-_ORACLE_REFERENCE_EXTRA_BITS = 64
-_ESCALATION_BITS = 80
-DEFAULT_TARGET_DIGITS = 8
+__all__ = ["CertifiedRun", "certified_flows", "oracle_applies"]
 
 
 @dataclass(frozen=True)
 class CertifiedRun:
     """One flow with its certified quantity.
 
-    ``method`` is ``"oracle"`` or ``"integration"``; ``precision_bits`` is the run's working
-    precision (53 for the default path) and ``reference_bits`` the re-run's.
+    ``method`` is ``"oracle"`` or ``"integration"``; ``status`` a flow status
+    (:data:`ssmpoison.verify.flow.FLOW_STATUSES`); ``precision_bits`` is the run's working
+    precision (53 on the fast path) and ``reference_bits`` the re-run's.
     """
 
     problem: FlowProblem
     method: str
-    status: str
+    status: Status
     quantity: Certified
     t_converged: float | None
     train_loss: float
@@ -134,17 +125,16 @@ def _oracle_time(a0, horizon: int, label, loss_tol: float) -> float:
     return t + math.log(eta / eta_target) / rate_lin
 
 
-def _oracle_runs(problems, quantity, precision: int | None) -> list[CertifiedRun]:
-    bits = 53 if precision is None else precision
-    cap = DEFAULT_DIGITS_CAP if precision is None else digits_supported(bits)
-    ref_bits = max(bits, 64) + _ORACLE_REFERENCE_EXTRA_BITS
-    loss_tol = FlowOptions(precision=bits).effective_loss_tol
+def _oracle_runs(problems, quantity, policy: CertificationPolicy) -> list[CertifiedRun]:
+    bits, oracle_bits, ref_bits = policy.oracle_bits
+    cap = policy.digits_cap
+    loss_tol = FlowOptions(precision_bits=bits).effective_loss_tol
     out = []
     for p in problems:
         H, y = p.training_set.horizon, p.training_set.labels[0]
-        run_limit = oracle.clean_limit(p.a0, H, y, prec_bits=max(bits, 64))
+        run_limit = oracle.clean_limit(p.a0, H, y, prec_bits=oracle_bits)
         ref_limit = oracle.clean_limit(p.a0, H, y, prec_bits=ref_bits)
-        with mpmath.workprec(max(bits, 64)):
+        with mpmath.workprec(oracle_bits):
             value = quantity(run_limit, [mpmath.mpf(v) for v in p.b], [mpmath.mpf(v) for v in p.c])
         with mpmath.workprec(ref_bits):
             ref = quantity(ref_limit, [mpmath.mpf(v) for v in p.b], [mpmath.mpf(v) for v in p.c])
@@ -152,7 +142,7 @@ def _oracle_runs(problems, quantity, precision: int | None) -> list[CertifiedRun
             CertifiedRun(
                 problem=p,
                 method="oracle",
-                status="converged",
+                status=Status.CONVERGED,
                 quantity=certify(value, ref, cap),
                 t_converged=_oracle_time(p.a0, H, y, loss_tol),
                 train_loss=0.0,
@@ -165,32 +155,25 @@ def _oracle_runs(problems, quantity, precision: int | None) -> list[CertifiedRun
     return out
 
 
-def _integration_runs(problems, quantity, precision: int | None, t_max: float, target_digits: int) -> list[CertifiedRun]:
-    if precision is None:
-        run_opts = FlowOptions(precision=53, rtol=1e-11, t_max=t_max)
-        ref_opts = FlowOptions(precision=64, rtol=1e-13, loss_tol=run_opts.effective_loss_tol * 1e-6, t_max=t_max)
-        cap = DEFAULT_DIGITS_CAP
-    else:
-        run_opts = FlowOptions(precision=precision, t_max=t_max)
-        # the re-run: more bits, and a tolerance 1e-3 tighter (tighter still buys nothing the
-        # comparison can see, and costs steps)
-        ref_opts = FlowOptions(precision=precision + max(32, precision // 4), rtol=run_opts.effective_rtol * 1e-3, t_max=t_max)
-        cap = digits_supported(precision)
+def _integration_runs(problems, quantity, policy: CertificationPolicy, t_max: float) -> list[CertifiedRun]:
+    run_opts, ref_opts = policy.run_options(t_max), policy.reference_options(t_max)
+    cap = policy.digits_cap
     # one flow per integration: batched flows share one step size, which costs more than it saves
     runs = [run_flows([p], run_opts)[0] for p in problems]
     refs = [run_flows([p], ref_opts)[0] for p in problems]
     out = [_certified(p, r, f, quantity, cap, run_opts, ref_opts) for p, r, f in zip(problems, runs, refs)]
-    if precision is None:
+    if policy.fast_path:
         # where float64 cannot carry the digits asked for (ill-conditioned flows), report the
         # longdouble run instead, certified by an independent re-run at more bits
-        weak = [k for k, c in enumerate(out) if c.status == "converged" and c.quantity.digits < target_digits]
+        weak = [k for k, c in enumerate(out) if c.status == Status.CONVERGED and c.quantity.digits < policy.target_digits]
         if weak:
-            hi_opts = FlowOptions(precision=_ESCALATION_BITS, rtol=1e-17, t_max=t_max)
+            hi_opts = policy.escalation_options(t_max)
             his = [run_flows([problems[k]], hi_opts)[0] for k in weak]
             for k, hi in zip(weak, his):
-                better = _certified(problems[k], refs[k], hi, quantity, digits_supported(64), ref_opts, hi_opts)
+                better = _certified(problems[k], refs[k], hi, quantity, policy.escalation_digits_cap, ref_opts, hi_opts)
                 if better.quantity.digits > out[k].quantity.digits:
-                    note = f"float64 carried only {out[k].quantity.digits} digits here (ill-conditioned flow); longdouble run, certified by a {_ESCALATION_BITS}-bit re-run"
+                    note = (f"float64 carried only {out[k].quantity.digits} digits here (ill-conditioned flow); longdouble run, "
+                            f"certified by a {hi_opts.precision_bits}-bit re-run")
                     out[k] = dataclasses.replace(better, note=note)
     return out
 
@@ -198,7 +181,7 @@ def _integration_runs(problems, quantity, precision: int | None, t_max: float, t
 def _certified(problem, run, ref_run, quantity, cap, run_opts, ref_opts) -> CertifiedRun:
     value = _quantity_of(quantity, run)
     ref = _quantity_of(quantity, ref_run)
-    both = run.status == "converged" and ref_run.status == "converged"
+    both = run.status == Status.CONVERGED and ref_run.status == Status.CONVERGED
     return CertifiedRun(
         problem=problem,
         method="integration",
@@ -206,11 +189,11 @@ def _certified(problem, run, ref_run, quantity, cap, run_opts, ref_opts) -> Cert
         quantity=certify(value, ref, cap if both else 0),
         t_converged=None if run.t_converged is None else float(run.t_converged),
         train_loss=float(run.loss),
-        precision_bits=run_opts.precision,
-        reference_bits=ref_opts.precision,
+        precision_bits=run_opts.precision_bits,
+        reference_bits=ref_opts.precision_bits,
         limit=tuple(to_mpf(v) for v in run.a),
         steps=run.steps,
-        note="" if run.status == "converged" else f"run ended with status {run.status}",
+        note="" if run.status == Status.CONVERGED else f"run ended with status {run.status}",
     )
 
 
@@ -225,35 +208,34 @@ def _quantity_of(quantity, result):
 def certified_flows(
     problems: list[FlowProblem],
     quantity,
-    precision: int | None = None,
+    policy: CertificationPolicy = CertificationPolicy(),
     *,
     use_oracle: bool = True,
     t_max: float = 1e20,
-    target_digits: int = DEFAULT_TARGET_DIGITS,
 ) -> list[CertifiedRun]:
     """Run every flow and certify ``quantity(a, b, c)`` of its limit (see the module docstring).
 
-    Args:
-        problems: flows; those that share training set, B, C and ``train`` are integrated as a batch.
+    Arguments
+        problems: flows; those that share training set, B, C and ``train`` are integrated together.
         quantity: function of the limit's ``a, b, c`` (sequences of ``mpmath.mpf``), evaluated under
             ``mpmath.workprec``; e.g. ``lambda a, b, c: extrapolation_error(a, b, c, D, 20)``.
-        precision: ``None`` for the fast default path, or the working precision in bits (>= 53).
+        policy: the precisions of the runs and re-runs and the digit cap; the default is the fast
+            path (:data:`ssmpoison.verify._certification.FAST_PATH`).
         use_oracle: use the exact oracle where it applies (else integrate every flow).
         t_max: time limit of the integrations.
-        target_digits: default path only: runs whose float64 result certifies fewer digits are
-            re-reported from the longdouble run, certified by an 80-bit re-run.
+
+    Returns
+        One :class:`CertifiedRun` per problem, in order.
     """
-    if precision is not None:
-        precision = require_int("precision", precision, minimum=53)
     results: dict[int, CertifiedRun] = {}
     exact = [k for k, p in enumerate(problems) if use_oracle and oracle_applies(p)]
-    for k, run in zip(exact, _oracle_runs([problems[k] for k in exact], quantity, precision)):
+    for k, run in zip(exact, _oracle_runs([problems[k] for k in exact], quantity, policy)):
         results[k] = run
     groups: dict[tuple, list[int]] = {}
     for k, p in enumerate(problems):
         if k not in results:
             groups.setdefault((p.training_set, p.b, p.c, p.train, p.state_dim), []).append(k)
     for members in groups.values():
-        for k, run in zip(members, _integration_runs([problems[k] for k in members], quantity, precision, t_max, target_digits)):
+        for k, run in zip(members, _integration_runs([problems[k] for k in members], quantity, policy, t_max)):
             results[k] = run
     return [results[k] for k in range(len(problems))]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ssmpoison.theory.construction import clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
 from ssmpoison.theory.theorem import Condition, TheoremSetting, conditions
 from ssmpoison.theory.validation import require_int, require_real
+from ssmpoison.verify._certification import CertificationPolicy
 from ssmpoison.verify.certified_flow import CertifiedRun, certified_flows
 from ssmpoison.verify.flow import FlowProblem
 
@@ -124,18 +125,20 @@ class CheckReport:
         }
 
 
-def check_setting(setting: TheoremSetting, precision: int | None = None, clean_tolerance: float = 1e-2) -> CheckReport:
+def check_setting(setting: TheoremSetting, precision_bits: int | None = None, clean_tolerance: float = 1e-2) -> CheckReport:
     """Evaluate the conditions, run both flows with certified digits, and compare with the Theorem.
 
     Args:
         setting: horizon, initial diagonal and extrapolation horizon.
-        precision: ``None`` for the default certified path, else the working precision in bits.
+        precision_bits: ``None`` for the certified fast path, else the working precision in bits
+            (:class:`~ssmpoison.verify._certification.CertificationPolicy`).
         clean_tolerance: extrapolation error up to which the clean flow counts as generalising.
     """
     tol = require_real("clean_tolerance", clean_tolerance, positive=True)
     H, D, J = setting.horizon, setting.state_dim, setting.extrapolate_to
     problems = [FlowProblem(clean_training_set(H), setting.a0), FlowProblem(poisoned_training_set(H), setting.a0)]
-    clean, poisoned = certified_flows(problems, lambda a, b, c: extrapolation_error(a, b, c, D, J), precision)
+    policy = CertificationPolicy(precision_bits=precision_bits)
+    clean, poisoned = certified_flows(problems, lambda a, b, c: extrapolation_error(a, b, c, D, J), policy)
     return CheckReport(setting, tuple(conditions(setting, tol)), clean, poisoned, tol)
 
 

@@ -96,10 +96,12 @@ def _run_reproduce(args) -> int:
     for h in horizons:
         if h not in THEORY_ROW:
             raise ValueError(f"horizon must be one of {', '.join(map(str, sorted(THEORY_ROW)))} for the theory row, got {h}")
-    precision = None if args.precision is None else require_int("precision", args.precision, minimum=53)
+    from ssmpoison.verify._numbers import require_precision_bits
+
+    precision_bits = None if args.precision is None else require_precision_bits(args.precision, name="precision")
     from ssmpoison.verify.reporting import reproduce_theory_row
 
-    return reproduce_theory_row(horizons, precision, jobs, args.json)
+    return reproduce_theory_row(horizons, precision_bits, jobs, args.json)
 
 
 # -- check ----------------------------------------------------------------------------------------
@@ -136,7 +138,9 @@ def _run_check(args) -> int:
     D = require_int("state_dim", args.state_dim, minimum=2)
     H2 = require_int("extrapolate_to", args.extrapolate_to, minimum=1)
     tolerance = require_real("tolerance", args.tolerance, positive=True)
-    precision = None if args.precision is None else require_int("precision", args.precision, minimum=53)
+    from ssmpoison.verify._numbers import require_precision_bits
+
+    precision_bits = None if args.precision is None else require_precision_bits(args.precision, name="precision")
     if args.init is not None:
         values = [v.strip() for v in args.init.split(",") if v.strip()]
         if len(values) != D:
@@ -145,7 +149,7 @@ def _run_check(args) -> int:
     else:
         seed = require_int("seed", 0 if args.seed is None else args.seed, minimum=0)
         setting = paper_setting(H, D, H2, args.init_scale, args.gap_exponent, seed)
-    report = check_setting(setting, precision, tolerance)
+    report = check_setting(setting, precision_bits, tolerance)
     if args.json != "-":
         print(report_text(report))
     if args.json:

@@ -22,10 +22,11 @@ threshold, :class:`ssmpoison.verify.flow.FlowOptions`); flows that diverge or ru
 are counted, never judged.
 
 A float64 run is the search's screen (:func:`evaluate`). A failure is then *certified*
-(:func:`certify_failure`) by two independent high-precision runs, at ``P`` bits and at
-``P + s`` bits, ``s = max(32, P/4)`` (each with its precision's own loss threshold; should
-one of them not converge within its step budget, a third at ``P + 2s`` bits stands in for it,
-and the record names the precisions used): the certified digits
+(:func:`certify_failure`) under the certification policy
+:data:`ssmpoison.verify._certification.SEARCH_CERTIFICATION`: two independent high-precision
+runs, at ``P`` bits and at ``P + s`` bits, ``s = max(32, P/4)`` (each with its precision's own
+tolerance and loss threshold; should one of them not converge within its step budget, a third
+at ``P + 2s`` bits stands in for it, and the record names the precisions used): the certified digits
 of a quantity are its agreement between them (:func:`ssmpoison.verify.certify.certify`), capped by what
 the evaluation carries (``effective_rank`` is evaluated in float64: 14 digits), and the failure
 counts only if the certified interval ``min(x, ref) * (1 - 10^-d)`` still lies beyond the
@@ -43,6 +44,9 @@ import numpy as np
 
 from ssmpoison.theory.effective_rank import effective_rank
 from ssmpoison.theory.validation import require_int, require_real
+from ssmpoison.verify._certification import SEARCH_CERTIFICATION, CertificationPolicy
+from ssmpoison.verify._numbers import require_precision_bits
+from ssmpoison.verify._status import Status
 from ssmpoison.verify.certify import certify, digits_supported, to_mpf
 from ssmpoison.verify.clean_problem import CleanProblem
 from ssmpoison.verify.flow import FlowOptions, run_flow
@@ -64,15 +68,14 @@ CRITERIA = ("greedy_low_rank", "extrapolation")
 
 #: float64 flows of the search: the default loss threshold of float64, a step budget that every
 #: converging flow of the searched space meets (measured: < 400 steps) and stuck flows exhaust fast.
-SEARCH_FLOW_OPTIONS = FlowOptions(precision=53, max_steps=400)
-_CERTIFY_MAX_STEPS = 1500
+SEARCH_FLOW_OPTIONS = FlowOptions(precision_bits=53, max_steps=400)
 
 
 @dataclass(frozen=True)
 class SearchCriteria:
     """Thresholds of the two criteria (see the module docstring).
 
-    Args:
+    Arguments
         rank_margin: greedy learning fails when ``erank > D* + rank_margin`` (> 0).
         escape_fraction: an entry escaped when ``|a_i| >= escape_fraction * min |alpha|`` (in (0, 1]).
         extrapolation_threshold: extrapolation fails when the error exceeds it (> 0).
@@ -139,11 +142,12 @@ def regime(problem: CleanProblem) -> str:
 class Outcome:
     """The float64 screen of one problem.
 
-    ``failures`` lists the criteria that fail (empty when none, or when undefined);
-    ``effective_rank`` and ``extrapolation_error`` are ``None`` unless the flow converged.
+    ``status`` is the flow's (:data:`ssmpoison.verify.flow.FLOW_STATUSES`); ``failures`` lists
+    the criteria that fail (empty when none, or when undefined); ``effective_rank`` and
+    ``extrapolation_error`` are ``None`` unless the flow converged.
     """
 
-    status: str
+    status: Status
     learned_a: tuple
     train_loss: float
     t_end: float
@@ -155,7 +159,7 @@ class Outcome:
 
     def to_json(self) -> dict:
         return {
-            "precision_bits": 53,
+            "precision_bits": SEARCH_FLOW_OPTIONS.precision_bits,
             "status": self.status,
             "t_end": self.t_end,
             "steps": self.steps,
@@ -190,7 +194,7 @@ def evaluate(problem: CleanProblem, criteria: SearchCriteria = SearchCriteria())
     a = tuple(float(v) for v in result.a)
     escaped = sum(abs(v) >= criteria.escape_level(problem) for v in a)
     common = dict(status=result.status, learned_a=a, train_loss=float(result.loss), t_end=float(result.t), steps=result.steps, escaped=escaped)
-    if result.status != "converged":
+    if result.status != Status.CONVERGED:
         return Outcome(**common, effective_rank=None, extrapolation_error=None, failures=())
     erank = effective_rank(a)
     error = float(problem.teacher.extrapolation_error(a, length=criteria.extrapolation_length(problem.horizon)))
@@ -240,24 +244,43 @@ def _beyond(c, threshold: float) -> bool:
     return low > threshold
 
 
-def certify_failure(problem: CleanProblem, criterion: str, criteria: SearchCriteria = SearchCriteria(), precision: int = 113) -> CertifiedFailure:
-    """Re-run ``problem`` at ``precision`` and more bits (module docstring); certify ``criterion``'s failure."""
+def certify_failure(
+    problem: CleanProblem, criterion: str, criteria: SearchCriteria = SearchCriteria(), policy: CertificationPolicy = SEARCH_CERTIFICATION
+) -> CertifiedFailure:
+    """Re-run ``problem`` at high precision (module docstring) and certify ``criterion``'s failure.
+
+    Arguments
+        problem: the non-special problem.
+        criterion: one of :data:`CRITERIA`.
+        criteria: the thresholds.
+        policy: the precisions of the runs (its ``precision_ladder``, ``precision_bits`` >= 64)
+            and their step budget.
+
+    Returns
+        :class:`CertifiedFailure`.
+
+    Raises
+        ValueError: an unknown criterion, or a policy below 64 bits (or the fast path).
+    """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
-    bits = require_int("precision", precision, minimum=64)
+    if policy.fast_path:
+        raise ValueError("policy must have precision_bits (>= 64): the fast path certifies no failure")
+    require_precision_bits(policy.precision_bits, minimum=64)
     fp = problem.flow_problem()
-    step = max(32, bits // 4)
+    ladder = policy.precision_ladder()
+    bits, ref_bits = ladder[0], ladder[1]
     converged, tried = [], []
-    for p in (bits, bits + step, bits + 2 * step):
-        result = run_flow(fp, FlowOptions(precision=p, max_steps=_CERTIFY_MAX_STEPS))
+    for p in ladder:
+        result = run_flow(fp, policy.flow_options(p))
         tried.append((p, result.status))
-        if result.status == "converged":
+        if result.status == Status.CONVERGED:
             converged.append(result)
             if len(converged) == 2:
                 break
     statuses = tuple(f"{p} bits: {status}" for p, status in tried)
     if len(converged) < 2:
-        return CertifiedFailure(criterion, bits, bits + step, statuses, ("?",) * len(fp.a0), None, None, False,
+        return CertifiedFailure(criterion, bits, ref_bits, statuses, ("?",) * len(fp.a0), None, None, False,
                                 f"fewer than two high-precision runs converged ({'; '.join(statuses)})")
     run, ref = converged
     bits, ref_bits = run.precision_bits, ref.precision_bits

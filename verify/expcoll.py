@@ -23,8 +23,7 @@ Weights: ``I_j(x, z) = int_0^x e^{-(x - xi) z} xi^j d xi`` by stable recurrences
 ``z >= M``, backward otherwise), then ``W_{r,k}(x) = sum_j Lc_{kj} I_j(x, z_r)`` with
 ``l_k(xi) = sum_j Lc_{kj} xi^j``, in gmpy2 at the working precision plus 128 guard bits (the
 monomial basis is ill-conditioned; the guard bits absorb it). The weights of the exact ``z``
-are computed every step, in every type (about 0.2 ms per rate, less than a Picard
-sweep).
+are computed every step, in every type (cheaper than a Picard sweep).
 
 Error estimate (spectral): with ``gamma_n`` the Legendre coefficients of the interpolant of
 ``g`` — its stiff components damped by ``(1 - e^{-z})/z``, as the end point integrates them —
@@ -34,8 +33,11 @@ to degree ``2M - 1``) errs by about ``h |gamma_{M-1}| rho^(M+1)``; steps are res
 is the top coefficient itself, which rejects the step. Picard iterations that stop
 contracting are abandoned early and the step shortened by the observed contraction.
 
-Arithmetic: the dtype of ``y0`` selects it (float64, longdouble, or object arrays of
-``gmpy2.mpfr`` at the current gmpy2 precision), as in :mod:`verify.seulex`. In float types
+Arithmetic: the explicit working precision ``precision_bits`` selects it (53 bits: float64,
+64: longdouble, else object arrays of ``gmpy2.mpfr`` at that precision, in a gmpy2 context the
+integrator enters itself; :mod:`verify._numbers`). The method is used through the interface
+of :mod:`verify._integrator`: an :class:`ExpColl` value holds its parameters,
+:meth:`ExpColl.integrate` takes the system, the tolerances and the precision. In float types
 the state is carried as ``y + y_lo`` (compensated sums), so rounding does not accumulate
 over the steps; the flows of the theory row are ill-conditioned enough for this to matter
 (SPEC §8).
@@ -45,71 +47,115 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from numbers import Real
+from typing import Callable, ClassVar
 
 import gmpy2
 import mpmath
 import numpy as np
 
-from ssmpoison.verify.seulex import precision_bits, to_working
+from ssmpoison.verify._integrator import IntegrationResult, check_tolerances, require_stiff_part
+from ssmpoison.verify._numbers import to_working, to_working_array, working_context, working_dtype
+from ssmpoison.verify._status import Status
 
-__all__ = ["ExpCollOptions", "ExpCollResult", "integrate_expcoll", "default_nodes"]
+__all__ = ["ExpColl", "default_nodes"]
 
 _GUARD = 128
 
 
-def default_nodes(bits: int) -> int:
-    """Collocation nodes for a working precision: M = floor(digits / 2.2), clamped to [6, 16] (7 for float64, 8 for longdouble, 16 from 128 bits).
+def default_nodes(precision_bits: int) -> int:
+    """Collocation nodes for a working precision: ``M = floor(digits / 2.2)``, clamped to [6, 16]
+    (7 for float64, 8 for longdouble, 16 from 128 bits).
 
-    Beyond ~16 nodes the top Legendre coefficients of ``g`` reach the level at which the Picard
-    iteration leaves the stages (1e-3 of the tolerance), the estimated decay flattens and the
-    steps get shorter, not longer: at 160 bits, 21 nodes took 2x the time of 17 (measured).
+    Beyond about 16 nodes the top Legendre coefficients of ``g`` reach the level at which the
+    Picard iteration leaves the stages (1e-3 of the tolerance): the estimated decay flattens and
+    the steps get shorter, not longer.
     """
-    return max(6, min(16, int(bits * math.log10(2) / 2.2)))
+    return max(6, min(16, int(precision_bits * math.log10(2) / 2.2)))
 
 
 @dataclass(frozen=True)
-class ExpCollOptions:
-    """Tolerances of :func:`integrate_expcoll` (validated)."""
+class ExpColl:
+    """Exponential collocation (module docstring): its parameters, validated on construction.
 
-    rtol: float = 1e-10
-    atol: float = 1e-14
+    Implements :class:`ssmpoison.verify._integrator.Integrator`; the tolerances, the step budget
+    and the working precision are arguments of :meth:`integrate`.
+
+    Arguments
+        nodes: Gauss–Legendre nodes ``M`` (2 to 40); ``None``: :func:`default_nodes` of the precision.
+        max_picard: Picard sweeps per step attempt; ``None``: ``2M + 10`` (400 with ``fixed_step``).
+        initial_step: first step size; ``None`` picks ``0.01 ‖y0‖ / ‖f(y0)‖``.
+        fixed_step: keep ``h = initial_step`` throughout (order-of-convergence tests).
+
+    Raises
+        ValueError: ``nodes`` out of range, or ``fixed_step`` without ``initial_step``.
+    """
+
+    name: ClassVar[str] = "exponential collocation"
+
     nodes: int | None = None
-    max_steps: int = 100_000
     max_picard: int | None = None
     initial_step: float | None = None
-    fixed_step: bool = False  # keep h = initial_step (for order-of-convergence tests)
+    fixed_step: bool = False
 
     def __post_init__(self):
-        for name in ("rtol", "atol"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-        if not self.rtol > 0:
-            raise ValueError(f"rtol must be > 0, got {self.rtol!r}")
         if self.nodes is not None and not (isinstance(self.nodes, int) and 2 <= self.nodes <= 40):
             raise ValueError(f"nodes must be None or an int in [2, 40], got {self.nodes!r}")
         if self.fixed_step and self.initial_step is None:
             raise ValueError("initial_step must be given when fixed_step is True")
-        if not (isinstance(self.max_steps, int) and self.max_steps >= 1):
-            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
 
+    def integrate(
+        self,
+        fun: Callable,
+        y0,
+        t0,
+        t_end,
+        *,
+        precision_bits: int,
+        rtol: Real,
+        atol: Real,
+        max_steps: int = 100_000,
+        linear_part: Callable | None = None,
+        make_solver: Callable | None = None,
+        stop: Callable | None = None,
+        observe: Callable | None = None,
+        blowup: Real | None = None,
+    ) -> IntegrationResult:
+        """Integrate ``y' = fun(y)`` (``y`` of shape ``(B, D)``) by exponential collocation.
 
-@dataclass(frozen=True)
-class ExpCollResult:
-    t: object
-    y: np.ndarray
-    status: str  # "t_end", "stopped", "blowup", "max_steps", "step_too_small"
-    n_steps: int
-    n_rejected: int
-    n_fun_evals: int
-    info: dict = field(default_factory=dict)
+        Arguments
+            fun: ``fun(y) -> f(y)``, same shape as ``y``.
+            y0: initial state ``(B, D)``, converted to the working type of ``precision_bits``.
+            t0, t_end: numbers (``t_end`` may be ``float("inf")`` when ``stop`` ends the run).
+            precision_bits: working precision (53: float64, 64: longdouble, else gmpy2.mpfr at
+                that precision, whatever the caller's gmpy2 context).
+            rtol, atol: tolerances of the spectral error estimate (module docstring).
+            max_steps: maximum number of step attempts (accepted + rejected).
+            linear_part: ``linear_part(y) -> (mu, V)``: the frozen low-rank part
+                ``L = -sum_r mu_r v_r v_r^T`` at ``y``, ``mu`` of shape ``(B, R)`` (>= 0), ``V`` of
+                shape ``(B, R, D)`` with orthonormal rows; or ``(mu, P, Q)`` for
+                ``L = -sum_r mu_r p_r q_r^T`` with bi-orthonormal rows (``q_r . p_s = delta_rs``;
+                then ``e^{hL} = I + sum_r (e^{-h mu_r} - 1) p_r q_r^T`` likewise).
+            make_solver: not used.
+            stop, observe, blowup: as in :class:`ssmpoison.verify._integrator.Integrator`.
+
+        Returns
+            :class:`~ssmpoison.verify._integrator.IntegrationResult` with ``details["nodes"] = M``.
+
+        Raises
+            ValueError: bad tolerances, or no ``linear_part``.
+        """
+        check_tolerances(rtol, atol, max_steps)
+        linear_part = require_stiff_part(self.name, "linear_part", linear_part)
+        with working_context(precision_bits):
+            return _integrate(self, fun, linear_part, y0, t0, t_end, precision_bits, rtol, atol, max_steps, stop, observe, blowup)
 
 
 @functools.lru_cache(maxsize=16)
-def _nodes_tables(M: int, bits: int):
+def _nodes_tables(M: int, precision_bits: int):
     """Gauss–Legendre nodes on (0,1), Lagrange monomial coefficients, z=0 weights, Legendre transform (mpf)."""
-    with mpmath.workprec(bits):
+    with mpmath.workprec(precision_bits):
         xs, _ = zip(*[(x, w) for x, w in _gauss_legendre(M)])
         c = [(1 + x) / 2 for x in xs]
         V = mpmath.matrix([[ck**j for j in range(M)] for ck in c])  # V[k, j] = c_k^j
@@ -143,8 +189,9 @@ def _gauss_legendre(M: int):
     return sorted(out)
 
 
-def _monomial_weights(points, M: int, z):
-    """``I[p, j] = int_0^{x_p} e^{-(x_p - xi) z} xi^j d xi`` for every point x_p and j < M (object array of gmpy2, context precision).
+def _monomial_weights(points, M: int, z, precision_bits: int):
+    """``I[p, j] = int_0^{x_p} e^{-(x_p - xi) z} xi^j d xi`` for every point x_p and j < M
+    (object array of gmpy2; called inside a context of ``precision_bits``).
 
     Integration by parts gives ``I_j = (x^j - j I_{j-1}) / z`` with ``I_0 = -expm1(-x z) / z``:
     run forward when ``z >= M`` (errors multiplied by ``j/z <= 1``), and backward,
@@ -152,7 +199,6 @@ def _monomial_weights(points, M: int, z):
     multiplied by ``z/j < 1``; ``J_0`` is chosen so the starting error is damped below the
     working precision).
     """
-    bits = gmpy2.get_context().precision
     xs = np.array(points, dtype=object)  # vectorised over the points (object arrays of mpfr)
     if z >= M:
         cols = [np.array([-gmpy2.expm1(-x * z) / z for x in points], dtype=object)]
@@ -161,10 +207,10 @@ def _monomial_weights(points, M: int, z):
             xp = xp * xs
             cols.append((xp - j * cols[-1]) / z)
         return np.stack(cols, axis=1)
-    # backward: damping prod_{j=M}^{J} z/j must reach 2^-bits
+    # backward: damping prod_{j=M}^{J} z/j must reach 2^-precision_bits
     J, damp = M, 0.0
     zf = max(float(z), 1e-300)
-    while damp > -bits * math.log(2) and J < M + 4 * bits:
+    while damp > -precision_bits * math.log(2) and J < M + 4 * precision_bits:
         J += 1
         damp += math.log(zf / J) if z > 0 else -math.inf
     powers = [np.ones_like(xs)]
@@ -179,20 +225,21 @@ def _monomial_weights(points, M: int, z):
     return np.stack(cols, axis=1)
 
 
-def _weights(M: int, bits: int, z_values, dtype):
-    """``W[..., p, k]`` for every z in ``z_values`` (array of non-negative numbers), in the working type."""
-    wbits = bits + _GUARD
-    points, Lc, _ = _gmpy_tables(M, wbits)
-    with gmpy2.context(gmpy2.get_context(), precision=wbits):
+def _weights(M: int, precision_bits: int, z_values):
+    """``W[..., p, k]`` for every z in ``z_values`` (array of non-negative numbers), in the working type of ``precision_bits``."""
+    dtype = working_dtype(precision_bits)
+    guarded_bits = precision_bits + _GUARD
+    points, Lc, _ = _gmpy_tables(M, guarded_bits)
+    with gmpy2.context(precision=guarded_bits):
         flat = np.asarray(z_values).reshape(-1)
         out, seen = [], {}
         for z in flat:
             zg = _to_gmpy(z)
             if zg not in seen:
-                I = _monomial_weights(points, M, zg)  # (p, j)
+                I = _monomial_weights(points, M, zg, guarded_bits)  # (p, j)
                 # W[p, k] = sum_j I[p, j] Lc[k, j]: cancellation is bounded by the monomial basis's
                 # conditioning (< 2^40 up to 24 nodes), far inside the guard bits
-                seen[zg] = I @ _lagrange_matrix(M, wbits).T
+                seen[zg] = I @ _lagrange_matrix(M, guarded_bits).T
             out.append(seen[zg])
         W = np.stack(out) if out else np.empty((0, M + 1, M), dtype=object)
         if dtype != object:  # hi + lo: 106 bits of every weight, then one rounding to the working type
@@ -200,13 +247,14 @@ def _weights(M: int, bits: int, z_values, dtype):
             lo = (W - hi.astype(object)).astype(np.float64)
             arr = hi.astype(dtype) + lo.astype(dtype) if dtype != np.float64 else hi
     if dtype == object:
-        arr = W * 1  # rounds every entry to the caller's (working) precision
+        with gmpy2.context(precision=precision_bits):
+            arr = W * 1  # rounds every entry to the working precision
     return arr.reshape(np.asarray(z_values).shape + (M + 1, M))
 
 
 @functools.lru_cache(maxsize=64)
-def _lagrange_matrix(M: int, wbits: int) -> np.ndarray:
-    return np.array(_gmpy_tables(M, wbits)[1], dtype=object)
+def _lagrange_matrix(M: int, guarded_bits: int) -> np.ndarray:
+    return np.array(_gmpy_tables(M, guarded_bits)[1], dtype=object)
 
 
 def _to_gmpy(z):
@@ -227,30 +275,30 @@ def _mp_to_gmpy(v):
     return -value if sign else value
 
 
-def _cast(v, dtype):
-    """A ``gmpy2.mpfr`` (at more bits than the working type) rounded to the working type."""
+def _cast(v, dtype, object_bits: int):
+    """A ``gmpy2.mpfr`` (at more bits than the working type) rounded to ``dtype`` (to ``object_bits`` bits for ``object``)."""
     if dtype == object:
-        return gmpy2.mpfr(v)  # rounds to the context precision
+        return gmpy2.mpfr(v, object_bits)
     if dtype == np.float64:
         return float(v)  # mpfr -> float is correctly rounded
     hi = float(v)
     return dtype.type(hi) + dtype.type(float(v - hi))  # longdouble: 106 bits of v, one rounding
 
 
-def _cast_table(table, dtype):
-    return np.array([[_cast(_mp_to_gmpy(v), dtype) for v in row] for row in table], dtype=dtype)
+def _cast_table(table, dtype, object_bits: int):
+    return np.array([[_cast(_mp_to_gmpy(v), dtype, object_bits) for v in row] for row in table], dtype=dtype)
 
 
 @functools.lru_cache(maxsize=64)
-def _gmpy_tables(M: int, wbits: int):
-    """Points, Lagrange monomial coefficients and z = 0 weights as ``gmpy2.mpfr`` of ``wbits`` bits.
+def _gmpy_tables(M: int, guarded_bits: int):
+    """Points, Lagrange monomial coefficients and z = 0 weights as ``gmpy2.mpfr`` of ``guarded_bits`` bits.
 
-    Converted under a ``wbits`` context whatever the caller's (a float64 caller's context has
-    53 bits, which would round the ill-conditioned monomial coefficients and cost ~1e-13 in
-    every weight).
+    Converted under a context of ``guarded_bits`` whatever the caller's (a float64 caller's
+    context has 53 bits, which would round the ill-conditioned monomial coefficients and cost
+    about 1e-13 in every weight).
     """
-    _, points_mp, Lc_mp, A_mp, _ = _nodes_tables(M, wbits)
-    with gmpy2.context(gmpy2.get_context(), precision=wbits):
+    _, points_mp, Lc_mp, A_mp, _ = _nodes_tables(M, guarded_bits)
+    with gmpy2.context(precision=guarded_bits):
         return (
             [_mp_to_gmpy(p) for p in points_mp],
             [[_mp_to_gmpy(v) for v in row] for row in Lc_mp],
@@ -258,7 +306,7 @@ def _gmpy_tables(M: int, wbits: int):
         )
 
 
-def _frozen_weights(M: int, bits: int, h, mu, dtype):
+def _frozen_weights(M: int, precision_bits: int, h, mu, dtype):
     """Weights ``W`` of shape ``mu.shape + (M+1, M)`` for every frozen rate.
 
     The weights of the exact ``z = h mu`` (in the working type, converted exactly), computed
@@ -269,7 +317,7 @@ def _frozen_weights(M: int, bits: int, h, mu, dtype):
     """
     shape = np.asarray(mu).shape
     flat_mu = np.asarray(mu).reshape(-1)
-    W = _weights(M, bits, np.array([h * m for m in flat_mu], dtype=dtype), dtype)
+    W = _weights(M, precision_bits, np.array([h * m for m in flat_mu], dtype=dtype))
     return W.reshape(shape + (M + 1, M))
 
 
@@ -316,51 +364,50 @@ def _spectral_error(coeffs, h, atol, rtol, end, M: int) -> float:
     return float((e / scale).max())
 
 
-def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(), *, stop=None, observe=None, blowup=None):
-    """Integrate ``y' = fun(y)`` (``y`` of shape ``(B, D)``) by exponential collocation.
+def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits, rtol, atol, max_steps, stop, observe, blowup) -> IntegrationResult:
+    """:meth:`ExpColl.integrate` inside the working context of ``precision_bits``.
 
-    ``linear_part(y) -> (mu, V)`` gives the frozen low-rank part ``L = -sum_r mu_r v_r v_r^T``
-    at ``y``: ``mu`` of shape ``(B, R)`` (>= 0), ``V`` of shape ``(B, R, D)`` with orthonormal rows;
-    or ``(mu, P, Q)`` for ``L = -sum_r mu_r p_r q_r^T`` with bi-orthonormal rows
-    (``q_r . p_s = delta_rs``; then ``e^{hL} = I + sum_r (e^{-h mu_r} - 1) p_r q_r^T`` likewise).
-    The weights are those of the exact ``h mu_r``. The state is updated with compensated (TwoSum) sums in float
-    types, so the rounding of ``y_n + increment`` does not accumulate over the steps.
-    ``stop``, ``observe`` and ``blowup`` as in :func:`ssmpoison.verify.seulex.integrate`.
+    The weights are those of the exact ``h mu_r``. The state is updated with compensated
+    (TwoSum) sums in float types, so the rounding of ``y_n + increment`` does not accumulate
+    over the steps.
     """
-    y = np.array(y0, copy=True)
+    y = to_working_array(y0, precision_bits)
     dtype = y.dtype
-    bits = precision_bits(dtype)
-    M = options.nodes or default_nodes(bits)
-    K = options.max_picard or (400 if options.fixed_step else 2 * M + 10)
-    tbits = bits + _GUARD
-    _, _, _, A_mp, legendre_mp = _nodes_tables(M, tbits)
-    with gmpy2.context(gmpy2.get_context(), precision=tbits):
-        A = _cast_table(A_mp, dtype)  # (M+1, M)
-        legendre = _cast_table(legendre_mp, dtype)  # (M, M): node values -> Legendre coefficients
-    t = to_working(t0, dtype)
-    t_end = to_working(t_end, dtype)
-    rtol, atol = to_working(options.rtol, dtype), to_working(options.atol, dtype)
-    one = to_working(1, dtype)
+    M = method.nodes or default_nodes(precision_bits)
+    K = method.max_picard or (400 if method.fixed_step else 2 * M + 10)
+    guarded_bits = precision_bits + _GUARD
+    _, _, _, A_mp, legendre_mp = _nodes_tables(M, guarded_bits)
+    with gmpy2.context(precision=guarded_bits):
+        A = _cast_table(A_mp, dtype, guarded_bits)  # (M+1, M)
+        legendre = _cast_table(legendre_mp, dtype, guarded_bits)  # (M, M): node values -> Legendre coefficients
+    t = to_working(t0, precision_bits)
+    t_end = to_working(t_end, precision_bits)
+    rtol, atol = to_working(rtol, precision_bits), to_working(atol, precision_bits)
+    one = to_working(1, precision_bits)
     f0 = fun(y)
     nfev = 1
     scale0 = np.abs(y).max()
-    h = to_working(options.initial_step, dtype) if options.initial_step else one * (0.01 * float(scale0) / max(float(np.abs(f0).max()), 1e-300))
+    h = (
+        to_working(method.initial_step, precision_bits)
+        if method.initial_step
+        else one * (0.01 * float(scale0) / max(float(np.abs(f0).max()), 1e-300))
+    )
     steps = rejected = 0
-    status = "max_steps"
+    status = Status.MAX_STEPS
     y_lo = np.zeros_like(y)
     just_rejected = False
     previous_accept = None  # (h, err) of the last accepted step
     last_poly = None  # (h, increments at c_1..c_M, 1) of the last accepted step: the Picard start
     predict = True
-    while steps + rejected < options.max_steps:
+    while steps + rejected < max_steps:
         if t >= t_end:
-            status = "t_end"
+            status = Status.T_END
             break
         if t + h > t_end:
             h = t_end - t
         mu, *basis = linear_part(y)  # (B, R) and V (B, R, D), or P, Q (bi-orthonormal)
         P, Q = (basis[0], basis[0]) if len(basis) == 1 else basis
-        W = _frozen_weights(M, bits, h, mu, dtype)  # (B, R, M+1, M)
+        W = _frozen_weights(M, precision_bits, h, mu, dtype)  # (B, R, M+1, M)
         # split around y_n: y' = L (y - y_n) + g(y), g(y) = f(y) - L (y - y_n); no decay term, no cancellation
         base = np.broadcast_to(y, (M + 1,) + y.shape)
         stages = np.broadcast_to(y, (M,) + y.shape).copy()
@@ -397,33 +444,33 @@ def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(),
                 break
             if it >= 1 and change > 1e-1:
                 contraction = max(contraction, change / previous)
-                if it >= 2 and contraction > 0.8 and not options.fixed_step:
+                if it >= 2 and contraction > 0.8 and not method.fixed_step:
                     break  # not contracting: give up early and shorten the step
             previous = change
         if not ok:
             predict = False  # the continued polynomial may be what failed: start the retry from y_n
-            if options.fixed_step:
+            if method.fixed_step:
                 raise ArithmeticError(f"Picard iteration did not converge at the fixed step {float(h):.3g}")
             rejected += 1
-            h = h * to_working(min(0.5, max(0.1, _PICARD_TARGET / contraction)) if contraction > 0 else 0.25, dtype)
+            h = h * to_working(min(0.5, max(0.1, _PICARD_TARGET / contraction)) if contraction > 0 else 0.25, precision_bits)
             if t + h == t:
-                status = "step_too_small"
+                status = Status.STEP_TOO_SMALL
                 break
             continue
         # g as the end point integrates it: stiff components damped by (1 - e^-z)/z
         z = np.asarray(h * mu, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
             damp = np.where(z > 0, -np.expm1(-z) / z, 1.0)  # (B, R)
-        damp = damp.astype(dtype) if dtype != object else np.vectorize(gmpy2.mpfr, otypes=[object])(damp)
+        damp = damp.astype(dtype) if dtype != object else np.vectorize(lambda v: gmpy2.mpfr(v, precision_bits), otypes=[object])(damp)
         # in the working type: the top coefficients are far below |g| and must not drown in float64 rounding
         G_eff = G + ((VG * (damp - one)[None])[..., None] * P[None]).sum(axis=2)
         coeffs = np.abs(np.asarray(np.tensordot(legendre[max(0, M - 4):], G_eff, axes=([1], [0])), dtype=float))
         if M < 4:  # too few coefficients to see a decay: no decay assumed (conservative)
             coeffs = np.concatenate([np.zeros((4 - M,) + coeffs.shape[1:]), coeffs])
         err = _spectral_error(coeffs, h, atol, rtol, end, M)
-        if err > 1 and not options.fixed_step:
+        if err > 1 and not method.fixed_step:
             rejected += 1
-            h = h * to_working(max(0.1, (_ERR_TARGET / err) ** (1.0 / (2 * M + 1))), dtype)
+            h = h * to_working(max(0.1, (_ERR_TARGET / err) ** (1.0 / (2 * M + 1))), precision_bits)
             just_rejected = True
             continue
         t = t + h
@@ -441,12 +488,12 @@ def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(),
         if observe is not None:
             observe(t, y)
         if blowup is not None and float(np.abs(y).max()) > blowup:
-            status = "blowup"
+            status = Status.BLOWUP
             break
         if stop is not None and stop(t, y):
-            status = "stopped"
+            status = Status.STOPPED
             break
-        if not options.fixed_step:
+        if not method.fixed_step:
             k = 1.0 / (2 * M + 1)
             e = max(err, 1e-4)
             fac = min(_MAX_GROWTH, max(0.2, (_ERR_TARGET / e) ** k))
@@ -460,8 +507,8 @@ def integrate_expcoll(fun, linear_part, y0, t0, t_end, options=ExpCollOptions(),
                 fac = min(fac, 1.0)  # the estimate just overshot: do not grow straight back into it
             just_rejected = False
             previous_accept = (h, e)
-            h = h * to_working(fac, dtype)
-    return ExpCollResult(t, y, status, steps, rejected, nfev, {"nodes": M})
+            h = h * to_working(fac, precision_bits)
+    return IntegrationResult(t, y, status, steps, rejected, nfev, {"nodes": M})
 
 
 _MAX_GROWTH = 2.0

@@ -429,7 +429,9 @@ def reproduce_command(row: str, horizon_args, precision_arg, jobs_arg, json_path
         if horizon_args:
             raise ValueError("horizon cannot be given with --row all, which runs every published horizon of every row; "
                              "give --horizon with a single row")
-        precision = None if precision_arg is None else require_int("precision", precision_arg, minimum=53)
+        from ssmpoison.verify._numbers import require_precision_bits
+
+        precision_bits = None if precision_arg is None else require_precision_bits(precision_arg, name="precision")
         jobs = require_int("jobs", jobs_arg, minimum=1)
         gd_rows, horizons = ("beyond", "nonlinear"), None
     else:
@@ -457,7 +459,7 @@ def reproduce_command(row: str, horizon_args, precision_arg, jobs_arg, json_path
             with contextlib.ExitStack() as stack:
                 if quiet:  # JSON goes to stdout: keep the theory row's table out of it
                     stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
-                code = reproduce_theory_row(tuple(sorted(THEORY_ROW)), precision, jobs, tmp)
+                code = reproduce_theory_row(tuple(sorted(THEORY_ROW)), precision_bits, jobs, tmp)
             with open(tmp) as fh:
                 theory_payload = json.load(fh)
         finally:

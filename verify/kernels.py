@@ -4,7 +4,7 @@ These are the fast paths used by the engines. They are written only with NumPy
 array operations, so the same code runs on ``float64``, ``longdouble`` and
 ``object`` arrays of ``gmpy2.mpfr`` / ``mpmath.mpf`` (arbitrary precision). The
 test-suite holds every function here against the functions generated from the
-SymPy derivation in :mod:`theory.derivation` (see ``tests/test_kernels.py``).
+SymPy derivation in :mod:`theory.derivation` (see ``tests/test_backends.py``).
 
 Shapes: parameters ``a, b, c`` are ``(..., D)`` (leading batch axes allowed);
 ``U`` is the ``(N, H)`` input matrix (``U[n, k] = u^(n)_k``) and ``y`` the ``(N,)``

@@ -1,6 +1,6 @@
 """Structured linear solves ``x = (I - h J)^{-1} r``, generic over the number type.
 
-The stiff integrator :mod:`verify.seulex` needs, at every sub-step, the solution of
+The stiff integrator :class:`ssmpoison.verify.seulex.Seulex` needs, at every sub-step, the solution of
 ``(I - h J) x = r`` for the Jacobian ``J`` frozen at the start of a macro-step and
 a few different values of ``h``. Everything here is written with NumPy elementwise
 operations, ``@`` and sums only, so it runs unchanged on ``float64``,
@@ -107,21 +107,22 @@ def _cached_by_h(factor):
 def diag_plus_lowrank_solver(d, G, scale):
     """Return ``solve(h, r) = (I - h J)^{-1} r`` for ``J = diag(d) - scale * G^T G``.
 
-    Parameters
-    ----------
-    d : array ``(..., D)``
-        Diagonal part of the Jacobian.
-    G : array ``(..., N, D)``
-        Low-rank factor; ``G^T G`` has rank at most ``N``.
-    scale : positive number
-        Weight of the low-rank part (``2/N`` for the mean-squared loss). An
-        ``int`` or :class:`fractions.Fraction` is exact in every working type; a
-        ``float`` is used with its binary value.
-
-    ``h`` is a scalar of the working type and ``r`` has shape ``(..., D)``
-    (broadcasting against the batch axes of ``d`` and ``G``). Uses the
-    Sherman–Morrison–Woodbury identity described in the module docstring; the
+    Uses the Sherman–Morrison–Woodbury identity described in the module docstring; the
     ``N x N`` capacitance matrix is inverted by :func:`inverse` once per ``h``.
+
+    Arguments
+        d: array ``(..., D)``, the diagonal part of the Jacobian.
+        G: array ``(..., N, D)``, the low-rank factor; ``G^T G`` has rank at most ``N``.
+        scale: positive weight of the low-rank part (``2/N`` for the mean-squared loss). An
+            ``int`` or :class:`fractions.Fraction` is exact in every working type; a ``float``
+            is used with its binary value.
+
+    Returns
+        ``solve(h, r)`` for ``h`` a scalar of the working type and ``r`` of shape ``(..., D)``
+        (broadcasting against the batch axes of ``d`` and ``G``).
+
+    Raises
+        ValueError: ``G`` does not match ``d``, or ``scale`` is not positive.
     """
     d, G = np.asarray(d), np.asarray(G)
     if G.shape[-1] != d.shape[-1]:

@@ -41,7 +41,7 @@ from ssmpoison.theory.teacher import impulse_extrapolation_error as theory_extra
 from ssmpoison.theory.training_set import TrainingSet
 from ssmpoison.theory.validation import require_finite_sequence, require_int, require_real
 from ssmpoison.verify import kernels
-from ssmpoison.verify.seulex import to_working
+from ssmpoison.verify._numbers import precision_of, to_working
 
 __all__ = [
     "largest_magnitude",
@@ -258,9 +258,10 @@ def trajectory_series(
         with _context_of(a):
             dtype = a.dtype
             if dtype not in cast:
+                bits = precision_of(a)
                 cast[dtype] = (
-                    np.array([[to_working(v, dtype) for v in row] for row in training_set.inputs], dtype=dtype),
-                    np.array([to_working(v, dtype) for v in training_set.labels], dtype=dtype),
+                    np.array([[to_working(v, bits) for v in row] for row in training_set.inputs], dtype=dtype),
+                    np.array([to_working(v, bits) for v in training_set.labels], dtype=dtype),
                 )
             U, y = cast[dtype]
             delta = kernels.residuals(a, b, c, U, y) if residuals[k] is None else np.asarray(residuals[k])

@@ -16,27 +16,28 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssmpoison.theory.validation import require_int
+from ssmpoison.verify._certification import SEARCH_CERTIFICATION, CertificationPolicy
+from ssmpoison.verify._numbers import require_precision_bits
 from ssmpoison.verify.clean_problem import CleanProblem
 from ssmpoison.verify.code_fingerprint import code_fingerprint
 from ssmpoison.verify.counterexample import SearchCriteria, certify_failure, evaluate, float_digits_agreement, lowest_gamma_order, regime
 
-__all__ = ["CERTIFY_BITS", "CODE", "counterexample_record", "replay_record", "replay_records", "ReplayReport", "load_records"]
+__all__ = ["CODE", "counterexample_record", "replay_record", "replay_records", "ReplayReport", "load_records"]
 
-#: Certified counterexamples are recomputed at this precision (and checked at more bits).
-CERTIFY_BITS = 113
 #: Fingerprint of the code that computes a record, read when this module is imported (the code in use).
 CODE = code_fingerprint("ssmpoison.verify.counterexample")
 
 
-def counterexample_record(problem: CleanProblem, criterion: str, criteria: SearchCriteria = SearchCriteria(), precision: int = CERTIFY_BITS) -> tuple[dict, bool]:
+def counterexample_record(
+    problem: CleanProblem, criterion: str, criteria: SearchCriteria = SearchCriteria(), policy: CertificationPolicy = SEARCH_CERTIFICATION
+) -> tuple[dict, bool]:
     """The JSON record of a failure of ``criterion`` on ``problem``, and whether it is certified.
 
     Arguments:
         problem: a non-special clean-label problem.
         criterion: the criterion whose failure is recorded (one of :data:`ssmpoison.verify.counterexample.CRITERIA`).
         criteria: the thresholds of the criteria.
-        precision: working precision, in bits, of the certifying re-run (checked against more bits).
+        policy: the certification policy of the re-run (its working precision, checked against more bits).
 
     Returns:
         ``(record, certified)``: the record (code fingerprint, criterion, D*, regime, problem, l*,
@@ -44,7 +45,7 @@ def counterexample_record(problem: CleanProblem, criterion: str, criteria: Searc
         and whether the certification holds.
     """
     outcome = evaluate(problem, criteria)
-    certified = certify_failure(problem, criterion, criteria, precision)
+    certified = certify_failure(problem, criterion, criteria, policy)
     record = {
         "code": CODE,
         "criterion": criterion,
@@ -85,7 +86,7 @@ def _replay_inputs(record) -> tuple:
     certified = record["certified"]
     if not isinstance(certified, dict) or "precision_bits" not in certified:
         raise ValueError("counterexample certified must be an object with 'precision_bits'")
-    return problem, record["criterion"], criteria, require_int("precision_bits", certified["precision_bits"], minimum=64)
+    return problem, record["criterion"], criteria, require_precision_bits(certified["precision_bits"], minimum=64)
 
 
 def replay_record(record) -> dict:
@@ -101,7 +102,7 @@ def replay_record(record) -> dict:
         ValueError: the record is malformed (see :func:`replay_records`).
     """
     problem, criterion, criteria, precision_bits = _replay_inputs(record)
-    replayed, _ = counterexample_record(problem, criterion, criteria, precision_bits)
+    replayed, _ = counterexample_record(problem, criterion, criteria, SEARCH_CERTIFICATION.with_precision(precision_bits))
     return replayed
 
 
@@ -155,7 +156,7 @@ def replay_records(records, progress=None) -> ReplayReport:
         progress("replaying", 0, total)
     replayed = []
     for done, (problem, criterion, criteria, precision_bits) in enumerate(inputs, start=1):
-        record, _ = counterexample_record(problem, criterion, criteria, precision_bits)
+        record, _ = counterexample_record(problem, criterion, criteria, SEARCH_CERTIFICATION.with_precision(precision_bits))
         replayed.append(record)
         if progress is not None:
             progress("replaying", done, total)

@@ -18,17 +18,17 @@ def _fmt_published(summary: dict) -> str:
     return ", ".join(f"{v['published']:.3g} ({k})" for k, v in summary["published"].items())
 
 
-def reproduce_theory_row(horizons, precision, jobs: int, json_path: str | None) -> int:
+def reproduce_theory_row(horizons, precision_bits, jobs: int, json_path: str | None) -> int:
     """Run the theory row, print the table (unless JSON goes to stdout), write JSON; exit 0 if every run converged."""
     start = time.perf_counter()
     total = 8 * len(horizons)
     with tqdm(total=total, desc="theory row flows", unit="flow", file=sys.stderr, leave=False) as bar:
-        runs = run_theory_row(horizons, precision, progress=bar.update, parallel=jobs)
+        runs = run_theory_row(horizons, precision_bits, progress=bar.update, parallel=jobs)
     elapsed = time.perf_counter() - start
     summaries = [row_summary(runs, H, p) for H in horizons for p in (False, True)]
     quiet = json_path == "-"
     if not quiet:
-        mode = "default path (float64 / exact oracle)" if precision is None else f"{precision}-bit precision"
+        mode = "default path (float64 / exact oracle)" if precision_bits is None else f"{precision_bits}-bit precision"
         print(f"Theory row of Table 1 — gradient flow, only A trained, B = C = 1 — {mode}")
         for H in horizons:
             cfg = THEORY_ROW[H]
@@ -61,7 +61,7 @@ def reproduce_theory_row(horizons, precision, jobs: int, json_path: str | None) 
             json_path,
             {
                 "row": "theory",
-                "precision_bits": precision if precision is not None else 53,
+                "precision_bits": precision_bits if precision_bits is not None else 53,
                 "runs": [r.to_json() for r in runs],
                 "summary": summaries,
             },

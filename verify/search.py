@@ -41,7 +41,9 @@ from ssmpoison.verify._status import Status
 from ssmpoison.verify.clean_problem import CleanProblem, encode_number
 from ssmpoison.verify.code_fingerprint import code_fingerprint
 from ssmpoison.verify.counterexample import CRITERIA, SearchCriteria, evaluate, lowest_gamma_order, regime
-from ssmpoison.verify.replay import CERTIFY_BITS, counterexample_record
+from ssmpoison.verify._certification import SEARCH_CERTIFICATION
+from ssmpoison.verify._numbers import require_precision_bits
+from ssmpoison.verify.replay import counterexample_record
 from ssmpoison.verify.strategies import INIT_SCALES, TEACHER_GRID, clean_problems
 
 __all__ = ["SearchConfig", "SearchReport", "SlotShrink", "SlotCertification", "run_search", "TALLIES"]
@@ -83,7 +85,7 @@ class SearchConfig:
     max_horizon: int = 8
     max_samples: int = 4
     shrink_budget: int = 120
-    precision_bits: int = CERTIFY_BITS
+    precision_bits: int = SEARCH_CERTIFICATION.precision_bits
     jobs: int = 1
     criteria: SearchCriteria = SearchCriteria()
 
@@ -111,7 +113,7 @@ class SearchConfig:
             checked.append(d)
         object.__setattr__(self, "teacher_dims", tuple(sorted(set(checked))))
         object.__setattr__(self, "shrink_budget", require_int("shrink_budget", self.shrink_budget, minimum=0))
-        object.__setattr__(self, "precision_bits", require_int("precision_bits", self.precision_bits, minimum=64))
+        object.__setattr__(self, "precision_bits", require_precision_bits(self.precision_bits, minimum=64))
         object.__setattr__(self, "jobs", require_int("jobs", self.jobs, minimum=1))
         if not isinstance(self.criteria, SearchCriteria):
             raise ValueError(f"criteria must be a SearchCriteria, got {type(self.criteria).__name__}")
@@ -431,7 +433,7 @@ def run_search(config: SearchConfig, progress=None) -> SearchReport:
     counterexamples, certification = [], []
     step = _phase(progress, "certifying", len(shrunk))
     for slot, minimal in shrunk:
-        record, ok = counterexample_record(minimal, slot[0], criteria, config.precision_bits)
+        record, ok = counterexample_record(minimal, slot[0], criteria, SEARCH_CERTIFICATION.with_precision(config.precision_bits))
         step(1)
         certification.append(SlotCertification(*slot, certified=ok, reason=record["certified"]["reason"],
                                                 problem=None if ok else record["problem"]))

@@ -75,40 +75,46 @@ help). Two measures, both on by default for arbitrary precision:
   output itself may carry a stiff-component error above the tolerance (it decays
   in the following steps).
 
-Measured on the H = 9 poisoned SSM flow at 128 bits, rtol 1e-30: Hairer's sequence
-with the raw estimate stalls at steps ``h ≈ 1/|λ|``; with the propagated filter it
-needs ~1200 steps; the ``"stiff"`` sequence with the filter ~160.
+On the stiff poisoned SSM flows at high precision, Hairer's sequence with the raw
+estimate stalls at steps ``h ~ 1/|λ|``; the propagated filter removes the stall and the
+``"stiff"`` sequence cuts the steps further (``benchmarks/seulex_poisoned.py`` measures it).
 
 Arithmetic
 ----------
-The dtype of ``y0`` selects the arithmetic: ``float64``, ``numpy.longdouble`` or
-``object`` (entries ``gmpy2.mpfr`` at the precision of the current gmpy2
-context). All constants (extrapolation coefficients, tolerances, times) are
-converted to the working type with :func:`to_working`, so nothing is rounded to
-float64 on the way. Only the control logic (error ratios, step factors) runs in
-Python floats, which does not affect the accuracy of the solution.
+The working precision is the explicit argument ``precision_bits`` of
+:meth:`Seulex.integrate` (:mod:`verify._numbers`): 53 bits compute in ``float64``,
+64 bits in ``numpy.longdouble``, anything else in ``object`` arrays of ``gmpy2.mpfr``
+at that precision (the integrator enters a gmpy2 context of that precision itself; the
+caller's context is left alone). All constants (extrapolation coefficients, tolerances,
+times) are converted to the working type with
+:func:`ssmpoison.verify._numbers.to_working`, so nothing is rounded to float64 on the
+way. Only the control logic (error ratios, step factors) runs in Python floats, which
+does not affect the accuracy of the solution.
+
+The integrator is used through the interface of :mod:`verify._integrator`: a
+:class:`Seulex` value holds the control parameters, :meth:`Seulex.integrate` takes the
+system, the tolerances and the precision.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from numbers import Real
-from typing import Callable
+from typing import Callable, ClassVar
 
-import gmpy2
 import numpy as np
 
+from ssmpoison.verify._integrator import IntegrationResult, check_tolerances, require_stiff_part
+from ssmpoison.verify._numbers import abs_max, all_finite, to_working, to_working_array, working_context, working_dtype
+from ssmpoison.verify._status import Status
+
 __all__ = [
-    "SeulexOptions",
-    "SeulexResult",
-    "integrate",
+    "Seulex",
     "extrapolated_step",
     "step_numbers",
-    "to_working",
-    "precision_bits",
     "default_max_order",
 ]
 
@@ -117,62 +123,14 @@ FILTERS = ("propagated", "implicit", "none")
 PROPAGATION_STEPS = 8  # Euler sub-steps of the "propagated" error filter
 
 
-# ----------------------------------------------------------------------------- number types
+def default_max_order(precision_bits: int) -> int:
+    """Default highest extrapolation column for a working precision of ``precision_bits`` mantissa bits.
 
-
-def precision_bits(dtype) -> int:
-    """Mantissa bits of the working type: 53, 64 (x86 longdouble) or the gmpy2 context precision."""
-    dtype = np.dtype(dtype)
-    if dtype == object:
-        return gmpy2.get_context().precision
-    if dtype.kind != "f":
-        raise TypeError(f"unsupported working dtype {dtype}; use float64, longdouble or object (gmpy2.mpfr)")
-    return np.finfo(dtype).nmant + 1
-
-
-def to_working(x, dtype):
-    """Convert a number to the working type without passing through float64.
-
-    Accepts Python ints and floats, :class:`~fractions.Fraction`, numpy scalars,
-    ``gmpy2.mpfr`` and decimal strings. ``object`` -> ``gmpy2.mpfr`` at the context
-    precision; float dtypes -> ``dtype.type``. Rational values (Fractions, numpy
-    and mpfr scalars) are converted as ``numerator / denominator`` in the working
-    type, strings are parsed at full working precision.
-    """
-    dtype = np.dtype(dtype)
-    if isinstance(x, np.integer):
-        x = int(x)
-    elif isinstance(x, (np.floating, gmpy2.mpfr)) and not isinstance(x, float) and math.isfinite(float(x)):
-        x = Fraction(*(int(v) for v in x.as_integer_ratio()))
-    if dtype == object:
-        if isinstance(x, Fraction):
-            return gmpy2.mpfr(gmpy2.mpq(x.numerator, x.denominator))
-        return gmpy2.mpfr(x)
-    typ = dtype.type
-    if isinstance(x, Fraction):
-        return typ(x.numerator) / typ(x.denominator)
-    return typ(x)
-
-
-def _all_finite(x) -> bool:
-    x = np.asarray(x)
-    if x.dtype == object:
-        return all(gmpy2.is_finite(v) for v in x.flat)
-    return bool(np.isfinite(x).all())
-
-
-def _abs_max(x):
-    return np.abs(np.asarray(x)).max()
-
-
-def default_max_order(bits: int) -> int:
-    """Default highest extrapolation column for a working precision of ``bits`` mantissa bits.
-
-    High precision needs high order: ``bits // 5`` columns, at least 12 and at most 40
+    High precision needs high order: ``precision_bits // 5`` columns, at least 12 and at most 40
     (12 for float64 and x86 longdouble, 25 at 128 bits, 40 from 200 bits). The
     work-based order control only climbs as high as pays off.
     """
-    return max(12, min(40, bits // 5))
+    return max(12, min(40, precision_bits // 5))
 
 
 def step_numbers(sequence, count: int) -> list[int]:
@@ -204,41 +162,44 @@ def _valid_custom_sequence(sequence) -> bool:
     )
 
 
-# ----------------------------------------------------------------------------- options / result
+# ----------------------------------------------------------------------------- the integrator value
 
 
 @dataclass(frozen=True)
-class SeulexOptions:
-    """Tolerances and control parameters of :func:`integrate` (validated on construction).
+class Seulex:
+    """The SEULEX integrator (module docstring): its control parameters, validated on construction.
 
-    * ``rtol``, ``atol`` — relative / absolute tolerance of the scaled max norm
-      (see the module docstring); given as float, int or Fraction.
-    * ``max_order`` — highest extrapolation column; ``None`` chooses
-      :func:`default_max_order` of the working precision. At least 3.
-    * ``sequence`` — step-number sequence: ``"hairer"`` (1,2,3,4,6,8,12,...),
-      ``"stiff"`` (6,8,12,16,24,...), ``"harmonic"`` (1,2,3,4,...) or an increasing
-      tuple of ints (continued like Hairer's, ``n_j = 2 n_{j-2}``). ``None`` (default) picks
-      ``"hairer"`` for float64 / longdouble and ``"stiff"`` for arbitrary precision.
-      The harmonic sequence is cheapest per order but its extrapolation amplifies
-      rounding errors by the Lebesgue constant ``~3.5^k`` (``~4e5`` at ``k = 12``);
-      the doubling sequences keep that constant near 200 at every order. Starting at
-      ``n_1 = 6`` keeps the stiff-mode residue (module docstring) out of the tableau.
-    * ``initial_step`` — first step size; ``None`` picks ``0.01 ‖y0‖ / ‖f(y0)‖``.
-    * ``max_steps`` — maximum number of step attempts (accepted + rejected).
-    * ``max_step`` — upper bound on the step size (``None``: unbounded).
-    * ``safety`` — factor on the predicted optimal step ``h err^{-1/k}``.
-    * ``min_factor``, ``max_factor`` — bounds on the ratio of consecutive step sizes.
-    * ``order_decrease``, ``order_increase`` — work-ratio thresholds of the order choice.
-    * ``filter_error`` — ``"propagated"`` (default), ``"implicit"`` or ``"none"``: how the
-      error estimate is filtered before the norm is taken (see the module docstring).
+    Implements :class:`ssmpoison.verify._integrator.Integrator`; the tolerances, the step budget
+    and the working precision are arguments of :meth:`integrate`.
+
+    Arguments
+        max_order: highest extrapolation column; ``None`` chooses :func:`default_max_order`
+            of the working precision. At least 3.
+        sequence: step-number sequence: ``"hairer"`` (1,2,3,4,6,8,12,...), ``"stiff"``
+            (6,8,12,16,24,...), ``"harmonic"`` (1,2,3,4,...) or an increasing tuple of ints
+            (continued like Hairer's, ``n_j = 2 n_{j-2}``). ``None`` picks ``"hairer"`` for
+            float64 / longdouble and ``"stiff"`` for arbitrary precision. The harmonic sequence
+            is cheapest per order but its extrapolation amplifies rounding errors by the
+            Lebesgue constant ``~3.5^k``; the doubling sequences keep that constant near 200 at
+            every order. Starting at ``n_1 = 6`` keeps the stiff-mode residue (module
+            docstring) out of the tableau.
+        initial_step: first step size; ``None`` picks ``0.01 ‖y0‖ / ‖f(y0)‖``.
+        max_step: upper bound on the step size (``None``: unbounded).
+        safety: factor on the predicted optimal step ``h err^{-1/k}``.
+        min_factor, max_factor: bounds on the ratio of consecutive step sizes.
+        order_decrease, order_increase: work-ratio thresholds of the order choice.
+        filter_error: ``"propagated"`` (default), ``"implicit"`` or ``"none"``: how the error
+            estimate is filtered before the norm is taken (module docstring).
+
+    Raises
+        ValueError: a parameter out of range (the message names it).
     """
 
-    rtol: Real = 1e-8
-    atol: Real = 1e-12
+    name: ClassVar[str] = "seulex"
+
     max_order: int | None = None
     sequence: str | tuple | None = None
     initial_step: Real | None = None
-    max_steps: int = 100_000
     max_step: Real | None = None
     safety: float = 0.9
     min_factor: float = 0.02
@@ -251,10 +212,6 @@ class SeulexOptions:
         def positive(x):
             return isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
-        if not positive(self.rtol):
-            raise ValueError(f"rtol must be a positive finite number, got {self.rtol!r}")
-        if not (positive(self.atol) or (isinstance(self.atol, Real) and self.atol == 0)):
-            raise ValueError(f"atol must be a non-negative finite number, got {self.atol!r}")
         if self.max_order is not None and not (
             isinstance(self.max_order, int) and not isinstance(self.max_order, bool) and 3 <= self.max_order <= 60
         ):
@@ -265,8 +222,6 @@ class SeulexOptions:
             raise ValueError(f"initial_step must be None or a positive finite number, got {self.initial_step!r}")
         if self.max_step is not None and not positive(self.max_step):
             raise ValueError(f"max_step must be None or a positive finite number, got {self.max_step!r}")
-        if not (isinstance(self.max_steps, int) and not isinstance(self.max_steps, bool) and self.max_steps >= 1):
-            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
         if not (positive(self.safety) and self.safety <= 1):
             raise ValueError(f"safety must be in (0, 1], got {self.safety!r}")
         if not (positive(self.min_factor) and self.min_factor < 1):
@@ -280,30 +235,56 @@ class SeulexOptions:
         if self.filter_error not in FILTERS:
             raise ValueError(f"filter_error must be one of {FILTERS}, got {self.filter_error!r}")
 
+    def integrate(
+        self,
+        fun: Callable,
+        y0,
+        t0,
+        t_end,
+        *,
+        precision_bits: int,
+        rtol: Real,
+        atol: Real,
+        max_steps: int = 100_000,
+        linear_part: Callable | None = None,
+        make_solver: Callable | None = None,
+        stop: Callable | None = None,
+        observe: Callable | None = None,
+        blowup: Real | None = None,
+    ) -> IntegrationResult:
+        """Integrate the autonomous system ``y' = fun(y)`` from ``(t0, y0)`` towards ``t_end > t0``.
 
-@dataclass(frozen=True)
-class SeulexResult:
-    """Outcome of :func:`integrate`.
+        Arguments
+            fun: ``fun(y) -> f(y)``, same shape as ``y`` (leading batch axes allowed).
+            y0: initial state, converted to the working type of ``precision_bits``.
+            t0, t_end: numbers (int, float, Fraction, str or working-type scalars); ``t_end``
+                may be ``float("inf")`` when ``stop`` ends the run.
+            precision_bits: working precision (53: float64, 64: longdouble, else gmpy2.mpfr at
+                that precision, whatever the caller's gmpy2 context).
+            rtol, atol: tolerances of the scaled max norm (module docstring).
+            max_steps: maximum number of step attempts (accepted + rejected).
+            linear_part: not used (SEULEX solves with the full Jacobian).
+            make_solver: ``make_solver(y) -> solve`` with ``solve(h, r) = (I - h J(y))^{-1} r``
+                (e.g. :func:`ssmpoison.verify.linalg.diag_plus_lowrank_solver`); called once per
+                accepted state and reused across rejected attempts.
+            stop: ``stop(t, y) -> bool``, checked after every accepted step; true ends the run
+                with status ``STOPPED``.
+            observe: ``observe(t, y)``, called after every accepted step (before ``stop``).
+            blowup: the run ends with status ``BLOWUP`` after the first accepted step with some
+                ``|y_i| > blowup``.
 
-    ``status`` is ``"t_end"`` (reached ``t_end``), ``"stopped"`` (the ``stop``
-    callback returned true), ``"blowup"`` (some ``|y_i|`` exceeded ``blowup``),
-    ``"max_steps"`` (step budget exhausted) or ``"step_too_small"`` (``t + h == t``
-    after repeated rejections). ``t`` and ``y`` are in the working type;
-    ``order_counts[k]`` counts accepted steps of order ``k``; ``final_step`` is
-    the step size the controller proposed next.
-    """
+        Returns
+            :class:`~ssmpoison.verify._integrator.IntegrationResult` with ``details``
+            ``n_solves``, ``n_jacobians``, ``order_counts`` (accepted steps per order),
+            ``final_order`` and ``final_step`` (the step size the controller proposed next).
 
-    t: object
-    y: np.ndarray
-    status: str
-    n_steps: int
-    n_rejected: int
-    n_fun_evals: int
-    n_solves: int
-    n_jacobians: int
-    order_counts: dict = field(default_factory=dict)
-    final_order: int = 0
-    final_step: object = None
+        Raises
+            ValueError: bad tolerances, ``t_end <= t0`` or no ``make_solver``.
+        """
+        check_tolerances(rtol, atol, max_steps)
+        make_solver = require_stiff_part(self.name, "make_solver", make_solver)
+        with working_context(precision_bits):
+            return _integrate(self, fun, make_solver, y0, t0, t_end, precision_bits, rtol, atol, max_steps, stop, observe, blowup)
 
 
 # ----------------------------------------------------------------------------- the extrapolation tableau
@@ -312,12 +293,12 @@ class SeulexResult:
 class _Tableau:
     """Step numbers, Aitken–Neville coefficients and work model for columns ``1..kmax``."""
 
-    def __init__(self, sequence, kmax: int, dtype):
+    def __init__(self, sequence, kmax: int, precision_bits: int):
         self.kmax = kmax
         self.n = [0] + step_numbers(sequence, kmax)  # 1-based: n[j]
         # coef[j][k] = 1 / (n_j / n_{j-k} - 1) = n_{j-k} / (n_j - n_{j-k}), exact, then cast.
         self.coef = [
-            [None] + [to_working(Fraction(self.n[j - k], self.n[j] - self.n[j - k]), dtype) for k in range(1, j)]
+            [None] + [to_working(Fraction(self.n[j - k], self.n[j] - self.n[j - k]), precision_bits) for k in range(1, j)]
             for j in range(kmax + 1)
         ]
         # Work of T_{j,j} in units of one f evaluation = one solve = one factorisation = one Jacobian:
@@ -346,84 +327,66 @@ class _Tableau:
         return row
 
 
-def extrapolated_step(fun, solve, y, h, k: int, sequence: str = "hairer"):
+def extrapolated_step(fun, solve, y, h, k: int, sequence: str = "hairer", *, precision_bits: int):
     """One fixed macro-step of order ``k``: the diagonal value ``T_{k,k}`` for step ``h`` from ``y``.
 
-    ``solve(h, r) = (I - h J)^{-1} r`` for the Jacobian ``J`` at ``y`` (see
-    :mod:`verify.linalg`). ``h`` should be given in the working type (see
-    :func:`to_working`). Used to measure the order of each column.
+    Used to measure the order of each column.
+
+    Arguments
+        fun: ``fun(y) -> f(y)``.
+        solve: ``solve(h, r) = (I - h J)^{-1} r`` for the Jacobian ``J`` at ``y`` (:mod:`verify.linalg`).
+        y: the state, in the working type of ``precision_bits``.
+        h: the step, in the working type (see :func:`ssmpoison.verify._numbers.to_working`).
+        k: the order (the number of columns).
+        sequence: the step-number sequence (:func:`step_numbers`).
+        precision_bits: the working precision.
+
+    Returns
+        ``T_{k,k}``, in the working type.
     """
     y = np.asarray(y)
-    tab = _Tableau(sequence, k, y.dtype)
-    f0 = fun(y)
-    row = []
-    for j in range(1, k + 1):
-        row = tab.extend(row, tab.euler(fun, solve, y, f0, h, j)[0], j)
-    return row[-1]
+    with working_context(precision_bits):
+        tab = _Tableau(sequence, k, precision_bits)
+        f0 = fun(y)
+        row = []
+        for j in range(1, k + 1):
+            row = tab.extend(row, tab.euler(fun, solve, y, f0, h, j)[0], j)
+        return row[-1]
 
 
 # ----------------------------------------------------------------------------- the integrator
 
 
-def integrate(
-    fun: Callable,
-    make_solver: Callable,
-    y0,
-    t0,
-    t_end,
-    options: SeulexOptions = SeulexOptions(),
-    *,
-    stop: Callable | None = None,
-    observe: Callable | None = None,
-    blowup: Real | None = None,
-) -> SeulexResult:
-    """Integrate the autonomous system ``y' = fun(y)`` from ``(t0, y0)`` towards ``t_end > t0``.
-
-    Parameters
-    ----------
-    fun : ``fun(y) -> f(y)``, same shape as ``y`` (leading batch axes allowed).
-    make_solver : ``make_solver(y) -> solve`` with ``solve(h, r) = (I - h J(y))^{-1} r``
-        (e.g. :func:`ssmpoison.verify.linalg.diag_plus_lowrank_solver`); called once per
-        accepted state and reused across rejected attempts.
-    y0 : array whose dtype (``float64``, ``longdouble`` or ``object`` of
-        ``gmpy2.mpfr``) selects the arithmetic.
-    t0, t_end : numbers (int, float, Fraction, str or working-type scalars);
-        ``t_end`` may be ``float("inf")`` when ``stop`` ends the run.
-    options : :class:`SeulexOptions`.
-    stop : ``stop(t, y) -> bool``, checked after every accepted step; true ends the
-        run with status ``"stopped"``.
-    observe : ``observe(t, y)``, called after every accepted step (before ``stop``).
-    blowup : if given, the run ends with status ``"blowup"`` after the first
-        accepted step with some ``|y_i| > blowup``.
-    """
-    y = np.array(y0, copy=True)
-    dtype = y.dtype
-    t, t_end = to_working(t0, dtype), to_working(t_end, dtype)
+def _integrate(method: Seulex, fun, make_solver, y0, t0, t_end, precision_bits, rtol, atol, max_steps, stop, observe, blowup) -> IntegrationResult:
+    """:meth:`Seulex.integrate` inside the working context of ``precision_bits``."""
+    y = to_working_array(y0, precision_bits)
+    dtype = working_dtype(precision_bits)
+    t, t_end = to_working(t0, precision_bits), to_working(t_end, precision_bits)
     if not t_end > t:
         raise ValueError("t_end must be greater than t0")
-    kmax = options.max_order or default_max_order(precision_bits(dtype))
-    sequence = options.sequence or ("stiff" if dtype == object else "hairer")
-    tab = _Tableau(sequence, kmax, dtype)
-    ctl = _Controller(options, tab, dtype)
-    h_max = None if options.max_step is None else to_working(options.max_step, dtype)
+    kmax = method.max_order or default_max_order(precision_bits)
+    sequence = method.sequence or ("stiff" if dtype == object else "hairer")
+    tab = _Tableau(sequence, kmax, precision_bits)
+    ctl = _Controller(method, tab, rtol, atol, precision_bits)
+    h_max = None if method.max_step is None else to_working(method.max_step, precision_bits)
 
     counts = Counter()  # accepted steps per order
     stats = {"f": 1, "solve": 0, "jac": 0}
     f0 = fun(y)
     solve = None
-    if options.initial_step is not None:
-        h = to_working(options.initial_step, dtype)
+    if method.initial_step is not None:
+        h = to_working(method.initial_step, precision_bits)
     else:
         d0, d1 = ctl.norm(y, y, y), ctl.norm(f0, y, y)
-        h = to_working(0.01 * d0 / d1 if d0 > 1e-5 and d1 > 1e-5 else 1e-6, dtype)
+        h = to_working(0.01 * d0 / d1 if d0 > 1e-5 and d1 > 1e-5 else 1e-6, precision_bits)
     # Initial target order from the tolerance; the work-based control adjusts it.
-    k = max(2, min(kmax - 1, int(0.3 * -math.log10(float(options.rtol))) + 2))
+    k = max(2, min(kmax - 1, int(0.3 * -math.log10(float(rtol))) + 2))
     n_rej, last_rejected, status = 0, False, None
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while status is None:
-            if counts.total() + n_rej >= options.max_steps:
-                status = "max_steps"
+            if counts.total() + n_rej >= max_steps:
+                status = Status.MAX_STEPS
                 break
             if h_max is not None and h > h_max:
                 h = h_max
@@ -431,7 +394,7 @@ def integrate(
             if reaches_end:
                 h = t_end - t
             if not (t + h > t):
-                status = "step_too_small"
+                status = Status.STEP_TOO_SMALL
                 break
             if solve is None:
                 solve = make_solver(y)
@@ -444,7 +407,7 @@ def integrate(
             if accepted_in is None:
                 n_rej += 1
                 k, factor = ctl.after_reject(k, fac)
-                h, last_rejected = h * to_working(factor, dtype), True
+                h, last_rejected = h * to_working(factor, precision_bits), True
                 continue
 
             y, t = y_new, (t_end if reaches_end else t + h)
@@ -452,43 +415,45 @@ def integrate(
             counts[accepted_in] += 1
             if observe is not None:
                 observe(t, y)
-            if blowup is not None and _abs_max(y) > blowup:
-                status = "blowup"
+            if blowup is not None and abs_max(y) > blowup:
+                status = Status.BLOWUP
             elif stop is not None and stop(t, y):
-                status = "stopped"
+                status = Status.STOPPED
             elif reaches_end:
-                status = "t_end"
+                status = Status.T_END
             k, factor = ctl.after_accept(k, accepted_in, fac, last_rejected)
             last_rejected = False
             if not reaches_end:
-                h = h * to_working(factor, dtype)
+                h = h * to_working(factor, precision_bits)
 
-    return SeulexResult(
+    return IntegrationResult(
         t=t,
         y=y,
         status=status,
         n_steps=counts.total(),
         n_rejected=n_rej,
         n_fun_evals=stats["f"],
-        n_solves=stats["solve"],
-        n_jacobians=stats["jac"],
-        order_counts=dict(sorted(counts.items())),
-        final_order=k,
-        final_step=h,
+        details={
+            "n_solves": stats["solve"],
+            "n_jacobians": stats["jac"],
+            "order_counts": dict(sorted(counts.items())),
+            "final_order": k,
+            "final_step": h,
+        },
     )
 
 
 class _Controller:
     """One macro-step attempt with its convergence window, and the order / step-size choice."""
 
-    def __init__(self, options: SeulexOptions, tab: _Tableau, dtype):
-        self.opt, self.tab = options, tab
-        self.rtol, self.atol = to_working(options.rtol, dtype), to_working(options.atol, dtype)
+    def __init__(self, method: Seulex, tab: _Tableau, rtol, atol, precision_bits: int):
+        self.opt, self.tab = method, tab
+        self.rtol, self.atol = to_working(rtol, precision_bits), to_working(atol, precision_bits)
 
     def norm(self, e, y_old, y_new) -> float:
         """Scaled max norm ``max |e| / (atol + rtol max(|y_old|, |y_new|))`` over all axes."""
         scale = self.atol + self.rtol * np.maximum(np.abs(y_old), np.abs(y_new))
-        return float(_abs_max(e / scale))
+        return float(abs_max(e / scale))
 
     def _filtered(self, diff, solve, h, j, stats):
         if self.opt.filter_error == "implicit":
@@ -516,7 +481,7 @@ class _Controller:
             t_j1, n_f, n_s = tab.euler(fun, solve, y, f0, h, j)
             stats["f"] += n_f
             stats["solve"] += n_s
-            if not _all_finite(t_j1):
+            if not all_finite(t_j1):
                 return None, None, {}
             row = tab.extend(row, t_j1, j)
             if j == 1 or j < k - 2:  # estimates are needed from column k-2 on (work of the order choice)

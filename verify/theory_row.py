@@ -16,6 +16,7 @@ import mpmath
 
 from ssmpoison.theory.construction import THEORY_ROW, clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
 from ssmpoison.theory.validation import require_int
+from ssmpoison.verify._certification import CertificationPolicy
 from ssmpoison.verify.certified_flow import CertifiedRun, certified_flows
 from ssmpoison.verify.flow import FlowProblem
 from ssmpoison.verify.workers import worker_pool
@@ -61,8 +62,11 @@ def theory_row_problems(horizon: int, poisoned: bool) -> list[tuple[int, FlowPro
     ]
 
 
-def run_theory_row(horizons=(7, 9), precision: int | None = None, progress=None, parallel: int = 1) -> list[TheoryRowRun]:
+def run_theory_row(horizons=(7, 9), precision_bits: int | None = None, progress=None, parallel: int = 1) -> list[TheoryRowRun]:
     """Run the row. ``progress(n)`` is called as runs finish (``n`` runs each time).
+
+    ``precision_bits``: ``None`` for the fast path, else the working precision in bits
+    (:class:`~ssmpoison.verify._certification.CertificationPolicy`).
 
     ``parallel > 1`` runs the integrated (poisoned) flows in that many worker processes
     (:func:`ssmpoison.verify.workers.worker_pool`), longer horizons first so that the processes finish
@@ -71,8 +75,7 @@ def run_theory_row(horizons=(7, 9), precision: int | None = None, progress=None,
     for H in horizons:
         if H not in THEORY_ROW:
             raise ValueError(f"horizon must be one of {', '.join(map(str, sorted(THEORY_ROW)))} for the theory row, got {H}")
-    if precision is not None:
-        precision = require_int("precision", precision, minimum=53)
+    policy = CertificationPolicy(precision_bits=precision_bits)
     parallel = require_int("parallel", parallel, minimum=1)
     groups = [(H, poisoned) for H in horizons for poisoned in (False, True)]
     out: list[TheoryRowRun] = []
@@ -87,14 +90,14 @@ def run_theory_row(horizons=(7, 9), precision: int | None = None, progress=None,
         # flows (exact oracle, fast) run here meanwhile
         tasks = [(H, True, seed) for H in sorted(horizons, reverse=True) for seed in THEORY_ROW[H]["seeds"]]
         with worker_pool(parallel) as pool:
-            futures = [pool.submit(_run_one, H, p, seed, precision) for H, p, seed in tasks]
+            futures = [pool.submit(_run_one, H, p, seed, policy) for H, p, seed in tasks]
             for H in horizons:
-                finished(_run_group(H, False, precision))
+                finished(_run_group(H, False, policy))
             for future in as_completed(futures):
                 finished(future.result())
     else:
         for H, p in groups:
-            finished(_run_group(H, p, precision))
+            finished(_run_group(H, p, policy))
     order = {(H, p): k for k, (H, p) in enumerate(groups)}
     return sorted(out, key=lambda r: (order[(r.horizon, r.poisoned)], r.seed))
 
@@ -105,15 +108,15 @@ def _quantity(H: int):
     return lambda a, b, c: extrapolation_error(a, b, c, D, J)
 
 
-def _run_group(H: int, poisoned: bool, precision: int | None) -> list[TheoryRowRun]:
+def _run_group(H: int, poisoned: bool, policy: CertificationPolicy) -> list[TheoryRowRun]:
     seeds_problems = theory_row_problems(H, poisoned)
-    runs = certified_flows([p for _, p in seeds_problems], _quantity(H), precision)
+    runs = certified_flows([p for _, p in seeds_problems], _quantity(H), policy)
     return [TheoryRowRun(H, seed, poisoned, run) for (seed, _), run in zip(seeds_problems, runs)]
 
 
-def _run_one(H: int, poisoned: bool, seed: int, precision: int | None) -> list[TheoryRowRun]:
+def _run_one(H: int, poisoned: bool, seed: int, policy: CertificationPolicy) -> list[TheoryRowRun]:
     problem = dict(theory_row_problems(H, poisoned))[seed]
-    (run,) = certified_flows([problem], _quantity(H), precision)
+    (run,) = certified_flows([problem], _quantity(H), policy)
     return [TheoryRowRun(H, seed, poisoned, run)]
 
 
