@@ -23,7 +23,11 @@ __all__ = ["CheckReport", "check_setting", "paper_setting"]
 
 
 def paper_setting(horizon: int, state_dim: int, extrapolate_to: int, init_scale: float, gap_exponent: float, seed: int) -> TheoremSetting:
-    """The setting with the paper's initialisation (SPEC §6) for any ``H``, ``D``, ``H'``, scale, gap exponent and seed."""
+    """The setting with the paper's initialisation (SPEC §6) for any ``H``, ``D``, ``H'``, scale, gap exponent and seed.
+
+    The published ones are the theory row's settings (:mod:`ssmpoison.verify._registry`), each seed with
+    ``extrapolate_to`` its extrapolation length.
+    """
     D = require_int("state_dim", state_dim, minimum=2)
     scale = require_real("init_scale", init_scale, positive=True)
     k = require_real("gap_exponent", gap_exponent)
@@ -124,18 +128,21 @@ class CheckReport:
         }
 
 
-def check_setting(setting: TheoremSetting, precision: int | None = None, clean_tolerance: float = 1e-2) -> CheckReport:
+def check_setting(setting: TheoremSetting, precision_bits: int | None = None, clean_tolerance: float = 1e-2) -> CheckReport:
     """Evaluate the conditions, run both flows with certified digits, and compare with the Theorem.
 
-    Args:
+    Arguments
         setting: horizon, initial diagonal and extrapolation horizon.
-        precision: ``None`` for the default certified path, else the working precision in bits.
+        precision_bits: ``None`` for the default certified path, else the working precision in bits.
         clean_tolerance: extrapolation error up to which the clean flow counts as generalising.
+
+    Returns
+        The :class:`CheckReport` (rendered by :func:`report_text`, or as JSON by its ``to_json``).
     """
     tol = require_real("clean_tolerance", clean_tolerance, positive=True)
     H, D, J = setting.horizon, setting.state_dim, setting.extrapolate_to
     problems = [FlowProblem(clean_training_set(H), setting.a0), FlowProblem(poisoned_training_set(H), setting.a0)]
-    clean, poisoned = certified_flows(problems, lambda a, b, c: extrapolation_error(a, b, c, D, J), precision)
+    clean, poisoned = certified_flows(problems, lambda a, b, c: extrapolation_error(a, b, c, D, J), precision_bits)
     return CheckReport(setting, tuple(conditions(setting, tol)), clean, poisoned, tol)
 
 
