@@ -239,12 +239,18 @@ def override(setting, values: Mapping[str, Any], *, source: str = "config", publ
         for key, value in typed.items():
             new = _replace(new, key, value)
     except ValueError as exc:
-        for key, value in typed.items():  # name the key whose value alone is invalid, if there is one
+        for key, value in typed.items():  # name the key whose value alone is invalid, if there is one,
             try:
                 _replace(base, key, value)
             except ValueError as single:
                 raise ValueError(f"{source} key {key!r}: {single}") from None
-        raise ValueError(f"{source}: {exc}") from None
+        new = base
+        for key, value in typed.items():  # else the key at which the values, put in in order, stop fitting together
+            try:
+                new = _replace(new, key, value)
+            except ValueError as joint:
+                raise ValueError(f"{source} key {key!r}: {joint}") from None
+        raise ValueError(f"{source}: {exc}") from None  # pragma: no cover - the loop above fails where this did
     reference = setting if published is None else published
     if isinstance(new, GDRowSetting):  # the spread's draws do not change the setting the published means are of
         same = dataclasses.replace(new, draws=reference.draws) == reference.unpublished()

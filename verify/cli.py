@@ -208,9 +208,9 @@ def _run_reproduce(args) -> int:
     precision = None if args.precision is None else require_int("precision", args.precision, minimum=53)
     jobs = default_jobs() if args.jobs == "auto" else require_int("jobs", args.jobs, minimum=1)
     if row == "all":
-        given = [f"--{d.replace('_', '-')}" for d in ("horizon", "config", *_SETTING_OPTIONS) if getattr(args, d) is not None]
+        given = [d for d in ("horizon", "config", *_SETTING_OPTIONS) if getattr(args, d) is not None]
         if given:
-            raise ValueError(f"{given[0][2:]} cannot be given with --row all, which runs every published horizon of every "
+            raise ValueError(f"{given[0]} cannot be given with --row all, which runs every published horizon of every "
                              "row; give it with a single row")
         from ssmpoison.verify._table1 import reproduce_table1, table1_text
 

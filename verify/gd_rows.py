@@ -318,7 +318,7 @@ FOOTERS = {
         "Initialisation: the paper's procedure (Keras' shared seeded stream, sorted, gap, warm start) on our own "
         "generator, because TensorFlow's draws cannot be replayed; the spread shows how much the four-seed mean "
         "moves with that draw alone. As in the paper's code, the adaptive step is normalised by the gradient of the "
-        "whole recurrent matrix and the values are taken at its last logged step (1401 of the 1500 extra steps). "
+        "whole recurrent matrix and the values are taken at its last logged step ({reported} of the {extra} extra steps). "
         "float64 here, float32 in the paper (benchmarks/gd_rows.py: the means move by about 1%)."
     ),
     "nonlinear": (
@@ -327,7 +327,7 @@ FOOTERS = {
         "own generator, because TensorFlow's draws cannot be replayed; the spread shows how much the four-seed mean "
         "moves with that draw alone. A clean run either learns one state entry near 1 (small error) or two entries "
         "(error ~0.3-0.6), and a few runs stall at the saddle where the network's output is ~0 (gradient < 1e-8); "
-        "one such run decides a four-seed mean. Values are taken at the paper's last logged step (4901 of 5000). "
+        "one such run decides a four-seed mean. Values are taken at the paper's last logged step ({reported} of {extra}). "
         "float64 here, float32 in the paper."
     ),
 }
@@ -336,4 +336,6 @@ FOOTERS = {
 def gd_row_text(kind: str, results: list[GDRowResult]) -> str:
     """The printed form of a GD row (``kind`` ``"beyond"`` or ``"nonlinear"``) at its settings: title, one table
     per setting (:func:`row_text`), and the note on data and initialisation."""
-    return "\n".join([TITLES[kind], *(row_text(res) for res in results), "\n" + FOOTERS[kind]])
+    config = results[0].config
+    footer = FOOTERS[kind].format(reported=config.reported_extra_steps, extra=config.extra_steps)
+    return "\n".join([TITLES[kind], *(row_text(res) for res in results), "\n" + footer])

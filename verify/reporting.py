@@ -33,7 +33,7 @@ def theory_row_text(result) -> str:
         lines[0] = f"Row {result.row} (theory row's construction) — gradient flow, only A trained, B = C = 1 — {mode}"
     for setting in result.settings:
         H = setting.horizon
-        own = "" if setting.is_published else " (your setting: no published values)"
+        own = "" if setting.is_published else " (no published values)"
         lines += [
             "",
             f"H = {H}, D = {setting.state_dim}, init scale {setting.init_scale:g}, gap exponent {setting.gap_exponent:g}, "
