@@ -72,9 +72,9 @@ TABLE1_ROWS = ("theory", "beyond", "nonlinear")
 
 #: Every registered row, by name: Table 1's and those added with :func:`register_row`.
 ROWS: dict[str, RowModel] = {
-    "theory": TheoryRow("theory", _THEORY),
-    "beyond": BeyondRow("beyond", _BEYOND),
-    "nonlinear": NonlinearRow("nonlinear", _NONLINEAR),
+    "theory": TheoryRow("theory", _THEORY, title=f"Theory row of Table 1 — {TheoryRow.description}"),
+    "beyond": BeyondRow("beyond", _BEYOND, title=f"Beyond row of Table 1 — {BeyondRow.description}"),
+    "nonlinear": NonlinearRow("nonlinear", _NONLINEAR, title=f"Non-linear row of Table 1 — {NonlinearRow.description}"),
 }
 
 

@@ -42,6 +42,7 @@ class RowModel:
     Arguments
         name: the row's name on the command line (``--row NAME``) and in the JSON.
         settings: its settings, one per horizon (the first is the template of a user's own setting).
+        title: the first line of its printed table (default: the name and the kind of row).
 
     Raises
         ValueError: when ``settings`` is empty, of the wrong kind or repeats a horizon.
@@ -57,7 +58,11 @@ class RowModel:
     #: how a run is trained, as the dynamics summary says it
     dynamics_method: ClassVar[str]
 
-    def __init__(self, name: str, settings) -> None:
+    #: the kind of row (theory, beyond, nonlinear) and what it trains, for the default title
+    kind: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init__(self, name: str, settings, *, title: str | None = None) -> None:
         if not isinstance(name, str) or not name or any(ch.isspace() for ch in name) or name == "all":
             raise ValueError(f"name must be a non-empty word other than 'all', got {name!r}")
         settings = tuple(settings)
@@ -67,6 +72,7 @@ class RowModel:
         if len(by_horizon) != len(settings):
             raise ValueError(f"settings must have distinct horizons, got {[s.horizon for s in settings]}")
         self.name = name
+        self.title = f"Row {name} (a {self.kind} row) — {self.description}" if title is None else str(title)
         self._settings = by_horizon
 
     def __repr__(self) -> str:
@@ -175,6 +181,8 @@ class TheoryRow(RowModel):
                    "gap_exponent": "gap_exponent", "extrapolate_to": "extrapolation_length"}
     checkable = True
     precision_applies = True
+    kind = "theory"
+    description = "gradient flow, only A trained, B = C = 1"
     dynamics_method = "gradient flow, float64"
 
     def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> TheoryRowResult:
@@ -200,7 +208,7 @@ class TheoryRow(RowModel):
     def text(self, result: TheoryRowResult) -> str:
         from ssmpoison.verify.reporting import theory_row_text
 
-        return theory_row_text(result)
+        return theory_row_text(result, self.title)
 
     def table1_cells(self, result: TheoryRowResult):
         cells = []
@@ -253,10 +261,9 @@ class GDRowsResult:
 class _GDRow(RowModel):
     setting_type = GDRowSetting
     dynamics_method = "gradient descent, float64"
-    kind: ClassVar[str]
 
-    def __init__(self, name, settings) -> None:
-        super().__init__(name, settings)
+    def __init__(self, name, settings, *, title=None) -> None:
+        super().__init__(name, settings, title=title)
         config_type = self._config_type()
         if not all(isinstance(s.config, config_type) for s in self._settings.values()):
             raise ValueError(f"settings of the {name} row must hold a {config_type.__name__}")
@@ -279,7 +286,7 @@ class _GDRow(RowModel):
     def text(self, result: GDRowsResult) -> str:
         from ssmpoison.verify.gd_rows import gd_row_text
 
-        return gd_row_text(self.kind, list(result.results))
+        return gd_row_text(self.kind, list(result.results), self.title)
 
     def table1_cells(self, result: GDRowsResult):
         from ssmpoison.verify.gd_rows import condition_summary
@@ -309,6 +316,7 @@ class BeyondRow(_GDRow):
     """The beyond row: A, B, C trained by full-batch GD with the adaptive step (teacher ``A* = B* = C* = 1``)."""
 
     kind = "beyond"
+    description = "A, B, C trained by full-batch GD with the adaptive step, teacher A* = B* = C* = 1"
     option_keys = {"state_dim": "state_dim", "seeds": "seeds", "init_scale": "sd_a", "gap_exponent": "gap_k",
                    "extrapolate_to": "ext_length", "draws": "draws", "epochs": "epochs"}
 
@@ -323,6 +331,7 @@ class NonlinearRow(_GDRow):
     """The non-linear row: SSM + two ReLU layers + linear head trained by Adam."""
 
     kind = "nonlinear"
+    description = "SSM + two ReLU layers (no bias) + linear head, Adam, teacher SSM 1,1,1 + ReLU head"
     option_keys = {"state_dim": "state_dim", "seeds": "seeds", "init_scale": "sd_ssm", "gap_exponent": "gap_k",
                    "extrapolate_to": "ext_length", "draws": "draws", "epochs": "epochs"}
 

@@ -37,15 +37,8 @@ __all__ = [
     "row_text",
     "row_json",
     "gd_row_text",
-    "TITLES",
     "FOOTERS",
 ]
-
-TITLES = {
-    "beyond": "Beyond row of Table 1 — A, B, C trained by full-batch GD with the adaptive step, teacher A* = B* = C* = 1",
-    "nonlinear": "Non-linear row of Table 1 — SSM + two ReLU layers (no bias) + linear head, Adam, teacher SSM 1,1,1 + ReLU head",
-}
-
 
 @dataclass
 class GDRowResult:
@@ -333,9 +326,9 @@ FOOTERS = {
 }
 
 
-def gd_row_text(kind: str, results: list[GDRowResult]) -> str:
-    """The printed form of a GD row (``kind`` ``"beyond"`` or ``"nonlinear"``) at its settings: title, one table
-    per setting (:func:`row_text`), and the note on data and initialisation."""
+def gd_row_text(kind: str, results: list[GDRowResult], title: str) -> str:
+    """The printed form of a GD row (``kind`` ``"beyond"`` or ``"nonlinear"``) at its settings: ``title``, one
+    table per setting (:func:`row_text`), and the note on data and initialisation."""
     config = results[0].config
     footer = FOOTERS[kind].format(reported=config.reported_extra_steps, extra=config.extra_steps)
-    return "\n".join([TITLES[kind], *(row_text(res) for res in results), "\n" + footer])
+    return "\n".join([title, *(row_text(res) for res in results), "\n" + footer])

@@ -16,11 +16,12 @@ def _fmt_published(summary: dict) -> str:
     return ", ".join(f"{v['published']:.3g} ({k})" for k, v in summary["published"].items())
 
 
-def theory_row_text(result) -> str:
+def theory_row_text(result, title: str) -> str:
     """The table of a theory-row result: every run with its certified digits, the means, the published values.
 
     Arguments
         result: a :class:`~ssmpoison.verify._rows.TheoryRowResult`.
+        title: the row's title (its first line, followed by the precision).
 
     Returns
         The text, one line per run and per mean, without a final newline.
@@ -28,9 +29,7 @@ def theory_row_text(result) -> str:
     precision = result.precision_bits
     mode = "default path (float64 / exact oracle)" if precision is None else f"{precision}-bit precision"
     summaries = result.summaries
-    lines = [f"Theory row of Table 1 — gradient flow, only A trained, B = C = 1 — {mode}"]
-    if result.row != "theory":
-        lines[0] = f"Row {result.row} (theory row's construction) — gradient flow, only A trained, B = C = 1 — {mode}"
+    lines = [f"{title} — {mode}"]
     for setting in result.settings:
         H = setting.horizon
         own = "" if setting.is_published else " (no published values)"
