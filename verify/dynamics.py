@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssmpoison.theory.construction import clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
+from ssmpoison.theory.construction import extrapolation_error
 from ssmpoison.theory.effective_rank import effective_rank
 from ssmpoison.theory.training_set import TrainingSet
 from ssmpoison.theory.validation import require_int
@@ -143,11 +143,11 @@ def flow_dynamics(problem: FlowProblem, *, extrapolation=None, options: FlowOpti
 
 def theory_problem(setting: TheoryRowSetting, seed: int, poisoned: bool) -> FlowProblem:
     """The flow of the theory-row ``setting`` (SPEC §5–6) for any ``seed`` of the paper's initialisation."""
+    from ssmpoison.verify.theory_row import theory_row_problems
+
     seed = require_int("seed", seed, minimum=0, maximum=2**32 - 1)
-    H = setting.horizon
-    training_set = poisoned_training_set(H) if poisoned else clean_training_set(H)
-    a0 = paper_initialisation(seed, setting.state_dim, setting.init_scale, setting.gap_exponent)
-    return FlowProblem(training_set, tuple(a0))
+    ((_, problem),) = theory_row_problems(dataclasses.replace(setting.unpublished(), seeds=(seed,)), bool(poisoned))
+    return problem
 
 
 def theory_dynamics(setting: TheoryRowSetting, seed: int | None = None, poisoned: bool = False, points: int = DEFAULT_POINTS,
@@ -223,8 +223,7 @@ def gd_dynamics(setting: GDRowSetting, seed: int | None = None, conditions=(Fals
     seed = setting.seeds[0] if seed is None else require_int("seed", seed, minimum=0, maximum=2**32 - 1)
     flags = list(conditions)
     points = require_int("points", points, minimum=2)
-    budget = setting.epochs + config.reported_extra_steps if max_steps is None else \
-        require_int("max_steps", max_steps, minimum=0)
+    budget = setting.step_budget if max_steps is None else require_int("max_steps", max_steps, minimum=0)
 
     recorded: dict[int, list] = {r: [] for r in range(len(flags))}
 
