@@ -155,6 +155,7 @@ def test_cli_options_make_a_users_own_setting(capsys):
         ('row = "beyond"\nhorizon = 4\nbaseline_positions = [2]\n', "config key 'baseline_positions'"),
         ('row = "theory"\ninit_scale = true\n', "config key 'init_scale'"),
         ('row = 3\n', "config key 'row'"),
+        ('row = "beyond"\nhorizon = "4"\n', "config key 'horizon'"),
         ('row = "beyond"\nstate_dim = 4\nstate_dim = 5\n', "not valid TOML"),
         ('row = "beyond\n', "not valid TOML"),
     ],

@@ -105,10 +105,14 @@ class RowModel:
         It keeps the published values only if it equals the published setting.
         """
         values = dict(values)
-        if "horizon" in values and horizon is not None and values["horizon"] != horizon:
-            raise ValueError(f"horizon given twice with different values: {horizon} and {values['horizon']}")
-        H = values.pop("horizon", horizon)
-        H = self.horizons[0] if H is None else require_int("horizon", H, minimum=3)
+        if "horizon" in values:
+            given = values.pop("horizon")
+            if isinstance(given, bool) or not isinstance(given, int) or given < 3:
+                raise ValueError(f"{source} key 'horizon' must be an integer >= 3, got {given!r}")
+            if horizon is not None and given != horizon:
+                raise ValueError(f"horizon given twice with different values: {horizon} and {source} key 'horizon' = {given}")
+            horizon = given
+        H = self.horizons[0] if horizon is None else require_int("horizon", horizon, minimum=3)
         if H in self._settings:
             return override(self._settings[H], values, source=source)
         template = self._settings[self.horizons[0]]
