@@ -39,10 +39,10 @@ from dataclasses import replace
 import numpy as np
 
 from ssmpoison.verify import gd
+from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
+from ssmpoison.verify._registry import published_setting
 from ssmpoison.verify.gd import (
     Adam,
-    BeyondConfig,
-    NonlinearConfig,
     a_matrix_gradient,
     beyond_problem,
     nonlinear_objective,
@@ -52,8 +52,8 @@ from ssmpoison.verify.gd import (
 )
 from ssmpoison.verify.kernels import impulse_response, neg_grad_abc, residuals
 
-BEYOND_SEEDS = (200, 201, 204, 205)
-NONLINEAR_SEEDS = (4540, 4541, 4543, 4545)
+BEYOND_SEEDS = published_setting("beyond", 6).seeds
+NONLINEAR_SEEDS = published_setting("nonlinear", 6).seeds
 
 
 def plain_beyond_run(config: BeyondConfig, seed: int, poisoned: bool, max_steps: int):
@@ -118,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
 
     # 1. the beyond row's own 8 runs
-    config = BeyondConfig.paper(6)
+    config = published_setting("beyond", 6).config
     batched, t_batch = timed(train_beyond, config, BEYOND_SEEDS, [False, True], args.max_steps)
     plain, t_plain = timed(lambda: [plain_beyond_run(config, r.seed, r.poisoned, args.max_steps) for r in batched])
     single, t_single = timed(lambda: [train_beyond(config, [r.seed], [r.poisoned], args.max_steps)[0] for r in batched])
@@ -148,7 +148,7 @@ def main() -> None:
               f"ratio to the plain loop of part 1: {rate_big / rate_plain:.1f}x")
 
     # 3. the non-linear row
-    nl_config = NonlinearConfig()
+    nl_config = published_setting("nonlinear", 6).config
     nl, t_nl = timed(train_nonlinear, nl_config, NONLINEAR_SEEDS, [False, True], args.nonlinear_max_steps)
     nl_plain, t_nl_plain = timed(
         lambda: [plain_nonlinear_run(nl_config, r.seed, r.poisoned, args.nonlinear_max_steps) for r in nl])

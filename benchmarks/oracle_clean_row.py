@@ -20,7 +20,8 @@ import time
 
 import mpmath
 
-from ssmpoison.theory.construction import THEORY_ROW, extrapolation_error, paper_initialisation
+from ssmpoison.theory.construction import extrapolation_error, paper_initialisation
+from ssmpoison.verify._registry import row_model
 from ssmpoison.theory.oracle import clean_convergence_time, clean_limit
 
 LOSS_THRESHOLD = 1e-30
@@ -56,11 +57,11 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    for H, row in THEORY_ROW.items():
-        J = row["extrapolation_length"]
+    for row in row_model("theory").settings():
+        H, J = row.horizon, row.extrapolation_length
         errors = []
-        for seed in row["seeds"]:
-            a0 = paper_initialisation(seed, row["state_dim"], row["init_scale"], row["gap_exponent"])
+        for seed in row.seeds:
+            a0 = paper_initialisation(seed, row.state_dim, row.init_scale, row.gap_exponent)
             e200, w200 = error_at(a0, H, 200, J)
             e400, w400 = error_at(a0, H, 400, J)
             t, wt = timed(clean_convergence_time, a0, H, LOSS_THRESHOLD, prec_bits=TIME_BITS)
@@ -72,7 +73,7 @@ def main() -> None:
         with mpmath.workprec(400):
             mean = mpmath.fsum(errors) / len(errors)
         published = ", ".join(
-            f"{source} {value:.3g} (ratio {float(mean) / value:.3f})" for source, value in row["published_clean"].items()
+            f"{source} {value:.3g} (ratio {float(mean) / value:.3f})" for source, value in row.published(False).items()
         )
         print(f"   mean H={H}: {mpmath.nstr(mean, 6)}   published: {published}")
         print()

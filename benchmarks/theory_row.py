@@ -28,7 +28,8 @@ import mpmath
 import numpy as np
 from scipy.integrate import odeint, solve_ivp
 
-from ssmpoison.theory.construction import THEORY_ROW, extrapolation_error
+from ssmpoison.theory.construction import extrapolation_error
+from ssmpoison.verify._registry import published_setting, row_model
 from ssmpoison.verify import kernels
 from ssmpoison.theory.oracle import clean_limit
 from ssmpoison.verify.certified_flow import oracle_applies
@@ -60,8 +61,8 @@ def _rhs_and_jac(problem):
 
 def published_method(problem, horizon, poisoned):
     rhs, _, _ = _rhs_and_jac(problem)
-    cfg = THEORY_ROW[horizon]
-    t_end = cfg["final_time_poisoned"] if poisoned else cfg["final_time_clean"]
+    cfg = published_setting("theory", horizon)
+    t_end = cfg.final_time_poisoned if poisoned else cfg.final_time_clean
     # default tolerances; the step cap is lifted (the paper's script output on a time grid, so its
     # per-interval cap of 500 steps never bound; with a single interval it would)
     sol = odeint(rhs, np.array(problem.a0, dtype=float), [0.0, t_end], mxstep=10**7)
@@ -90,7 +91,7 @@ def careful_method(problem):
 
 def _truth(problem, horizon, bits):
     """The exact oracle at 256 bits (clean flows) or one run of our engine at ``bits`` (poisoned)."""
-    D, J = THEORY_ROW[horizon]["state_dim"], THEORY_ROW[horizon]["extrapolation_length"]
+    D, J = published_setting("theory", horizon).state_dim, published_setting("theory", horizon).extrapolation_length
     if oracle_applies(problem):
         a = clean_limit(problem.a0, horizon, problem.training_set.labels[0], prec_bits=256)
         with mpmath.workprec(256):
@@ -105,7 +106,7 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, action="append")
     parser.add_argument("--reference-bits", type=int, default=100)
     args = parser.parse_args()
-    horizons = tuple(args.horizon or sorted(THEORY_ROW))
+    horizons = tuple(args.horizon or row_model("theory").horizons)
 
     # ours as a user runs it: a fresh process, start-up (imports) included
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,10 +118,10 @@ def main() -> None:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t_cli = time.perf_counter() - start
     start = time.perf_counter()
-    ours = run_theory_row(horizons)
+    ours = run_theory_row(row_model("theory").settings(horizons))
     t_ours = time.perf_counter() - start
 
-    cases = [(H, p, seed, prob) for H in horizons for p in (False, True) for seed, prob in theory_row_problems(H, p)]
+    cases = [(H, p, seed, prob) for H in horizons for p in (False, True) for seed, prob in theory_row_problems(published_setting("theory", H), p)]
     baselines = {}
     for name, method in (("published", lambda c: published_method(c[3], c[0], c[1])), ("careful", lambda c: careful_method(c[3]))):
         start = time.perf_counter()
@@ -134,7 +135,7 @@ def main() -> None:
     digits = {"ours": [], "published": [], "careful": []}
     for k, (H, p, seed, prob) in enumerate(cases):
         key = (H, p, seed)
-        D, J = THEORY_ROW[H]["state_dim"], THEORY_ROW[H]["extrapolation_length"]
+        D, J = published_setting("theory", H).state_dim, published_setting("theory", H).extrapolation_length
         r = ours_by_key[key]
         row = {"ours": correct_digits(r.run.quantity.text, truth[key])}
         for name, (_, finals) in baselines.items():

@@ -67,15 +67,16 @@ def test_anchored_float64_carries_the_ill_conditioned_theory_row():
     import mpmath
 
     from ssmpoison.verify.certify import to_mpf
+    from ssmpoison.verify._registry import published_setting
     from ssmpoison.verify.theory_row import _quantity, theory_row_problems
 
     truth = mpmath.mpf("3.50122318857674102711945102e-2")  # 128 bits, 27 digits certified by 160
-    p = dict(theory_row_problems(9, True))[342]
+    p = dict(theory_row_problems(published_setting("theory", 9), True))[342]
     digits = {}
     for anchored in (True, False):
         run = run_flow(p, FlowOptions(precision_bits=53, rtol=1e-13, anchored=anchored))
         with mpmath.workprec(120):
             a = [to_mpf(v) for v in run.a]
-            value = _quantity(9)(a, [1] * len(a), [1] * len(a))
+            value = _quantity(published_setting("theory", 9))(a, [1] * len(a), [1] * len(a))
             digits[anchored] = float(-mpmath.log10(abs(value - truth) / truth))
     assert digits[True] >= 13 > 10 >= digits[False], digits

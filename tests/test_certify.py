@@ -105,8 +105,11 @@ def test_every_json_status_is_a_status_value():
     from ssmpoison.verify.certified_flow import certified_flows
 
     report = check_setting(TheoremSetting(5, (0.02, 0.01), 20)).to_json()
-    seed, problem = theory_row_problems(7, True)[0]
-    (run,) = certified_flows([problem], _quantity(7))
+    from ssmpoison.verify._registry import published_setting
+
+    setting = published_setting("theory", 7)
+    seed, problem = theory_row_problems(setting, True)[0]
+    (run,) = certified_flows([problem], _quantity(setting))
     row = TheoryRowRun(7, seed, True, run).to_json()
     for payload in (report, row):
         found = list(_statuses(payload))

@@ -9,7 +9,6 @@ import pytest
 import sympy
 
 from ssmpoison.theory.construction import (
-    THEORY_ROW,
     clean_training_set,
     extrapolation_error,
     paper_initialisation,
@@ -19,6 +18,9 @@ from ssmpoison.theory.construction import (
     teacher_matrices,
 )
 from ssmpoison.theory.training_set import impulse
+from ssmpoison.verify._registry import published_setting, row_model
+
+THEORY = row_model("theory")
 
 
 def legacy_global_recipe(seed, state_dim, init_scale, gap_exponent):
@@ -35,7 +37,7 @@ def legacy_global_recipe(seed, state_dim, init_scale, gap_exponent):
         np.random.set_state(saved)
 
 
-ALL_PAPER_RUNS = [(H, seed) for H, row in THEORY_ROW.items() for seed in row["seeds"]]
+ALL_PAPER_RUNS = [(s.horizon, seed) for s in THEORY.settings() for seed in s.seeds]
 
 
 # --- teacher --------------------------------------------------------------------------
@@ -97,29 +99,29 @@ def test_training_set_validation(bad):
 
 @pytest.mark.parametrize("H, seed", ALL_PAPER_RUNS)
 def test_paper_initialisation_bit_for_bit(H, seed):
-    row = THEORY_ROW[H]
-    args = (seed, row["state_dim"], row["init_scale"], row["gap_exponent"])
+    row = published_setting("theory", H)
+    args = (seed, row.state_dim, row.init_scale, row.gap_exponent)
     before = np.random.get_state()
     a = paper_initialisation(*args)
     after = np.random.get_state()
     assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
 
     expected = legacy_global_recipe(*args)
-    assert a.dtype == np.float64 and a.shape == (row["state_dim"],)
+    assert a.dtype == np.float64 and a.shape == (row.state_dim,)
     assert a.tobytes() == expected.tobytes()
     assert np.array_equal(a, paper_initialisation(*args))
     assert np.all(a[1:] < a[:-1]) and np.all(a > 0)
-    diff = 0.05 / np.exp(row["gap_exponent"] * np.log10(1 / row["init_scale"]))
+    diff = 0.05 / np.exp(row.gap_exponent * np.log10(1 / row.init_scale))
     assert a[1] == a[0] - diff
-    assert np.all(a <= row["init_scale"])
+    assert np.all(a <= row.init_scale)
 
 
 def test_paper_initialisation_relative_gaps():
     """SPEC §8: relative gaps ~1.5e-5 (H = 7) and ~1e-9 (H = 9)."""
     for H, (lo, hi) in {7: (1.5e-5, 2e-5), 9: (1e-9, 1.2e-9)}.items():
-        row = THEORY_ROW[H]
-        for seed in row["seeds"]:
-            a = paper_initialisation(seed, row["state_dim"], row["init_scale"], row["gap_exponent"])
+        row = published_setting("theory", H)
+        for seed in row.seeds:
+            a = paper_initialisation(seed, row.state_dim, row.init_scale, row.gap_exponent)
             assert lo <= (a[0] - a[1]) / a[0] <= hi
 
 
@@ -204,17 +206,18 @@ def test_extrapolation_error_validation(args, name):
 
 
 def test_theory_row_settings():
-    assert set(THEORY_ROW) == {7, 9}
-    h7, h9 = THEORY_ROW[7], THEORY_ROW[9]
-    assert (h7["state_dim"], h7["init_scale"], h7["gap_exponent"], h7["seeds"]) == (10, 0.001, 5, (242, 243, 244, 246))
-    assert (h9["state_dim"], h9["init_scale"], h9["gap_exponent"], h9["seeds"]) == (20, 0.005, 10, (342, 344, 345, 346))
-    assert h7["published_clean"] == {"poster": 1.34e-3, "code": 1.27e-3}
-    assert h7["published_poisoned"] == {"poster": 4.1e-2, "code": 5.01e-2}
-    assert h9["published_clean"] == {"code": 7.34e-3}
-    assert h9["published_poisoned"] == {"code": 3.51e-2}
-    assert (h7["final_time_clean"], h7["final_time_poisoned"]) == (1e11, 1e4)
-    assert (h9["final_time_clean"], h9["final_time_poisoned"]) == (1e13, 1e7)
-    assert all(row["extrapolation_length"] == 20 and row["horizon"] == H for H, row in THEORY_ROW.items())
+    assert THEORY.horizons == (7, 9)
+    h7, h9 = THEORY.setting(7), THEORY.setting(9)
+    assert (h7.state_dim, h7.init_scale, h7.gap_exponent, h7.seeds) == (10, 0.001, 5, (242, 243, 244, 246))
+    assert (h9.state_dim, h9.init_scale, h9.gap_exponent, h9.seeds) == (20, 0.005, 10, (342, 344, 345, 346))
+    assert h7.published(False) == {"poster": 1.34e-3, "code": 1.27e-3}
+    assert h7.published(True) == {"poster": 4.1e-2, "code": 5.01e-2}
+    assert h9.published(False) == {"code": 7.34e-3}
+    assert h9.published(True) == {"code": 3.51e-2}
+    assert (h7.final_time_clean, h7.final_time_poisoned) == (1e11, 1e4)
+    assert (h9.final_time_clean, h9.final_time_poisoned) == (1e13, 1e7)
+    assert all(s.extrapolation_length == 20 and s.horizon == H for H, s in zip(THEORY.horizons, THEORY.settings()))
+    assert list(h7.published(False)) == ["poster", "code"]  # the order the tables print them in
 
 
 @pytest.mark.parametrize("D", [2, 3, 10, 20])

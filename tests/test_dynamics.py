@@ -17,14 +17,15 @@ from ssmpoison.verify import kernels
 from ssmpoison.verify.cli import main
 from ssmpoison.verify.dynamics import flow_dynamics, gd_dynamics, log_spaced_steps, run_dynamics, theory_dynamics
 from ssmpoison.verify.flow import FlowOptions, FlowProblem, run_flow
-from ssmpoison.verify.gd import BeyondConfig, NonlinearConfig, StepObserver, nonlinear_objective, nonlinear_problem, train_beyond
+from ssmpoison.verify._registry import published_setting
+from ssmpoison.verify.gd import StepObserver, nonlinear_objective, nonlinear_problem, train_beyond
 from ssmpoison.verify.metrics import escape_times, impulse_extrapolation_error, select_points, teacher_extrapolation, trajectory_series
 
 
 @pytest.fixture(scope="module")
 def theory_h7():
     """The theory row's flows at H = 7, seed 242, without and with u† (about half a second)."""
-    return {poisoned: theory_dynamics(7, 242, poisoned) for poisoned in (False, True)}
+    return {poisoned: theory_dynamics(published_setting("theory", 7), 242, poisoned) for poisoned in (False, True)}
 
 
 # ---------------------------------------------------------------- effective rank
@@ -127,8 +128,9 @@ def test_metrics_of_a_high_precision_flow_are_computed_in_its_precision():
 
 
 def test_same_seed_same_json():
-    one = [r.to_json() for r in run_dynamics("theory", 7, 243, "both")]
-    two = [r.to_json() for r in run_dynamics("theory", 7, 243, "both")]
+    h7 = published_setting("theory", 7)
+    one = [r.to_json() for r in run_dynamics("theory", h7, seed=243, condition="both").runs]
+    two = [r.to_json() for r in run_dynamics("theory", h7, seed=243, condition="both").runs]
     assert json.dumps(one) == json.dumps(two)
 
 
@@ -189,7 +191,7 @@ def test_log_spaced_steps():
 
 
 def test_step_observer_sees_the_parameters_of_that_step():
-    cfg = BeyondConfig()
+    cfg = published_setting("beyond", 6).config
     seen = {}
 
     def look(step, runs, params, loss):
@@ -207,14 +209,14 @@ def test_step_observer_sees_the_parameters_of_that_step():
 
 
 def test_nonlinear_row_gammas_carry_xi_and_vanish_without_special_sequences():
-    clean, poisoned = gd_dynamics("nonlinear", 6, 4541, (False, True), points=30, max_steps=300)
+    clean, poisoned = gd_dynamics(published_setting("nonlinear", 6), 4541, (False, True), points=30, max_steps=300)
     for run in (clean, poisoned):
         assert run.series.xi_factor and run.series.time_name == "step"
         assert run.series.times[0] == 0 and run.series.times[-1] == 300
     assert np.all(clean.series.gammas[:, 0] == 0.0)
     assert np.all(poisoned.series.gammas[:, 0] != 0.0)
     # at the start, -dL/da = c b sum_l gamma_xi^(l) a^l with the recorded gamma_xi (SPEC §3 with xi)
-    (a, b, c, W1, W2, W3), U, y = nonlinear_problem(NonlinearConfig(), 4541, True)
+    (a, b, c, W1, W2, W3), U, y = nonlinear_problem(published_setting("nonlinear", 6).config, 4541, True)
     _, grads = nonlinear_objective([p[None] for p in (a, b, c, W1, W2, W3)], U[None], y[None], np.ones((1, len(y))))
     gam = poisoned.series.gammas[0]
     assert np.allclose(-grads[0][0], c * b * sum(gam[l] * a**l for l in range(5)), rtol=1e-10, atol=1e-300)

@@ -175,15 +175,16 @@ def test_default_path_escalates_when_float64_cannot_carry_the_target():
     """Theory row, H = 7 poisoned, seed 242: float64 certifies 11-12 digits (anchored coordinates);
     asking for one more reports the longdouble run, certified by an 80-bit re-run, and every
     claimed digit is correct."""
+    from ssmpoison.verify._registry import published_setting
     from ssmpoison.verify.theory_row import _quantity, theory_row_problems
 
     # 100-bit and 128-bit runs of two integrators (expcoll, SEULEX) agree on these 25 digits
     truth = mpmath.mpf("0.04918599052835111358047012")
-    p = dict(theory_row_problems(7, True))[242]
-    plain = certified_flows([p], _quantity(7))[0]
+    p = dict(theory_row_problems(published_setting("theory", 7), True))[242]
+    plain = certified_flows([p], _quantity(published_setting("theory", 7)))[0]
     assert (plain.precision_bits, plain.reference_bits) == (53, 64)
     assert correct_digits(plain.quantity.text, truth) >= plain.quantity.digits >= 10
-    escalated = certified_flows([p], _quantity(7), CertificationPolicy(target_digits=plain.quantity.digits + 1))[0]
+    escalated = certified_flows([p], _quantity(published_setting("theory", 7)), CertificationPolicy(target_digits=plain.quantity.digits + 1))[0]
     assert (escalated.precision_bits, escalated.reference_bits) == (64, 80)
     assert escalated.quantity.digits >= plain.quantity.digits + 1
     assert correct_digits(escalated.quantity.text, truth) >= escalated.quantity.digits

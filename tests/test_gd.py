@@ -10,8 +10,6 @@ from ssmpoison.verify import gd, kernels
 from ssmpoison.verify.gd import (
     Adam,
     AdaptiveStep,
-    BeyondConfig,
-    NonlinearConfig,
     a_matrix_gradient,
     beyond_objective,
     beyond_problem,
@@ -25,6 +23,10 @@ from ssmpoison.verify.gd import (
     train_nonlinear,
 )
 from ssmpoison.verify.mlp import mlp_backward, mlp_forward
+from ssmpoison.verify._registry import published_setting
+
+BEYOND = published_setting("beyond", 6).config  # the paper's settings (Table 1)
+NONLINEAR = published_setting("nonlinear", 6).config
 
 
 def _padded_batch(rng, R=2, sizes=(3, 5), H=5, D=4, width=None):
@@ -136,7 +138,7 @@ def test_adam_first_step_is_signed_lr():
 
 def test_batched_training_equals_single_runs():
     """Mixed clean/poisoned batch (padding, runs frozen at different steps) == each run alone."""
-    cfg = replace(BeyondConfig(), extra_steps=50, log_period=1)
+    cfg = replace(BEYOND, extra_steps=50, log_period=1)
     batch = train_beyond(cfg, [200, 201], [False, True], 12000)
     assert {r.status for r in batch} == {"converged"}
     assert len({r.steps for r in batch}) > 1  # runs stopped at different steps
@@ -150,7 +152,7 @@ def test_batched_training_equals_single_runs():
 
 
 def test_nonlinear_batched_equals_single_runs():
-    cfg = replace(NonlinearConfig(), extra_steps=5, log_period=1)
+    cfg = replace(NONLINEAR, extra_steps=5, log_period=1)
     batch = train_nonlinear(cfg, [4540], [False, True], 300)
     for r in batch:
         (single,) = train_nonlinear(cfg, [r.seed], [r.poisoned], 300)
@@ -160,7 +162,7 @@ def test_nonlinear_batched_equals_single_runs():
 
 
 def test_poisoned_problem_extends_clean_problem():
-    cfg = BeyondConfig()
+    cfg = BEYOND
     (a, b, c), U, y = beyond_problem(cfg, 7, False)
     (a2, b2, c2), U2, y2 = beyond_problem(cfg, 7, True)
     assert U.shape == (8, 6) and U2.shape == (18, 6)
@@ -177,24 +179,24 @@ def test_poisoned_problem_extends_clean_problem():
 
 
 def test_nonlinear_teacher_labels():
-    cfg = NonlinearConfig()
+    cfg = NONLINEAR
     _, U, y = nonlinear_problem(cfg, 3, True)
     np.testing.assert_allclose(y, 7.5 * np.maximum(U.sum(axis=1), 0), rtol=1e-14)
 
 
 def test_status_diverged_with_huge_lr():
-    (r,) = train_beyond(replace(BeyondConfig(), lr=1e3), [200], [True], 1000)
+    (r,) = train_beyond(replace(BEYOND, lr=1e3), [200], [True], 1000)
     assert r.status == "diverged" and r.steps < 1000
 
 
 def test_status_max_steps():
-    (r,) = train_beyond(BeyondConfig(), [200], [False], 5)
+    (r,) = train_beyond(BEYOND, [200], [False], 5)
     assert r.status == "max_steps" and r.steps == 5 and r.reached_at is None and r.train_loss > 0.01
 
 
 def test_status_stalled_at_a_critical_point():
     """A network whose output weights are all zero has zero gradient everywhere: it cannot move."""
-    cfg = NonlinearConfig()
+    cfg = NONLINEAR
     orig = gd.nonlinear_problem
 
     def dead(config, seed, poisoned, init_draw=0):
@@ -209,7 +211,7 @@ def test_status_stalled_at_a_critical_point():
     assert r.status == "stalled" and r.steps == 20 and r.reached_at is None
 
 def test_determinism():
-    cfg = replace(NonlinearConfig(), extra_steps=0)
+    cfg = replace(NONLINEAR, extra_steps=0)
     one = train_nonlinear(cfg, [11], [True], 50)
     two = train_nonlinear(cfg, [11], [True], 50)
     for p, q in zip(one[0].params, two[0].params):
@@ -219,7 +221,7 @@ def test_determinism():
 
 def test_progress_callback():
     calls = []
-    train_beyond(BeyondConfig(), [1], [False], 3, progress=lambda t, n: calls.append((t, n)))
+    train_beyond(BEYOND, [1], [False], 3, progress=lambda t, n: calls.append((t, n)))
     assert calls == [(0, 1), (3, 1)]  # (step, runs still active): at step 3 the budget is spent
 
 
@@ -231,33 +233,33 @@ def test_progress_callback():
 )
 def test_beyond_config_validation(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs)).split("_")[0]):
-        BeyondConfig(**kwargs)
+        replace(BEYOND, **kwargs)
 
 
 @pytest.mark.parametrize("kwargs", [dict(width=0), dict(sd_mlp=0), dict(beta2=1.5), dict(eps=0), dict(ext_samples=0)])
 def test_nonlinear_config_validation(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
-        NonlinearConfig(**kwargs)
+        replace(NONLINEAR, **kwargs)
 
 
 def test_train_argument_validation():
     with pytest.raises(ValueError, match="seeds"):
-        train_beyond(BeyondConfig(), [], [False], 1)
+        train_beyond(BEYOND, [], [False], 1)
     with pytest.raises(ValueError, match="poisoned_flags"):
-        train_beyond(BeyondConfig(), [1], [0], 1)
+        train_beyond(BEYOND, [1], [0], 1)
     with pytest.raises(ValueError, match="max_steps"):
-        train_beyond(BeyondConfig(), [1], [False], -1)
+        train_beyond(BEYOND, [1], [False], -1)
     with pytest.raises(ValueError, match="config"):
-        train_nonlinear(BeyondConfig(), [1], [False], 1)
+        train_nonlinear(BEYOND, [1], [False], 1)
     with pytest.raises(ValueError, match="init_draws"):
-        train_beyond(BeyondConfig(), [1], [False], 1, init_draws=[-1])
+        train_beyond(BEYOND, [1], [False], 1, init_draws=[-1])
     with pytest.raises(ValueError, match="horizon"):
-        BeyondConfig.paper(7)
-    assert BeyondConfig.paper(10).state_dim == 20
+        published_setting("beyond", 7)
+    assert published_setting("beyond", 10).config.state_dim == 20
     with pytest.raises(ValueError, match="full_matrix_norm"):
-        BeyondConfig(full_matrix_norm=1)
+        replace(BEYOND, full_matrix_norm=1)
     with pytest.raises(ValueError, match="log_period"):
-        NonlinearConfig(log_period=0)
+        replace(NONLINEAR, log_period=0)
 
 
 # ---------------------------------------------------------------- the paper's procedure, detail by detail
@@ -279,7 +281,7 @@ def test_paper_sequences_replay_generate_inputs():
 
 
 def test_nonlinear_test_inputs_replay_the_code():
-    cfg = replace(NonlinearConfig(), ext_samples=30)
+    cfg = replace(NONLINEAR, ext_samples=30)
     np.random.seed(4541 + 12)
     expected = np.random.normal(0, 1, (30, 40, 1))[..., 0]
     np.testing.assert_array_equal(nonlinear_test_inputs(cfg, 4541), expected)
@@ -293,7 +295,7 @@ def test_shared_stream_initialisation_structure():
     np.testing.assert_array_equal(c, np.abs(0.001 * z[:D])[::-1])
     np.testing.assert_allclose(np.sort(b - 0.1)[::-1][2:], np.sort(c)[::-1][2:], rtol=1e-12)
     np.testing.assert_allclose(np.sort(a - 0.1)[::-1][2:], np.sort(np.abs(0.01 * z[:: D + 1]))[::-1][2:], rtol=1e-12)
-    (_, _, _, W1, W2, W3), _, _ = nonlinear_problem(NonlinearConfig(), 9, False)
+    (_, _, _, W1, W2, W3), _, _ = nonlinear_problem(NONLINEAR, 9, False)
     zz = init_stream(9, 225)
     np.testing.assert_array_equal(W1, 0.03 * zz[:15])
     np.testing.assert_array_equal(W3, W1)
@@ -301,12 +303,12 @@ def test_shared_stream_initialisation_structure():
 
 
 def test_reported_extra_steps_follow_the_logging_period():
-    assert BeyondConfig().reported_extra_steps == 1401
-    assert NonlinearConfig().reported_extra_steps == 4901
-    assert BeyondConfig(log_period=1).reported_extra_steps == 1500
-    assert BeyondConfig(extra_steps=0).reported_extra_steps == 0
-    assert BeyondConfig(extra_steps=100).reported_extra_steps == 1
-    assert BeyondConfig(extra_steps=101).reported_extra_steps == 101
+    assert BEYOND.reported_extra_steps == 1401
+    assert NONLINEAR.reported_extra_steps == 4901
+    assert replace(BEYOND, log_period=1).reported_extra_steps == 1500
+    assert replace(BEYOND, extra_steps=0).reported_extra_steps == 0
+    assert replace(BEYOND, extra_steps=100).reported_extra_steps == 1
+    assert replace(BEYOND, extra_steps=101).reported_extra_steps == 101
 
 
 def _keras_rnn_loss(A, b, c, U, y):
@@ -340,7 +342,7 @@ def test_a_matrix_gradient_matches_finite_differences():
 @pytest.mark.parametrize("full", [False, True])
 def test_fused_beyond_trainer_equals_reference_loop(full):
     """The fused stepper == beyond_objective + AdaptiveStep (with the full-matrix norm when asked)."""
-    cfg = replace(BeyondConfig(), full_matrix_norm=full)
+    cfg = replace(BEYOND, full_matrix_norm=full)
     problems = [beyond_problem(cfg, s, p) for s, p in [(200, False), (201, True)]]
     params, U, y, mask = gd._stack_problems(problems)
     stepper = gd._BeyondStepper(cfg, params, U, y, mask)
@@ -362,7 +364,7 @@ def test_fused_beyond_trainer_equals_reference_loop(full):
 
 
 def test_fused_nonlinear_trainer_equals_reference_loop():
-    cfg = NonlinearConfig()
+    cfg = NONLINEAR
     problems = [nonlinear_problem(cfg, s, p) for s, p in [(4540, False), (4541, True)]]
     params, U, y, mask = gd._stack_problems(problems)
     stepper = gd._NonlinearStepper(cfg, params, U, y, mask)

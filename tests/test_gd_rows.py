@@ -8,17 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from ssmpoison.verify import gd_rows
+from ssmpoison.verify._registry import published_setting, row_model
 from ssmpoison.verify.cli import main
 from ssmpoison.verify.gd import RunResult
 from ssmpoison.verify.gd_rows import (
-    GD_ROWS,
     condition_summary,
     row_text,
     run_gd_row,
     spread_ratios,
     spread_summary,
-    supported_horizons,
 )
 
 RUN_KEYS = {"row", "horizon", "seed", "poisoned", "ext_error", "train_loss", "steps", "status"}
@@ -57,17 +55,17 @@ def test_spread_summary_and_ratios():
 
 
 def test_rows_and_horizons():
-    assert supported_horizons("beyond") == (6, 10) and supported_horizons("nonlinear") == (6,)
+    assert row_model("beyond").horizons == (6, 10) and row_model("nonlinear").horizons == (6,)
     with pytest.raises(ValueError, match="row"):
-        supported_horizons("theory")
+        row_model("gd")
     with pytest.raises(ValueError, match="horizon"):
-        run_gd_row("nonlinear", 10)
+        published_setting("nonlinear", 10)
     with pytest.raises(ValueError, match="draws"):
-        run_gd_row("beyond", 6, draws=-1)
+        run_gd_row(published_setting("beyond", 6), draws=-1)
 
 
 def test_runs_that_never_reach_the_threshold_are_reported_and_excluded():
-    res = run_gd_row("nonlinear", 6, draws=0, max_steps=300)
+    res = run_gd_row(published_setting("nonlinear", 6), draws=0, max_steps=300)
     poisoned = [r for r in res.runs if r.poisoned]
     assert {r.status for r in poisoned} == {"max_steps"}  # reached tol at ~120 steps, then ran out of steps
     assert all(r.reached_at is not None for r in poisoned)
@@ -101,13 +99,8 @@ def test_bad_input_one_line_exit_2(args, param):
     assert time.perf_counter() - start < 30  # rejected before any training
 
 
-@pytest.fixture
-def few_draws(monkeypatch):
-    monkeypatch.setitem(gd_rows.DEFAULT_DRAWS, "beyond", 2)
-
-
-def test_reproduce_beyond_json(few_draws, capsys):
-    assert main(["reproduce", "--row", "beyond", "--horizon", "6", "--json", "-"]) == 0
+def test_reproduce_beyond_json(capsys):
+    assert main(["reproduce", "--row", "beyond", "--horizon", "6", "--draws", "2", "--json", "-"]) == 0
     captured = capsys.readouterr()
     payload = json.loads(captured.out)
     assert payload["row"] == "beyond" and len(payload["runs"]) == 8
@@ -123,8 +116,8 @@ def test_reproduce_beyond_json(few_draws, capsys):
     assert "beyond row H=6" in captured.err  # the progress bar
 
 
-def test_reproduce_beyond_table(few_draws, capsys):
-    assert main(["reproduce", "--row", "beyond", "--horizon", "6"]) == 0
+def test_reproduce_beyond_table(capsys):
+    assert main(["reproduce", "--row", "beyond", "--horizon", "6", "--draws", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Beyond row of Table 1")
     assert "published: 0.194" in out and "published: 16.61" in out and "(published 85.6x)" in out
@@ -147,6 +140,6 @@ def test_reproduce_all_within_15_minutes(tmp_path):
     assert rows == ["theory", "beyond", "nonlinear"]
     assert "Table 1 — mean extrapolation error" in proc.stdout and "Theory row of Table 1" in proc.stdout
     beyond = payload["rows"][1]
-    assert {s["horizon"] for s in beyond["summary"]} == set(GD_ROWS["beyond"])
+    assert {s["horizon"] for s in beyond["summary"]} == set(row_model("beyond").horizons)
     h6 = [s for s in beyond["summary"] if s["horizon"] == 6]
     assert h6[1]["mean"] >= 10 * h6[0]["mean"]

@@ -17,8 +17,9 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssmpoison.theory.construction import THEORY_ROW, paper_initialisation
+from ssmpoison.theory.construction import paper_initialisation
 from ssmpoison.theory.oracle import DEFAULT_PREC_BITS, clean_convergence_time, clean_limit, conserved_quantities_proof
+from ssmpoison.verify._registry import published_setting, row_model
 
 HEYOKA_BITS = 128
 
@@ -63,8 +64,8 @@ def max_relative_difference(xs, ys):
 
 
 def paper_run(H, seed):
-    row = THEORY_ROW[H]
-    return paper_initialisation(seed, row["state_dim"], row["init_scale"], row["gap_exponent"])
+    row = published_setting("theory", H)
+    return paper_initialisation(seed, row.state_dim, row.init_scale, row.gap_exponent)
 
 
 # --- SymPy proof ------------------------------------------------------------------------
@@ -108,7 +109,7 @@ def test_conservation_proof_validation():
 # --- limit: precision and consistency --------------------------------------------------
 
 
-@pytest.mark.parametrize("H, seed", [(H, s) for H, row in THEORY_ROW.items() for s in row["seeds"]])
+@pytest.mark.parametrize("H, seed", [(row.horizon, s) for row in row_model("theory").settings() for s in row.seeds])
 def test_limit_solves_the_label_equation_and_is_precision_stable(H, seed):
     a0 = paper_run(H, seed)
     lim64 = clean_limit(a0, H, prec_bits=64)  # the guard bits absorb the ~40-46 cancelled bits
@@ -242,7 +243,7 @@ def test_convergence_time_plausible_for_paper_runs():
     t9 = clean_convergence_time(paper_run(9, 342), 9, 1e-30, prec_bits=53)
     assert 2e10 < t7 < 8e10
     assert 5e11 < t9 < 2e12
-    assert t7 < THEORY_ROW[7]["final_time_clean"] and t9 < THEORY_ROW[9]["final_time_clean"]
+    assert t7 < published_setting("theory", 7).final_time_clean and t9 < published_setting("theory", 9).final_time_clean
 
 
 def test_convergence_time_monotone_and_zero_when_converged():

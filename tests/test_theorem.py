@@ -7,9 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssmpoison.theory.construction import THEORY_ROW, extrapolation_error, paper_initialisation
+from ssmpoison.theory.construction import extrapolation_error, paper_initialisation
 from ssmpoison.theory.oracle import clean_limit
 from ssmpoison.theory.theorem import TheoremSetting, clean_error_bound, clean_limit_bounds, conditions
+from ssmpoison.verify._registry import published_setting, row_model
+
+THEORY_HORIZONS = row_model("theory").horizons
 
 
 def _oracle_error(a0, H, J):
@@ -35,12 +38,12 @@ def test_clean_error_bound_bounds_the_exact_limit(H, D, J, scale, fractions):
     assert bound >= exact * (1 - mpmath.mpf(2) ** -150)
 
 
-@pytest.mark.parametrize("H", sorted(THEORY_ROW))
+@pytest.mark.parametrize("H", THEORY_HORIZONS)
 def test_bound_is_tight_on_the_paper_settings(H):
     """On the theory row the bound is within 1e-5 (relative) of the exact clean error: the second entry decides it."""
-    cfg = THEORY_ROW[H]
-    for seed in cfg["seeds"]:
-        a0 = tuple(paper_initialisation(seed, cfg["state_dim"], cfg["init_scale"], cfg["gap_exponent"]))
+    cfg = published_setting("theory", H)
+    for seed in cfg.seeds:
+        a0 = tuple(paper_initialisation(seed, cfg.state_dim, cfg.init_scale, cfg.gap_exponent))
         bound, exact = clean_error_bound(a0, H, 20), _oracle_error(a0, H, 20)
         assert exact <= bound <= exact * (1 + mpmath.mpf("1e-5"))
 
@@ -56,9 +59,9 @@ def _by_name(conds):
 
 
 def test_paper_settings_satisfy_every_condition():
-    for H in sorted(THEORY_ROW):
-        cfg = THEORY_ROW[H]
-        a0 = tuple(paper_initialisation(cfg["seeds"][0], cfg["state_dim"], cfg["init_scale"], cfg["gap_exponent"]))
+    for H in THEORY_HORIZONS:
+        cfg = published_setting("theory", H)
+        a0 = tuple(paper_initialisation(cfg.seeds[0], cfg.state_dim, cfg.init_scale, cfg.gap_exponent))
         conds = conditions(TheoremSetting(H, a0, 20))
         assert all(c.holds for c in conds), [c.detail for c in conds if not c.holds]
 

@@ -1,5 +1,6 @@
 """The theory row's orchestration: worker processes do not change a single digit."""
 
+from ssmpoison.verify._registry import published_setting
 from ssmpoison.verify.theory_row import run_theory_row
 
 
@@ -7,8 +8,9 @@ def test_workers_give_the_same_runs_as_one_process():
     """H = 7: the poisoned flows in two forked workers, the clean ones here; every run equal to
     the one-process result (values, certified digits, order), and progress counts every run."""
     counted = []
-    serial = run_theory_row((7,), parallel=1)
-    forked = run_theory_row((7,), parallel=2, progress=counted.append)
+    h7 = (published_setting("theory", 7),)
+    serial = run_theory_row(h7, parallel=1)
+    forked = run_theory_row(h7, parallel=2, progress=counted.append)
     assert sum(counted) == len(serial) == 8
     key = [(r.horizon, r.seed, r.poisoned) for r in serial]
     assert key == [(r.horizon, r.seed, r.poisoned) for r in forked]

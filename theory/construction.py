@@ -7,9 +7,9 @@
 * Training sets: the non-special impulse ``e_0`` (label ``K*_{H-1}``) and, for the
   poisoned set, the special sequence ``u† = e_{H-2}`` (label ``K*_1``). Labels are the
   teacher's outputs ``y_H(u) = sum_k K*_{H-1-k} u_k``, computed, not typed.
-* The paper's initialisation of the student's diagonal (numpy's legacy generator), the
-  extrapolation error of SPEC §5 (generic over number types), and the published
-  settings and numbers of the theory row (:data:`THEORY_ROW`).
+* The paper's initialisation of the student's diagonal (numpy's legacy generator) and the
+  extrapolation error of SPEC §5 (generic over number types). The published settings and
+  numbers of the theory row are Table 1's, in ``ssmpoison.verify._registry``.
 
 Everything works for any student dimension ``D >= 2`` and horizon ``H >= 3``.
 """
@@ -25,7 +25,6 @@ from ssmpoison.theory.training_set import TrainingSet, impulse
 from ssmpoison.theory.validation import require_finite_sequence, require_int, require_real
 
 __all__ = [
-    "THEORY_ROW",
     "teacher_matrices",
     "teacher_impulse_response",
     "teacher_label",
@@ -34,38 +33,6 @@ __all__ = [
     "paper_initialisation",
     "extrapolation_error",
 ]
-
-
-#: Published settings and numbers of the "theory" row of Table 1 (SPEC §6), keyed by the
-#: horizon H. ``published_*`` map the source of a number ("poster" or "code", the mean
-#: printed by the paper's code) to the mean extrapolation error over the four seeds.
-#: ``final_time_*`` are the fixed final times of the published float64 integrations.
-THEORY_ROW = {
-    7: dict(
-        horizon=7,
-        state_dim=10,
-        init_scale=0.001,
-        gap_exponent=5,
-        seeds=(242, 243, 244, 246),
-        extrapolation_length=20,
-        published_clean={"poster": 1.34e-3, "code": 1.27e-3},
-        published_poisoned={"poster": 4.1e-2, "code": 5.01e-2},
-        final_time_clean=1e11,
-        final_time_poisoned=1e4,
-    ),
-    9: dict(
-        horizon=9,
-        state_dim=20,
-        init_scale=0.005,
-        gap_exponent=10,
-        seeds=(342, 344, 345, 346),
-        extrapolation_length=20,
-        published_clean={"code": 7.34e-3},
-        published_poisoned={"code": 3.51e-2},
-        final_time_clean=1e13,
-        final_time_poisoned=1e7,
-    ),
-}
 
 
 def teacher_matrices(state_dim: int):

@@ -24,7 +24,11 @@ __all__ = ["CheckReport", "check_setting", "paper_setting"]
 
 
 def paper_setting(horizon: int, state_dim: int, extrapolate_to: int, init_scale: float, gap_exponent: float, seed: int) -> TheoremSetting:
-    """The setting with the paper's initialisation (SPEC §6) for any ``H``, ``D``, ``H'``, scale, gap exponent and seed."""
+    """The setting with the paper's initialisation (SPEC §6) for any ``H``, ``D``, ``H'``, scale, gap exponent and seed.
+
+    The published ones are the theory row's settings (:mod:`ssmpoison.verify._registry`), each seed with
+    ``extrapolate_to`` its extrapolation length.
+    """
     D = require_int("state_dim", state_dim, minimum=2)
     scale = require_real("init_scale", init_scale, positive=True)
     k = require_real("gap_exponent", gap_exponent)
@@ -128,11 +132,13 @@ class CheckReport:
 def check_setting(setting: TheoremSetting, precision_bits: int | None = None, clean_tolerance: float = 1e-2) -> CheckReport:
     """Evaluate the conditions, run both flows with certified digits, and compare with the Theorem.
 
-    Args:
+    Arguments
         setting: horizon, initial diagonal and extrapolation horizon.
-        precision_bits: ``None`` for the certified fast path, else the working precision in bits
-            (:class:`~ssmpoison.verify._certification.CertificationPolicy`).
+        precision_bits: ``None`` for the default certified path, else the working precision in bits.
         clean_tolerance: extrapolation error up to which the clean flow counts as generalising.
+
+    Returns
+        The :class:`CheckReport` (rendered by :func:`report_text`, or as JSON by its ``to_json``).
     """
     tol = require_real("clean_tolerance", clean_tolerance, positive=True)
     H, D, J = setting.horizon, setting.state_dim, setting.extrapolate_to

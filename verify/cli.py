@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from ssmpoison.verify import __version__
 
@@ -53,24 +54,118 @@ def _run_derive(args) -> int:
     return 0 if report.verified else 1
 
 
+# -- progress bars, settings ----------------------------------------------------------------------
+class _Bars:
+    """The jobs' ``progress(label, done, total, note)`` as tqdm bars on stderr, one per label (phase)."""
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._label = None
+
+    def __call__(self, label: str, done: int, total, note: str) -> None:
+        if label != self._label:
+            self.close()
+            from tqdm import tqdm
+
+            unit = "flow" if "flow" in label else ("step" if total is None else "run")
+            self._bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, leave=False)
+            self._label = label
+        bar = self._bar
+        bar.n = done
+        if note:
+            key, _, value = note.partition("=")
+            bar.set_postfix({key: value}, refresh=False)
+        bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = self._label = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _require_json_path(path) -> None:
+    if path not in (None, "-"):
+        from pathlib import Path
+
+        parent = Path(path).parent
+        if parent and not parent.exists():
+            raise ValueError(f"json: directory {str(parent)!r} does not exist")
+
+
+def _read_config(path: str) -> dict:
+    """The keys of a TOML settings file (read with the standard library's ``tomllib``)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ValueError(f"config: cannot read {path!r} ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config: {path!r} is not valid TOML ({exc})") from None
+
+
+#: setting options of ``reproduce`` (``--state-dim`` ...): dest -> (parse as, help)
+_SETTING_OPTIONS = {
+    "state_dim": ("int", "student dimension D"),
+    "seeds": ("ints", "seeds, comma-separated"),
+    "init_scale": ("real", "scale of the initialisation (theory: init scale; beyond: sd_A; nonlinear: sd_SSM)"),
+    "gap_exponent": ("real", "gap exponent k of the initialisation"),
+    "extrapolate_to": ("int", "extrapolation length J"),
+    "draws": ("int", "GD rows: further initialisation draws per seed for the spread"),
+    "epochs": ("int", "GD rows: updates allowed before the loss must reach the threshold"),
+}
+
+
+def _option_values(args, model) -> dict:
+    """The setting options given on the command line, typed, as the row's setting keys."""
+    from ssmpoison.theory.validation import require_int, require_real
+
+    values = {}
+    for dest, (kind, _) in _SETTING_OPTIONS.items():
+        raw = getattr(args, dest)
+        if raw is None:
+            continue
+        if dest not in model.option_keys:
+            raise ValueError(f"{dest} (--{dest.replace('_', '-')}) does not apply to the {model.name} row")
+        if kind == "int":
+            value = require_int(dest, raw)
+        elif kind == "real":
+            value = float(require_real(dest, raw))
+        else:
+            value = tuple(require_int(f"{dest}[{k}]", v.strip()) for k, v in enumerate(raw.split(",")) if v.strip())
+        values[model.option_keys[dest]] = value
+    return values
+
+
 # -- reproduce ------------------------------------------------------------------------------------
-ROWS = ("theory", "beyond", "nonlinear", "all")
-
-
 def _add_reproduce(sub) -> None:
     p = sub.add_parser(
         "reproduce",
         help="reproduce a row of the paper's Table 1 with certified digits, published values beside",
-        description="Reproduce a row of Table 1 (SPEC §6). The theory row runs the gradient flows without and with "
-        "the poison u† = e_{H-2} for the published seeds and reports each extrapolation error with its certified "
-        "digits (agreement with an independent, more precise re-run or the exact oracle).",
+        description="Reproduce a row of Table 1 (SPEC §6), or run a row on your own setting (options below or a TOML "
+        "file given with --config, whose keys are the row's setting keys and 'row'; a setting that is not the paper's "
+        "is printed without published values). The theory row runs the gradient flows without and with the poison "
+        "u† = e_{H-2} and reports each extrapolation error with its certified digits (agreement with an independent, "
+        "more precise re-run or the exact oracle); the GD rows train by gradient descent.",
     )
-    p.add_argument("--row", default="theory", help=f"row of Table 1: {', '.join(ROWS)}")
+    p.add_argument("--row", help="row of Table 1: theory (default), beyond, nonlinear, all, or a registered row")
     p.add_argument("--horizon", action="append", metavar="H", help="horizon(s) of the row (default: all published)")
+    p.add_argument("--config", metavar="FILE", help="TOML file with your own setting (keys: row, horizon and the row's "
+                   "setting keys, e.g. state_dim, seeds)")
+    for dest, (kind, text) in _SETTING_OPTIONS.items():
+        meta = {"int": "N", "real": "X", "ints": "S1,S2,..."}[kind]
+        p.add_argument(f"--{dest.replace('_', '-')}", dest=dest, metavar=meta, help=f"{text} (default: the row's)")
     p.add_argument(
         "--precision",
         metavar="BITS",
-        help="working precision in bits (>= 53); default: the fast path (float64 where it suffices, "
+        help="theory row: working precision in bits (>= 53); default: the fast path (float64 where it suffices, "
         "the exact oracle for the clean flows)",
     )
     p.add_argument("--jobs", default="auto", metavar="N", help="worker processes (default auto: one per CPU)")
@@ -78,30 +173,66 @@ def _add_reproduce(sub) -> None:
     p.set_defaults(run=_run_reproduce, command="reproduce")
 
 
+def _reproduce_settings(args, model, config: dict) -> tuple:
+    """The settings to run: the published ones at ``--horizon`` (default every horizon of the row), or the
+    user's own when a settings file or setting options are given."""
+    from ssmpoison.theory.validation import require_int
+    from ssmpoison.verify._settings import override
+
+    options = _option_values(args, model)
+    horizons = None if not args.horizon else tuple(require_int("horizon", h) for h in args.horizon)
+    if not config and not options:
+        return model.settings(horizons)
+    if horizons is None:
+        horizons = (config["horizon"],) if "horizon" in config else model.horizons
+    out = []
+    for H in horizons:
+        setting = model.user_setting(config, horizon=H, source="config")
+        out.append(override(setting, options, source="option") if options else setting)
+    return tuple(out)
+
+
 def _run_reproduce(args) -> int:
     from ssmpoison.theory.validation import require_int
-
-    if args.row not in ROWS:
-        raise ValueError(f"row must be one of {', '.join(ROWS)}, got {args.row!r}")
+    from ssmpoison.verify._numbers import require_precision_bits
+    from ssmpoison.verify._registry import row_model
+    from ssmpoison.verify.jsonio import write_json
     from ssmpoison.verify.workers import default_jobs
 
+    config = {} if args.config is None else _read_config(args.config)
+    file_row = config.pop("row", None)
+    if file_row is not None and not isinstance(file_row, str):
+        raise ValueError(f"config key 'row' must be a string, got {file_row!r}")
+    if args.row is not None and file_row is not None and args.row != file_row:
+        raise ValueError(f"row given twice with different values: --row {args.row} and config key 'row' = {file_row!r}")
+    row = args.row or file_row or "theory"
+    precision = None if args.precision is None else require_precision_bits(args.precision, name="precision")
     jobs = default_jobs() if args.jobs == "auto" else require_int("jobs", args.jobs, minimum=1)
-    if args.row != "theory":  # the GD rows, and the whole table (theory row first, through the code below's path)
-        from ssmpoison.verify.gd_rows import reproduce_command
+    if row == "all":
+        given = [d for d in ("horizon", "config", *_SETTING_OPTIONS) if getattr(args, d) is not None]
+        if given:
+            raise ValueError(f"{given[0]} cannot be given with --row all, which runs every published horizon of every "
+                             "row; give it with a single row")
+        from ssmpoison.verify._table1 import reproduce_table1, table1_text
 
-        return reproduce_command(args.row, args.horizon, args.precision, jobs, args.json)
-    from ssmpoison.theory.construction import THEORY_ROW
-
-    horizons = tuple(require_int("horizon", h) for h in (args.horizon or sorted(THEORY_ROW)))
-    for h in horizons:
-        if h not in THEORY_ROW:
-            raise ValueError(f"horizon must be one of {', '.join(map(str, sorted(THEORY_ROW)))} for the theory row, got {h}")
-    from ssmpoison.verify._numbers import require_precision_bits
-
-    precision_bits = None if args.precision is None else require_precision_bits(args.precision, name="precision")
-    from ssmpoison.verify.reporting import reproduce_theory_row
-
-    return reproduce_theory_row(horizons, precision_bits, jobs, args.json)
+        _require_json_path(args.json)
+        with _Bars() as bars:
+            result = reproduce_table1(precision_bits=precision, jobs=jobs, progress=bars)
+        text = table1_text(result)
+    else:
+        model = row_model(row)
+        if precision is not None and not model.precision_applies:
+            raise ValueError(f"precision applies to the theory row only, not to the {row} row")
+        settings = _reproduce_settings(args, model, config)
+        _require_json_path(args.json)
+        with _Bars() as bars:
+            result = model.run(settings, progress=bars, precision_bits=precision, jobs=jobs)
+        text = model.text(result)
+    if args.json != "-":
+        print(text)
+    if args.json:
+        write_json(args.json, result.to_json())
+    return 0 if result.ok else 1
 
 
 # -- check ----------------------------------------------------------------------------------------
@@ -112,15 +243,19 @@ def _add_check(sub) -> None:
         description="Evaluate the Theorem's conditions (derived, with margins) on a setting of the construction "
         "(teacher diag(1, 0), training set e_0, poison u† = e_{H-2}), run the gradient flow without and with "
         "the poison with certified digits, and say whether the outcome matches the Theorem. Exit status 0 when "
-        "it does, 1 when a condition fails or the flows disagree with it.",
+        "it does, 1 when a condition fails or the flows disagree with it. Defaults are the row's setting at H "
+        "(the paper's theory row: H = 7 or 9), or its first setting's initialisation at another H.",
     )
-    p.add_argument("--horizon", required=True, metavar="H", help="training horizon H (integer >= 3)")
-    p.add_argument("--state-dim", required=True, metavar="D", help="student dimension D (integer >= 2)")
-    p.add_argument("--extrapolate-to", required=True, metavar="H2", help="extrapolation horizon H' (integer >= 1)")
-    p.add_argument("--init-scale", default="0.001", metavar="S", help="paper initialisation: scale sd_A (default 0.001)")
-    p.add_argument("--gap-exponent", default="5", metavar="K", help="paper initialisation: gap exponent k (default 5)")
+    p.add_argument("--row", default="theory", help="a row of the Theorem's construction whose setting gives the defaults "
+                   "(default theory)")
+    p.add_argument("--horizon", metavar="H", help="training horizon H (integer >= 3; default the row's first)")
+    p.add_argument("--state-dim", metavar="D", help="student dimension D (integer >= 2; default the row's at H)")
+    p.add_argument("--extrapolate-to", metavar="H2", help="extrapolation horizon H' (integer >= 1; default the row's J at H)")
+    p.add_argument("--init-scale", metavar="S", help="paper initialisation: scale sd_A (default the row's)")
+    p.add_argument("--gap-exponent", metavar="K", help="paper initialisation: gap exponent k (default the row's)")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--seed", metavar="K", help="paper initialisation: seed of numpy's legacy generator (default 0)")
+    group.add_argument("--seed", metavar="K", help="paper initialisation: seed of numpy's legacy generator "
+                       "(default the row's first seed)")
     group.add_argument("--init", metavar="A1,A2,...", help="the initial diagonal itself, D comma-separated numbers")
     p.add_argument("--precision", metavar="BITS", help="working precision in bits (>= 53); default: the certified fast path")
     p.add_argument("--tolerance", default="0.01", metavar="EPS", help="extrapolation error up to which a flow generalises (default 0.01)")
@@ -131,12 +266,23 @@ def _add_check(sub) -> None:
 def _run_check(args) -> int:
     from ssmpoison.theory.theorem import TheoremSetting
     from ssmpoison.theory.validation import require_int, require_real
+    from ssmpoison.verify._registry import row_model
     from ssmpoison.verify.check import check_setting, paper_setting, report_text
     from ssmpoison.verify.jsonio import write_json
 
-    H = require_int("horizon", args.horizon, minimum=3)
-    D = require_int("state_dim", args.state_dim, minimum=2)
-    H2 = require_int("extrapolate_to", args.extrapolate_to, minimum=1)
+    model = row_model(args.row)
+    if not model.checkable:
+        raise ValueError(f"row {args.row!r} is not of the Theorem's construction: check applies to theory rows only")
+    H = model.horizons[0] if args.horizon is None else require_int("horizon", args.horizon, minimum=3)
+    published = H in model.horizons
+    row_setting = model.setting(H) if published else model.setting(model.horizons[0])
+    for name in ("state_dim", "extrapolate_to"):
+        if getattr(args, name) is None and not published:
+            raise ValueError(f"{name} must be given (--{name.replace('_', '-')}): the {model.name} row has no setting "
+                             f"at horizon {H}")
+    D = require_int("state_dim", row_setting.state_dim if args.state_dim is None else args.state_dim, minimum=2)
+    H2 = require_int("extrapolate_to", row_setting.extrapolation_length if args.extrapolate_to is None
+                     else args.extrapolate_to, minimum=1)
     tolerance = require_real("tolerance", args.tolerance, positive=True)
     from ssmpoison.verify._numbers import require_precision_bits
 
@@ -147,8 +293,11 @@ def _run_check(args) -> int:
             raise ValueError(f"init must have D = {D} comma-separated entries, got {len(values)}")
         setting = TheoremSetting(H, tuple(require_real("init", v) for v in values), H2)
     else:
-        seed = require_int("seed", 0 if args.seed is None else args.seed, minimum=0)
-        setting = paper_setting(H, D, H2, args.init_scale, args.gap_exponent, seed)
+        seed = require_int("seed", row_setting.seeds[0] if args.seed is None else args.seed, minimum=0)
+        scale = row_setting.init_scale if args.init_scale is None else args.init_scale
+        gap = row_setting.gap_exponent if args.gap_exponent is None else args.gap_exponent
+        setting = paper_setting(H, D, H2, scale, gap, seed)
+    _require_json_path(args.json)
     report = check_setting(setting, precision_bits, tolerance)
     if args.json != "-":
         print(report_text(report))
@@ -166,7 +315,8 @@ def _add_dynamics(sub) -> None:
         "time, the entry magnitudes |a_i|, the effective rank of A, every gamma^(l) (with the head's slopes xi_n in the "
         "non-linear row) and the training loss with the extrapolation error, as PNG files in DIR.",
     )
-    p.add_argument("--row", default="theory", help="theory (gradient flow), beyond or nonlinear (gradient descent)")
+    p.add_argument("--row", default="theory", help="theory (gradient flow), beyond or nonlinear (gradient descent), "
+                   "or a registered row")
     p.add_argument("--horizon", required=True, metavar="H", help="horizon of the row (theory 7|9, beyond 6|10, nonlinear 6)")
     p.add_argument("--seed", metavar="K", help="seed of the run (default: the row's first published seed)")
     p.add_argument("--condition", default="both", help="clean, poisoned or both (side by side)")
@@ -178,10 +328,42 @@ def _add_dynamics(sub) -> None:
 
 
 def _run_dynamics(args) -> int:
-    from ssmpoison.verify.dynamics import dynamics_command
+    from pathlib import Path
 
-    return dynamics_command(args.row, args.horizon, args.seed, args.condition, args.out, args.json,
-                            args.extrapolate_to, args.stem)
+    from ssmpoison.theory.validation import require_int
+    from ssmpoison.verify._registry import row_model
+    from ssmpoison.verify.dynamics import CONDITIONS, dynamics_json, dynamics_text, run_dynamics
+    from ssmpoison.verify.dynamics_plots import plot_dynamics
+    from ssmpoison.verify.jsonio import write_json
+
+    model = row_model(args.row)
+    if args.condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {args.condition!r}")
+    setting = model.setting(args.horizon)
+    seed = setting.seeds[0] if args.seed is None else require_int("seed", args.seed, minimum=0, maximum=2**32 - 1)
+    J = None if args.extrapolate_to is None else require_int("extrapolate_to", args.extrapolate_to, minimum=1)
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out: {args.out!r} exists and is not a directory")
+    _require_json_path(args.json)
+    stem = f"{model.name}_H{setting.horizon}_seed{seed}" if args.stem is None else args.stem
+    if not stem or any(ch in stem for ch in "/\\") or stem.startswith("."):
+        raise ValueError(f"stem must be a plain file-name stem, got {stem!r}")
+
+    start = time.perf_counter()
+    with _Bars() as bars:
+        result = run_dynamics(model.name, setting, seed=seed, condition=args.condition, extrapolation_length=J,
+                              progress=bars)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = plot_dynamics(result.runs, out_dir, stem)
+    seconds = time.perf_counter() - start
+    if args.json != "-":
+        print(dynamics_text(result))
+        print(f"{len(figures)} figures in {out_dir}/: " + ", ".join(p.name for p in figures))
+        print(f"runs {result.seconds:.2f} s, with figures {seconds:.2f} s")
+    if args.json:
+        write_json(args.json, dynamics_json(result, figures))
+    return 0 if result.ok else 1
 
 
 # -- search / replay ------------------------------------------------------------------------------

@@ -8,38 +8,38 @@ metrics of :mod:`verify.metrics` are computed at each:
   (any training set, initialisation, B and C), integrated by :func:`ssmpoison.verify.flow.run_flow`
   with every accepted step recorded; up to ``points`` of those steps are kept
   (:func:`ssmpoison.verify.metrics.select_points`: spread over log-time and over change).
-* **The theory row** (:func:`theory_dynamics`): the paper's flows (SPEC §5–6) without or
-  with the poison u† = e_{H-2}, for any seed of the paper's initialisation; extrapolation
-  error over J = 20 (``ssmpoison.theory.construction.extrapolation_error``).
-* **The GD rows** (:func:`gd_dynamics`): one seed of the "beyond" or "non-linear" row trained
+* **The theory row** (:func:`theory_dynamics`): the flows of a theory-row setting (SPEC §5–6)
+  without or with the poison u† = e_{H-2}, for any seed of the paper's initialisation;
+  extrapolation error over the setting's J (``ssmpoison.theory.construction.extrapolation_error``).
+* **The GD rows** (:func:`gd_dynamics`): one seed of a "beyond" or "non-linear" setting trained
   by :mod:`verify.gd` (all requested conditions in one batch), the parameters observed at
   log-spaced steps (:func:`log_spaced_steps`) plus the final step. In the non-linear row the
   residuals are the network's, ``delta_n = y*_n - g(y_H(u^(n)))``, and every gamma^(l) carries
   the slopes ``xi_n = g'(y_H(u^(n)))`` of the ReLU head (SPEC §3).
 
-Figures are drawn by :mod:`verify.dynamics_plots`. Everything here is deterministic: the
-same arguments give the same series and the same JSON.
+:func:`run_dynamics` is the job (a row, a setting, a seed, the conditions -> a
+:class:`DynamicsResult`); :func:`dynamics_text` and :func:`dynamics_json` render it and
+:mod:`verify.dynamics_plots` draws its figures. Nothing here prints. Everything is
+deterministic: the same arguments give the same series and the same JSON.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ssmpoison.theory.construction import THEORY_ROW, extrapolation_error, paper_initialisation
+from ssmpoison.theory.construction import extrapolation_error
 from ssmpoison.theory.effective_rank import effective_rank
 from ssmpoison.theory.training_set import TrainingSet
 from ssmpoison.theory.validation import require_int
+from ssmpoison.verify._settings import GDRowSetting, TheoryRowSetting
 from ssmpoison.verify.flow import FlowOptions, FlowProblem, FlowResult, run_flow
 from ssmpoison.verify.metrics import DynamicsSeries, escape_times, select_points, teacher_extrapolation, trajectory_series
 
 __all__ = [
-    "ROWS",
     "CONDITIONS",
     "DEFAULT_POINTS",
     "ESCAPE_LEVEL",
@@ -49,11 +49,12 @@ __all__ = [
     "theory_dynamics",
     "log_spaced_steps",
     "gd_dynamics",
+    "DynamicsResult",
     "run_dynamics",
-    "dynamics_command",
+    "dynamics_text",
+    "dynamics_json",
 ]
 
-ROWS = ("theory", "beyond", "nonlinear")
 CONDITIONS = ("clean", "poisoned", "both")
 DEFAULT_POINTS = 400
 """Most points kept per run (flows record every accepted step; GD rows observe this many steps)."""
@@ -140,40 +141,33 @@ def flow_dynamics(problem: FlowProblem, *, extrapolation=None, options: FlowOpti
     return result, series
 
 
-def _theory_config(horizon) -> dict:
-    H = require_int("horizon", horizon)
-    if H not in THEORY_ROW:
-        raise ValueError(f"horizon must be one of {', '.join(map(str, sorted(THEORY_ROW)))} for the theory row, got {H}")
-    return THEORY_ROW[H]
-
-
-def theory_problem(horizon: int, seed: int, poisoned: bool) -> FlowProblem:
-    """The theory row's flow (SPEC §5–6) for any ``seed`` of the paper's initialisation at ``horizon``."""
+def theory_problem(setting: TheoryRowSetting, seed: int, poisoned: bool) -> FlowProblem:
+    """The flow of the theory-row ``setting`` (SPEC §5–6) for any ``seed`` of the paper's initialisation."""
     from ssmpoison.verify.theory_row import theory_row_problems
 
-    cfg = _theory_config(horizon)
     seed = require_int("seed", seed, minimum=0, maximum=2**32 - 1)
-    published = dict(theory_row_problems(cfg["horizon"], bool(poisoned)))
-    if seed in published:
-        return published[seed]
-    a0 = paper_initialisation(seed, cfg["state_dim"], cfg["init_scale"], cfg["gap_exponent"])
-    return FlowProblem(next(iter(published.values())).training_set, tuple(a0))
+    ((_, problem),) = theory_row_problems(dataclasses.replace(setting.unpublished(), seeds=(seed,)), bool(poisoned))
+    return problem
 
 
-def theory_dynamics(horizon: int, seed: int | None = None, poisoned: bool = False, points: int = DEFAULT_POINTS,
-                    extrapolate_to: int | None = None) -> DynamicsRun:
-    """The recorded flow of the theory row (only A trained, B = C = 1) without or with u† = e_{H-2}.
+def theory_dynamics(setting: TheoryRowSetting, seed: int | None = None, poisoned: bool = False, points: int = DEFAULT_POINTS,
+                    extrapolation_length: int | None = None, *, row: str = "theory") -> DynamicsRun:
+    """The recorded flow of a theory-row setting (only A trained, B = C = 1) without or with u† = e_{H-2}.
 
-    ``seed`` defaults to the row's first published seed; the extrapolation error is the
-    paper's (SPEC §5) over ``extrapolate_to`` steps (default the row's J = 20).
+    Arguments
+        setting: the theory row's setting; seed: of the paper's initialisation (default the setting's first);
+        poisoned: add u†; points: most points kept; extrapolation_length: J of the extrapolation error
+        (default the setting's); row: the name the run carries.
     """
-    cfg = _theory_config(horizon)
-    seed = cfg["seeds"][0] if seed is None else seed
-    J = cfg["extrapolation_length"] if extrapolate_to is None else require_int("extrapolate_to", extrapolate_to, minimum=1)
-    D = cfg["state_dim"]
-    problem = theory_problem(cfg["horizon"], seed, poisoned)
+    if not isinstance(setting, TheoryRowSetting):
+        raise ValueError(f"setting must be a TheoryRowSetting, got {type(setting).__name__}")
+    seed = setting.seeds[0] if seed is None else seed
+    J = setting.extrapolation_length if extrapolation_length is None else \
+        require_int("extrapolation_length", extrapolation_length, minimum=1)
+    D = setting.state_dim
+    problem = theory_problem(setting, seed, poisoned)
     result, series = flow_dynamics(problem, extrapolation=lambda a, b, c: extrapolation_error(a, b, c, D, J), points=points)
-    return DynamicsRun("theory", cfg["horizon"], int(seed), bool(poisoned), result.status, float(result.t),
+    return DynamicsRun(row, setting.horizon, int(seed), bool(poisoned), result.status, float(result.t),
                        effective_rank([1, 0]), series)
 
 
@@ -190,20 +184,6 @@ def log_spaced_steps(last: int, count: int) -> tuple[int, ...]:
     return (0, *(int(s) for s in grid))
 
 
-def _gd_config(row: str, horizon, extrapolate_to):
-    from ssmpoison.verify.gd_rows import GD_ROWS, supported_horizons
-
-    horizons = supported_horizons(row)
-    H = require_int("horizon", horizon)
-    if H not in horizons:
-        raise ValueError(f"horizon must be one of {', '.join(map(str, horizons))} for the {row} row, got {H}")
-    spec = GD_ROWS[row][H]
-    config = spec["config"]
-    if extrapolate_to is not None:
-        config = dataclasses.replace(config, ext_length=require_int("extrapolate_to", extrapolate_to, minimum=1))
-    return spec, config
-
-
 def _network_residuals_and_slopes(params, U, y):
     """``delta_n = y*_n - g(y_H(u^(n)))`` and ``xi_n = g'(y_H(u^(n)))`` for the SSM + ReLU head."""
     from ssmpoison.verify.gd import ssm_outputs
@@ -217,27 +197,33 @@ def _network_residuals_and_slopes(params, U, y):
     return y - f[0], xi[0]
 
 
-def gd_dynamics(row: str, horizon: int, seed: int | None = None, conditions=(False, True),
-                points: int = DEFAULT_POINTS, max_steps: int | None = None, extrapolate_to: int | None = None,
-                progress=None) -> list[DynamicsRun]:
-    """One seed of a GD row (``"beyond"`` or ``"nonlinear"``), each condition in ``conditions``
+def gd_dynamics(setting: GDRowSetting, seed: int | None = None, conditions=(False, True),
+                points: int = DEFAULT_POINTS, max_steps: int | None = None, extrapolation_length: int | None = None,
+                progress=None, *, row: str | None = None) -> list[DynamicsRun]:
+    """One seed of a GD-row setting (beyond or non-linear, by its config), each condition in ``conditions``
     (False = without, True = with special sequences), trained in one batch and observed at
     :func:`log_spaced_steps` of the step budget plus the final step.
 
-    ``max_steps`` defaults to the row's budget (:func:`ssmpoison.verify.gd_rows.step_budget`);
-    ``progress(step, active_runs)`` is passed to the trainer.
+    Arguments
+        setting: the row's setting; seed: default its first; points: most observed steps;
+        max_steps: default the setting's step budget; extrapolation_length: J (default the config's);
+        progress: ``progress(step, active_runs)``, passed to the trainer; row: the name the runs carry.
     """
+    from ssmpoison.verify._gd_config import BeyondConfig
     from ssmpoison.verify.gd import StepObserver, beyond_problem, nonlinear_extrapolation_error, nonlinear_problem, \
         nonlinear_test_inputs, train_beyond, train_nonlinear
-    from ssmpoison.verify.gd_rows import step_budget
 
-    if row not in ("beyond", "nonlinear"):
-        raise ValueError(f"row must be 'beyond' or 'nonlinear' for gradient descent, got {row!r}")
-    spec, config = _gd_config(row, horizon, extrapolate_to)
-    seed = spec["seeds"][0] if seed is None else require_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    if not isinstance(setting, GDRowSetting):
+        raise ValueError(f"setting must be a GDRowSetting, got {type(setting).__name__}")
+    config = setting.config
+    beyond = isinstance(config, BeyondConfig)
+    row = ("beyond" if beyond else "nonlinear") if row is None else row
+    if extrapolation_length is not None:
+        config = dataclasses.replace(config, ext_length=require_int("extrapolation_length", extrapolation_length, minimum=1))
+    seed = setting.seeds[0] if seed is None else require_int("seed", seed, minimum=0, maximum=2**32 - 1)
     flags = list(conditions)
     points = require_int("points", points, minimum=2)
-    budget = step_budget(config) if max_steps is None else require_int("max_steps", max_steps, minimum=0)
+    budget = setting.step_budget if max_steps is None else require_int("max_steps", max_steps, minimum=0)
 
     recorded: dict[int, list] = {r: [] for r in range(len(flags))}
 
@@ -247,7 +233,7 @@ def gd_dynamics(row: str, horizon: int, seed: int | None = None, conditions=(Fal
             if np.isfinite(loss[k]) and all(np.isfinite(p).all() for p in point):
                 recorded[int(r)].append((step, point, float(loss[k])))
 
-    trainer, problem = (train_beyond, beyond_problem) if row == "beyond" else (train_nonlinear, nonlinear_problem)
+    trainer, problem = (train_beyond, beyond_problem) if beyond else (train_nonlinear, nonlinear_problem)
     results = trainer(config, [seed], flags, budget, progress=progress,
                       observer=StepObserver(log_spaced_steps(budget, points), look))
     runs = []
@@ -260,7 +246,7 @@ def gd_dynamics(row: str, horizon: int, seed: int | None = None, conditions=(Fal
         _, U, y = problem(config, seed, poisoned)
         training_set = TrainingSet(tuple(map(tuple, U.tolist())), tuple(y.tolist()))
         trajectory = [(step, p[0], p[1], p[2], loss) for step, p, loss in pts]
-        if row == "beyond":
+        if beyond:
             series = trajectory_series(trajectory, training_set, time_name="step",
                                        extrapolation=teacher_extrapolation(np.ones(config.ext_length)))
         else:
@@ -283,23 +269,56 @@ def _conditions(condition: str) -> tuple[bool, ...]:
     return {"clean": (False,), "poisoned": (True,), "both": (False, True)}[condition]
 
 
-def run_dynamics(row: str, horizon, seed=None, condition: str = "both", extrapolate_to=None,
-                 points: int = DEFAULT_POINTS, progress=None) -> list[DynamicsRun]:
-    """The recorded runs of ``row`` at ``horizon`` for ``condition`` (clean, poisoned or both).
+@dataclass(frozen=True)
+class DynamicsResult:
+    """The recorded runs of one seed of one setting of a row, and the time they took.
 
-    ``progress`` (theory row: ``progress(flows_done)``; GD rows: ``progress(step, active_runs)``).
+    Arguments
+        row: the row's name; setting: its setting; seed: the run's seed; condition: clean, poisoned or both;
+        runs: one :class:`DynamicsRun` per condition; seconds: wall time of the runs.
     """
-    if row not in ROWS:
-        raise ValueError(f"row must be one of {', '.join(ROWS)}, got {row!r}")
+
+    row: str
+    setting: object
+    seed: int
+    condition: str
+    method: str
+    runs: tuple[DynamicsRun, ...]
+    seconds: float
+
+    @property
+    def horizon(self) -> int:
+        return self.setting.horizon
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "converged" for r in self.runs)
+
+
+def run_dynamics(row: str, setting, *, seed=None, condition: str = "both", extrapolation_length=None,
+                 points: int = DEFAULT_POINTS, progress=None) -> DynamicsResult:
+    """The recorded runs of the registered ``row`` at ``setting`` for ``condition`` (clean, poisoned or both).
+
+    Arguments
+        row: a registered row's name (:func:`ssmpoison.verify._registry.row_model`), which says how to run.
+        setting: the row's setting (a published one or the user's own).
+        seed: default the setting's first; extrapolation_length: default the setting's J;
+        progress: ``progress(label, done, total, note)`` (:data:`ssmpoison.verify._rows.Progress`).
+
+    Raises
+        ValueError: naming the argument.
+    """
+    from ssmpoison.verify._registry import row_model
+
+    model = row_model(row)
     flags = _conditions(condition)
-    if row == "theory":
-        runs = []
-        for poisoned in flags:
-            runs.append(theory_dynamics(horizon, seed, poisoned, points, extrapolate_to))
-            if progress is not None:
-                progress(1)
-        return runs
-    return gd_dynamics(row, horizon, seed, flags, points, extrapolate_to=extrapolate_to, progress=progress)
+    if not isinstance(setting, model.setting_type):
+        raise ValueError(f"setting must be a {model.setting_type.__name__} for the {row} row")
+    seed = setting.seeds[0] if seed is None else require_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    start = time.perf_counter()
+    runs = model.dynamics(setting, seed=seed, conditions=flags, extrapolation_length=extrapolation_length, points=points,
+                          progress=progress)
+    return DynamicsResult(row, setting, seed, condition, model.dynamics_method, tuple(runs), time.perf_counter() - start)
 
 
 def _summary_lines(run: DynamicsRun) -> list[str]:
@@ -321,66 +340,22 @@ def _summary_lines(run: DynamicsRun) -> list[str]:
     ]
 
 
-def dynamics_command(row: str, horizon, seed, condition: str, out: str, json_path: str | None,
-                     extrapolate_to=None, stem: str | None = None) -> int:
-    """The ``dynamics`` subcommand: validate everything, record the runs, draw the figures, print, write JSON."""
-    from tqdm import tqdm
+def dynamics_text(result: DynamicsResult) -> str:
+    """The printed summary of a :class:`DynamicsResult`: per run, status, effective rank, escapes, gamma^(0)."""
+    lines = [f"Dynamics of the {result.row} row, H = {result.horizon}, seed {result.seed} ({result.method})"]
+    for run in result.runs:
+        lines += _summary_lines(run)
+    return "\n".join(lines)
 
-    from ssmpoison.verify.dynamics_plots import plot_dynamics
-    from ssmpoison.verify.jsonio import write_json
 
-    if row not in ROWS:
-        raise ValueError(f"row must be one of {', '.join(ROWS)}, got {row!r}")
-    flags = _conditions(condition)
-    if row == "theory":
-        cfg = _theory_config(horizon)
-        horizon = cfg["horizon"]
-        seed = cfg["seeds"][0] if seed is None else require_int("seed", seed, minimum=0, maximum=2**32 - 1)
-    else:
-        spec, config = _gd_config(row, horizon, None)
-        horizon = config.horizon
-        seed = spec["seeds"][0] if seed is None else require_int("seed", seed, minimum=0, maximum=2**32 - 1)
-    if extrapolate_to is not None:
-        extrapolate_to = require_int("extrapolate_to", extrapolate_to, minimum=1)
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out: {out!r} exists and is not a directory")
-    if json_path not in (None, "-") and not Path(json_path).parent.exists():
-        raise ValueError(f"json: directory {str(Path(json_path).parent)!r} does not exist")
-    stem = f"{row}_H{horizon}_seed{seed}" if stem is None else stem
-    if not stem or any(ch in stem for ch in "/\\") or stem.startswith("."):
-        raise ValueError(f"stem must be a plain file-name stem, got {stem!r}")
-
-    start = time.perf_counter()
-    if row == "theory":
-        with tqdm(total=len(flags), desc="gradient flows", unit="flow", file=sys.stderr, leave=False) as bar:
-            runs = run_dynamics(row, horizon, seed, condition, extrapolate_to, progress=bar.update)
-    else:
-        with tqdm(desc=f"{row} row, GD", unit="step", file=sys.stderr, leave=False) as bar:
-            def progress(step, active):
-                bar.update(step - bar.n)
-                bar.set_postfix(active=active)
-            runs = run_dynamics(row, horizon, seed, condition, extrapolate_to, progress=progress)
-    seconds_runs = time.perf_counter() - start
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = plot_dynamics(runs, out_dir, stem)
-    seconds = time.perf_counter() - start
-
-    if json_path != "-":
-        print(f"Dynamics of the {row} row, H = {horizon}, seed {seed} "
-              f"({'gradient flow, float64' if row == 'theory' else 'gradient descent, float64'})")
-        for run in runs:
-            print("\n".join(_summary_lines(run)))
-        print(f"{len(figures)} figures in {out_dir}/: " + ", ".join(p.name for p in figures))
-        print(f"runs {seconds_runs:.2f} s, with figures {seconds:.2f} s")
-    if json_path:
-        write_json(json_path, {
-            "row": row,
-            "horizon": horizon,
-            "seed": seed,
-            "condition": condition,
-            "escape_level": ESCAPE_LEVEL,
-            "figures": [p.name for p in figures],
-            "runs": [r.to_json() for r in runs],
-        })
-    return 0 if all(r.status == "converged" for r in runs) else 1
+def dynamics_json(result: DynamicsResult, figures=()) -> dict:
+    """The JSON of a :class:`DynamicsResult`, with the file names of its ``figures``."""
+    return {
+        "row": result.row,
+        "horizon": result.horizon,
+        "seed": result.seed,
+        "condition": result.condition,
+        "escape_level": ESCAPE_LEVEL,
+        "figures": [p.name for p in figures],
+        "runs": [r.to_json() for r in result.runs],
+    }

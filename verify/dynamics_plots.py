@@ -35,10 +35,9 @@ _TITLES = {
 
 
 def _condition_title(run) -> str:
-    if run.row == "theory":
-        H = run.horizon
-        return (f"poisoned: {{e_0, u† = e_{H - 2}}}" if run.poisoned else "clean: {e_0} (non-special)")
-    return "poisoned: special sequences added" if run.poisoned else "clean: no special sequence"
+    from ssmpoison.verify._registry import row_model
+
+    return row_model(run.row).condition_title(run.horizon, run.poisoned)
 
 
 def _time_label(run) -> str:

@@ -1,6 +1,7 @@
-"""The "beyond" and "non-linear" rows of Table 1 (SPEC §6): orchestration, summaries, tables, JSON.
+"""The "beyond" and "non-linear" rows of Table 1 (SPEC §6): runs, summaries, tables, JSON.
 
-A row at one horizon trains its four published seeds without and with the special sequences
+A row at one setting (:class:`~ssmpoison.verify._settings.GDRowSetting`; the paper's are
+:mod:`ssmpoison.verify._registry`'s) trains its seeds without and with the special sequences
 (:func:`ssmpoison.verify.gd.train_beyond` / :func:`ssmpoison.verify.gd.train_nonlinear`, all runs in one batch)
 and reports, for each condition, the mean extrapolation error over the runs that converged
 (the loss reached ``tol`` and the extra steps were made); runs that diverged, stalled or ran
@@ -17,106 +18,91 @@ difference from the published value is explained by the initialisation draw alon
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ssmpoison.theory.validation import require_int
-from ssmpoison.verify.gd import BeyondConfig, NonlinearConfig, RunResult, train_beyond, train_nonlinear
+from ssmpoison.verify._gd_config import BeyondConfig
+from ssmpoison.verify._settings import GDRowSetting
+from ssmpoison.verify.gd import RunResult, train_beyond, train_nonlinear
 
 __all__ = [
-    "GD_ROWS",
     "GDRowResult",
-    "supported_horizons",
-    "step_budget",
     "run_gd_row",
     "condition_summary",
     "spread_summary",
+    "spread_ratios",
     "row_text",
     "row_json",
-    "reproduce_gd_rows",
+    "gd_row_text",
+    "FOOTERS",
 ]
-
-#: Published settings of the two GD rows, keyed by row then horizon. ``published`` maps the
-#: condition (False = without, True = with special sequences) to the mean extrapolation error
-#: of Table 1; ``None`` where SPEC §6 gives no number (the code's second length of the beyond row).
-GD_ROWS = {
-    "beyond": {
-        6: dict(seeds=(200, 201, 204, 205), config=BeyondConfig.paper(6), published={False: 0.194, True: 16.61}),
-        10: dict(seeds=(1200, 1201, 1203, 1204), config=BeyondConfig.paper(10), published=None),
-    },
-    "nonlinear": {
-        6: dict(seeds=(4540, 4541, 4543, 4545), config=NonlinearConfig(), published={False: 1.61e-3, True: 5.39e-2}),
-    },
-}
-
-TITLES = {
-    "beyond": "Beyond row of Table 1 — A, B, C trained by full-batch GD with the adaptive step, teacher A* = B* = C* = 1",
-    "nonlinear": "Non-linear row of Table 1 — SSM + two ReLU layers (no bias) + linear head, Adam, teacher SSM 1,1,1 + ReLU head",
-}
-
-#: Updates allowed before the loss must have reached ``tol``: the paper's ``epochs = 1e6``.
-PAPER_EPOCHS = 1_000_000
-
-#: Default number of further initialisation draws per seed for the spread.
-DEFAULT_DRAWS = {"beyond": 24, "nonlinear": 16}
-
-
-def supported_horizons(row: str) -> tuple[int, ...]:
-    if row not in GD_ROWS:
-        raise ValueError(f"row must be one of {', '.join(GD_ROWS)}, got {row!r}")
-    return tuple(sorted(GD_ROWS[row]))
-
-
-def step_budget(config) -> int:
-    """Total updates allowed per run: the paper's 1e6 epochs plus the reported extra steps."""
-    return PAPER_EPOCHS + config.reported_extra_steps
-
-
-def _train(row: str, config, seeds, draws, max_steps: int, progress):
-    trainer = train_beyond if row == "beyond" else train_nonlinear
-    return trainer(config, seeds, [False, True], max_steps, progress=progress, init_draws=draws)
-
 
 @dataclass
 class GDRowResult:
-    """One row at one horizon: its own runs (initialisation draw 0), the spread runs, the wall time."""
+    """One row at one setting: its own runs (initialisation draw 0), the spread runs, the wall time.
+
+    Arguments
+        row: the row's name; setting: the setting run; runs: the runs of draw 0; spread_runs: those of
+        draws ``1..draws``; draws: the spread's draws per seed; seconds: wall time of the batch.
+    """
 
     row: str
-    horizon: int
-    config: object
-    seeds: tuple
-    published: dict | None
+    setting: GDRowSetting
     runs: list[RunResult]
     spread_runs: list[RunResult] = field(default_factory=list)
     draws: int = 0
     seconds: float = 0.0
 
+    @property
+    def horizon(self) -> int:
+        return self.setting.horizon
 
-def run_gd_row(row: str, horizon: int, draws: int = 0, max_steps: int | None = None, progress=None) -> GDRowResult:
-    """Train the row at ``horizon``: its seeds with initialisation draw 0 and, if ``draws > 0``,
+    @property
+    def config(self):
+        return self.setting.config
+
+    @property
+    def seeds(self) -> tuple:
+        return self.setting.seeds
+
+    @property
+    def published(self) -> dict | None:
+        return self.setting.published
+
+
+def run_gd_row(setting: GDRowSetting, *, row: str | None = None, draws: int | None = None, max_steps: int | None = None,
+               progress=None) -> GDRowResult:
+    """Train the row at ``setting``: its seeds with initialisation draw 0 and, if ``draws > 0``,
     draws ``1..draws`` for the spread, all in one batch.
 
-    ``progress(finished_runs, total_runs, step)`` is called as the batch advances.
+    Arguments
+        setting: the row's setting at one horizon (its config says which trainer runs).
+        row: the name the result carries (default ``"beyond"`` or ``"nonlinear"`` by the config).
+        draws: further initialisation draws per seed (default the setting's).
+        max_steps: updates allowed per run (default the setting's step budget).
+        progress: ``progress(finished_runs, total_runs, step)``, called as the batch advances.
+
+    Raises
+        ValueError: naming the argument.
     """
-    horizons = supported_horizons(row)
-    horizon = require_int("horizon", horizon)
-    if horizon not in horizons:
-        raise ValueError(f"horizon must be one of {', '.join(map(str, horizons))} for the {row} row, got {horizon}")
-    draws = require_int("draws", draws, minimum=0)
-    spec = GD_ROWS[row][horizon]
-    config = spec["config"]
-    budget = step_budget(config) if max_steps is None else require_int("max_steps", max_steps, minimum=0)
-    total = len(spec["seeds"]) * 2 * (draws + 1)
+    if not isinstance(setting, GDRowSetting):
+        raise ValueError(f"setting must be a GDRowSetting, got {type(setting).__name__}")
+    beyond = isinstance(setting.config, BeyondConfig)
+    row = ("beyond" if beyond else "nonlinear") if row is None else row
+    draws = setting.draws if draws is None else require_int("draws", draws, minimum=0)
+    budget = setting.step_budget if max_steps is None else require_int("max_steps", max_steps, minimum=0)
+    total = len(setting.seeds) * 2 * (draws + 1)
     callback = None if progress is None else (lambda t, active: progress(total - active, total, t))
+    trainer = train_beyond if beyond else train_nonlinear
     start = time.perf_counter()
-    results = _train(row, config, spec["seeds"], range(draws + 1), budget, callback)
+    results = trainer(setting.config, setting.seeds, [False, True], budget, progress=callback, init_draws=range(draws + 1))
     seconds = time.perf_counter() - start
     own = [r for r in results if r.init_draw == 0]
     spread = [r for r in results if r.init_draw > 0]
-    return GDRowResult(row, horizon, config, spec["seeds"], spec["published"], own, spread, draws, seconds)
+    return GDRowResult(row, setting, own, spread, draws, seconds)
 
 
 # ---------------------------------------------------------------- summaries
@@ -231,7 +217,7 @@ def _ratio_line(summaries) -> str | None:
 
 def _setting_line(result: GDRowResult) -> str:
     c, H = result.config, result.horizon
-    if result.row == "beyond":
+    if isinstance(c, BeyondConfig):
         return (f"H = {H}, D = {c.state_dim}, sd_A {c.sd_a:g}, sd_BC {c.sd_bc:g}, k = {c.gap_k:g}, warm start {c.warm_start:g}, "
                 f"{c.n_baseline} baseline (positions {','.join(map(str, c.baseline_positions))}) + {c.n_special} special, "
                 f"lr {c.lr:g}, tol {c.tol:g}, +{c.extra_steps} steps (reported after {c.reported_extra_steps}), J = {c.ext_length}")
@@ -261,8 +247,8 @@ def row_text(result: GDRowResult) -> str:
         cond = "with special" if s["poisoned"] else "without special"
         excl = "none excluded" if not s["excluded"] else (
             f"{s['excluded']} excluded: " + ", ".join(f"{n} {k}" for k, n in s["excluded_statuses"].items()))
-        pub = "—" if s["published"] is None else f"{s['published']:.4g}"
-        lines.append(f"  mean {cond}: {_fmt(s['mean'])} over {s['runs']} converged run(s), {excl}   published: {pub}")
+        pub = "" if s["published"] is None else f"   published: {s['published']:.4g}"
+        lines.append(f"  mean {cond}: {_fmt(s['mean'])} over {s['runs']} converged run(s), {excl}{pub}")
         for line in _verdict(s, sp, result.runs):
             lines.append(f"      {line}")
         if sp and sp.get("samples"):
@@ -325,7 +311,7 @@ FOOTERS = {
         "Initialisation: the paper's procedure (Keras' shared seeded stream, sorted, gap, warm start) on our own "
         "generator, because TensorFlow's draws cannot be replayed; the spread shows how much the four-seed mean "
         "moves with that draw alone. As in the paper's code, the adaptive step is normalised by the gradient of the "
-        "whole recurrent matrix and the values are taken at its last logged step (1401 of the 1500 extra steps). "
+        "whole recurrent matrix and the values are taken at its last logged step ({reported} of the {extra} extra steps). "
         "float64 here, float32 in the paper (benchmarks/gd_rows.py: the means move by about 1%)."
     ),
     "nonlinear": (
@@ -334,147 +320,15 @@ FOOTERS = {
         "own generator, because TensorFlow's draws cannot be replayed; the spread shows how much the four-seed mean "
         "moves with that draw alone. A clean run either learns one state entry near 1 (small error) or two entries "
         "(error ~0.3-0.6), and a few runs stall at the saddle where the network's output is ~0 (gradient < 1e-8); "
-        "one such run decides a four-seed mean. Values are taken at the paper's last logged step (4901 of 5000). "
+        "one such run decides a four-seed mean. Values are taken at the paper's last logged step ({reported} of {extra}). "
         "float64 here, float32 in the paper."
     ),
 }
 
 
-def reproduce_gd_rows(rows, horizons=None, draws=None, json_path: str | None = None, out=None):
-    """Run ``rows`` (each at ``horizons``, default all it supports), print the tables unless JSON goes to
-    stdout, and return ``(exit_code, payloads)``. Exit code 0 when every mean could be computed."""
-    from tqdm import tqdm
-
-    out = sys.stdout if out is None else out
-    quiet = json_path == "-"
-    payloads, ok = [], True
-    for row in rows:
-        hs = supported_horizons(row) if horizons is None else horizons
-        k = DEFAULT_DRAWS[row] if draws is None else draws
-        results = []
-        for H in hs:
-            with tqdm(total=len(GD_ROWS[row][H]["seeds"]) * 2 * (k + 1), desc=f"{row} row H={H}", unit="run",
-                      file=sys.stderr, leave=False) as bar:
-                def progress(done, total, step, bar=bar):
-                    bar.n = done
-                    bar.set_postfix(step=str(step), refresh=False)
-                    bar.refresh()
-
-                results.append(run_gd_row(row, H, k, progress=progress))
-        if not quiet:
-            if payloads:
-                print(file=out)
-            print(TITLES[row], file=out)
-            for res in results:
-                print(row_text(res), file=out)
-            print("\n" + FOOTERS[row], file=out)
-        for res in results:
-            for p in (False, True):
-                ok &= condition_summary(res.runs, p, res.published)["mean"] is not None
-        payloads.append(row_json(results))
-    return (0 if ok else 1), payloads
-
-
-def _validate_gd_horizons(row: str, horizon_args) -> tuple[int, ...] | None:
-    if not horizon_args:
-        return None
-    allowed = supported_horizons(row)
-    horizons = tuple(require_int("horizon", h) for h in horizon_args)
-    for h in horizons:
-        if h not in allowed:
-            raise ValueError(f"horizon must be one of {', '.join(map(str, allowed))} for the {row} row, got {h}")
-    return horizons
-
-
-def _table1_lines(theory_payload: dict | None, gd_payloads: list[dict]) -> list[str]:
-    """One line per (row, horizon): our means without / with special sequences, published beside."""
-    lines = ["", "Table 1 — mean extrapolation error, ours (published)",
-             f"  {'row':<10} {'H':>3}  {'without special':<28} {'with special':<28} ratio"]
-    groups: dict[tuple[str, int], dict[bool, tuple[str, str, float | None]]] = {}
-    if theory_payload is not None:
-        for s in theory_payload.get("summary", []):
-            pub = s.get("published") or {}
-            pub_text = "/".join(f"{v['published']:.3g}" for v in pub.values()) if isinstance(pub, dict) else "-"
-            mean = s.get("mean")
-            groups.setdefault(("theory", s["horizon"]), {})[s["poisoned"]] = (
-                "-" if mean is None else f"{float(mean):.3g}", pub_text or "-", None if mean is None else float(mean))
-    for payload in gd_payloads:
-        for s in payload["summary"]:
-            pub = "-" if s["published"] is None else f"{s['published']:.3g}"
-            groups.setdefault((payload["row"], s["horizon"]), {})[s["poisoned"]] = (_fmt(s["mean"], ".3g"), pub, s["mean"])
-    for (row, H), conds in groups.items():
-        (m0, p0, v0), (m1, p1, v1) = conds[False], conds[True]
-        ratio = f"{v1 / v0:.3g}x" if v0 and v1 is not None else "-"
-        lines.append(f"  {row:<10} {H:>3}  {m0 + ' (' + p0 + ')':<28} {m1 + ' (' + p1 + ')':<28} {ratio}")
-    return lines
-
-
-def reproduce_command(row: str, horizon_args, precision_arg, jobs_arg, json_path: str | None) -> int:
-    """The ``reproduce`` subcommand for ``--row beyond|nonlinear|all`` (the CLI only dispatches here).
-
-    All input is validated before anything runs; ``ValueError`` names the parameter. ``all``
-    runs the theory row through :func:`ssmpoison.verify.reporting.reproduce_theory_row` unchanged, then
-    both GD rows, then prints the whole of Table 1 in one summary.
-    """
-    import contextlib
-    import json
-    import os
-    import tempfile
-
-    from ssmpoison.verify.jsonio import write_json
-
-    if row not in ("beyond", "nonlinear", "all"):
-        raise ValueError(f"row must be one of theory, beyond, nonlinear, all, got {row!r}")
-    if row == "all":
-        if horizon_args:
-            raise ValueError("horizon cannot be given with --row all, which runs every published horizon of every row; "
-                             "give --horizon with a single row")
-        from ssmpoison.verify._numbers import require_precision_bits
-
-        precision_bits = None if precision_arg is None else require_precision_bits(precision_arg, name="precision")
-        jobs = require_int("jobs", jobs_arg, minimum=1)
-        gd_rows, horizons = ("beyond", "nonlinear"), None
-    else:
-        if precision_arg is not None:
-            raise ValueError(f"precision applies to the theory row only, not to the {row} row")
-        require_int("jobs", jobs_arg, minimum=1)
-        gd_rows, horizons = (row,), _validate_gd_horizons(row, horizon_args)
-    if json_path not in (None, "-"):
-        from pathlib import Path
-
-        parent = Path(json_path).parent
-        if parent and not parent.exists():
-            raise ValueError(f"json: directory {str(parent)!r} does not exist")
-
-    quiet = json_path == "-"
-    start = time.perf_counter()
-    theory_payload, code = None, 0
-    if row == "all":
-        from ssmpoison.theory.construction import THEORY_ROW
-        from ssmpoison.verify.reporting import reproduce_theory_row
-
-        fd, tmp = tempfile.mkstemp(suffix=".json")
-        os.close(fd)
-        try:
-            with contextlib.ExitStack() as stack:
-                if quiet:  # JSON goes to stdout: keep the theory row's table out of it
-                    stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
-                code = reproduce_theory_row(tuple(sorted(THEORY_ROW)), precision_bits, jobs, tmp)
-            with open(tmp) as fh:
-                theory_payload = json.load(fh)
-        finally:
-            os.unlink(tmp)
-        if not quiet:
-            print()
-    gd_code, payloads = reproduce_gd_rows(gd_rows, horizons, None, json_path)
-    code = max(code, gd_code)
-    seconds = time.perf_counter() - start
-    if not quiet and row == "all":
-        print("\n".join(_table1_lines(theory_payload, payloads)))
-        print(f"\nWhole of Table 1 in {seconds:.1f} s.")
-    if json_path:
-        if row == "all":
-            write_json(json_path, {"row": "all", "rows": [theory_payload, *payloads], "seconds": round(seconds, 3)})
-        else:
-            write_json(json_path, payloads[0])
-    return code
+def gd_row_text(kind: str, results: list[GDRowResult], title: str) -> str:
+    """The printed form of a GD row (``kind`` ``"beyond"`` or ``"nonlinear"``) at its settings: ``title``, one
+    table per setting (:func:`row_text`), and the note on data and initialisation."""
+    config = results[0].config
+    footer = FOOTERS[kind].format(reported=config.reported_extra_steps, extra=config.extra_steps)
+    return "\n".join([title, *(row_text(res) for res in results), "\n" + footer])

@@ -1,10 +1,10 @@
-"""The paper's theory row (Table 1; SPEC §5–6): clean and poisoned flows for the published seeds.
+"""The theory row (Table 1; SPEC §5–6): clean and poisoned flows for the seeds of its settings.
 
-For each horizon H in the row, each seed of :data:`ssmpoison.theory.construction.THEORY_ROW` and each
-condition (without / with the poison u† = e_{H-2}), the student starts from the paper's
-initialisation, trains A (B = C = 1) by gradient flow to convergence, and the
-extrapolation error over J = 20 steps is reported with its certified digits
-(:mod:`verify.certified_flow`).
+For each :class:`~ssmpoison.verify._settings.TheoryRowSetting` (the paper's are
+:mod:`ssmpoison.verify._registry`'s), each of its seeds and each condition (without / with the
+poison u† = e_{H-2}), the student starts from the paper's initialisation, trains A (B = C = 1) by
+gradient flow to convergence, and the extrapolation error over the setting's J steps is
+reported with its certified digits (:mod:`verify.certified_flow`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import mpmath
 
-from ssmpoison.theory.construction import THEORY_ROW, clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
+from ssmpoison.theory.construction import clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
 from ssmpoison.theory.validation import require_int
 from ssmpoison.verify._certification import CertificationPolicy
+from ssmpoison.verify._settings import TheoryRowSetting
 from ssmpoison.verify.certified_flow import CertifiedRun, certified_flows
 from ssmpoison.verify.flow import FlowProblem
 from ssmpoison.verify.workers import worker_pool
@@ -52,32 +53,47 @@ class TheoryRowRun:
         }
 
 
-def theory_row_problems(horizon: int, poisoned: bool) -> list[tuple[int, FlowProblem]]:
-    """(seed, problem) for every published seed of the theory row at ``horizon``."""
-    cfg = THEORY_ROW[horizon]
-    ts = poisoned_training_set(horizon) if poisoned else clean_training_set(horizon)
+def theory_row_problems(setting: TheoryRowSetting, poisoned: bool) -> list[tuple[int, FlowProblem]]:
+    """``(seed, problem)`` for every seed of ``setting``, without or with the poison.
+
+    Arguments
+        setting: the theory row's setting at one horizon.
+        poisoned: add ``u† = e_{H-2}`` to the training set ``{e_0}``.
+    """
+    ts = poisoned_training_set(setting.horizon) if poisoned else clean_training_set(setting.horizon)
     return [
-        (seed, FlowProblem(ts, tuple(paper_initialisation(seed, cfg["state_dim"], cfg["init_scale"], cfg["gap_exponent"]))))
-        for seed in cfg["seeds"]
+        (seed, FlowProblem(ts, tuple(paper_initialisation(seed, setting.state_dim, setting.init_scale, setting.gap_exponent))))
+        for seed in setting.seeds
     ]
 
 
-def run_theory_row(horizons=(7, 9), precision_bits: int | None = None, progress=None, parallel: int = 1) -> list[TheoryRowRun]:
-    """Run the row. ``progress(n)`` is called as runs finish (``n`` runs each time).
+def run_theory_row(settings, precision_bits: int | None = None, progress=None, parallel: int = 1) -> list[TheoryRowRun]:
+    """Run the row at ``settings`` (a sequence of :class:`TheoryRowSetting` with distinct horizons).
 
-    ``precision_bits``: ``None`` for the fast path, else the working precision in bits
-    (:class:`~ssmpoison.verify._certification.CertificationPolicy`).
+    Arguments
+        settings: the settings to run, in the order of the result.
+        precision_bits: ``None`` for the fast path, else the working precision in bits (>= 53)
+            (:class:`~ssmpoison.verify._certification.CertificationPolicy`).
+        progress: ``progress(n)`` is called as runs finish (``n`` runs each time).
+        parallel: ``> 1`` runs the integrated (poisoned) flows in that many worker processes
+            (:func:`ssmpoison.verify.workers.worker_pool`), longer horizons first so that the processes finish
+            together, while the clean flows (exact oracle) run in this process.
 
-    ``parallel > 1`` runs the integrated (poisoned) flows in that many worker processes
-    (:func:`ssmpoison.verify.workers.worker_pool`), longer horizons first so that the processes finish
-    together, while the clean flows (exact oracle) run in this process.
+    Returns
+        The runs, by setting, condition (clean first) and seed.
+
+    Raises
+        ValueError: naming the argument.
     """
-    for H in horizons:
-        if H not in THEORY_ROW:
-            raise ValueError(f"horizon must be one of {', '.join(map(str, sorted(THEORY_ROW)))} for the theory row, got {H}")
+    settings = tuple(settings)
+    if not settings or not all(isinstance(s, TheoryRowSetting) for s in settings):
+        raise ValueError("settings must be one or more TheoryRowSetting")
+    by_horizon = {s.horizon: s for s in settings}
+    if len(by_horizon) != len(settings):
+        raise ValueError(f"settings must have distinct horizons, got {[s.horizon for s in settings]}")
     policy = CertificationPolicy(precision_bits=precision_bits)
     parallel = require_int("parallel", parallel, minimum=1)
-    groups = [(H, poisoned) for H in horizons for poisoned in (False, True)]
+    groups = [(s.horizon, poisoned) for s in settings for poisoned in (False, True)]
     out: list[TheoryRowRun] = []
 
     def finished(runs):
@@ -88,43 +104,45 @@ def run_theory_row(horizons=(7, 9), precision_bits: int | None = None, progress=
     if parallel > 1:
         # the integrated (poisoned) flows go to worker processes, costliest first; the clean
         # flows (exact oracle, fast) run here meanwhile
-        tasks = [(H, True, seed) for H in sorted(horizons, reverse=True) for seed in THEORY_ROW[H]["seeds"]]
+        tasks = [(by_horizon[H], True, seed) for H in sorted(by_horizon, reverse=True) for seed in by_horizon[H].seeds]
         with worker_pool(parallel) as pool:
-            futures = [pool.submit(_run_one, H, p, seed, policy) for H, p, seed in tasks]
-            for H in horizons:
-                finished(_run_group(H, False, policy))
+            futures = [pool.submit(_run_one, s, p, seed, policy) for s, p, seed in tasks]
+            for s in settings:
+                finished(_run_group(s, False, policy))
             for future in as_completed(futures):
                 finished(future.result())
     else:
         for H, p in groups:
-            finished(_run_group(H, p, policy))
+            finished(_run_group(by_horizon[H], p, policy))
     order = {(H, p): k for k, (H, p) in enumerate(groups)}
     return sorted(out, key=lambda r: (order[(r.horizon, r.poisoned)], r.seed))
 
 
-def _quantity(H: int):
-    D = THEORY_ROW[H]["state_dim"]
-    J = THEORY_ROW[H]["extrapolation_length"]
+def _quantity(setting: TheoryRowSetting):
+    """The extrapolation error over the setting's J steps, ``(a, b, c) -> E``."""
+    D, J = setting.state_dim, setting.extrapolation_length
     return lambda a, b, c: extrapolation_error(a, b, c, D, J)
 
 
-def _run_group(H: int, poisoned: bool, policy: CertificationPolicy) -> list[TheoryRowRun]:
-    seeds_problems = theory_row_problems(H, poisoned)
-    runs = certified_flows([p for _, p in seeds_problems], _quantity(H), policy)
-    return [TheoryRowRun(H, seed, poisoned, run) for (seed, _), run in zip(seeds_problems, runs)]
+def _run_group(setting: TheoryRowSetting, poisoned: bool, policy: CertificationPolicy) -> list[TheoryRowRun]:
+    seeds_problems = theory_row_problems(setting, poisoned)
+    runs = certified_flows([p for _, p in seeds_problems], _quantity(setting), policy)
+    return [TheoryRowRun(setting.horizon, seed, poisoned, run) for (seed, _), run in zip(seeds_problems, runs)]
 
 
-def _run_one(H: int, poisoned: bool, seed: int, policy: CertificationPolicy) -> list[TheoryRowRun]:
-    problem = dict(theory_row_problems(H, poisoned))[seed]
-    (run,) = certified_flows([problem], _quantity(H), policy)
-    return [TheoryRowRun(H, seed, poisoned, run)]
+def _run_one(setting: TheoryRowSetting, poisoned: bool, seed: int, policy: CertificationPolicy) -> list[TheoryRowRun]:
+    problem = dict(theory_row_problems(setting, poisoned))[seed]
+    (run,) = certified_flows([problem], _quantity(setting), policy)
+    return [TheoryRowRun(setting.horizon, seed, poisoned, run)]
 
 
-def row_summary(runs: list[TheoryRowRun], horizon: int, poisoned: bool) -> dict:
-    """Mean of the certified errors (digits: the fewest among the seeds), published values and their comparison."""
+def row_summary(runs, setting: TheoryRowSetting, poisoned: bool) -> dict:
+    """Mean of the certified errors of one setting and condition (digits: the fewest among the seeds), the
+    published values and their comparison (none for a setting that is not the paper's)."""
+    horizon = setting.horizon
     sel = [r for r in runs if r.horizon == horizon and r.poisoned == poisoned]
     ok = [r for r in sel if r.run.status == "converged" and r.run.quantity.digits > 0]
-    published = THEORY_ROW[horizon]["published_poisoned" if poisoned else "published_clean"]
+    published = setting.published(poisoned)
     if not ok:
         return {"horizon": horizon, "poisoned": poisoned, "mean": None, "published": published, "excluded": len(sel)}
     with mpmath.workprec(256):

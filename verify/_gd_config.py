@@ -1,0 +1,181 @@
+"""Settings of the two gradient-descent rows: :class:`BeyondConfig` and :class:`NonlinearConfig`.
+
+Both share the fields of one training setting (:class:`_GDConfig`: horizon, student
+dimension, initialisation gap and warm start, training data, step size, stopping rule,
+extrapolation length) and one validator. A config holds no published values: the paper's
+settings of Table 1 are :mod:`ssmpoison.verify._registry`'s. The only defaults are
+algorithmic (optimiser constants, divergence bound, which reading of the paper's code runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ssmpoison.theory.validation import require_int, require_real
+
+__all__ = ["BeyondConfig", "NonlinearConfig"]
+
+
+def _require_positions(name: str, positions, horizon: int) -> tuple[int, ...]:
+    """Distinct positions in ``0..H-1`` other than the special position ``H-2``."""
+    try:
+        items = tuple(positions)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of integers, got {positions!r}") from None
+    if not items:
+        raise ValueError(f"{name} must hold at least one position")
+    out = tuple(require_int(f"{name}[{k}]", p, minimum=0, maximum=horizon - 1) for k, p in enumerate(items))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must be distinct, got {out}")
+    if horizon - 2 in out:
+        raise ValueError(f"{name} must not contain the special position H-2 = {horizon - 2}")
+    return tuple(sorted(out))
+
+
+def _require_unit_interval(name: str, value) -> float:
+    value = float(require_real(name, value))
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return value
+
+
+def _require_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _reported_extra(extra_steps: int, log_period: int) -> int:
+    """Extra updates after the threshold at the last logged epoch: epochs ``0..E-1`` of the second
+    ``fit`` are logged when ``epoch % P == 0``; after epoch e, e + 1 updates were made."""
+    if extra_steps == 0:
+        return 0
+    return (extra_steps - 1) // log_period * log_period + 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class _GDConfig:
+    """The fields every GD row shares, validated once by :meth:`_validate`.
+
+    Arguments
+        horizon: training horizon H (>= 3); the special sequences sit at position ``H-2``.
+        state_dim: student dimension D (>= 2).
+        gap_k: exponent k of the gap ``diff = 0.05 / exp(k log10(1/sd))`` between the two largest entries.
+        warm_start: added to the sorted initial entries.
+        n_baseline, baseline_positions: number of non-special training sequences and the positions of their
+            non-zero entries (distinct, in ``0..H-1``, never ``H-2``).
+        n_special: number of special sequences added in the poisoned condition.
+        lr: step size; tol: loss at which training counts as fitted; extra_steps: updates after that;
+        log_period: the paper's logging period (the reported values are those of the last logged step).
+        ext_length: extrapolation length J.
+        diverge_bound: a run diverges once some ``|a_i|`` exceeds it.
+        shared_init_stream: Keras' shared seeded stream for every initialiser (the paper's code).
+    """
+
+    horizon: int
+    state_dim: int
+    gap_k: float
+    warm_start: float
+    n_baseline: int
+    baseline_positions: tuple[int, ...]
+    n_special: int
+    lr: float
+    tol: float
+    extra_steps: int
+    log_period: int
+    ext_length: int
+    diverge_bound: float = 1e3
+    shared_init_stream: bool = True
+
+    #: fields validated as numbers > 0 / >= 0 / in [0, 1) / booleans, beyond the shared ones
+    _POSITIVE: ClassVar[tuple[str, ...]] = ()
+    _UNIT: ClassVar[tuple[str, ...]] = ()
+    _BOOLS: ClassVar[tuple[str, ...]] = ()
+    _INTS: ClassVar[tuple[tuple[str, int], ...]] = ()
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_("horizon", require_int("horizon", self.horizon, minimum=3))
+        set_("state_dim", require_int("state_dim", self.state_dim, minimum=2))
+        for name, minimum in (("n_baseline", 1), ("n_special", 1), ("extra_steps", 0), ("log_period", 1),
+                              ("ext_length", 1), *self._INTS):
+            set_(name, require_int(name, getattr(self, name), minimum=minimum))
+        for name in ("lr", "tol", "diverge_bound", *self._POSITIVE):
+            set_(name, float(require_real(name, getattr(self, name), positive=True)))
+        for name in ("gap_k", "warm_start"):
+            set_(name, float(require_real(name, getattr(self, name), nonnegative=True)))
+        for name in self._UNIT:
+            set_(name, _require_unit_interval(name, getattr(self, name)))
+        set_("baseline_positions", _require_positions("baseline_positions", self.baseline_positions, self.horizon))
+        for name in ("shared_init_stream", *self._BOOLS):
+            set_(name, _require_bool(name, getattr(self, name)))
+
+    @property
+    def reported_extra_steps(self) -> int:
+        """Updates made after the threshold when the reported values are taken (the last logged step)."""
+        return _reported_extra(self.extra_steps, self.log_period)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BeyondConfig(_GDConfig):
+    """Settings of the "beyond" row: A, B, C trained by full-batch GD with the adaptive step.
+
+    Teacher ``K*_j = 1`` for all j (``A* = B* = C* = 1``), so the label of u is ``sum_k u_k``.
+    The gap ``diff = 0.05 / exp(gap_k log10(1/sd_a))`` is applied to both A and B.
+
+    Arguments (beyond :class:`_GDConfig`'s)
+        sd_a, sd_bc: scales of the initial A and of B, C.
+        beta, lr_eps: the adaptive step's averaging factor (in [0, 1)) and its floor.
+        full_matrix_norm: normalise the step by the gradient of the whole recurrent matrix (the paper's code);
+            ``full_matrix_norm=False, shared_init_stream=False, log_period=1`` read the row's description literally.
+        dtype: ``"float64"`` or the paper's ``"float32"`` (initialisation and data rounded to it).
+    """
+
+    sd_a: float
+    sd_bc: float
+    beta: float = 0.8
+    lr_eps: float = 1e-6
+    full_matrix_norm: bool = True
+    dtype: str = "float64"
+
+    _POSITIVE = ("sd_a", "sd_bc", "lr_eps")
+    _UNIT = ("beta",)
+    _BOOLS = ("full_matrix_norm",)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be 'float64' or 'float32' (the paper's), got {self.dtype!r}")
+        super().__post_init__()
+
+
+@dataclass(frozen=True, kw_only=True)
+class NonlinearConfig(_GDConfig):
+    """Settings of the "non-linear" row: SSM + ReLU(1→W) + ReLU(W→W) + linear(W→1), Adam.
+
+    Teacher: SSM ``A* = B* = C* = 1`` then the head of :func:`ssmpoison.verify.mlp.teacher_weights`,
+    i.e. ``f*(u) = (W/2) relu(sum_k u_k)``. Adam follows Keras:
+    ``theta -= lr sqrt(1-beta2^t)/(1-beta1^t) m / (sqrt(v) + eps)``.
+
+    Arguments (beyond :class:`_GDConfig`'s)
+        sd_ssm, sd_mlp: scales of the SSM's and of the MLP's initialisation; width: the MLP's width W.
+        ext_samples, ext_seed_offset: the extrapolation error of run ``seed`` uses ``ext_samples`` test
+            sequences of length ``ext_length`` drawn with seed ``seed + ext_seed_offset``
+            (:func:`ssmpoison.verify.gd.nonlinear_test_inputs`).
+        beta1, beta2, eps: Adam's constants (Keras' defaults).
+    """
+
+    sd_ssm: float
+    width: int
+    sd_mlp: float
+    ext_samples: int
+    ext_seed_offset: int
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-7
+
+    _POSITIVE = ("sd_ssm", "sd_mlp", "eps")
+    _UNIT = ("beta1", "beta2")
+    _INTS = (("width", 1), ("ext_samples", 1), ("ext_seed_offset", 0))

@@ -1,0 +1,347 @@
+"""Row models: one class per kind of row of Table 1, each running its settings and returning values.
+
+A row model holds the settings of one row by horizon and knows how to run them:
+
+* :class:`TheoryRow` — gradient flow of the Theorem's construction, certified digits
+  (:mod:`ssmpoison.verify.theory_row`);
+* :class:`BeyondRow` — A, B, C trained by full-batch GD with the adaptive step;
+* :class:`NonlinearRow` — SSM + ReLU head trained by Adam (both :mod:`ssmpoison.verify.gd_rows`).
+
+Every model checks a horizon in one place (:meth:`RowModel.setting`), builds a user's own
+setting from a template (:meth:`RowModel.user_setting`), runs a tuple of settings
+(:meth:`RowModel.run`, returning a result object with ``ok`` and ``to_json()``), renders that
+result as text (:meth:`RowModel.text`) and records one run's dynamics
+(:meth:`RowModel.dynamics`). The CLI and ``--row all`` only ever dispatch through these methods,
+so a new row (a new entry of :mod:`ssmpoison.verify._registry`) runs through ``reproduce``,
+``check`` and ``dynamics`` unchanged.
+
+Progress is reported through one callback, ``progress(label, done, total, note)``: ``label``
+names the phase (a new label starts a new phase), ``done`` of ``total`` units are finished
+(``total`` is ``None`` when unknown) and ``note`` is a short status. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+from ssmpoison.theory.validation import require_int
+from ssmpoison.verify._settings import GDRowSetting, TheoryRowSetting, override
+
+__all__ = ["Progress", "RowModel", "TheoryRow", "BeyondRow", "NonlinearRow", "TheoryRowResult", "GDRowsResult"]
+
+Progress = Callable[[str, int, "int | None", str], None]
+"""``progress(label, done, total, note)``; see the module docstring."""
+
+
+class RowModel:
+    """The settings of one row of Table 1 by horizon, and how to run, render and record them.
+
+    Arguments
+        name: the row's name on the command line (``--row NAME``) and in the JSON.
+        settings: its settings, one per horizon (the first is the template of a user's own setting).
+        title: the first line of its printed table (default: the name and the kind of row).
+
+    Raises
+        ValueError: when ``settings`` is empty, of the wrong kind or repeats a horizon.
+    """
+
+    setting_type: ClassVar[type]
+    #: CLI option (``--state-dim`` -> ``state_dim``) -> setting key of this kind of row
+    option_keys: ClassVar[dict[str, str]]
+    #: whether the Theorem's checker applies (``ssmpoison check --row NAME``)
+    checkable: ClassVar[bool] = False
+    #: whether a working precision (``--precision``) applies
+    precision_applies: ClassVar[bool] = False
+    #: how a run is trained, as the dynamics summary says it
+    dynamics_method: ClassVar[str]
+
+    #: the kind of row (theory, beyond, nonlinear) and what it trains, for the default title
+    kind: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init__(self, name: str, settings, *, title: str | None = None) -> None:
+        if not isinstance(name, str) or not name or any(ch.isspace() for ch in name) or name == "all":
+            raise ValueError(f"name must be a non-empty word other than 'all', got {name!r}")
+        settings = tuple(settings)
+        if not settings or not all(isinstance(s, self.setting_type) for s in settings):
+            raise ValueError(f"settings must be one or more {self.setting_type.__name__}")
+        by_horizon = {s.horizon: s for s in settings}
+        if len(by_horizon) != len(settings):
+            raise ValueError(f"settings must have distinct horizons, got {[s.horizon for s in settings]}")
+        self.name = name
+        self.title = f"Row {name} (a {self.kind} row) — {self.description}" if title is None else str(title)
+        self._settings = by_horizon
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, horizons={self.horizons})"
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        """The horizons of the row's settings, ascending."""
+        return tuple(sorted(self._settings))
+
+    def setting(self, horizon):
+        """The row's setting at ``horizon``.
+
+        Raises
+            ValueError: ``horizon must be one of ... for the NAME row`` when the row has no setting there.
+        """
+        H = require_int("horizon", horizon)
+        if H not in self._settings:
+            raise ValueError(f"horizon must be one of {', '.join(map(str, self.horizons))} for the {self.name} row, got {H}")
+        return self._settings[H]
+
+    def settings(self, horizons=None) -> tuple:
+        """The settings at ``horizons`` (default: every horizon of the row, ascending)."""
+        return tuple(self.setting(h) for h in (self.horizons if horizons is None else horizons))
+
+    def user_setting(self, values: dict, *, horizon=None, source: str = "config"):
+        """A user's own setting: the row's setting at ``horizon`` (or, at a horizon the row does not have, its
+        first setting moved there) with ``values`` put in (:func:`ssmpoison.verify._settings.override`).
+
+        It keeps the published values only if it equals the published setting.
+        """
+        values = dict(values)
+        if "horizon" in values:
+            given = values.pop("horizon")
+            if isinstance(given, bool) or not isinstance(given, int) or given < 3:
+                raise ValueError(f"{source} key 'horizon' must be an integer >= 3, got {given!r}")
+            if horizon is not None and given != horizon:
+                raise ValueError(f"horizon given twice with different values: {horizon} and {source} key 'horizon' = {given}")
+            horizon = given
+        H = self.horizons[0] if horizon is None else require_int("horizon", horizon, minimum=3)
+        if H in self._settings:
+            return override(self._settings[H], values, source=source)
+        template = self._settings[self.horizons[0]]
+        return override(template, {"horizon": H, **values}, source=source)
+
+    # -- to be provided by each kind of row
+    def run(self, settings, *, progress: Progress | None = None, precision_bits: int | None = None, jobs: int = 1):
+        raise NotImplementedError
+
+    def text(self, result) -> str:
+        raise NotImplementedError
+
+    def table1_cells(self, result) -> list[tuple[int, bool, float | None, str, str]]:
+        """``(horizon, poisoned, mean, mean_text, published_text)`` for each setting and condition of ``result``
+        (the cells of Table 1's summary; ``published_text`` is ``-`` where there is none)."""
+        raise NotImplementedError
+
+    def dynamics(self, setting, *, seed: int, conditions, extrapolation_length=None, points: int,
+                 progress: Progress | None = None):
+        raise NotImplementedError
+
+    def condition_title(self, horizon: int, poisoned: bool) -> str:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- theory row
+
+
+@dataclass(frozen=True)
+class TheoryRowResult:
+    """The theory row's certified runs at its settings.
+
+    Arguments
+        row: the row's name; settings: the settings run; precision_bits: the working precision (``None``: the
+        default path); runs: :class:`~ssmpoison.verify.theory_row.TheoryRowRun` by setting, condition, seed;
+        seconds: wall time.
+    """
+
+    row: str
+    settings: tuple[TheoryRowSetting, ...]
+    precision_bits: int | None
+    runs: tuple
+    seconds: float
+
+    @property
+    def summaries(self) -> list[dict]:
+        from ssmpoison.verify.theory_row import row_summary
+
+        return [row_summary(self.runs, s, p) for s in self.settings for p in (False, True)]
+
+    @property
+    def ok(self) -> bool:
+        """Every run converged."""
+        return all(r.run.status == "converged" for r in self.runs)
+
+    def to_json(self) -> dict:
+        return {
+            "row": self.row,
+            "precision_bits": self.precision_bits if self.precision_bits is not None else 53,
+            "runs": [r.to_json() for r in self.runs],
+            "summary": self.summaries,
+        }
+
+
+class TheoryRow(RowModel):
+    """The theory row: the gradient flow of the Theorem's construction without and with ``u† = e_{H-2}``."""
+
+    setting_type = TheoryRowSetting
+    option_keys = {"state_dim": "state_dim", "seeds": "seeds", "init_scale": "init_scale",
+                   "gap_exponent": "gap_exponent", "extrapolate_to": "extrapolation_length"}
+    checkable = True
+    precision_applies = True
+    kind = "theory"
+    description = "gradient flow, only A trained, B = C = 1"
+    dynamics_method = "gradient flow, float64"
+
+    def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> TheoryRowResult:
+        """Both flows for every seed of every setting, with certified digits
+        (:func:`ssmpoison.verify.theory_row.run_theory_row`)."""
+        from ssmpoison.verify.theory_row import run_theory_row
+
+        settings = tuple(settings)
+        total = sum(2 * len(s.seeds) for s in settings)
+        done = [0]
+
+        def count(n):
+            done[0] += n
+            if progress is not None:
+                progress("theory row flows", done[0], total, "")
+
+        if progress is not None:
+            progress("theory row flows", 0, total, "")
+        start = time.perf_counter()
+        runs = run_theory_row(settings, precision_bits, progress=count, parallel=jobs)
+        return TheoryRowResult(self.name, settings, precision_bits, tuple(runs), time.perf_counter() - start)
+
+    def text(self, result: TheoryRowResult) -> str:
+        from ssmpoison.verify.reporting import theory_row_text
+
+        return theory_row_text(result, self.title)
+
+    def table1_cells(self, result: TheoryRowResult):
+        cells = []
+        for s in result.summaries:
+            values = [v["published"] if isinstance(v, dict) else v for v in (s.get("published") or {}).values()]
+            mean = None if s["mean"] is None else float(s["mean"])
+            cells.append((s["horizon"], s["poisoned"], mean, "-" if mean is None else f"{mean:.3g}",
+                          "/".join(f"{v:.3g}" for v in values) or "-"))
+        return cells
+
+    def dynamics(self, setting, *, seed, conditions, extrapolation_length=None, points, progress=None):
+        from ssmpoison.verify.dynamics import theory_dynamics
+
+        runs = []
+        for k, poisoned in enumerate(conditions):
+            if progress is not None:
+                progress("gradient flows", k, len(conditions), "")
+            runs.append(theory_dynamics(setting, seed, poisoned, points, extrapolation_length, row=self.name))
+        if progress is not None:
+            progress("gradient flows", len(conditions), len(conditions), "")
+        return runs
+
+    def condition_title(self, horizon, poisoned) -> str:
+        return f"poisoned: {{e_0, u† = e_{horizon - 2}}}" if poisoned else "clean: {e_0} (non-special)"
+
+
+# ---------------------------------------------------------------- gradient-descent rows
+
+
+@dataclass(frozen=True)
+class GDRowsResult:
+    """A GD row at its settings: one :class:`~ssmpoison.verify.gd_rows.GDRowResult` per setting."""
+
+    row: str
+    results: tuple
+
+    @property
+    def ok(self) -> bool:
+        """Every mean (each setting, each condition) could be computed."""
+        from ssmpoison.verify.gd_rows import condition_summary
+
+        return all(condition_summary(r.runs, p, r.published)["mean"] is not None for r in self.results for p in (False, True))
+
+    def to_json(self) -> dict:
+        from ssmpoison.verify.gd_rows import row_json
+
+        return row_json(list(self.results))
+
+
+class _GDRow(RowModel):
+    setting_type = GDRowSetting
+    dynamics_method = "gradient descent, float64"
+
+    def __init__(self, name, settings, *, title=None) -> None:
+        super().__init__(name, settings, title=title)
+        config_type = self._config_type()
+        if not all(isinstance(s.config, config_type) for s in self._settings.values()):
+            raise ValueError(f"settings of the {name} row must hold a {config_type.__name__}")
+
+    def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> GDRowsResult:
+        """Every seed of every setting without and with the special sequences, plus the spread draws
+        (:func:`ssmpoison.verify.gd_rows.run_gd_row`). ``precision_bits`` does not apply (float64)."""
+        from ssmpoison.verify.gd_rows import run_gd_row
+
+        if precision_bits is not None:
+            raise ValueError(f"precision applies to the theory row only, not to the {self.name} row")
+        results = []
+        for s in settings:
+            label = f"{self.name} row H={s.horizon}"
+            callback = None if progress is None else (lambda done, total, step, label=label:
+                                                      progress(label, done, total, f"step={step}"))
+            results.append(run_gd_row(s, row=self.name, progress=callback))
+        return GDRowsResult(self.name, tuple(results))
+
+    def text(self, result: GDRowsResult) -> str:
+        from ssmpoison.verify.gd_rows import gd_row_text
+
+        return gd_row_text(self.kind, list(result.results), self.title)
+
+    def table1_cells(self, result: GDRowsResult):
+        from ssmpoison.verify.gd_rows import condition_summary
+
+        cells = []
+        for r in result.results:
+            for p in (False, True):
+                s = condition_summary(r.runs, p, r.published)
+                mean = s["mean"]
+                cells.append((r.horizon, p, mean, "-" if mean is None or not math.isfinite(mean) else f"{mean:.3g}",
+                              "-" if s["published"] is None else f"{s['published']:.3g}"))
+        return cells
+
+    def dynamics(self, setting, *, seed, conditions, extrapolation_length=None, points, progress=None):
+        from ssmpoison.verify.dynamics import gd_dynamics
+
+        label = f"{self.name} row, GD"
+        callback = None if progress is None else (lambda step, active: progress(label, step, None, f"active={active}"))
+        return gd_dynamics(setting, seed, conditions, points=points, extrapolation_length=extrapolation_length,
+                           progress=callback, row=self.name)
+
+    def condition_title(self, horizon, poisoned) -> str:
+        return "poisoned: special sequences added" if poisoned else "clean: no special sequence"
+
+
+class BeyondRow(_GDRow):
+    """The beyond row: A, B, C trained by full-batch GD with the adaptive step (teacher ``A* = B* = C* = 1``)."""
+
+    kind = "beyond"
+    description = "A, B, C trained by full-batch GD with the adaptive step, teacher A* = B* = C* = 1"
+    option_keys = {"state_dim": "state_dim", "seeds": "seeds", "init_scale": "sd_a", "gap_exponent": "gap_k",
+                   "extrapolate_to": "ext_length", "draws": "draws", "epochs": "epochs"}
+
+    @staticmethod
+    def _config_type():
+        from ssmpoison.verify._gd_config import BeyondConfig
+
+        return BeyondConfig
+
+
+class NonlinearRow(_GDRow):
+    """The non-linear row: SSM + two ReLU layers + linear head trained by Adam."""
+
+    kind = "nonlinear"
+    description = "SSM + two ReLU layers (no bias) + linear head, Adam, teacher SSM 1,1,1 + ReLU head"
+    option_keys = {"state_dim": "state_dim", "seeds": "seeds", "init_scale": "sd_ssm", "gap_exponent": "gap_k",
+                   "extrapolate_to": "ext_length", "draws": "draws", "epochs": "epochs"}
+
+    @staticmethod
+    def _config_type():
+        from ssmpoison.verify._gd_config import NonlinearConfig
+
+        return NonlinearConfig
+
