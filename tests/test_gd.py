@@ -6,13 +6,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ssmpoison.verify import gd, kernels
+from ssmpoison.verify import _gd_data, _gd_steppers, kernels
 from ssmpoison.verify.gd import (
     Adam,
     AdaptiveStep,
     BeyondConfig,
     NonlinearConfig,
-    a_matrix_gradient,
     beyond_objective,
     beyond_problem,
     init_ssm,
@@ -195,17 +194,17 @@ def test_status_max_steps():
 def test_status_stalled_at_a_critical_point():
     """A network whose output weights are all zero has zero gradient everywhere: it cannot move."""
     cfg = NonlinearConfig()
-    orig = gd.nonlinear_problem
+    orig = _gd_data.nonlinear_problem
 
     def dead(config, seed, poisoned, init_draw=0):
         (a, b, c, W1, W2, W3), U, y = orig(config, seed, poisoned, init_draw)
         return (a, b, c, W1, W2, np.zeros_like(W3)), U, y
 
-    gd.nonlinear_problem = dead
+    _gd_data.nonlinear_problem = dead
     try:
         (r,) = train_nonlinear(cfg, [4540], [False], 20)
     finally:
-        gd.nonlinear_problem = orig
+        _gd_data.nonlinear_problem = orig
     assert r.status == "stalled" and r.steps == 20 and r.reached_at is None
 
 def test_determinism():
@@ -322,8 +321,8 @@ def test_a_matrix_gradient_matches_finite_differences():
     D, H, N = 4, 5, 6
     a, b, c = rng.uniform(0.2, 0.9, D), rng.normal(size=D), rng.normal(size=D)
     U, y = rng.normal(size=(N, H)), rng.normal(size=N)
-    err = gd.ssm_outputs(a[None], b[None], c[None], U[None])[0] - y
-    G = a_matrix_gradient(a[None], b[None], c[None], U[None], (2.0 * err / N)[None])[0]
+    delta = y - kernels.outputs(a, b, c, U)
+    G = -kernels.neg_grad_a_matrix(a, b, c, U, delta)
     fd = np.zeros((D, D))
     h = 1e-6
     for i in range(D):
@@ -342,8 +341,8 @@ def test_fused_beyond_trainer_equals_reference_loop(full):
     """The fused stepper == beyond_objective + AdaptiveStep (with the full-matrix norm when asked)."""
     cfg = replace(BeyondConfig(), full_matrix_norm=full)
     problems = [beyond_problem(cfg, s, p) for s, p in [(200, False), (201, True)]]
-    params, U, y, mask = gd._stack_problems(problems)
-    stepper = gd._BeyondStepper(cfg, params, U, y, mask)
+    params, U, y, mask = _gd_data.stack_problems(problems)
+    stepper = _gd_steppers.BeyondStepper(cfg, params, U, y, mask)
     opt = AdaptiveStep(2, cfg.lr, cfg.beta, cfg.lr_eps)
     ref = [p.copy() for p in params]
     for t in range(40):
@@ -352,8 +351,8 @@ def test_fused_beyond_trainer_equals_reference_loop(full):
         np.testing.assert_allclose(loss_f, loss_r, rtol=1e-12)
         norms = None
         if full:
-            err = (gd.ssm_outputs(*ref, U) - y) * mask
-            G = a_matrix_gradient(*ref, U, 2 * err / mask.sum(axis=1, keepdims=True))
+            delta = (y - kernels.outputs(*ref, U)) * mask
+            G = kernels.neg_grad_a_matrix(*ref, U, delta, samples=mask.sum(axis=1))
             norms = np.sqrt((G**2).sum(axis=(1, 2))) + sum(np.linalg.norm(g, axis=1) for g in grads[1:])
         stepper.update(t)
         ref = opt.step(ref, grads, t, np.array([True, True]), norms)
@@ -364,8 +363,8 @@ def test_fused_beyond_trainer_equals_reference_loop(full):
 def test_fused_nonlinear_trainer_equals_reference_loop():
     cfg = NonlinearConfig()
     problems = [nonlinear_problem(cfg, s, p) for s, p in [(4540, False), (4541, True)]]
-    params, U, y, mask = gd._stack_problems(problems)
-    stepper = gd._NonlinearStepper(cfg, params, U, y, mask)
+    params, U, y, mask = _gd_data.stack_problems(problems)
+    stepper = _gd_steppers.NonlinearStepper(cfg, params, U, y, mask)
     opt = Adam(params, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
     ref = [p.copy() for p in params]
     for t in range(40):
