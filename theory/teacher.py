@@ -132,7 +132,8 @@ def impulse_extrapolation_error(a, b, c, target):
     ``int``/``Fraction``, which give an exact ``Fraction``). ``K_j`` is evaluated as the numeric
     kernels do (:func:`ssmpoison.verify.kernels.impulse_response`): ``a_i^j`` by repeated
     multiplication, then ``c_i b_i a_i^j`` summed over i in index order, so a float result is
-    bit for bit the kernels'. A NaN anywhere in ``K`` gives NaN.
+    bit for bit the kernels' (for ``J >= 2``: at ``J = 1`` numpy sums eight or more terms
+    pairwise). A NaN anywhere in ``K`` gives NaN.
 
     Arguments:
         a, b, c: the student's entries (sequences of one length D).
