@@ -377,3 +377,27 @@ def test_fused_nonlinear_trainer_equals_reference_loop():
         ref = opt.step(ref, grads, t, np.array([True, True]))
         for p_f, p_r in zip(stepper.p, ref):
             np.testing.assert_allclose(p_f, p_r, rtol=1e-10, atol=1e-16)
+
+
+def test_reference_outputs_and_extrapolation_error_keep_the_trainers_bits():
+    """The one copy of y_H (per-run inputs) and of the extrapolation error give the bits the trainers gave
+    before they were shared: einsum outputs, and ``max_j |K_j - 1|`` from the kernels' impulse response."""
+    from ssmpoison.verify.gd import beyond_extrapolation_error, ssm_outputs
+
+    rng = np.random.default_rng(41)
+    for _ in range(200):
+        R, N, H, D = (int(v) for v in rng.integers(1, [4, 25, 12, 12]))
+        a, b, c = (rng.normal(size=(R, D)) for _ in range(3))
+        U = rng.normal(size=(R, N, H))
+        K = kernels.impulse_response(a, b, c, H)
+        assert np.array_equal(ssm_outputs(a, b, c, U), np.einsum("rj,rnj->rn", K, U[..., ::-1]))
+    for k in range(200):
+        dtype = (np.float64, np.float32)[k % 2]
+        D, J = int(rng.integers(1, 21)), int(rng.integers(2, 60))
+        a, b, c = (rng.uniform(-1.1, 1.1, D).astype(dtype) for _ in range(3))
+        if k % 13 == 0:
+            b[0] = np.inf
+        with np.errstate(all="ignore"):
+            old = np.abs(kernels.impulse_response(a[None], b[None], c[None], J) - 1.0).max(axis=1)[0]
+        new = beyond_extrapolation_error((a, b, c), J)
+        assert (np.isnan(old) and np.isnan(new)) or float(old) == new

@@ -1,4 +1,4 @@
-r"""Clean-label teachers of dimension D* for a student of dimension D with B = C = 1 (SPEC §1, §5).
+r"""Clean-label teachers of dimension D* for a student of dimension D with B = C = 1.
 
 The Theorem's teacher ``A* = diag(1, 0)``, ``B* = (1, sqrt(D-1))^T``, ``C* = B*^T`` is the
 student ``a = (1, 0, ..., 0)`` written with two states: one escaping entry, and a zero entry
@@ -18,7 +18,7 @@ teacher's dimension D* is the number of non-zero entries of ``a*`` — the rank 
 matrix, an upper bound on its effective rank. The Theorem's teacher is ``alpha = (1,)``.
 
 Clean label of ``u``: ``y*(u) = sum_k K*_{H-1-k} u_k`` (exact for exact entries and inputs).
-Extrapolation error of a student ``(a, b, c)`` over ``J`` lags (SPEC §5):
+Extrapolation error of a student ``(a, b, c)`` over ``J`` lags (the paper's):
 ``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|``.
 """
 

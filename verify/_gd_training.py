@@ -57,13 +57,20 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class StepObserver:
-    """Look at a training batch at chosen steps (for trajectories of metrics; :mod:`verify.dynamics`).
+    """Look at a training batch at chosen steps (for trajectories of metrics; :mod:`ssmpoison.verify.dynamics`).
 
     ``callback(step, runs, params, loss)`` is called at each step in ``steps`` that the batch
     reaches, after the loss (and the divergence check) at the current parameters, i.e. after
     ``step`` updates: ``runs`` are the indices (into the trainer's run list) of the runs still
     training, ``params`` copies of their parameters (stacked as the trainer's ``RunResult.params``)
     and ``loss`` their losses. Costs one integer comparison per step when not due.
+
+    Arguments:
+        steps: the steps to look at (non-negative integers; sorted and deduplicated).
+        callback: the function called.
+
+    Raises:
+        ValueError: ``steps`` not a sequence of non-negative integers, or ``callback`` not callable.
     """
 
     steps: tuple[int, ...]
@@ -97,12 +104,16 @@ at a critical point (in the non-linear row, the saddle where the network's outpu
 
 @dataclass(frozen=True)
 class RunResult:
-    """Outcome of one run.
+    """The outcome of one run.
 
-    ``steps`` counts parameter updates; ``reached_at`` is the step at which the loss first
-    was ``<= tol`` (None if never); ``train_loss`` is the loss at the final parameters;
-    ``params`` holds the final parameters (``(a, b, c)`` or ``(a, b, c, W1, W2, W3)``);
-    ``init_draw`` the initialisation draw (0 = the row's own).
+    Attributes:
+        seed, poisoned, init_draw: which run (``init_draw`` 0 is the row's own initialisation).
+        ext_error: the row's extrapolation error at the final parameters.
+        train_loss: the loss at the final parameters.
+        steps: the parameter updates made.
+        status: ``"converged"``, ``"diverged"``, ``"max_steps"`` or ``"stalled"``.
+        reached_at: the step at which the loss first was ``<= tol`` (None if never).
+        params: the final parameters, ``(a, b, c)`` or ``(a, b, c, W1, W2, W3)``.
     """
 
     seed: int

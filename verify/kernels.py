@@ -325,7 +325,15 @@ def neg_grad_a_matrix(a, b, c, U, delta, xi=None, samples=None):
 
 
 def output_jacobian_a(a, b, c, U):
-    """``G[..., n, i] = d y_H(u^(n)) / d a_i = c_i b_i sum_l (l+1) a_i**l u^(n)_{H-2-l}``; shape ``(..., N, D)``."""
+    """The output Jacobian ``G[..., n, i] = d y_H(u^(n)) / d a_i = c_i b_i sum_l (l+1) a_i**l u^(n)_{H-2-l}``.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        U: shared inputs ``(N, H)``.
+
+    Returns:
+        ``G``, shape ``(..., N, D)``.
+    """
     U = np.asarray(U)
     H = U.shape[1]
     a = np.asarray(a)
@@ -338,11 +346,17 @@ def output_jacobian_a(a, b, c, U):
 
 
 def jacobian_a(a, b, c, U, y):
-    """Structure of the Jacobian of ``a -> -dL/da``: ``J = diag(d) - (2/N) G^T G``.
+    """The structure of the Jacobian of ``a -> -dL/da``: ``J = diag(d) - (2/N) G^T G``.
 
-    Returns ``(d, G)`` with ``d_i = c_i b_i sum_l l gamma^(l) a_i**(l-1)`` (shape ``(..., D)``)
-    and ``G`` from :func:`output_jacobian_a` (shape ``(..., N, D)``). The low-rank part
-    is minus ``2/N`` times the Gauss–Newton matrix; its rank is at most N.
+    The low-rank part is minus ``2/N`` times the Gauss–Newton matrix; its rank is at most N.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        U, y: shared inputs ``(N, H)`` and labels.
+
+    Returns:
+        ``(d, G)`` with ``d_i = c_i b_i sum_l l gamma^(l) a_i**(l-1)`` (shape ``(..., D)``) and
+        ``G`` of :func:`output_jacobian_a` (shape ``(..., N, D)``).
     """
     U = np.asarray(U)
     H = U.shape[1]
@@ -377,11 +391,18 @@ def _poly_and_derivatives(a, U):
 
 
 def jacobian_abc(a, b, c, U, y):
-    """Dense Jacobian of ``theta -> -grad L`` for ``theta = (a_1..a_D, b_1..b_D, c_1..c_D)``; shape ``(..., 3D, 3D)``.
+    """The dense Jacobian of ``theta -> -grad L`` for ``theta = (a_1..a_D, b_1..b_D, c_1..c_D)``.
 
     ``J = (2/N) sum_n delta_n Hess(y_n) - (2/N) sum_n grad(y_n) grad(y_n)^T``, where the
     Hessian of ``y_n = sum_i c_i b_i P_n(a_i)`` is block-diagonal over i with blocks
     ``[[c b P'', c P', b P'], [c P', 0, P], [b P', P, 0]]``.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        U, y: shared inputs ``(N, H)`` and labels.
+
+    Returns:
+        ``J``, shape ``(..., 3D, 3D)``.
     """
     a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
     U = np.asarray(U)
