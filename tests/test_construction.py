@@ -229,22 +229,18 @@ def test_extrapolation_error_is_the_kernels_impulse_response_bit_for_bit():
 
 def test_paper_gap_is_the_one_rule():
     """diff = 0.05 / exp(k log10(1/s)) in the paper's numpy form, used by the theory row and the GD rows."""
-    from ssmpoison.verify.gd import BeyondConfig, NonlinearConfig, init_ssm, init_stream
+    from ssmpoison.verify.gd import init_ssm, init_stream
 
-    assert paper_gap(0.001, 5) == 0.05 / np.exp(5 * np.log10(1 / 0.001))
-    assert paper_gap(1e-3, 5) == pytest.approx(0.05 / np.exp(15))
-    a = paper_initialisation(7, 10, 0.001, 5)
-    assert a[1] == a[0] - paper_gap(0.001, 5)
-    for cfg in (BeyondConfig(), BeyondConfig(horizon=10, state_dim=20, sd_a=0.01, gap_k=3.0,
-                                             baseline_positions=tuple(range(7))), NonlinearConfig()):
-        sd_a = getattr(cfg, "sd_a", getattr(cfg, "sd_ssm", None))
-        sd_bc = getattr(cfg, "sd_bc", sd_a)
-        D = cfg.state_dim
+    assert paper_gap(0.002, 4) == 0.05 / np.exp(4 * np.log10(1 / 0.002))
+    assert paper_gap(1e-2, 2) == pytest.approx(0.05 / np.exp(4))
+    a = paper_initialisation(7, 10, 0.002, 4)
+    assert a[1] == a[0] - paper_gap(0.002, 4)
+    for D, sd_a, sd_bc, k in ((6, 2e-3, 1e-3, 4.0), (12, 0.02, 0.005, 2.0), (8, 0.03, 0.03, 0.7)):
         z = init_stream(3, D * D)
-        ga, gb, _ = init_ssm(z, D, sd_a, sd_bc, cfg.gap_k, 0.0)
+        ga, gb, _ = init_ssm(z, D, sd_a, sd_bc, k, 0.0)
         sa = np.sort(np.abs(sd_a * z[:: D + 1][:D]))[::-1]
         sb = np.sort(np.abs(sd_bc * z[:D]))[::-1]
-        assert ga[1] == sa[0] - paper_gap(sd_a, cfg.gap_k) and gb[1] == sb[0] - paper_gap(sd_a, cfg.gap_k)
+        assert ga[1] == sa[0] - paper_gap(sd_a, k) and gb[1] == sb[0] - paper_gap(sd_a, k)
     with pytest.raises(ValueError, match="^init_scale"):
         paper_gap(0.0, 5)
     with pytest.raises(ValueError, match="^gap_exponent"):

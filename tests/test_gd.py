@@ -6,7 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ssmpoison.verify import _gd_data, _gd_steppers, kernels
+from ssmpoison.verify import gd, kernels
+from ssmpoison.verify import _gd_data, _gd_steppers
 from ssmpoison.verify.gd import (
     Adam,
     AdaptiveStep,
@@ -194,7 +195,7 @@ def test_status_max_steps():
 def test_status_stalled_at_a_critical_point():
     """A network whose output weights are all zero has zero gradient everywhere: it cannot move."""
     cfg = NonlinearConfig()
-    orig = _gd_data.nonlinear_problem
+    orig = gd.nonlinear_problem
 
     def dead(config, seed, poisoned, init_draw=0):
         (a, b, c, W1, W2, W3), U, y = orig(config, seed, poisoned, init_draw)
