@@ -5,9 +5,13 @@ runs, per second of wall time.
 
 1. The beyond row at H = 6 (seeds 200 201 204 205, clean and poisoned: 8 runs):
    * **vectorised** — :func:`ssmpoison.verify.gd.train_beyond`, all 8 runs in one batch;
+   * **reference stepper, batched** — the same training loop and batch with the fused stepper
+     replaced by the reference formulas (:func:`ssmpoison.verify.gd.beyond_objective`,
+     :func:`ssmpoison.verify.kernels.neg_grad_a_matrix` for the norm, :class:`ssmpoison.verify.gd.AdaptiveStep`):
+     what the fused copy of the formulas (:mod:`ssmpoison.verify._gd_steppers`) buys;
    * **plain loop** — one run at a time, written with the per-run kernels of
-     :mod:`verify.kernels` (residuals, ``neg_grad_abc``) and :func:`ssmpoison.verify.gd.a_matrix_gradient`
-     for the adaptive step's norm, with the same stopping rule;
+     :mod:`verify.kernels` (residuals, ``neg_grad_abc``, ``neg_grad_a_matrix`` for the adaptive
+     step's norm), with the same stopping rule;
    * **fused, one at a time** — the vectorised trainer given one run at a time (the batch of 1):
      what batching alone buys, with the per-step code held fixed.
    The runs stop at different steps (2000-10000), so on average only about half of the batch
@@ -18,8 +22,9 @@ runs, per second of wall time.
 2. The same row with ``--draws`` further initialisation draws per seed (what
    ``ssmpoison reproduce`` trains): the vectorised rate against the plain loop's rate of part 1.
 3. The non-linear row (seeds 4540 4541 4543 4545, 8 runs, at most ``--nonlinear-max-steps``
-   updates each): :func:`ssmpoison.verify.gd.train_nonlinear` against a plain loop built from
-   :func:`ssmpoison.verify.gd.nonlinear_objective` and :class:`ssmpoison.verify.gd.Adam` on one run at a time.
+   updates each): :func:`ssmpoison.verify.gd.train_nonlinear` against the same loop with the reference
+   stepper (:func:`ssmpoison.verify.gd.nonlinear_objective` and :class:`ssmpoison.verify.gd.Adam`, batched)
+   and against a plain loop of those on one run at a time.
 4. float32 (the paper's precision) against float64 on the beyond row's means.
 5. Ablation of the paper's procedure on the beyond row (H = 6): the means over the seeds and the
    ``--draws`` initialisation draws when one detail at a time is replaced by SPEC §6 read
@@ -38,19 +43,20 @@ from dataclasses import replace
 
 import numpy as np
 
-from ssmpoison.verify import gd
+from ssmpoison.verify import _gd_data, _gd_training
 from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
 from ssmpoison.verify._registry import published_setting
 from ssmpoison.verify.gd import (
     Adam,
-    a_matrix_gradient,
+    AdaptiveStep,
+    beyond_objective,
     beyond_problem,
     nonlinear_objective,
     nonlinear_problem,
     train_beyond,
     train_nonlinear,
 )
-from ssmpoison.verify.kernels import impulse_response, neg_grad_abc, residuals
+from ssmpoison.verify.kernels import impulse_response, neg_grad_a_matrix, neg_grad_abc, outputs, residuals
 
 BEYOND_SEEDS = published_setting("beyond", 6).seeds
 NONLINEAR_SEEDS = published_setting("nonlinear", 6).seeds
@@ -74,7 +80,7 @@ def plain_beyond_run(config: BeyondConfig, seed: int, poisoned: bool, max_steps:
             return a, b, c, t, "converged"
         if t == max_steps:
             break
-        G = a_matrix_gradient(a[None], b[None], c[None], U[None], (-2.0 / N * delta)[None])[0]
+        G = neg_grad_a_matrix(a, b, c, U, delta)
         norm = np.sqrt((G * G).sum()) + np.linalg.norm(grad[1]) + np.linalg.norm(grad[2])
         g = config.beta * g + (1 - config.beta) * norm
         lr = config.lr / (np.sqrt(g / (1 - config.beta ** (t + 1))) + config.lr_eps)
@@ -104,6 +110,81 @@ def plain_nonlinear_run(config: NonlinearConfig, seed: int, poisoned: bool, max_
     return max_steps
 
 
+class ReferenceStepper:
+    """The stepper interface of :mod:`ssmpoison.verify._gd_training` on the reference formulas.
+
+    ``objective`` is :func:`beyond_objective` or :func:`nonlinear_objective`; ``make_opt(params)``
+    the optimiser; ``full_norm`` adds the adaptive step's full-matrix norm (beyond row).
+    """
+
+    def __init__(self, config, params, U, y, mask, objective, make_opt, full_norm=False):
+        self.cfg, self.objective, self.full_norm = config, objective, full_norm
+        self.params = [p.copy() for p in params]
+        self.U, self.y, self.mask = U, y, mask
+        self.opt = make_opt(self.params)
+        self.shapes = [p.shape[1:] for p in params]
+
+    @property
+    def theta(self):
+        return np.concatenate([p.reshape(len(p), -1) for p in self.params], axis=1)
+
+    def params_of(self, theta):
+        out, start = [], 0
+        for shape in self.shapes:
+            size = int(np.prod(shape))
+            out.append(theta[:, start:start + size].reshape((len(theta),) + shape).copy())
+            start += size
+        return tuple(out)
+
+    def loss_and_grad(self):
+        loss, self.grads = self.objective(self.params, self.U, self.y, self.mask)
+        self.grad = np.concatenate([g.reshape(len(g), -1) for g in self.grads], axis=1)
+        self.norms = None
+        if self.full_norm:
+            a, b, c = self.params
+            delta = (self.y - outputs(a, b, c, self.U)) * self.mask
+            G = neg_grad_a_matrix(a, b, c, self.U, delta, samples=self.mask.sum(axis=1))
+            self.norms = np.sqrt((G * G).sum(axis=(1, 2))) + sum(np.linalg.norm(g, axis=1) for g in self.grads[1:])
+        return loss
+
+    def update(self, t):
+        active = np.ones(len(self.params[0]), dtype=bool)
+        if isinstance(self.opt, AdaptiveStep):
+            self.params = self.opt.step(self.params, self.grads, t, active, self.norms)
+        else:
+            self.params = self.opt.step(self.params, self.grads, t, active)
+
+    def keep(self, idx):
+        self.params = [p[idx] for p in self.params]
+        self.U, self.y, self.mask = self.U[idx], self.y[idx], self.mask[idx]
+        if isinstance(self.opt, AdaptiveStep):
+            self.opt.g = self.opt.g[idx]
+        else:
+            self.opt.m = [m[idx] for m in self.opt.m]
+            self.opt.v = [v[idx] for v in self.opt.v]
+
+    def a_bound_ok(self):
+        a = self.params[0]
+        finite = np.all([np.isfinite(p.reshape(len(p), -1)).all(axis=1) for p in self.params], axis=0)
+        return finite & (np.abs(a) <= self.cfg.diverge_bound).all(axis=1)
+
+
+def reference_train(row: str, config, seeds, max_steps: int):
+    """The trainer of ``row`` with :class:`ReferenceStepper` in place of the fused stepper."""
+    if row == "beyond":
+        make = lambda c, p, U, y, m: ReferenceStepper(  # noqa: E731
+            c, p, U, y, m, beyond_objective, lambda ps: AdaptiveStep(len(ps[0]), c.lr, c.beta, c.lr_eps),
+            c.full_matrix_norm)
+        config_type, problem = BeyondConfig, beyond_problem
+    else:
+        make = lambda c, p, U, y, m: ReferenceStepper(  # noqa: E731
+            c, p, U, y, m, nonlinear_objective, lambda ps: Adam(ps, c.lr, c.beta1, c.beta2, c.eps))
+        config_type, problem = NonlinearConfig, nonlinear_problem
+    runs, (params, loss, steps, status, reached) = _gd_training._train_batch(
+        config, config_type, problem, make, seeds, [False, True], max_steps, None, (0,))
+    return steps
+
+
 def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -122,6 +203,7 @@ def main() -> None:
     batched, t_batch = timed(train_beyond, config, BEYOND_SEEDS, [False, True], args.max_steps)
     plain, t_plain = timed(lambda: [plain_beyond_run(config, r.seed, r.poisoned, args.max_steps) for r in batched])
     single, t_single = timed(lambda: [train_beyond(config, [r.seed], [r.poisoned], args.max_steps)[0] for r in batched])
+    ref_steps, t_ref = timed(reference_train, "beyond", config, BEYOND_SEEDS, args.max_steps)
     updates = sum(r.steps for r in batched)
     assert updates == sum(p[3] for p in plain) == sum(r.steps for r in single), "the loops made different numbers of updates"
     worst = max(abs(r.ext_error - np.abs(impulse_response(*p[:3], config.ext_length) - 1).max()) / r.ext_error
@@ -131,6 +213,9 @@ def main() -> None:
     print(f"1. beyond row H=6, {len(batched)} runs, {updates} updates in total "
           f"(on average {mean_active:.1f} runs of the batch still training)")
     print(f"   vectorised batch      : {rate_batch:10.0f} updates/s ({t_batch:.2f} s)")
+    rate_ref = ref_steps.sum() / t_ref
+    print(f"   reference stepper     : {rate_ref:10.0f} updates/s ({t_ref:.2f} s, {ref_steps.sum()} updates)   "
+          f"fused stepper / reference stepper: {rate_batch / rate_ref:.2f}x")
     print(f"   plain loop, one by one: {rate_plain:10.0f} updates/s ({t_plain:.2f} s)")
     print(f"   fused, one by one     : {rate_single:10.0f} updates/s ({t_single:.2f} s)")
     print(f"   ratio vectorised / plain loop: {rate_batch / rate_plain:.2f}x   "
@@ -152,10 +237,14 @@ def main() -> None:
     nl, t_nl = timed(train_nonlinear, nl_config, NONLINEAR_SEEDS, [False, True], args.nonlinear_max_steps)
     nl_plain, t_nl_plain = timed(
         lambda: [plain_nonlinear_run(nl_config, r.seed, r.poisoned, args.nonlinear_max_steps) for r in nl])
+    nl_ref_steps, t_nl_ref = timed(reference_train, "nonlinear", nl_config, NONLINEAR_SEEDS, args.nonlinear_max_steps)
     nl_updates = sum(r.steps for r in nl)
     assert nl_updates == sum(nl_plain), "the non-linear loops made different numbers of updates"
     print(f"\n3. non-linear row H=6, {len(nl)} runs (at most {args.nonlinear_max_steps} updates each), {nl_updates} updates")
     print(f"   vectorised batch      : {nl_updates / t_nl:10.0f} updates/s ({t_nl:.2f} s)")
+    print(f"   reference stepper     : {nl_ref_steps.sum() / t_nl_ref:10.0f} updates/s ({t_nl_ref:.2f} s, "
+          f"{nl_ref_steps.sum()} updates)   fused stepper / reference stepper: "
+          f"{(nl_updates / t_nl) / (nl_ref_steps.sum() / t_nl_ref):.2f}x")
     print(f"   plain loop, one by one: {nl_updates / t_nl_plain:10.0f} updates/s ({t_nl_plain:.2f} s)")
     print(f"   ratio: {t_nl_plain / t_nl:.2f}x")
 
@@ -178,13 +267,13 @@ def main() -> None:
         ("SPEC literally (all four)", replace(config, shared_init_stream=False, full_matrix_norm=False, log_period=1), True),
     ]
     for name, cfg, own_data in variants:
-        original = gd.paper_sequences
+        original = _gd_data.paper_sequences
         if own_data:
-            gd.paper_sequences = _own_generator_sequences
+            _gd_data.paper_sequences = _own_generator_sequences
         try:
             res = train_beyond(cfg, BEYOND_SEEDS, [False, True], args.max_steps, init_draws=draws)
         finally:
-            gd.paper_sequences = original
+            _gd_data.paper_sequences = original
         means = [np.mean([r.ext_error for r in res if r.poisoned == p and r.status == "converged"]) for p in (False, True)]
         print(f"   {name:<30}: {means[0]:8.4g} | {means[1]:8.4g}   (ratio {means[1] / means[0]:.3g}x)")
 

@@ -169,3 +169,74 @@ def test_non_finite_rejected(bad):
     mp = generated_functions(2, 3, 1, "a", "mpmath")
     with pytest.raises(ValueError, match="must be finite"):
         mp.loss([0.1, 0.2], [1, 1], [1, 1], [[1, 0, 0]], [bad])
+
+
+# ---------------------------------------------------------------- the reference formulas: one copy, every input form
+
+
+def _fractions(rng, *shape, den=7):
+    return np.array([Fraction(int(v), den) for v in rng.integers(-9, 10, size=shape).ravel()], dtype=object).reshape(shape)
+
+
+def test_per_run_inputs_equal_shared_inputs_exactly():
+    """Per-run inputs (R, N_max, H) with zero padding and ``samples`` give, exactly, each run's shared-input values."""
+    rng = np.random.default_rng(21)
+    R, D, H, sizes = 2, 3, 5, (2, 4)
+    a, b, c = (_fractions(rng, R, D) for _ in range(3))
+    U = np.zeros((R, max(sizes), H), dtype=object)
+    y = np.zeros((R, max(sizes)), dtype=object)
+    xi = np.zeros((R, max(sizes)), dtype=object)
+    for r, n in enumerate(sizes):
+        U[r, :n], y[r, :n], xi[r, :n] = _fractions(rng, n, H), _fractions(rng, n), _fractions(rng, n)
+    n = np.array(sizes)
+    delta = kernels.residuals(a, b, c, U, y)
+    gam = kernels.gamma_coefficients(delta, U, xi, samples=n)
+    w = kernels.output_weights(delta, U, xi, samples=n)
+    neg = kernels.neg_gradient(a, b, c, U, delta, xi, samples=n)
+    for r, m in enumerate(sizes):
+        Ur, yr, xr = U[r, :m], y[r, :m], xi[r, :m]
+        assert list(kernels.outputs(a[r], b[r], c[r], U[r])[:m]) == list(kernels.outputs(a[r], b[r], c[r], Ur))
+        dr = kernels.residuals(a[r], b[r], c[r], Ur, yr)
+        assert list(delta[r, :m]) == list(dr) and not any(delta[r, m:])
+        assert list(gam[r]) == list(kernels.gamma_coefficients(dr, Ur, xr))
+        assert list(w[r]) == list(kernels.output_weights(dr, Ur, xr))
+        assert neg[r].tolist() == kernels.neg_gradient(a[r], b[r], c[r], Ur, dr, xr).tolist()
+
+
+def test_neg_gradient_is_the_gamma_form_exactly():
+    """-dL/da = c b sum_l gamma^(l) a^l and -dL/db, -dL/dc from w_j, with and without xi; the bare-SSM forms agree."""
+    rng = np.random.default_rng(22)
+    D, H, N = 3, 5, 4
+    a, b, c = (_fractions(rng, D) for _ in range(3))
+    U, y, xi = _fractions(rng, N, H), _fractions(rng, N), _fractions(rng, N)
+    delta = kernels.residuals(a, b, c, U, y)
+    for x in (None, xi):
+        gam = kernels.gamma_coefficients(delta, U, x)
+        w = kernels.output_weights(delta, U, x)
+        scaled = delta if x is None else delta * x
+        assert list(w) == [sum(2 * scaled[n] * U[n, H - 1 - j] for n in range(N)) / N for j in range(H)]
+        assert list(gam) == [(l + 1) * w[l + 1] for l in range(H - 1)]
+        neg = kernels.neg_gradient(a, b, c, U, delta, x)
+        for i in range(D):
+            assert neg[0, i] == c[i] * b[i] * sum(gam[l] * a[i] ** l for l in range(H - 1))
+            assert neg[1, i] == c[i] * sum(w[j] * a[i] ** j for j in range(H))
+            assert neg[2, i] == b[i] * sum(w[j] * a[i] ** j for j in range(H))
+    assert kernels.neg_grad_abc(a, b, c, U, y).tolist() == kernels.neg_gradient(a, b, c, U, delta).tolist()
+    assert list(kernels.neg_grad_a(a, b, c, U, y)) == list(kernels.neg_grad_abc(a, b, c, U, y)[0])
+    # float64: the a-only form is bit for bit the a-part of the full one
+    af, bf, cf, Uf, yf = (np.asarray(v, dtype=float) for v in (a, b, c, U, y))
+    assert np.array_equal(kernels.neg_grad_a(af, bf, cf, Uf, yf), kernels.neg_grad_abc(af, bf, cf, Uf, yf)[0])
+
+
+def test_neg_grad_a_matrix_diagonal_is_neg_grad_a_exactly():
+    rng = np.random.default_rng(23)
+    D, H, N = 3, 5, 3
+    a, b, c = (_fractions(rng, D) for _ in range(3))
+    U, y = _fractions(rng, N, H), _fractions(rng, N)
+    G = kernels.neg_grad_a_matrix(a, b, c, U, kernels.residuals(a, b, c, U, y))
+    assert [G[i, i] for i in range(D)] == list(kernels.neg_grad_a(a, b, c, U, y))
+    # off the diagonal: b_p c_q sum_{m+l<=H-2} a_p^m a_q^l w_{m+l+1}
+    w = kernels.output_weights(kernels.residuals(a, b, c, U, y), U)
+    p, q = 0, 2
+    assert G[p, q] == b[p] * c[q] * sum(a[p] ** m * a[q] ** l * w[m + l + 1]
+                                        for m in range(H - 1) for l in range(H - 1) if m + l <= H - 2)

@@ -11,12 +11,14 @@ import sympy
 from ssmpoison.theory.construction import (
     clean_training_set,
     extrapolation_error,
+    paper_gap,
     paper_initialisation,
     poisoned_training_set,
     teacher_impulse_response,
     teacher_label,
     teacher_matrices,
 )
+from ssmpoison.theory.teacher import impulse_extrapolation_error
 from ssmpoison.theory.training_set import impulse
 from ssmpoison.verify._registry import published_setting, row_model
 
@@ -200,6 +202,51 @@ def test_extrapolation_error_number_types_agree():
 def test_extrapolation_error_validation(args, name):
     with pytest.raises(ValueError, match=rf"^{name}"):
         extrapolation_error(*args)
+
+
+def test_extrapolation_error_is_the_kernels_impulse_response_bit_for_bit():
+    """The one extrapolation error evaluates K_j exactly as the kernels do: equal bits in float64 and float32
+    (with B, C trained; J >= 2), NaN propagated, exact on Fractions."""
+    from ssmpoison.verify import kernels
+
+    rng = np.random.default_rng(31)
+    for k in range(400):
+        D, J = int(rng.integers(1, 25)), int(rng.integers(2, 45))  # J = 1: numpy sums >= 8 terms pairwise
+        dtype = (np.float64, np.float32)[k % 2]
+        a, b, c = (rng.uniform(-1.2, 1.2, D).astype(dtype) for _ in range(3))
+        target = [float(v) for v in rng.normal(size=J)]
+        if k % 9 == 0:
+            a[0] = np.nan
+        with np.errstate(all="ignore"):
+            ref = np.abs(kernels.impulse_response(a, b, c, J) - np.asarray(target, dtype=dtype)).max() / dtype(
+                max(abs(t) for t in target))
+            ours = impulse_extrapolation_error(list(a), list(b), list(c), target)
+        assert np.isnan(ref) == np.isnan(ours)
+        assert np.isnan(ref) or ref == ours
+    a, b, c = ([Fraction(int(v), 5) for v in rng.integers(-5, 6, 4)] for _ in range(3))
+    K = kernels.impulse_response(*(np.array(v, dtype=object) for v in (a, b, c)), 6)
+    target = teacher_impulse_response(4, 6)
+    assert extrapolation_error(a, b, c, 4, 6) == max(abs(x - t) for x, t in zip(K, target)) / 4
+
+
+def test_paper_gap_is_the_one_rule():
+    """diff = 0.05 / exp(k log10(1/s)) in the paper's numpy form, used by the theory row and the GD rows."""
+    from ssmpoison.verify.gd import init_ssm, init_stream
+
+    assert paper_gap(0.002, 4) == 0.05 / np.exp(4 * np.log10(1 / 0.002))
+    assert paper_gap(1e-2, 2) == pytest.approx(0.05 / np.exp(4))
+    a = paper_initialisation(7, 10, 0.002, 4)
+    assert a[1] == a[0] - paper_gap(0.002, 4)
+    for D, sd_a, sd_bc, k in ((6, 2e-3, 1e-3, 4.0), (12, 0.02, 0.005, 2.0), (8, 0.03, 0.03, 0.7)):
+        z = init_stream(3, D * D)
+        ga, gb, _ = init_ssm(z, D, sd_a, sd_bc, k, 0.0)
+        sa = np.sort(np.abs(sd_a * z[:: D + 1][:D]))[::-1]
+        sb = np.sort(np.abs(sd_bc * z[:D]))[::-1]
+        assert ga[1] == sa[0] - paper_gap(sd_a, k) and gb[1] == sb[0] - paper_gap(sd_a, k)
+    with pytest.raises(ValueError, match="^init_scale"):
+        paper_gap(0.0, 5)
+    with pytest.raises(ValueError, match="^gap_exponent"):
+        paper_gap(1e-3, -1e6)
 
 
 # --- published settings ----------------------------------------------------------------

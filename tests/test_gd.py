@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from ssmpoison.verify import gd, kernels
+from ssmpoison.verify import _gd_data, _gd_steppers
 from ssmpoison.verify.gd import (
     Adam,
     AdaptiveStep,
-    a_matrix_gradient,
     beyond_objective,
     beyond_problem,
     init_ssm,
@@ -203,11 +203,11 @@ def test_status_stalled_at_a_critical_point():
         (a, b, c, W1, W2, W3), U, y = orig(config, seed, poisoned, init_draw)
         return (a, b, c, W1, W2, np.zeros_like(W3)), U, y
 
-    gd.nonlinear_problem = dead
+    _gd_data.nonlinear_problem = dead
     try:
         (r,) = train_nonlinear(cfg, [4540], [False], 20)
     finally:
-        gd.nonlinear_problem = orig
+        _gd_data.nonlinear_problem = orig
     assert r.status == "stalled" and r.steps == 20 and r.reached_at is None
 
 def test_determinism():
@@ -324,8 +324,8 @@ def test_a_matrix_gradient_matches_finite_differences():
     D, H, N = 4, 5, 6
     a, b, c = rng.uniform(0.2, 0.9, D), rng.normal(size=D), rng.normal(size=D)
     U, y = rng.normal(size=(N, H)), rng.normal(size=N)
-    err = gd.ssm_outputs(a[None], b[None], c[None], U[None])[0] - y
-    G = a_matrix_gradient(a[None], b[None], c[None], U[None], (2.0 * err / N)[None])[0]
+    delta = y - kernels.outputs(a, b, c, U)
+    G = -kernels.neg_grad_a_matrix(a, b, c, U, delta)
     fd = np.zeros((D, D))
     h = 1e-6
     for i in range(D):
@@ -344,8 +344,8 @@ def test_fused_beyond_trainer_equals_reference_loop(full):
     """The fused stepper == beyond_objective + AdaptiveStep (with the full-matrix norm when asked)."""
     cfg = replace(BEYOND, full_matrix_norm=full)
     problems = [beyond_problem(cfg, s, p) for s, p in [(200, False), (201, True)]]
-    params, U, y, mask = gd._stack_problems(problems)
-    stepper = gd._BeyondStepper(cfg, params, U, y, mask)
+    params, U, y, mask = _gd_data.stack_problems(problems)
+    stepper = _gd_steppers.BeyondStepper(cfg, params, U, y, mask)
     opt = AdaptiveStep(2, cfg.lr, cfg.beta, cfg.lr_eps)
     ref = [p.copy() for p in params]
     for t in range(40):
@@ -354,8 +354,8 @@ def test_fused_beyond_trainer_equals_reference_loop(full):
         np.testing.assert_allclose(loss_f, loss_r, rtol=1e-12)
         norms = None
         if full:
-            err = (gd.ssm_outputs(*ref, U) - y) * mask
-            G = a_matrix_gradient(*ref, U, 2 * err / mask.sum(axis=1, keepdims=True))
+            delta = (y - kernels.outputs(*ref, U)) * mask
+            G = kernels.neg_grad_a_matrix(*ref, U, delta, samples=mask.sum(axis=1))
             norms = np.sqrt((G**2).sum(axis=(1, 2))) + sum(np.linalg.norm(g, axis=1) for g in grads[1:])
         stepper.update(t)
         ref = opt.step(ref, grads, t, np.array([True, True]), norms)
@@ -366,8 +366,8 @@ def test_fused_beyond_trainer_equals_reference_loop(full):
 def test_fused_nonlinear_trainer_equals_reference_loop():
     cfg = NONLINEAR
     problems = [nonlinear_problem(cfg, s, p) for s, p in [(4540, False), (4541, True)]]
-    params, U, y, mask = gd._stack_problems(problems)
-    stepper = gd._NonlinearStepper(cfg, params, U, y, mask)
+    params, U, y, mask = _gd_data.stack_problems(problems)
+    stepper = _gd_steppers.NonlinearStepper(cfg, params, U, y, mask)
     opt = Adam(params, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
     ref = [p.copy() for p in params]
     for t in range(40):
@@ -380,3 +380,27 @@ def test_fused_nonlinear_trainer_equals_reference_loop():
         ref = opt.step(ref, grads, t, np.array([True, True]))
         for p_f, p_r in zip(stepper.p, ref):
             np.testing.assert_allclose(p_f, p_r, rtol=1e-10, atol=1e-16)
+
+
+def test_reference_outputs_and_extrapolation_error_keep_the_trainers_bits():
+    """The one copy of y_H (per-run inputs) and of the extrapolation error give the bits the trainers gave
+    before they were shared: einsum outputs, and ``max_j |K_j - 1|`` from the kernels' impulse response."""
+    from ssmpoison.verify.gd import beyond_extrapolation_error, ssm_outputs
+
+    rng = np.random.default_rng(41)
+    for _ in range(200):
+        R, N, H, D = (int(v) for v in rng.integers(1, [4, 25, 12, 12]))
+        a, b, c = (rng.normal(size=(R, D)) for _ in range(3))
+        U = rng.normal(size=(R, N, H))
+        K = kernels.impulse_response(a, b, c, H)
+        assert np.array_equal(ssm_outputs(a, b, c, U), np.einsum("rj,rnj->rn", K, U[..., ::-1]))
+    for k in range(200):
+        dtype = (np.float64, np.float32)[k % 2]
+        D, J = int(rng.integers(1, 21)), int(rng.integers(2, 60))
+        a, b, c = (rng.uniform(-1.1, 1.1, D).astype(dtype) for _ in range(3))
+        if k % 13 == 0:
+            b[0] = np.inf
+        with np.errstate(all="ignore"):
+            old = np.abs(kernels.impulse_response(a[None], b[None], c[None], J) - 1.0).max(axis=1)[0]
+        new = beyond_extrapolation_error((a, b, c), J)
+        assert (np.isnan(old) and np.isnan(new)) or float(old) == new

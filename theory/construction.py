@@ -81,18 +81,68 @@ def poisoned_training_set(horizon: int, state_dim: int = 2) -> TrainingSet:
     return clean.with_sequence(poison, teacher_label(poison, state_dim))
 
 
+def paper_gap(init_scale: float, gap_exponent: float) -> float:
+    """The gap of the paper's initialisation: ``diff = 0.05 / exp(k log10(1 / s))``.
+
+    The paper's code writes it with numpy, ``0.05 / np.exp(k * np.log10(1 / s))``, and sets
+    ``x[1] = x[0] - diff`` on a diagonal sorted descending (:func:`with_paper_gap`); this is
+    the one copy of that rule (the theory row's A, and A and B of the GD rows).
+
+    Arguments:
+        init_scale: the scale ``s > 0`` of the initial draws.
+        gap_exponent: the exponent ``k``.
+
+    Returns:
+        ``diff`` as a float64 number.
+
+    Raises:
+        ValueError: ``init_scale`` not positive, or ``diff`` not finite (naming ``gap_exponent``).
+    """
+    scale = float(require_real("init_scale", init_scale, positive=True))
+    k = float(require_real("gap_exponent", gap_exponent))
+    with np.errstate(over="ignore", divide="ignore"):
+        diff = 0.05 / np.exp(k * np.log10(1 / scale))
+    if not np.isfinite(diff):
+        raise ValueError(f"gap_exponent={k} gives a non-finite diff={diff}")
+    return diff
+
+
+def with_paper_gap(entries, init_scale: float, gap_exponent: float) -> np.ndarray:
+    """A copy of ``entries`` (sorted descending) with the paper's gap: ``x[1] = x[0] - diff``.
+
+    Arguments:
+        entries: the sorted diagonal, at least two entries.
+        init_scale, gap_exponent: as in :func:`paper_gap`.
+
+    Returns:
+        The new array (same dtype as ``entries``).
+    """
+    x = np.array(entries, copy=True)
+    x[1] = x[0] - paper_gap(init_scale, gap_exponent)
+    return x
+
+
 def paper_initialisation(seed: int, state_dim: int, init_scale: float, gap_exponent: float) -> np.ndarray:
-    """The paper's initial diagonal of A (SPEC §6), bit for bit, as a float64 array.
+    """The paper's initial diagonal of A for the theory row, bit for bit, as a float64 array.
 
     The paper's recipe is ``np.random.seed(seed); a = init_scale * np.random.rand(D)``,
-    sorted descending, then ``a[1] = a[0] - diff`` with
-    ``diff = 0.05 / np.exp(gap_exponent * np.log10(1 / init_scale))``. A private
+    sorted descending, then the gap ``a[1] = a[0] - diff`` (:func:`paper_gap`). A private
     ``np.random.RandomState(seed)`` draws the same numbers as the legacy global generator
     without changing its state.
 
-    Raises ``ValueError`` (naming the parameter) when the gap does not leave
-    ``a[0] > a[1] > a[2]`` and ``a[1] > 0`` (collapsed, negative or order-breaking gap), or
-    when two draws coincide (entries must be distinct).
+    Arguments:
+        seed: the run's seed, ``0 <= seed < 2**32``.
+        state_dim: the student dimension ``D >= 2``.
+        init_scale: the scale of the draws (positive).
+        gap_exponent: the exponent ``k`` of the gap.
+
+    Returns:
+        The diagonal, shape ``(D,)``, strictly decreasing and positive.
+
+    Raises:
+        ValueError: naming the parameter, when the gap does not leave ``a[0] > a[1] > a[2]``
+            and ``a[1] > 0`` (collapsed, negative or order-breaking gap), or when two draws
+            coincide (entries must be distinct).
     """
     seed = require_int("seed", seed, minimum=0, maximum=2**32 - 1)
     D = require_int("state_dim", state_dim, minimum=2)
@@ -101,10 +151,7 @@ def paper_initialisation(seed: int, state_dim: int, init_scale: float, gap_expon
 
     a = scale * np.random.RandomState(seed).random_sample(D)
     a = np.sort(a)[::-1].copy()
-    with np.errstate(over="ignore", divide="ignore"):
-        diff = 0.05 / np.exp(k * np.log10(1 / scale))
-    if not np.isfinite(diff):
-        raise ValueError(f"gap_exponent={k} gives a non-finite diff={diff}")
+    diff = paper_gap(scale, k)
     if not diff < a[0]:
         raise ValueError(
             f"gap_exponent={k} gives diff={diff:.6g} >= a[0]={a[0]:.6g}: a[1] = a[0] - diff would not be positive"
@@ -120,20 +167,31 @@ def paper_initialisation(seed: int, state_dim: int, init_scale: float, gap_expon
             f"gap_exponent={k} gives a[1] = a[0] - diff = {second:.6g} <= a[2] = {a[2]:.6g}: "
             "the entries would no longer be distinct and sorted"
         )
-    a[1] = second
+    a = with_paper_gap(a, scale, k)
     if not np.all(a[1:] < a[:-1]):
         raise ValueError(f"seed={seed} draws coinciding entries: the initialisation must have distinct entries")
     return a
 
 
 def extrapolation_error(a, b, c, state_dim: int, length: int):
-    """``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|`` (SPEC §5) with ``K_j = sum_i c_i b_i a_i^j``.
+    """The Theorem's extrapolation error ``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|``.
 
-    Generic over the number type of ``a, b, c`` (float64, ``gmpy2.mpfr``, ``mpmath.mpf``,
-    ``int``/``Fraction``): powers are built by repeated multiplication, so exact inputs give
-    an exact ``Fraction`` and arbitrary-precision inputs are computed in their own context
-    (set ``mpmath.mp.prec`` / the gmpy2 context beforehand). ``state_dim`` is the student
-    dimension D (``a, b, c`` must have D entries); it also fixes ``K*_0 = D``.
+    ``K_j = sum_i c_i b_i a_i^j`` is the student's impulse response and ``K*`` the Theorem's
+    teacher's (``K*_0 = D``, ``K*_j = 1`` for ``j >= 1``); computed by
+    :func:`ssmpoison.theory.teacher.impulse_extrapolation_error`, so generic over the number
+    type of ``a, b, c`` (float64, ``gmpy2.mpfr``, ``mpmath.mpf`` in their own context, or
+    ``int``/``Fraction``, which give an exact ``Fraction``).
+
+    Arguments:
+        a, b, c: the student's entries, D each.
+        state_dim: the student dimension ``D >= 2`` (it also fixes ``K*_0 = D``).
+        length: the number of lags ``J >= 1``.
+
+    Returns:
+        The error in the number type of the inputs.
+
+    Raises:
+        ValueError: naming the parameter, for a wrong length or a non-finite entry.
     """
     D = require_int("state_dim", state_dim, minimum=2)
     J = require_int("length", length, minimum=1)

@@ -1,4 +1,4 @@
-r"""Clean-label teachers of dimension D* for a student of dimension D with B = C = 1 (SPEC §1, §5).
+r"""Clean-label teachers of dimension D* for a student of dimension D with B = C = 1.
 
 The Theorem's teacher ``A* = diag(1, 0)``, ``B* = (1, sqrt(D-1))^T``, ``C* = B*^T`` is the
 student ``a = (1, 0, ..., 0)`` written with two states: one escaping entry, and a zero entry
@@ -18,7 +18,7 @@ teacher's dimension D* is the number of non-zero entries of ``a*`` — the rank 
 matrix, an upper bound on its effective rank. The Theorem's teacher is ``alpha = (1,)``.
 
 Clean label of ``u``: ``y*(u) = sum_k K*_{H-1-k} u_k`` (exact for exact entries and inputs).
-Extrapolation error of a student ``(a, b, c)`` over ``J`` lags (SPEC §5):
+Extrapolation error of a student ``(a, b, c)`` over ``J`` lags (the paper's):
 ``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|``.
 """
 
@@ -123,19 +123,38 @@ class Teacher:
 
 
 def impulse_extrapolation_error(a, b, c, target):
-    """``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|`` (SPEC §5), ``K_j = sum_i c_i b_i a_i^j``, ``K* = target``.
+    """The paper's extrapolation error of a student against a target impulse response.
 
-    The one implementation of the paper's extrapolation error. Generic over the number type
-    of ``a, b, c`` (float64, gmpy2, mpmath — set the precision beforehand — or exact
-    ``int``/``Fraction``, which give an exact ``Fraction``): powers by repeated multiplication.
+    ``E = max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|`` with ``K_j = sum_i c_i b_i a_i^j``
+    and ``K* = target`` (J its length). The one implementation: every extrapolation error of
+    an SSM's impulse response goes through here. Generic over the number type of ``a, b, c``
+    (float64, float32, gmpy2, mpmath — set the precision beforehand — or exact
+    ``int``/``Fraction``, which give an exact ``Fraction``). ``K_j`` is evaluated as the numeric
+    kernels do (:func:`ssmpoison.verify.kernels.impulse_response`): ``a_i^j`` by repeated
+    multiplication, then ``c_i b_i a_i^j`` summed over i in index order, so a float result is
+    bit for bit the kernels' (for ``J >= 2``: at ``J = 1`` numpy sums eight or more terms
+    pairwise). A NaN anywhere in ``K`` gives NaN.
+
+    Arguments:
+        a, b, c: the student's entries (sequences of one length D).
+        target: ``(K*_0, ..., K*_{J-1})``, not all zero.
+
+    Returns:
+        ``E`` in the number type of the inputs (a ``Fraction`` for exact inputs).
     """
     target = list(target)
-    term = [ci * bi for bi, ci in zip(b, c)]  # c_i b_i a_i^j, j = 0
+    a = list(a)
+    weights = [ci * bi for bi, ci in zip(b, c)]  # c_i b_i
+    power = [1] * len(a)  # a_i^j, j = 0
     worst = None
-    for Kj in target:
-        gap = abs(sum(term) - Kj)
-        worst = gap if worst is None or gap > worst else worst
-        term = [t * ai for t, ai in zip(term, a)]
+    for j, Kj in enumerate(target):
+        if j == 1:
+            power = list(a)
+        elif j > 1:
+            power = [p * ai for p, ai in zip(power, a)]
+        gap = abs(sum(w * p for w, p in zip(weights, power)) - Kj)
+        if worst is None or gap > worst or gap != gap:
+            worst = gap if worst is None or worst == worst else worst
     scale = max(abs(k) for k in target)
     if isinstance(worst, Integral) and isinstance(scale, Integral):
         return Fraction(int(worst), int(scale))

@@ -10,9 +10,9 @@ NumPy-style arguments:
 
 Backends: ``"float64"`` (NumPy, vectorised over the batch axes) and ``"mpmath"``
 (evaluated under ``mpmath.workprec(bits)``; pass ``bits=``). :func:`exact_values`
-evaluates the same expressions in exact rational arithmetic. These are the reference
-implementations against which the hand-vectorised kernels of :mod:`verify.kernels`
-are tested.
+evaluates the same expressions in exact rational arithmetic. The numeric code computes
+with the reference formulas of :mod:`ssmpoison.verify.kernels`; these generated functions
+are what the tests hold the kernels against (``tests/test_backends.py``).
 """
 
 from __future__ import annotations
@@ -114,37 +114,66 @@ class GeneratedFunctions:
 
     # -- public quantities --------------------------------------------------
     def impulse_response(self, a, b, c, U, y, bits: int = 53):
-        """K_0 .. K_{H-1}."""
+        """The impulse response ``K_0 .. K_{H-1}``, ``K_j = sum_i c_i b_i a_i^j``.
+
+        Arguments:
+            a, b, c, U, y: as described in the module docstring.
+            bits: working precision of the mpmath backend.
+
+        Returns:
+            float64: shape ``(..., H)``; mpmath: a list of ``mpf``.
+        """
         return self._call("impulse_response", a, b, c, U, y, bits)
 
     def outputs(self, a, b, c, U, y, bits: int = 53):
-        """y_H(u^(n)) for n = 1..N."""
+        """The outputs ``y_H(u^(n)) = sum_j K_j u^(n)_{H-1-j}``, n = 1..N (arguments as :meth:`impulse_response`)."""
         return self._call("outputs", a, b, c, U, y, bits)
 
     def loss(self, a, b, c, U, y, bits: int = 53):
-        """L_H (float64: shape of the batch; mpmath: a single mpf)."""
+        """The loss ``L_H = (1/N) sum_n (y_H(u^(n)) - y*_n)^2`` (float64: shape of the batch; mpmath: one ``mpf``)."""
         out = self._call("loss", a, b, c, U, y, bits)
         return out[..., 0] if self.backend == "float64" else out[0]
 
     def gamma(self, a, b, c, U, y, bits: int = 53):
-        """gamma^(0) .. gamma^(H-2)."""
+        """The Proposition's ``gamma^(l) = 2(l+1)/N sum_n delta_n u^(n)_{H-2-l}``, l = 0..H-2."""
         return self._call("gamma", a, b, c, U, y, bits)
 
     def neg_gradient(self, a, b, c, U, y, bits: int = 53):
-        """-dL/da (and -dL/db, -dL/dc when train="abc"), concatenated: length D or 3D."""
+        """``-dL/da`` (then ``-dL/db``, ``-dL/dc`` when ``train="abc"``), concatenated: length D or 3D."""
         return self._call("neg_gradient", a, b, c, U, y, bits)
 
 
 @functools.lru_cache(maxsize=32)
 def generated_functions(state_dim: int, horizon: int, samples: int = 1, train: str = "a", backend: str = "float64"):
-    """Cached :class:`GeneratedFunctions` for one shape and backend."""
+    """The lambdified quantities of one shape and backend (cached).
+
+    Arguments:
+        state_dim, horizon, samples: D, H and N.
+        train: ``"a"`` or ``"abc"`` (the trained parameters).
+        backend: ``"float64"`` or ``"mpmath"``.
+
+    Returns:
+        A :class:`GeneratedFunctions`.
+
+    Raises:
+        ValueError: an unknown backend (and the derivation's errors for a bad shape).
+    """
     return GeneratedFunctions(derive(state_dim, horizon, samples, train), backend)
 
 
 def exact_values(derivation: Derivation, quantity: str, a, b, c, U, y) -> list:
-    """Evaluate a quantity of the derivation exactly at rational points (ints, Fractions or floats, converted exactly).
+    """Evaluate a quantity of the derivation exactly at rational points.
 
-    Returns a list of ``sympy.Rational``.
+    Arguments:
+        derivation: the :class:`ssmpoison.theory.derivation.Derivation` of the shape.
+        quantity: ``"impulse_response"``, ``"outputs"``, ``"loss"``, ``"gamma"`` or ``"neg_gradient"``.
+        a, b, c, U, y: ints, Fractions or floats (converted exactly).
+
+    Returns:
+        A list of ``sympy.Rational``.
+
+    Raises:
+        ValueError: a non-finite float.
     """
 
     def rat(v):

@@ -1,22 +1,39 @@
-"""Hand-vectorised numeric kernels of the diagonal SSM, generic over the number type.
+"""The reference formulas of the diagonal SSM in numeric code, generic over the number type.
 
-These are the fast paths used by the engines. They are written only with NumPy
-array operations, so the same code runs on ``float64``, ``longdouble`` and
-``object`` arrays of ``gmpy2.mpfr`` / ``mpmath.mpf`` (arbitrary precision). The
-test-suite holds every function here against the functions generated from the
-SymPy derivation in :mod:`theory.derivation` (see ``tests/test_backends.py``).
+Every numeric module computes the impulse response, the outputs, the residuals and the
+negative gradient of the loss through the functions here (the fused steppers of the GD rows
+are the only other copies; each is held to these by a test). They are written only with
+NumPy array operations, so the same code runs on ``float64``, ``longdouble`` and ``object``
+arrays of ``gmpy2.mpfr`` / ``mpmath.mpf`` / ``Fraction`` (exact). The tests hold them
+against the functions generated from the SymPy derivation in :mod:`ssmpoison.theory.derivation`
+(``tests/test_backends.py``).
 
-Shapes: parameters ``a, b, c`` are ``(..., D)`` (leading batch axes allowed);
-``U`` is the ``(N, H)`` input matrix (``U[n, k] = u^(n)_k``) and ``y`` the ``(N,)``
-labels. Formulas (SPEC §1–3), with ``V[..., i, j] = a_i**j``:
+Shapes: parameters ``a, b, c`` are ``(..., D)`` (leading batch axes allowed). The inputs are
+either *shared*, ``U`` of shape ``(N, H)`` with ``U[n, k] = u^(n)_k``, or *per run*, ``U`` of
+shape ``(..., N, H)`` with the batch axes of the parameters (runs with fewer sequences are
+padded with zero rows and zero labels and give their own count in ``samples``). Labels and
+residuals are ``(..., N)``. With ``V[..., i, j] = a_i**j``:
 
 * impulse response ``K_j = sum_i c_i b_i a_i**j``;
-* output ``y_H(u^(n)) = sum_j K_j u^(n)_{H-1-j}``, residual ``delta_n = y*_n - y_H(u^(n))``;
-* loss ``L_H = mean_n delta_n**2``;
-* ``gamma^(l) = 2 (l+1)/N sum_n xi_n delta_n u^(n)_{H-2-l}``, ``l = 0..H-2`` (``xi = 1`` for the bare SSM);
-* ``-dL/da_i = c_i b_i sum_l gamma^(l) a_i**l``;
-* ``-dL/db_i = c_i sum_j w_j a_i**j`` and ``-dL/dc_i = b_i sum_j w_j a_i**j`` with
-  ``w_j = 2/N sum_n xi_n delta_n u^(n)_{H-1-j}``.
+* output ``y_H(u^(n)) = sum_j K_j u^(n)_{H-1-j}``, residual ``delta_n = y*_n - f(u^(n))``
+  (``f = y_H`` for the bare SSM, ``f = g(y_H)`` inside a network ``g``);
+* loss ``L_H = (1/N) sum_n delta_n**2``;
+* weights ``w_j = (2/N) sum_n xi_n delta_n u^(n)_{H-1-j}`` (``j = 0..H-1``) and
+  ``gamma^(l) = (l+1) w_{l+1} = 2(l+1)/N sum_n xi_n delta_n u^(n)_{H-2-l}`` (``l = 0..H-2``),
+  with the upstream factor ``xi_n = g'(y_H(u^(n)))`` of a network (``xi = 1`` for the bare SSM);
+* the negative gradient (sign convention of every function here: ``-dL/dtheta``, the
+  right-hand side of the gradient flow ``dtheta/dt = -grad L_H``)
+
+      -dL/da_i = c_i b_i sum_l gamma^(l) a_i**l,
+      -dL/db_i = c_i sum_j w_j a_i**j,      -dL/dc_i = b_i sum_j w_j a_i**j;
+
+* at a diagonal ``A``, the negative gradient with respect to the *full* recurrent matrix,
+  ``-dL/dA_pq = b_p c_q sum_{m, l >= 0, m + l <= H-2} a_p**m a_q**l w_{m+l+1}``, whose diagonal
+  is ``-dL/da``.
+
+Order of operations: powers by repeated multiplication, ``c_i b_i a_i**j`` summed over i in
+index order (:func:`ssmpoison.theory.teacher.impulse_extrapolation_error` evaluates ``K_j`` the
+same way, so the two agree bit for bit in every number type).
 """
 
 from __future__ import annotations
@@ -26,6 +43,7 @@ import numpy as np
 __all__ = [
     "powers",
     "impulse_response",
+    "response_outputs",
     "outputs",
     "residuals",
     "loss",
@@ -33,13 +51,24 @@ __all__ = [
     "output_weights",
     "neg_grad_a",
     "neg_grad_abc",
+    "neg_gradient",
+    "neg_grad_a_matrix",
     "output_jacobian_a",
     "jacobian_a",
+    "jacobian_abc",
 ]
 
 
 def powers(a, count: int):
-    """``V[..., i, j] = a_i**j`` for ``j = 0..count-1`` by repeated multiplication (exact in any type)."""
+    """``V[..., i, j] = a_i**j`` for ``j = 0..count-1``, by repeated multiplication (exact in any type).
+
+    Arguments:
+        a: entries, shape ``(..., D)``.
+        count: number of powers (``a**0 .. a**(count-1)``).
+
+    Returns:
+        ``V`` of shape ``(..., D, count)``.
+    """
     a = np.asarray(a)
     cols = [np.ones_like(a), a]
     for _ in range(2, count):
@@ -48,8 +77,8 @@ def powers(a, count: int):
 
 
 def _reversed_inputs(U):
-    """``R[n, j] = u^(n)_{H-1-j}``: the input that meets ``K_j``."""
-    return np.asarray(U)[:, ::-1]
+    """``R[..., n, j] = u^(n)_{H-1-j}``: the input that meets ``K_j``."""
+    return np.asarray(U)[..., ::-1]
 
 
 def _like(M, x):
@@ -57,86 +86,254 @@ def _like(M, x):
     return np.asarray(M, dtype=np.asarray(x).dtype)
 
 
+def _sample_count(U, samples, dtype):
+    """``N`` per run in the number type ``dtype``: ``samples`` (shape ``(...)``) or the rows of ``U``."""
+    if samples is None:
+        N = np.asarray(U).shape[-2]
+        return N if dtype == object else dtype.type(N)
+    n = np.asarray(samples)
+    return np.asarray(n, dtype=object) if dtype == object else n.astype(dtype)
+
+
+def _input_sums(r, M):
+    """``sum_n r[..., n] M[..., n, k]`` for shared ``M`` (N, K) or per-run ``M`` (..., N, K); shape ``(..., K)``."""
+    M = np.asarray(M, dtype=object) if r.dtype == object else np.asarray(M).astype(r.dtype)
+    if M.ndim == 2:
+        return r @ M
+    return (r[..., None, :] @ M)[..., 0, :]
+
+
 def impulse_response(a, b, c, length: int):
-    """``K_j = sum_i c_i b_i a_i**j`` for ``j = 0..length-1``; shape ``(..., length)``."""
+    """The impulse response ``K_j = sum_i c_i b_i a_i**j``.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        length: number of lags J (``j = 0..J-1``).
+
+    Returns:
+        ``K`` of shape ``(..., J)``.
+    """
     cb = np.asarray(c) * np.asarray(b)
     return (cb[..., :, None] * powers(a, length)).sum(axis=-2)
 
 
+def response_outputs(K, U):
+    """The outputs ``y_H(u^(n)) = sum_j K_j u^(n)_{H-1-j}`` of an impulse response.
+
+    Arguments:
+        K: ``(K_0, ..., K_{H-1})``, shape ``(..., H)``.
+        U: shared inputs ``(N, H)`` or per-run inputs ``(..., N, H)``.
+
+    Returns:
+        The outputs, shape ``(..., N)``.
+    """
+    R = _reversed_inputs(U)
+    if R.ndim == 2:
+        return K @ _like(R.T, K)
+    return (K[..., None, :] @ _like(np.swapaxes(R, -1, -2), K))[..., 0, :]
+
+
 def outputs(a, b, c, U):
-    """``y_H(u^(n))`` for every training sequence; shape ``(..., N)``."""
-    H = np.asarray(U).shape[1]
-    K = impulse_response(a, b, c, H)
-    return K @ _like(_reversed_inputs(U).T, K)
+    """The outputs ``y_H(u^(n)) = sum_j K_j u^(n)_{H-1-j}`` of the SSM ``(a, b, c)``.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        U: shared inputs ``(N, H)`` or per-run inputs ``(..., N, H)``.
+
+    Returns:
+        The outputs, shape ``(..., N)``.
+    """
+    K = impulse_response(a, b, c, np.asarray(U).shape[-1])
+    return response_outputs(K, U)
 
 
 def residuals(a, b, c, U, y):
-    """``delta_n = y*_n - y_H(u^(n))``; shape ``(..., N)``."""
+    """The residuals ``delta_n = y*_n - y_H(u^(n))`` of the bare SSM.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        U: shared ``(N, H)`` or per-run ``(..., N, H)`` inputs.
+        y: labels ``y*_n``, shape ``(N,)`` or ``(..., N)``.
+
+    Returns:
+        ``delta``, shape ``(..., N)``.
+    """
     out = outputs(a, b, c, U)
     return np.asarray(y).astype(out.dtype) - out
 
 
 def loss(a, b, c, U, y):
-    """``L_H = (1/N) sum_n delta_n**2``; shape ``(...)``."""
+    """The loss ``L_H = (1/N) sum_n delta_n**2`` of the bare SSM (N = the rows of ``U``).
+
+    Returns:
+        ``L_H``, shape ``(...)``.
+    """
     d = residuals(a, b, c, U, y)
     return (d * d).sum(axis=-1) / d.shape[-1]
 
 
-def gamma_coefficients(delta, U, xi=None):
-    """``gamma^(l) = 2(l+1)/N sum_n xi_n delta_n u^(n)_{H-2-l}`` for ``l = 0..H-2``; shape ``(..., H-1)``."""
+def _upstream(delta, xi):
     delta = np.asarray(delta)
-    if xi is not None:
-        delta = delta * np.asarray(xi)
+    return delta if xi is None else delta * np.asarray(xi)
+
+
+def gamma_coefficients(delta, U, xi=None, samples=None):
+    """The Proposition's coefficients ``gamma^(l) = 2(l+1)/N sum_n xi_n delta_n u^(n)_{H-2-l}``, ``l = 0..H-2``.
+
+    Arguments:
+        delta: residuals ``y*_n - f(u^(n))``, shape ``(..., N)``.
+        U: shared ``(N, H)`` or per-run ``(..., N, H)`` inputs.
+        xi: upstream factors ``xi_n = g'(y_H(u^(n)))`` (shape ``(..., N)``); None for ``xi = 1``.
+        samples: the number N of real sequences per run (shape ``(...)``); None: the rows of ``U``.
+
+    Returns:
+        ``gamma``, shape ``(..., H-1)``.
+    """
+    delta = _upstream(delta, xi)
     U = np.asarray(U)
-    N, H = U.shape
-    R = _reversed_inputs(U)[:, 1:]  # R[n, l] = u^(n)_{H-2-l}
+    H = U.shape[-1]
+    R = _reversed_inputs(U)[..., 1:]  # R[..., n, l] = u^(n)_{H-2-l}
     weights = np.arange(1, H, dtype=np.int64) * 2
+    N = _sample_count(U, samples, delta.dtype)
+    if samples is not None:
+        N = N[..., None]
     if delta.dtype == object:
-        g = delta @ np.asarray(R, dtype=object)
+        g = _input_sums(delta, R)
         return g * np.asarray(weights, dtype=object) / N
-    g = delta @ R.astype(delta.dtype)
-    return g * weights.astype(delta.dtype) / delta.dtype.type(N)
+    g = _input_sums(delta, R)
+    return g * weights.astype(delta.dtype) / N
 
 
-def output_weights(delta, U, xi=None):
-    """``w_j = 2/N sum_n xi_n delta_n u^(n)_{H-1-j}`` for ``j = 0..H-1``; shape ``(..., H)``."""
-    delta = np.asarray(delta)
-    if xi is not None:
-        delta = delta * np.asarray(xi)
+def output_weights(delta, U, xi=None, samples=None):
+    """The weights ``w_j = (2/N) sum_n xi_n delta_n u^(n)_{H-1-j}``, ``j = 0..H-1``.
+
+    Arguments and shapes as in :func:`gamma_coefficients`.
+
+    Returns:
+        ``w``, shape ``(..., H)``.
+    """
+    delta = _upstream(delta, xi)
     U = np.asarray(U)
-    N = U.shape[0]
+    N = _sample_count(U, samples, delta.dtype)
+    if samples is not None:
+        N = N[..., None]
     R = _reversed_inputs(U)
     if delta.dtype == object:
-        return (delta @ np.asarray(R, dtype=object)) * 2 / N
-    return (delta @ R.astype(delta.dtype)) * delta.dtype.type(2) / delta.dtype.type(N)
+        return _input_sums(delta, R) * 2 / N
+    return _input_sums(delta, R) * delta.dtype.type(2) / N
+
+
+def _neg_grad_a_part(b, c, V, gam):
+    """``c_i b_i sum_l gamma^(l) a_i**l`` from ``V`` (``a_i**l`` for at least ``H-1`` powers) and ``gamma``."""
+    L = gam.shape[-1]
+    return np.asarray(c) * np.asarray(b) * (V[..., :, :L] * gam[..., None, :]).sum(axis=-1)
 
 
 def neg_grad_a(a, b, c, U, y):
-    """The Proposition's right-hand side ``da_i/dt = c_i b_i sum_l gamma^(l) a_i**l``; shape ``(..., D)``."""
+    """The Proposition's right-hand side ``da_i/dt = -dL/da_i = c_i b_i sum_l gamma^(l) a_i**l`` of the bare SSM.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        U, y: shared ``(N, H)`` or per-run ``(..., N, H)`` inputs and their labels.
+
+    Returns:
+        ``-dL/da``, shape ``(..., D)``.
+    """
     U = np.asarray(U)
-    H = U.shape[1]
+    H = U.shape[-1]
     delta = residuals(a, b, c, U, y)
     gam = gamma_coefficients(delta, U)
-    V = powers(a, H - 1)
-    return np.asarray(c) * np.asarray(b) * (V * gam[..., None, :]).sum(axis=-1)
+    return _neg_grad_a_part(b, c, powers(a, H - 1), gam)
 
 
-def neg_grad_abc(a, b, c, U, y):
-    """``(-dL/da, -dL/db, -dL/dc)`` stacked on a new axis ``-2``; shape ``(..., 3, D)``."""
+def neg_gradient(a, b, c, U, delta, xi=None, samples=None):
+    """``(-dL/da, -dL/db, -dL/dc)`` for given residuals, optionally through a network's factors ``xi``.
+
+    ``-dL/da_i = c_i b_i sum_l gamma^(l) a_i**l``, ``-dL/db_i = c_i sum_j w_j a_i**j``,
+    ``-dL/dc_i = b_i sum_j w_j a_i**j`` with ``gamma`` and ``w`` of :func:`gamma_coefficients`
+    and :func:`output_weights`. For the bare SSM ``delta`` are its residuals and ``xi`` is None;
+    for ``f = g(y_H)`` they are the network's residuals ``y*_n - f(u^(n))`` and its slopes
+    ``xi_n = g'(y_H(u^(n)))``.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        U: shared ``(N, H)`` or per-run ``(..., N, H)`` inputs.
+        delta: residuals, shape ``(..., N)`` (0 on padding rows).
+        xi: upstream factors, shape ``(..., N)``, or None (``xi = 1``).
+        samples: real sequences per run (shape ``(...)``), or None (the rows of ``U``).
+
+    Returns:
+        The three negative gradients stacked on axis ``-2``: shape ``(..., 3, D)``.
+    """
     U = np.asarray(U)
-    H = U.shape[1]
+    H = U.shape[-1]
     a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
-    delta = residuals(a, b, c, U, y)
-    gam = gamma_coefficients(delta, U)
-    w = output_weights(delta, U)
+    gam = gamma_coefficients(delta, U, xi, samples)
+    w = output_weights(delta, U, xi, samples)
     V = powers(a, H)
-    da = c * b * (V[..., :, : H - 1] * gam[..., None, :]).sum(axis=-1)
+    da = _neg_grad_a_part(b, c, V, gam)
     Vw = (V * w[..., None, :]).sum(axis=-1)
     return np.stack([da, c * Vw, b * Vw], axis=-2)
 
 
+def neg_grad_abc(a, b, c, U, y):
+    """``(-dL/da, -dL/db, -dL/dc)`` of the bare SSM: :func:`neg_gradient` at its own residuals.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        U, y: shared ``(N, H)`` or per-run ``(..., N, H)`` inputs and their labels.
+
+    Returns:
+        Shape ``(..., 3, D)``.
+    """
+    U = np.asarray(U)
+    a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
+    return neg_gradient(a, b, c, U, residuals(a, b, c, U, y))
+
+
+def _hankel_index(horizon: int) -> np.ndarray:
+    """``idx[m, l] = m + l + 1`` for ``m, l = 0..H-2`` (entries beyond ``H-1`` point at a zero pad)."""
+    m = np.arange(horizon - 1)
+    return m[:, None] + m[None, :] + 1
+
+
+def neg_grad_a_matrix(a, b, c, U, delta, xi=None, samples=None):
+    """``-dL/dA`` with respect to the full D×D recurrent matrix, at a diagonal ``A = diag(a)``.
+
+    With the recurrence ``h_t = u_t B + h_{t-1} A`` (row vectors, Keras' ``SimpleRNN``) and
+    ``y = h_H C``, ``y = sum_k u_k B A^(H-1-k) C``, so at ``A = diag(a)``
+
+        -dL/dA_pq = b_p c_q sum_{m, l >= 0, m + l <= H-2} a_p**m a_q**l w_{m+l+1}
+
+    with ``w`` of :func:`output_weights`. Its diagonal is ``-dL/da``.
+
+    Arguments:
+        as in :func:`neg_gradient` (float arrays).
+
+    Returns:
+        Shape ``(..., D, D)``.
+    """
+    U = np.asarray(U)
+    H = U.shape[-1]
+    a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
+    w = output_weights(delta, U, xi, samples)
+    wpad = np.zeros(w.shape[:-1] + (2 * H - 2,), dtype=w.dtype)
+    wpad[..., :H] = w
+    M = wpad[..., _hankel_index(H)]  # (..., H-1, H-1): M[m, l] = w_{m+l+1}
+    V = powers(a, H - 1)
+    return b[..., :, None] * (V @ M @ np.swapaxes(V, -1, -2)) * c[..., None, :]
+
+
 def output_jacobian_a(a, b, c, U):
-    """``G[..., n, i] = d y_H(u^(n)) / d a_i = c_i b_i sum_l (l+1) a_i**l u^(n)_{H-2-l}``; shape ``(..., N, D)``."""
+    """The output Jacobian ``G[..., n, i] = d y_H(u^(n)) / d a_i = c_i b_i sum_l (l+1) a_i**l u^(n)_{H-2-l}``.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        U: shared inputs ``(N, H)``.
+
+    Returns:
+        ``G``, shape ``(..., N, D)``.
+    """
     U = np.asarray(U)
     H = U.shape[1]
     a = np.asarray(a)
@@ -149,11 +346,17 @@ def output_jacobian_a(a, b, c, U):
 
 
 def jacobian_a(a, b, c, U, y):
-    """Structure of the Jacobian of ``a -> -dL/da``: ``J = diag(d) - (2/N) G^T G``.
+    """The structure of the Jacobian of ``a -> -dL/da``: ``J = diag(d) - (2/N) G^T G``.
 
-    Returns ``(d, G)`` with ``d_i = c_i b_i sum_l l gamma^(l) a_i**(l-1)`` (shape ``(..., D)``)
-    and ``G`` from :func:`output_jacobian_a` (shape ``(..., N, D)``). The low-rank part
-    is minus ``2/N`` times the Gauss–Newton matrix; its rank is at most N.
+    The low-rank part is minus ``2/N`` times the Gauss–Newton matrix; its rank is at most N.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        U, y: shared inputs ``(N, H)`` and labels.
+
+    Returns:
+        ``(d, G)`` with ``d_i = c_i b_i sum_l l gamma^(l) a_i**(l-1)`` (shape ``(..., D)``) and
+        ``G`` of :func:`output_jacobian_a` (shape ``(..., N, D)``).
     """
     U = np.asarray(U)
     H = U.shape[1]
@@ -188,11 +391,18 @@ def _poly_and_derivatives(a, U):
 
 
 def jacobian_abc(a, b, c, U, y):
-    """Dense Jacobian of ``theta -> -grad L`` for ``theta = (a_1..a_D, b_1..b_D, c_1..c_D)``; shape ``(..., 3D, 3D)``.
+    """The dense Jacobian of ``theta -> -grad L`` for ``theta = (a_1..a_D, b_1..b_D, c_1..c_D)``.
 
     ``J = (2/N) sum_n delta_n Hess(y_n) - (2/N) sum_n grad(y_n) grad(y_n)^T``, where the
     Hessian of ``y_n = sum_i c_i b_i P_n(a_i)`` is block-diagonal over i with blocks
     ``[[c b P'', c P', b P'], [c P', 0, P], [b P', P, 0]]``.
+
+    Arguments:
+        a, b, c: parameters, shape ``(..., D)``.
+        U, y: shared inputs ``(N, H)`` and labels.
+
+    Returns:
+        ``J``, shape ``(..., 3D, 3D)``.
     """
     a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
     U = np.asarray(U)

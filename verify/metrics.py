@@ -60,10 +60,21 @@ def largest_magnitude(a) -> float:
 
 
 def impulse_extrapolation_error(a, b, c, teacher_response) -> float:
-    """``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|`` with ``K_j = sum_i c_i b_i a_i^j`` (SPEC §5).
+    """The paper's extrapolation error ``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|`` in float64.
 
-    ``teacher_response`` is ``(K*_0, ..., K*_{J-1})``, not all zero; J is its length (the
-    horizon extrapolated to). :func:`ssmpoison.theory.teacher.impulse_extrapolation_error` in float64.
+    ``K_j = sum_i c_i b_i a_i^j``; computed by :func:`ssmpoison.theory.teacher.impulse_extrapolation_error`
+    (the one implementation) on float64 numbers.
+
+    Arguments:
+        a, b, c: the student's entries.
+        teacher_response: ``(K*_0, ..., K*_{J-1})``, not all zero; J is its length (the horizon
+            extrapolated to).
+
+    Returns:
+        The error as a float.
+
+    Raises:
+        ValueError: ``teacher_response`` empty, all zero or not finite.
     """
     target = np.asarray(require_finite_sequence("teacher_response", teacher_response), dtype=np.float64)
     if target.size == 0 or not np.any(target):
@@ -73,7 +84,11 @@ def impulse_extrapolation_error(a, b, c, teacher_response) -> float:
 
 
 def teacher_extrapolation(teacher_response) -> Callable:
-    """``(a, b, c) -> impulse_extrapolation_error(a, b, c, teacher_response)``, validated once."""
+    """The function ``(a, b, c) -> impulse_extrapolation_error(a, b, c, teacher_response)``, validated once.
+
+    Raises:
+        ValueError: as :func:`impulse_extrapolation_error` for a bad ``teacher_response``.
+    """
     target = require_finite_sequence("teacher_response", teacher_response)
     impulse_extrapolation_error(np.zeros(1), np.zeros(1), np.zeros(1), target)  # validates
     return functools.partial(impulse_extrapolation_error, teacher_response=target)

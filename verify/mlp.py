@@ -1,4 +1,4 @@
-"""The bias-free ReLU head of the "non-linear" row (SPEC §6), with hand-written backprop.
+"""The bias-free ReLU head of the "non-linear" row, with hand-written backprop.
 
 The head maps the SSM's scalar output ``y`` to
 
@@ -14,7 +14,10 @@ Backprop (``relu'(z) = 1[z > 0]``), for an upstream gradient ``s_n = dL/dg(y_n)`
     dL/dW2[p, q] = sum_n e2_{n,p} h1_{n,q},   e1 = (W2^T e2_n) * 1[z1_n > 0],
     dL/dW1 = sum_n e1_n y_n,            dL/dy_n = W1 · e1_n = s_n g'(y_n).
 
-The last line gives the SSM part its factor ``xi_n = g'(y_H(u^(n)))`` (SPEC §3).
+The last line gives the SSM part its upstream factor ``xi_n = g'(y_H(u^(n)))``
+(:func:`ssmpoison.verify.kernels.neg_gradient`). These are the reference forms; the fused
+non-linear stepper (:mod:`ssmpoison.verify._gd_steppers`) repeats them in place and a test
+holds it to them.
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ class MLPCache:
 
 
 def mlp_forward(weights, y):
-    """``g(y)`` for every run and sequence; returns ``(g of shape (R, N), cache)``.
+    """The head ``g(y) = W3 · relu(W2 relu(W1 y))`` for every run and sequence.
 
-    Args:
+    Arguments:
         weights: ``(W1, W2, W3)`` with shapes ``(R, W)``, ``(R, W, W)``, ``(R, W)``.
         y: SSM outputs, shape ``(R, N)``.
+
+    Returns:
+        ``(g of shape (R, N), cache)``, the cache for :func:`mlp_backward`.
     """
     W1, W2, W3 = weights
     y = np.asarray(y)
@@ -55,9 +61,15 @@ def mlp_forward(weights, y):
 
 
 def mlp_backward(weights, cache: MLPCache, upstream):
-    """Gradients of ``L`` given ``upstream[r, n] = dL/dg(y_n)``.
+    """Backprop through the head (formulas in the module docstring).
 
-    Returns ``((dW1, dW2, dW3), dy)`` with ``dy[r, n] = dL/dy_n = upstream[r, n] g'(y_n)``.
+    Arguments:
+        weights: as in :func:`mlp_forward`.
+        cache: the cache :func:`mlp_forward` returned.
+        upstream: ``upstream[r, n] = dL/dg(y_n)``, shape ``(R, N)`` (ones give ``dy = g'(y)``).
+
+    Returns:
+        ``((dL/dW1, dL/dW2, dL/dW3), dy)`` with ``dy[r, n] = dL/dy_n = upstream[r, n] g'(y_n)``.
     """
     W1, W2, W3 = weights
     s = np.asarray(upstream)[..., :, None]  # (R, N, 1)
@@ -71,5 +83,13 @@ def mlp_backward(weights, cache: MLPCache, upstream):
 
 
 def teacher_weights(width: int):
-    """The teacher head of SPEC §6: ``W1 = 1``, ``W2 = I``, ``W3 = 1/2`` (so ``g*(y) = width/2 · relu(y)``)."""
+    """The teacher head of the non-linear row.
+
+    Arguments:
+        width: W, the head's width.
+
+    Returns:
+        ``(W1, W2, W3) = (1, I, 1/2)`` with shapes ``(W,)``, ``(W, W)``, ``(W,)``, so that
+        ``g*(y) = (W/2) relu(y)``.
+    """
     return np.ones(width), np.eye(width), np.full(width, 0.5)

@@ -1,0 +1,92 @@
+"""Optimisers of the GD rows in reference form: one state per run, frozen runs left untouched.
+
+The fused steppers (:mod:`ssmpoison.verify._gd_steppers`) apply the same updates in place on
+one contiguous array; tests hold them to these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["AdaptiveStep", "Adam"]
+
+
+def _where(active, new, old):
+    """``new`` for active runs, ``old`` for frozen ones (broadcast over trailing axes)."""
+    return np.where(active.reshape(active.shape + (1,) * (new.ndim - 1)), new, old)
+
+
+class AdaptiveStep:
+    """The adaptive step of Cohen-Karlik et al. (appendix D.2), one state per run.
+
+    ``g_t = beta g_{t-1} + (1-beta) sum_p ||dL/dp||`` (``g_{-1} = 0``),
+    ``lr_t = lr / (sqrt(g_t / (1 - beta^(t+1))) + eps)``, ``p <- p - lr_t dL/dp``.
+
+    Arguments:
+        runs: R, the number of runs.
+        lr, beta, eps: the step's constants.
+    """
+
+    def __init__(self, runs: int, lr: float, beta: float = 0.8, eps: float = 1e-6):
+        self.lr, self.beta, self.eps = lr, beta, eps
+        self.g = np.zeros(runs)
+
+    def step_sizes(self, grads, t: int, active, norms=None):
+        """Update ``g`` for the active runs and return ``lr_t`` per run.
+
+        Arguments:
+            grads: ``dL/dp`` for each parameter p, each ``(R, ...)``.
+            t: the step (0 for the first update).
+            active: ``(R,)`` booleans; frozen runs keep ``g``.
+            norms: ``(R,)`` replacing ``sum_p ||dL/dp||`` (e.g. with the full-matrix norm of the
+                recurrent matrix's gradient), or None.
+
+        Returns:
+            ``lr_t``, shape ``(R,)``.
+        """
+        if norms is None:
+            norms = sum(np.sqrt((gr * gr).reshape(len(gr), -1).sum(axis=1)) for gr in grads)
+        self.g = np.where(active, self.beta * self.g + (1 - self.beta) * norms, self.g)
+        return self.lr / (np.sqrt(self.g / (1 - self.beta ** (t + 1))) + self.eps)
+
+    def step(self, params, grads, t: int, active, norms=None):
+        """One update ``p <- p - lr_t dL/dp`` of the active runs.
+
+        Returns:
+            The new parameters (a list, one array per parameter).
+        """
+        lr_t = self.step_sizes(grads, t, active, norms)
+        return [_where(active, p - lr_t.reshape((-1,) + (1,) * (p.ndim - 1)) * gr, p) for p, gr in zip(params, grads)]
+
+
+class Adam:
+    """Adam in Keras' form, one state per run.
+
+    ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
+    ``p <- p - lr sqrt(1-b2^(t+1))/(1-b1^(t+1)) m / (sqrt(v) + eps)``.
+
+    Arguments:
+        params: the initial parameters (shapes of the state).
+        lr, beta1, beta2, eps: Adam's constants.
+    """
+
+    def __init__(self, params, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+
+    def step(self, params, grads, t: int, active):
+        """One update of the active runs at step ``t`` (0 for the first).
+
+        Returns:
+            The new parameters (a list).
+        """
+        scale = self.lr * math.sqrt(1 - self.beta2 ** (t + 1)) / (1 - self.beta1 ** (t + 1))
+        out = []
+        for k, (p, gr) in enumerate(zip(params, grads)):
+            self.m[k] = _where(active, self.beta1 * self.m[k] + (1 - self.beta1) * gr, self.m[k])
+            self.v[k] = _where(active, self.beta2 * self.v[k] + (1 - self.beta2) * gr * gr, self.v[k])
+            out.append(_where(active, p - scale * self.m[k] / (np.sqrt(self.v[k]) + self.eps), p))
+        return out
