@@ -4,10 +4,10 @@ Everything is timed side by side in this process; a rate is parameter updates, s
 runs, per second of wall time.
 
 1. The beyond row at H = 6 (seeds 200 201 204 205, clean and poisoned: 8 runs):
-   * **vectorised** — :func:`ssmpoison.verify.gd.train_beyond`, all 8 runs in one batch;
+   * **vectorised** — :func:`ssmpoison.verify._gd_training.train_beyond`, all 8 runs in one batch;
    * **reference stepper, batched** — the same training loop and batch with the fused stepper
-     replaced by the reference formulas (:func:`ssmpoison.verify.gd.beyond_objective`,
-     :func:`ssmpoison.verify.kernels.neg_grad_a_matrix` for the norm, :class:`ssmpoison.verify.gd.AdaptiveStep`):
+     replaced by the reference formulas (:func:`ssmpoison.verify._gd_objectives.beyond_objective`,
+     :func:`ssmpoison.verify._kernels.neg_grad_a_matrix` for the norm, :class:`ssmpoison.verify._gd_optimisers.AdaptiveStep`):
      what the fused copy of the formulas (:mod:`ssmpoison.verify._gd_steppers`) buys;
    * **plain loop** — one run at a time, written with the per-run kernels of
      :mod:`verify.kernels` (residuals, ``neg_grad_abc``, ``neg_grad_a_matrix`` for the adaptive
@@ -22,12 +22,12 @@ runs, per second of wall time.
 2. The same row with ``--draws`` further initialisation draws per seed (what
    ``ssmpoison reproduce`` trains): the vectorised rate against the plain loop's rate of part 1.
 3. The non-linear row (seeds 4540 4541 4543 4545, 8 runs, at most ``--nonlinear-max-steps``
-   updates each): :func:`ssmpoison.verify.gd.train_nonlinear` against the same loop with the reference
-   stepper (:func:`ssmpoison.verify.gd.nonlinear_objective` and :class:`ssmpoison.verify.gd.Adam`, batched)
+   updates each): :func:`ssmpoison.verify._gd_training.train_nonlinear` against the same loop with the reference
+   stepper (:func:`ssmpoison.verify._gd_objectives.nonlinear_objective` and :class:`ssmpoison.verify._gd_optimisers.Adam`, batched)
    and against a plain loop of those on one run at a time.
 4. float32 (the paper's precision) against float64 on the beyond row's means.
 5. Ablation of the paper's procedure on the beyond row (H = 6): the means over the seeds and the
-   ``--draws`` initialisation draws when one detail at a time is replaced by SPEC §6 read
+   ``--draws`` initialisation draws when one detail at a time is replaced by note 00 §6 read
    literally — data from our own generator instead of the paper's, independent initial draws
    instead of Keras' shared stream, the diagonal gradient instead of the full recurrent matrix
    in the adaptive step's norm, and all 1500 extra steps instead of the 1401 the paper reported.
@@ -44,19 +44,13 @@ from dataclasses import replace
 import numpy as np
 
 from ssmpoison.verify import _gd_data, _gd_training
-from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
-from ssmpoison.verify._registry import published_setting
-from ssmpoison.verify.gd import (
-    Adam,
-    AdaptiveStep,
-    beyond_objective,
-    beyond_problem,
-    nonlinear_objective,
-    nonlinear_problem,
-    train_beyond,
-    train_nonlinear,
-)
-from ssmpoison.verify.kernels import impulse_response, neg_grad_a_matrix, neg_grad_abc, outputs, residuals
+from ssmpoison.verify import BeyondConfig, NonlinearConfig
+from ssmpoison.verify import published_setting
+from ssmpoison.verify._gd_optimisers import Adam, AdaptiveStep
+from ssmpoison.verify._gd_objectives import beyond_objective, nonlinear_objective
+from ssmpoison.verify._gd_data import beyond_problem, nonlinear_problem
+from ssmpoison.verify._gd_training import train_beyond, train_nonlinear
+from ssmpoison.verify._kernels import impulse_response, neg_grad_a_matrix, neg_grad_abc, outputs, residuals
 
 BEYOND_SEEDS = published_setting("beyond", 6).seeds
 NONLINEAR_SEEDS = published_setting("nonlinear", 6).seeds
@@ -264,7 +258,7 @@ def main() -> None:
         ("independent initial draws", replace(config, shared_init_stream=False), False),
         ("diagonal gradient norm", replace(config, full_matrix_norm=False), False),
         ("all 1500 extra steps", replace(config, log_period=1), False),
-        ("SPEC literally (all four)", replace(config, shared_init_stream=False, full_matrix_norm=False, log_period=1), True),
+        ("note 00 §6 literally (all four)", replace(config, shared_init_stream=False, full_matrix_norm=False, log_period=1), True),
     ]
     for name, cfg, own_data in variants:
         original = _gd_data.paper_sequences
@@ -279,7 +273,7 @@ def main() -> None:
 
 
 def _own_generator_sequences(seed, horizon, n_baseline, positions, n_special):
-    """The same kind of sequences as :func:`ssmpoison.verify.gd.paper_sequences`, from ``default_rng(seed + 10**6)``."""
+    """The same kind of sequences as :func:`ssmpoison.verify._gd_data.paper_sequences`, from ``default_rng(seed + 10**6)``."""
     rng = np.random.default_rng(seed + 10**6)
     base = np.zeros((n_baseline, horizon))
     base[:, sorted(positions)] = rng.normal(size=(n_baseline, len(positions)))

@@ -1,12 +1,12 @@
-"""The theory row's 8 clean runs through the exact oracle (SPEC §6, §8).
+"""The theory row's 8 clean runs through the exact oracle (note 00 §6, §8).
 
 For each run (H = 7: D = 10, scale 0.001, k = 5, seeds 242 243 244 246; H = 9: D = 20,
 scale 0.005, k = 10, seeds 342 344 345 346) this computes, with B = C = 1:
 
-* the limit of the clean gradient flow with :func:`ssmpoison.theory.oracle.clean_limit` at 200 and
+* the limit of the clean gradient flow with :func:`ssmpoison.theory._oracle.clean_limit` at 200 and
   400 bits, and its extrapolation error over J = 20 (``K_j = sum_i a_i^j``, ``K*_0 = D``,
   ``K*_j = 1``) in the same precision; the digits of agreement of the two;
-* the time at which the loss reaches 1e-30 (:func:`ssmpoison.theory.oracle.clean_convergence_time`,
+* the time at which the loss reaches 1e-30 (:func:`ssmpoison.theory._oracle.clean_convergence_time`,
   200 bits);
 * the wall time of each oracle call;
 
@@ -20,9 +20,9 @@ import time
 
 import mpmath
 
-from ssmpoison.theory.construction import extrapolation_error, paper_initialisation
-from ssmpoison.verify._registry import row_model
-from ssmpoison.theory.oracle import clean_convergence_time, clean_limit
+from ssmpoison.theory import extrapolation_error, paper_initialisation
+from ssmpoison.verify import row_model
+from ssmpoison.theory import clean_convergence_time, clean_limit
 
 LOSS_THRESHOLD = 1e-30
 TIME_BITS = 200

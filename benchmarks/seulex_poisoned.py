@@ -1,13 +1,13 @@
 """Benchmark: SEULEX (verify.seulex.Seulex) on the paper's stiff poisoned gradient flows.
 
-Setting (SPEC §5, §6 theory rows, §8): B = C = 1, only A trained, training set
+Setting (note 00 §5, §6 theory rows, §8): B = C = 1, only A trained, training set
 {e_0, e_{H-2}} with labels 1, 1 (N = 2). The flow is
 
     da/dt = (1 - S_1) + (H-1) (1 - S_{H-1}) a^{H-2}      (S_p = sum_j a_j^p),
 
-which is ``ssmpoison.verify.kernels.neg_grad_a(a, 1, 1, U, y)``; its Jacobian is
+which is ``ssmpoison.verify._kernels.neg_grad_a(a, 1, 1, U, y)``; its Jacobian is
 ``diag(d) - G^T G`` with d = (H-1)(H-2)(1 - S_{H-1}) a^{H-3} and the rows of G the
-output gradients (H-1) a^{H-2} and 1 (``ssmpoison.verify.kernels.jacobian_a``; 2/N = 1).
+output gradients (H-1) a^{H-2} and 1 (``ssmpoison.verify._kernels.jacobian_a``; 2/N = 1).
 The closed forms below are checked against the kernels before every run.
 
 Each run stops when the loss L = ((1 - S_{H-1})^2 + (1 - S_1)^2) / 2 falls below
@@ -32,11 +32,11 @@ import gmpy2
 import numpy as np
 
 from ssmpoison.verify import kernels
-from ssmpoison.verify.linalg import diag_plus_lowrank_solver
+from ssmpoison.verify._linalg import diag_plus_lowrank_solver
 from ssmpoison.verify._numbers import to_working_array
-from ssmpoison.verify.seulex import Seulex
+from ssmpoison.verify import Seulex
 
-# (D, H, sd_A, gap exponent k) of the theory rows (SPEC §6)
+# (D, H, sd_A, gap exponent k) of the theory rows (note 00 §6)
 SETTINGS = {342: (20, 9, 0.005, 10), 344: (20, 9, 0.005, 10), 345: (20, 9, 0.005, 10), 346: (20, 9, 0.005, 10),
             242: (10, 7, 0.001, 5), 243: (10, 7, 0.001, 5), 244: (10, 7, 0.001, 5), 246: (10, 7, 0.001, 5)}
 
@@ -115,7 +115,7 @@ class PoisonedFlow:
 
 
 def extrapolation_error(a, J: int = 20):
-    """``E = max_{1<=j<J} |sum_i a_i^j - 1| / D`` (SPEC §5 with K*_j = 1, K*_0 = D)."""
+    """``E = max_{1<=j<J} |sum_i a_i^j - 1| / D`` (note 00 §5 with K*_j = 1, K*_0 = D)."""
     V = kernels.powers(a, J)
     return np.abs(V[..., 1:].sum(axis=-2) - 1).max(axis=-1) / a.shape[-1]
 

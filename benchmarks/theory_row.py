@@ -1,6 +1,6 @@
 """Benchmark: the theory row (16 flows) — our default path against two baselines, in one process.
 
-Baselines, written here from their description (SPEC §6, §8):
+Baselines, written here from their description (note 00 §6, §8):
 
 * **published** — SciPy ``odeint`` (LSODA, default tolerances, step cap lifted) to the paper's
   fixed final times (1e11 / 1e4 at H = 7, 1e13 / 1e7 at H = 9, without / with u†);
@@ -28,14 +28,14 @@ import mpmath
 import numpy as np
 from scipy.integrate import odeint, solve_ivp
 
-from ssmpoison.theory.construction import extrapolation_error
-from ssmpoison.verify._registry import published_setting, row_model
+from ssmpoison.theory import extrapolation_error
+from ssmpoison.verify import published_setting, row_model
 from ssmpoison.verify import kernels
-from ssmpoison.theory.oracle import clean_limit
-from ssmpoison.verify.certified_flow import oracle_applies
-from ssmpoison.verify.certify import correct_digits, to_mpf
-from ssmpoison.verify.flow import FlowOptions, run_flow
-from ssmpoison.verify.theory_row import run_theory_row, theory_row_problems
+from ssmpoison.theory import clean_limit
+from ssmpoison.verify._certified_flow import oracle_applies
+from ssmpoison.verify._certify import correct_digits, to_mpf
+from ssmpoison.verify import FlowOptions, run_flow
+from ssmpoison.verify import run_theory_row, theory_row_problems
 
 
 def _rhs_and_jac(problem):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ssmpoison.verify import kernels
-from ssmpoison.verify.anchored import anchor_index, anchored_linear_part, from_anchored, neg_grad_anchored, to_anchored, uniform_gain
-from ssmpoison.verify.flow import FlowOptions, run_flow
+from ssmpoison.verify._anchored import anchor_index, anchored_linear_part, from_anchored, neg_grad_anchored, to_anchored, uniform_gain
+from ssmpoison.verify import FlowOptions, run_flow
 
 
 def _exact_setting():
@@ -66,9 +66,9 @@ def test_anchored_float64_carries_the_ill_conditioned_theory_row():
     a-coordinates, where every rounding of a_1, a_2 perturbs their gap, at most 10."""
     import mpmath
 
-    from ssmpoison.verify.certify import to_mpf
-    from ssmpoison.verify._registry import published_setting
-    from ssmpoison.verify.theory_row import _quantity, theory_row_problems
+    from ssmpoison.verify._certify import to_mpf
+    from ssmpoison.verify import published_setting
+    from ssmpoison.verify._theory_row import _quantity, theory_row_problems
 
     truth = mpmath.mpf("3.50122318857674102711945102e-2")  # 128 bits, 27 digits certified by 160
     p = dict(theory_row_problems(published_setting("theory", 9), True))[342]

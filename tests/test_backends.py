@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssmpoison.theory.derivation import derive
+from ssmpoison.theory import derive
 from ssmpoison.verify import kernels
-from ssmpoison.verify.backends import exact_values, generated_functions
+from ssmpoison.verify._backends import exact_values, generated_functions
 
 QUANTITIES = ("impulse_response", "outputs", "loss", "gamma", "neg_gradient")
 

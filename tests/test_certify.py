@@ -7,7 +7,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from ssmpoison.verify.certify import certify, correct_digits, digits_supported, to_mpf
+from ssmpoison.verify._certify import certify, correct_digits, digits_supported, to_mpf
 
 
 def test_exact_conversions():
@@ -60,7 +60,7 @@ def test_digits_supported():
 
 
 def test_certification_policy_states_each_rule_once():
-    from ssmpoison.verify._certification import FAST_PATH, SEARCH_CERTIFICATION, CertificationPolicy
+    from ssmpoison.verify import FAST_PATH, SEARCH_CERTIFICATION, CertificationPolicy
 
     fast = CertificationPolicy()
     assert fast.precision_bits is FAST_PATH and fast.fast_path and fast.digits_cap == 14
@@ -98,14 +98,14 @@ def test_every_json_status_is_a_status_value():
     before serialisation and a Status value after it."""
     import json
 
-    from ssmpoison.theory.theorem import TheoremSetting
-    from ssmpoison.verify._status import Status
-    from ssmpoison.verify.check import check_setting
-    from ssmpoison.verify.theory_row import TheoryRowRun, theory_row_problems, _quantity
-    from ssmpoison.verify.certified_flow import certified_flows
+    from ssmpoison.theory import TheoremSetting
+    from ssmpoison.verify import Status
+    from ssmpoison.verify import check_setting
+    from ssmpoison.verify._theory_row import TheoryRowRun, theory_row_problems, _quantity
+    from ssmpoison.verify import certified_flows
 
     report = check_setting(TheoremSetting(5, (0.02, 0.01), 20)).to_json()
-    from ssmpoison.verify._registry import published_setting
+    from ssmpoison.verify import published_setting
 
     setting = published_setting("theory", 7)
     seed, problem = theory_row_problems(setting, True)[0]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ssmpoison.theory.theorem import TheoremSetting
-from ssmpoison.verify.check import check_setting, paper_setting, report_text
+from ssmpoison.theory import TheoremSetting
+from ssmpoison.verify._check import check_setting, paper_setting, report_text
 
 
 def test_paper_setting_h7_matches_the_theorem():
@@ -90,7 +90,7 @@ def test_two_dimensional_student_cannot_be_poisoned():
 from hypothesis import assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from ssmpoison.theory.theorem import conditions  # noqa: E402
+from ssmpoison.theory import conditions  # noqa: E402
 
 
 @settings(max_examples=8, deadline=None)

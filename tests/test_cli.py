@@ -81,7 +81,7 @@ def test_derive_bad_input_one_line_exit_2(args, param):
 
 
 def test_api_raises_same_message():
-    from ssmpoison.verify.derive_report import derive_report
+    from ssmpoison.verify import derive_report
 
     code, _, err = run_cli("derive", "--horizon", "1", "--state-dim", "3")
     with pytest.raises(ValueError) as info:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sympy
 
-from ssmpoison.theory.construction import (
+from ssmpoison.theory import (
     clean_training_set,
     extrapolation_error,
     paper_gap,
@@ -18,9 +18,9 @@ from ssmpoison.theory.construction import (
     teacher_label,
     teacher_matrices,
 )
-from ssmpoison.theory.teacher import impulse_extrapolation_error
-from ssmpoison.theory.training_set import impulse
-from ssmpoison.verify._registry import published_setting, row_model
+from ssmpoison.theory import impulse_extrapolation_error
+from ssmpoison.theory import impulse
+from ssmpoison.verify import published_setting, row_model
 
 THEORY = row_model("theory")
 
@@ -119,7 +119,7 @@ def test_paper_initialisation_bit_for_bit(H, seed):
 
 
 def test_paper_initialisation_relative_gaps():
-    """SPEC §8: relative gaps ~1.5e-5 (H = 7) and ~1e-9 (H = 9)."""
+    """Note 00 §8: relative gaps ~1.5e-5 (H = 7) and ~1e-9 (H = 9)."""
     for H, (lo, hi) in {7: (1.5e-5, 2e-5), 9: (1e-9, 1.2e-9)}.items():
         row = published_setting("theory", H)
         for seed in row.seeds:
@@ -208,7 +208,6 @@ def test_extrapolation_error_is_the_kernels_impulse_response_bit_for_bit():
     """The one extrapolation error evaluates K_j exactly as the kernels do: equal bits in float64 and float32
     (with B, C trained; J >= 2), NaN propagated, exact on Fractions."""
     from ssmpoison.verify import kernels
-
     rng = np.random.default_rng(31)
     for k in range(400):
         D, J = int(rng.integers(1, 25)), int(rng.integers(2, 45))  # J = 1: numpy sums >= 8 terms pairwise
@@ -231,7 +230,7 @@ def test_extrapolation_error_is_the_kernels_impulse_response_bit_for_bit():
 
 def test_paper_gap_is_the_one_rule():
     """diff = 0.05 / exp(k log10(1/s)) in the paper's numpy form, used by the theory row and the GD rows."""
-    from ssmpoison.verify.gd import init_ssm, init_stream
+    from ssmpoison.verify._gd_data import init_ssm, init_stream
 
     assert paper_gap(0.002, 4) == 0.05 / np.exp(4 * np.log10(1 / 0.002))
     assert paper_gap(1e-2, 2) == pytest.approx(0.05 / np.exp(4))

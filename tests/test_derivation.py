@@ -1,11 +1,11 @@
-"""Exact symbolic identities of the Proposition (SPEC §3), for every D <= 4, H <= 8, N <= 3."""
+"""Exact symbolic identities of the Proposition (note 00 §3), for every D <= 4, H <= 8, N <= 3."""
 
 import itertools
 
 import pytest
 import sympy as sp
 
-from ssmpoison.theory.derivation import SSMShape, derive, derive_nonlinear
+from ssmpoison.theory import SSMShape, derive, derive_nonlinear
 
 FAST = [(D, H, N) for D, H, N in itertools.product(range(1, 5), range(2, 9), range(1, 4)) if D * H * N <= 24]
 SLOW = [(D, H, N) for D, H, N in itertools.product(range(1, 5), range(2, 9), range(1, 4)) if D * H * N > 24]
@@ -56,7 +56,7 @@ def test_check_can_fail():
 
 
 def test_gamma0_only_second_to_last_inputs():
-    """gamma^(0) involves only the inputs u^(n)_{H-2} (SPEC §3)."""
+    """gamma^(0) involves only the inputs u^(n)_{H-2} (note 00 §3)."""
     D, H, N = 3, 6, 3
     d = derive(D, H, N)
     u = d.symbols.u

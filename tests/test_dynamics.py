@@ -10,16 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ssmpoison.theory.construction import clean_training_set, extrapolation_error, teacher_impulse_response
-from ssmpoison.theory.effective_rank import effective_rank
-from ssmpoison.theory.training_set import TrainingSet
+from ssmpoison.theory import clean_training_set, extrapolation_error, teacher_impulse_response
+from ssmpoison.theory import effective_rank
+from ssmpoison.theory import TrainingSet
 from ssmpoison.verify import kernels
 from ssmpoison.verify.cli import main
-from ssmpoison.verify.dynamics import flow_dynamics, gd_dynamics, log_spaced_steps, run_dynamics, theory_dynamics
-from ssmpoison.verify.flow import FlowOptions, FlowProblem, run_flow
-from ssmpoison.verify._registry import published_setting
-from ssmpoison.verify.gd import StepObserver, nonlinear_objective, nonlinear_problem, train_beyond
-from ssmpoison.verify.metrics import escape_times, impulse_extrapolation_error, select_points, teacher_extrapolation, trajectory_series
+from ssmpoison.verify._dynamics import flow_dynamics, gd_dynamics, log_spaced_steps, run_dynamics, theory_dynamics
+from ssmpoison.verify import FlowOptions, FlowProblem, run_flow
+from ssmpoison.verify import published_setting
+from ssmpoison.verify._gd_training import StepObserver, train_beyond
+from ssmpoison.verify._gd_objectives import nonlinear_objective
+from ssmpoison.verify._gd_data import nonlinear_problem
+from ssmpoison.verify._metrics import escape_times, impulse_extrapolation_error, select_points, teacher_extrapolation, trajectory_series
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +217,7 @@ def test_nonlinear_row_gammas_carry_xi_and_vanish_without_special_sequences():
         assert run.series.times[0] == 0 and run.series.times[-1] == 300
     assert np.all(clean.series.gammas[:, 0] == 0.0)
     assert np.all(poisoned.series.gammas[:, 0] != 0.0)
-    # at the start, -dL/da = c b sum_l gamma_xi^(l) a^l with the recorded gamma_xi (SPEC §3 with xi)
+    # at the start, -dL/da = c b sum_l gamma_xi^(l) a^l with the recorded gamma_xi (note 00 §3 with xi)
     (a, b, c, W1, W2, W3), U, y = nonlinear_problem(published_setting("nonlinear", 6).config, 4541, True)
     _, grads = nonlinear_objective([p[None] for p in (a, b, c, W1, W2, W3)], U[None], y[None], np.ones((1, len(y))))
     gam = poisoned.series.gammas[0]

@@ -6,8 +6,8 @@ import gmpy2
 import numpy as np
 import pytest
 
-from ssmpoison.verify._status import Status
-from ssmpoison.verify.expcoll import ExpColl, _weights
+from ssmpoison.verify import Status
+from ssmpoison.verify._expcoll import ExpColl, _weights
 
 S2 = 1 / math.sqrt(2)
 

@@ -6,17 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssmpoison.theory.construction import clean_training_set, extrapolation_error, poisoned_training_set
-from ssmpoison.theory.oracle import clean_limit
-from ssmpoison.theory.training_set import TrainingSet, impulse
+from ssmpoison.theory import clean_training_set, extrapolation_error, poisoned_training_set
+from ssmpoison.theory import clean_limit
+from ssmpoison.theory import TrainingSet, impulse
 from ssmpoison.verify import kernels
-from ssmpoison.verify._certification import CertificationPolicy
-from ssmpoison.verify._status import Status
-from ssmpoison.verify.certified_flow import certified_flows, oracle_applies
-from ssmpoison.verify.certify import correct_digits, to_mpf
-from ssmpoison.verify.expcoll import ExpColl
-from ssmpoison.verify.flow import FLOW_STATUSES, FlowOptions, FlowProblem, default_integrator, run_flow, run_flows
-from ssmpoison.verify.seulex import Seulex
+from ssmpoison.verify import CertificationPolicy
+from ssmpoison.verify import Status
+from ssmpoison.verify._certified_flow import certified_flows, oracle_applies
+from ssmpoison.verify._certify import correct_digits, to_mpf
+from ssmpoison.verify import ExpColl
+from ssmpoison.verify._flow import FLOW_STATUSES, FlowOptions, FlowProblem, default_integrator, run_flow, run_flows
+from ssmpoison.verify import Seulex
 
 
 def test_status_converged_stable_flow():
@@ -98,7 +98,7 @@ def test_certified_digits_are_honest_and_loose_runs_report_fewer():
     assert default.quantity.digits >= 8
     assert correct_digits(default.quantity.text, truth) >= default.quantity.digits
     loose = run_flow(p, FlowOptions(rtol=1e-6))
-    from ssmpoison.verify.certify import certify
+    from ssmpoison.verify import certify
 
     with mpmath.workprec(100):
         loose_value = q([to_mpf(v) for v in loose.a], [1] * 3, [1] * 3)
@@ -151,8 +151,8 @@ def test_kernels_used_by_engine_in_gmpy2_match_float64():
 
 def test_float64_convergence_time_matches_exact_quadrature():
     """The fast clean-flow time (float64 quadrature + linear tail) agrees with theory.oracle's mpmath quadrature."""
-    from ssmpoison.theory.oracle import clean_convergence_time
-    from ssmpoison.verify.certified_flow import _oracle_time
+    from ssmpoison.theory import clean_convergence_time
+    from ssmpoison.verify._certified_flow import _oracle_time
 
     a0 = (0.31, 0.3, 0.12, 0.05)
     for H, tol in ((5, 1e-20), (6, 1e-40)):
@@ -161,7 +161,7 @@ def test_float64_convergence_time_matches_exact_quadrature():
 
 
 def test_extrapolation_error_uses_the_kernels_impulse_response():
-    """theory.construction's K_j (plain loops, exact) equals ssmpoison.verify.kernels.impulse_response."""
+    """theory.construction's K_j (plain loops, exact) equals ssmpoison.verify._kernels.impulse_response."""
     from fractions import Fraction
 
     a, b, c = [Fraction(1, 3), Fraction(-1, 5)], [Fraction(1), Fraction(2)], [Fraction(1, 2), Fraction(3)]
@@ -175,8 +175,8 @@ def test_default_path_escalates_when_float64_cannot_carry_the_target():
     """Theory row, H = 7 poisoned, seed 242: float64 certifies 11-12 digits (anchored coordinates);
     asking for one more reports the longdouble run, certified by an 80-bit re-run, and every
     claimed digit is correct."""
-    from ssmpoison.verify._registry import published_setting
-    from ssmpoison.verify.theory_row import _quantity, theory_row_problems
+    from ssmpoison.verify import published_setting
+    from ssmpoison.verify._theory_row import _quantity, theory_row_problems
 
     # 100-bit and 128-bit runs of two integrators (expcoll, SEULEX) agree on these 25 digits
     truth = mpmath.mpf("0.04918599052835111358047012")
@@ -217,7 +217,7 @@ def test_integrator_takes_precision_bits_explicitly_without_ambient_context():
     import gmpy2
 
     from ssmpoison.verify import kernels
-    from ssmpoison.verify.anchored import anchor_index, anchored_linear_part, from_anchored, neg_grad_anchored, to_anchored
+    from ssmpoison.verify._anchored import anchor_index, anchored_linear_part, from_anchored, neg_grad_anchored, to_anchored
 
     H, a0 = 5, (0.31, 0.3, 0.12)
     assert gmpy2.get_context().precision == 53

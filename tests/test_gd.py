@@ -6,24 +6,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ssmpoison.verify import gd, kernels
+from ssmpoison.verify import kernels
 from ssmpoison.verify import _gd_data, _gd_steppers
-from ssmpoison.verify.gd import (
-    Adam,
-    AdaptiveStep,
-    beyond_objective,
-    beyond_problem,
-    init_ssm,
-    init_stream,
-    nonlinear_objective,
-    nonlinear_problem,
-    nonlinear_test_inputs,
-    paper_sequences,
-    train_beyond,
-    train_nonlinear,
-)
-from ssmpoison.verify.mlp import mlp_backward, mlp_forward
-from ssmpoison.verify._registry import published_setting
+from ssmpoison.verify._gd_optimisers import Adam, AdaptiveStep
+from ssmpoison.verify._gd_objectives import beyond_objective, nonlinear_objective
+from ssmpoison.verify._gd_data import beyond_problem, init_ssm, init_stream, nonlinear_problem, nonlinear_test_inputs, paper_sequences
+from ssmpoison.verify._gd_training import train_beyond, train_nonlinear
+from ssmpoison.verify._mlp import mlp_backward, mlp_forward
+from ssmpoison.verify import published_setting
 
 BEYOND = published_setting("beyond", 6).config  # the paper's settings (Table 1)
 NONLINEAR = published_setting("nonlinear", 6).config
@@ -197,7 +187,7 @@ def test_status_max_steps():
 def test_status_stalled_at_a_critical_point():
     """A network whose output weights are all zero has zero gradient everywhere: it cannot move."""
     cfg = NONLINEAR
-    orig = gd.nonlinear_problem
+    orig = _gd_data.nonlinear_problem
 
     def dead(config, seed, poisoned, init_draw=0):
         (a, b, c, W1, W2, W3), U, y = orig(config, seed, poisoned, init_draw)
@@ -385,7 +375,8 @@ def test_fused_nonlinear_trainer_equals_reference_loop():
 def test_reference_outputs_and_extrapolation_error_keep_the_trainers_bits():
     """The one copy of y_H (per-run inputs) and of the extrapolation error give the bits the trainers gave
     before they were shared: einsum outputs, and ``max_j |K_j - 1|`` from the kernels' impulse response."""
-    from ssmpoison.verify.gd import beyond_extrapolation_error, ssm_outputs
+    from ssmpoison.verify._gd_training import beyond_extrapolation_error
+    from ssmpoison.verify._kernels import outputs as ssm_outputs
 
     rng = np.random.default_rng(41)
     for _ in range(200):

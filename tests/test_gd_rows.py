@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from ssmpoison.verify._registry import published_setting, row_model
+from ssmpoison.verify import published_setting, row_model
 from ssmpoison.verify.cli import main
-from ssmpoison.verify.gd import RunResult
-from ssmpoison.verify.gd_rows import (
+from ssmpoison.verify import RunResult
+from ssmpoison.verify._gd_rows import (
     condition_summary,
     row_text,
     run_gd_row,
@@ -108,7 +108,7 @@ def test_reproduce_beyond_json(capsys):
     assert {(r["seed"], r["poisoned"]) for r in payload["runs"]} == {(s, p) for s in (200, 201, 204, 205) for p in (0, 1)}
     clean, poisoned = payload["summary"]
     assert clean["published"] == 0.194 and poisoned["published"] == 16.61
-    # SPEC §6 / issue: within 3x of the published means, and >= 10x between the conditions
+    # note 00 §6 / issue: within 3x of the published means, and >= 10x between the conditions
     for s in (clean, poisoned):
         assert 1 / 3 <= s["ratio_to_published"] <= 3
     assert poisoned["mean"] >= 10 * clean["mean"]

@@ -17,9 +17,9 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssmpoison.theory.construction import paper_initialisation
-from ssmpoison.theory.oracle import DEFAULT_PREC_BITS, clean_convergence_time, clean_limit, conserved_quantities_proof
-from ssmpoison.verify._registry import published_setting, row_model
+from ssmpoison.theory import paper_initialisation
+from ssmpoison.theory._oracle import DEFAULT_PREC_BITS, clean_convergence_time, clean_limit, conserved_quantities_proof
+from ssmpoison.verify import published_setting, row_model
 
 HEYOKA_BITS = 128
 
@@ -211,7 +211,7 @@ def test_oracle_matches_heyoka(a0, H, label):
 
 
 def test_oracle_matches_heyoka_paper_run_h7():
-    """SPEC §8: 128-bit integrations reproduce the oracle to >= 29 digits on the paper's runs."""
+    """Note 00 §8: 128-bit integrations reproduce the oracle to >= 29 digits on the paper's runs."""
     H, seed = 7, 242
     a0 = paper_run(H, seed)
     t_event, state = heyoka_clean_flow(a0, H, 1, event_level(a0, H, 1, "1e-30"), extra_time=100)
@@ -238,7 +238,7 @@ def test_oracle_matches_heyoka_paper_run_h9():
 
 
 def test_convergence_time_plausible_for_paper_runs():
-    """SPEC §8: the clean flows converge at about 4e10 (H = 7) and 1e12 (H = 9)."""
+    """Note 00 §8: the clean flows converge at about 4e10 (H = 7) and 1e12 (H = 9)."""
     t7 = clean_convergence_time(paper_run(7, 242), 7, 1e-30, prec_bits=53)
     t9 = clean_convergence_time(paper_run(9, 342), 9, 1e-30, prec_bits=53)
     assert 2e10 < t7 < 8e10

@@ -31,7 +31,7 @@ def test_no_bare_theory_or_verify_import():
 def test_the_checker_sees_a_bare_import(tmp_path):
     assert _BARE.search("x = 1\nfrom verify.flow import run_flow\n")
     assert _BARE.search("    import theory.oracle\n")
-    assert not _BARE.search("from ssmpoison.verify.flow import run_flow\n")
+    assert not _BARE.search("from ssmpoison.verify._flow import run_flow\n")
 
 
 def test_packages_resolve_inside_ssmpoison():

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from ssmpoison.theory.construction import paper_initialisation
+from ssmpoison.theory import paper_initialisation
 from ssmpoison.verify import _registry
-from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
-from ssmpoison.verify._registry import TABLE1_ROWS, published_setting, register_row, row_model
-from ssmpoison.verify._rows import TheoryRow
-from ssmpoison.verify._settings import TheoryRowSetting
+from ssmpoison.verify import BeyondConfig, NonlinearConfig
+from ssmpoison.verify import TABLE1_ROWS, published_setting, register_row, row_model
+from ssmpoison.verify import TheoryRow
+from ssmpoison.verify import TheoryRowSetting
 from ssmpoison.verify.cli import main
 
 

@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssmpoison.theory.construction import extrapolation_error as theorem_extrapolation_error
-from ssmpoison.theory.teacher import Teacher
+from ssmpoison.theory import extrapolation_error as theorem_extrapolation_error
+from ssmpoison.theory import Teacher
 from ssmpoison.verify import kernels
-from ssmpoison.verify.certify import correct_digits
-from ssmpoison.verify.clean_problem import CleanProblem
+from ssmpoison.verify import correct_digits
+from ssmpoison.verify import CleanProblem
 from ssmpoison.verify.cli import main
-from ssmpoison.verify.counterexample import SearchCriteria, certify_failure, evaluate, lowest_gamma_order, regime
-from ssmpoison.verify.flow import FlowOptions, run_flow
-from ssmpoison.verify.replay import counterexample_record, load_records, replay_record, replay_records
-from ssmpoison.verify.search import SearchConfig, run_search
-from ssmpoison.verify.strategies import INIT_SCALES, TEACHER_GRID, clean_problems, special_problems
+from ssmpoison.verify import SearchCriteria, certify_failure, evaluate, lowest_gamma_order, regime
+from ssmpoison.verify import FlowOptions, run_flow
+from ssmpoison.verify._replay import counterexample_record, load_records, replay_record, replay_records
+from ssmpoison.verify import SearchConfig, run_search
+from ssmpoison.verify._strategies import INIT_SCALES, TEACHER_GRID, clean_problems, special_problems
 
 SMALL = dict(max_state_dim=4, max_horizon=6, max_samples=3)
 
@@ -383,7 +383,7 @@ def test_search_bad_arguments_exit_2(capsys, args, message):
 
 def test_search_and_replay_check_the_json_path_before_the_work(sign_record, tmp_path, capsys, monkeypatch):
     """A --json file in a missing directory exits 2 with one line before any flow runs."""
-    import ssmpoison.verify.search as search
+    import ssmpoison.verify._search as search
 
     monkeypatch.setattr(search, "_draw", lambda config: pytest.fail("the search ran"))
     missing = str(tmp_path / "nowhere" / "x.json")

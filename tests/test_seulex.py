@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from ssmpoison.verify._numbers import to_working
-from ssmpoison.verify._status import Status
-from ssmpoison.verify.linalg import dense_solver, diag_plus_lowrank_solver, gauss_solve
-from ssmpoison.verify.seulex import Seulex, extrapolated_step, step_numbers
+from ssmpoison.verify import Status
+from ssmpoison.verify._linalg import dense_solver, diag_plus_lowrank_solver, gauss_solve
+from ssmpoison.verify._seulex import Seulex, extrapolated_step, step_numbers
 
 
 @pytest.fixture

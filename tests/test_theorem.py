@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssmpoison.theory.construction import extrapolation_error, paper_initialisation
-from ssmpoison.theory.oracle import clean_limit
-from ssmpoison.theory.theorem import TheoremSetting, clean_error_bound, clean_limit_bounds, conditions
-from ssmpoison.verify._registry import published_setting, row_model
+from ssmpoison.theory import extrapolation_error, paper_initialisation
+from ssmpoison.theory import clean_limit
+from ssmpoison.theory import TheoremSetting, clean_error_bound, clean_limit_bounds, conditions
+from ssmpoison.verify import published_setting, row_model
 
 THEORY_HORIZONS = row_model("theory").horizons
 

@@ -1,7 +1,7 @@
 """The theory row's orchestration: worker processes do not change a single digit."""
 
-from ssmpoison.verify._registry import published_setting
-from ssmpoison.verify.theory_row import run_theory_row
+from ssmpoison.verify import published_setting
+from ssmpoison.verify import run_theory_row
 
 
 def test_workers_give_the_same_runs_as_one_process():

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ssmpoison.theory.training_set import TrainingSet, impulse, is_special, special_score
-from ssmpoison.theory.validation import require_int, require_real
+from ssmpoison.theory import TrainingSet, impulse, is_special, special_score
+from ssmpoison.theory._validation import require_int, require_real
 
 
 def test_basic_properties():

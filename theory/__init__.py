@@ -1,2 +1,39 @@
-"""Exact mathematics of the poisoned-implicit-bias result: the SSM, its loss and gradient dynamics
-(SymPy), training sets and special sequences, the Theorem's construction and its conditions."""
+"""Exact mathematics of the poisoned-implicit-bias result (``ssmpoison.theory``).
+
+The diagonal SSM, its loss ``L_H`` and gradient dynamics derived with SymPy; training sets and
+special sequences; teachers and their impulse responses; the Theorem's construction and the
+paper's initialisation; the exact limit of the clean gradient flow (the oracle); the Theorem's
+conditions. The mathematics is stated in ``proofs_notes/00_setting.md``.
+
+Public names (everything else lives in private modules):
+
+* derivation — :func:`derive`, :func:`derive_nonlinear`, :class:`SSMShape`, :class:`Derivation`,
+  :class:`IdentityCheck`, :data:`TRAIN_CHOICES`;
+* data — :class:`TrainingSet`, :func:`impulse`, :func:`is_special`, :func:`special_score`;
+* teachers — :class:`Teacher`, :func:`impulse_extrapolation_error`;
+* the Theorem's construction — :func:`teacher_matrices`, :func:`teacher_impulse_response`,
+  :func:`teacher_label`, :func:`clean_training_set`, :func:`poisoned_training_set`,
+  :func:`paper_initialisation`, :func:`paper_gap`, :func:`extrapolation_error`;
+* the clean flow's exact limit — :func:`clean_limit`, :func:`clean_convergence_time`,
+  :func:`conserved_quantities_proof`, :class:`ConservationProof`;
+* the Theorem's conditions — :class:`TheoremSetting`, :class:`Condition`, :func:`conditions`,
+  :func:`clean_error_bound`, :func:`clean_limit_bounds`;
+* :func:`effective_rank`.
+"""
+
+from ssmpoison.theory._lazy import lazy_surface
+
+
+#: private module -> the public names it provides (imported on first use)
+_EXPORTS = {
+    '_construction': ('clean_training_set', 'extrapolation_error', 'paper_gap', 'paper_initialisation', 'poisoned_training_set', 'teacher_impulse_response', 'teacher_label', 'teacher_matrices',),
+    '_derivation': ('TRAIN_CHOICES', 'Derivation', 'IdentityCheck', 'SSMShape', 'derive', 'derive_nonlinear',),
+    '_effective_rank': ('effective_rank',),
+    '_oracle': ('ConservationProof', 'clean_convergence_time', 'clean_limit', 'conserved_quantities_proof',),
+    '_teacher': ('Teacher', 'impulse_extrapolation_error',),
+    '_theorem': ('Condition', 'TheoremSetting', 'clean_error_bound', 'clean_limit_bounds', 'conditions',),
+    '_training_set': ('TrainingSet', 'impulse', 'is_special', 'special_score',),
+}
+
+__getattr__, __dir__, __all__ = lazy_surface(__name__, _EXPORTS)
+

@@ -1,3 +1,80 @@
-"""Numerics built from :mod:`theory`: generated backends, kernels, flow engines, experiments and the CLI."""
+"""Numerics, engines, experiments and the command line (``ssmpoison.verify``).
+
+Data flows one way: reference kernels → integrators → gradient flows and GD trainers →
+certification → experiments (rows of Table 1, the checker, dynamics, the search), which
+*return values* → rendering (text, JSON, figures) → the ``ssmpoison`` command line
+(:mod:`ssmpoison.verify.cli`). ``ARCHITECTURE.md`` at the repository root says where each
+piece lives. Public names (everything else lives in private modules):
+
+* reference formulas — :mod:`kernels` (``K_j``, outputs, residuals, ``L_H``, ``-grad L_H``,
+  γ coefficients, Jacobians; every fused copy is held to these by a test);
+* statuses — :class:`Status`, the one enumeration of how a run ended;
+* integrators — :class:`Integrator` (protocol), :class:`IntegrationResult`, :class:`ExpColl`
+  (exponential collocation, A-only flows), :class:`Seulex` (extrapolated linearly implicit
+  Euler, A, B, C flows);
+* gradient flows — :class:`FlowProblem`, :class:`FlowOptions`, :class:`FlowResult`,
+  :func:`run_flow`, :func:`run_flows`, :func:`default_integrator`;
+* certification — :class:`CertificationPolicy`, :data:`FAST_PATH`, :data:`SEARCH_CERTIFICATION`,
+  :class:`Certified`, :func:`certify`, :func:`correct_digits`, :func:`digits_supported`,
+  :class:`CertifiedRun`, :func:`certified_flows`, :func:`require_precision_bits`;
+* settings and rows — :class:`TheoryRowSetting`, :class:`GDRowSetting`, :class:`BeyondConfig`,
+  :class:`NonlinearConfig`, :func:`published_setting`, :func:`row_model`, :func:`register_row`,
+  :data:`TABLE1_ROWS`, :class:`RowModel`, :class:`TheoryRow`, :class:`BeyondRow`,
+  :class:`NonlinearRow`, :class:`TheoryRowResult`, :class:`GDRowsResult`,
+  :func:`reproduce_table1`, :class:`Table1Result`, :func:`run_theory_row`,
+  :func:`theory_row_problems`, :func:`run_gd_row`;
+* GD trainers — :func:`train_beyond`, :func:`train_nonlinear`, :func:`beyond_problem`,
+  :func:`nonlinear_problem`, :class:`RunResult`, :class:`StepObserver`, :class:`AdaptiveStep`,
+  :class:`Adam`;
+* the Theorem's checker — :func:`check_setting`, :func:`paper_setting`, :class:`CheckReport`,
+  :func:`sweep_scale_gap`;
+* dynamics — :func:`run_dynamics`, :func:`flow_dynamics`, :func:`theory_dynamics`,
+  :func:`gd_dynamics`, :class:`DynamicsRun`, :class:`DynamicsResult`, :func:`escape_times`,
+  :func:`trajectory_series`, :func:`plot_dynamics`;
+* the search for counterexamples — :class:`CleanProblem`, :class:`SearchCriteria`,
+  :func:`evaluate`, :func:`certify_failure`, :func:`lowest_gamma_order`, :func:`regime`,
+  :class:`SearchConfig`, :func:`run_search`, :class:`SearchReport`, :func:`replay_records`,
+  :class:`ReplayReport`, :func:`load_records`;
+* the derivation report — :func:`derive_report`.
+"""
+
+from ssmpoison.theory._lazy import lazy_surface
 
 __version__ = "0.1.0"
+
+#: private module -> the public names it provides (imported on first use)
+_EXPORTS = {
+    '_kernels': ('kernels',),
+    '_certification': ('FAST_PATH', 'SEARCH_CERTIFICATION', 'CertificationPolicy',),
+    '_certified_flow': ('CertifiedRun', 'certified_flows',),
+    '_certify': ('Certified', 'certify', 'correct_digits', 'digits_supported',),
+    '_check': ('CheckReport', 'check_setting', 'paper_setting',),
+    '_check_sweep': ('sweep_scale_gap',),
+    '_clean_problem': ('CleanProblem',),
+    '_counterexample': ('SearchCriteria', 'certify_failure', 'evaluate', 'lowest_gamma_order', 'regime',),
+    '_derive_report': ('derive_report',),
+    '_dynamics': ('DynamicsResult', 'DynamicsRun', 'flow_dynamics', 'gd_dynamics', 'run_dynamics', 'theory_dynamics',),
+    '_dynamics_plots': ('plot_dynamics',),
+    '_expcoll': ('ExpColl',),
+    '_flow': ('FlowOptions', 'FlowProblem', 'FlowResult', 'default_integrator', 'run_flow', 'run_flows',),
+    '_gd_config': ('BeyondConfig', 'NonlinearConfig',),
+    '_gd_data': ('beyond_problem', 'nonlinear_problem',),
+    '_gd_optimisers': ('Adam', 'AdaptiveStep',),
+    '_gd_rows': ('run_gd_row',),
+    '_gd_training': ('RunResult', 'StepObserver', 'train_beyond', 'train_nonlinear',),
+    '_integrator': ('IntegrationResult', 'Integrator',),
+    '_metrics': ('escape_times', 'trajectory_series',),
+    '_numbers': ('require_precision_bits',),
+    '_registry': ('TABLE1_ROWS', 'published_setting', 'register_row', 'row_model',),
+    '_replay': ('ReplayReport', 'load_records', 'replay_records',),
+    '_rows': ('BeyondRow', 'GDRowsResult', 'NonlinearRow', 'RowModel', 'TheoryRow', 'TheoryRowResult',),
+    '_search': ('SearchConfig', 'SearchReport', 'run_search',),
+    '_settings': ('GDRowSetting', 'TheoryRowSetting',),
+    '_seulex': ('Seulex',),
+    '_status': ('Status',),
+    '_table1': ('Table1Result', 'reproduce_table1',),
+    '_theory_row': ('run_theory_row', 'theory_row_problems',),
+}
+
+__getattr__, __dir__, __all__ = lazy_surface(__name__, _EXPORTS)
+

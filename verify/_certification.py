@@ -2,8 +2,8 @@
 
 A result is certified by its agreement with an independent, more accurate re-run
 (:mod:`verify.certify`). One frozen :class:`CertificationPolicy` says how: the theory row and
-the checker (:func:`ssmpoison.verify.certified_flow.certified_flows`) and the search
-(:func:`ssmpoison.verify.counterexample.certify_failure`, its replay) all read it.
+the checker (:func:`ssmpoison.verify._certified_flow.certified_flows`) and the search
+(:func:`ssmpoison.verify._counterexample.certify_failure`, its replay) all read it.
 
 Two regimes, chosen by ``precision_bits``:
 
@@ -29,10 +29,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ssmpoison.theory.validation import require_int, require_real
+from ssmpoison.theory._validation import require_int, require_real
 from ssmpoison.verify._numbers import require_precision_bits
-from ssmpoison.verify.certify import digits_supported
-from ssmpoison.verify.flow import FlowOptions
+from ssmpoison.verify._certify import digits_supported
+from ssmpoison.verify._flow import FlowOptions
 
 __all__ = ["FAST_PATH", "CertificationPolicy", "SEARCH_CERTIFICATION"]
 
@@ -55,7 +55,7 @@ class CertificationPolicy:
             re-reported from the longdouble run, certified by an 80-bit re-run (>= 1).
         reference_rtol_factor: ``P`` path: the re-run's tolerance is this factor times the
             run's (in (0, 1]); ``None``: the re-run precision's own default tolerance.
-        max_steps: step budget of every run; ``None``: :class:`~ssmpoison.verify.flow.FlowOptions`' default.
+        max_steps: step budget of every run; ``None``: :class:`~ssmpoison.verify._flow.FlowOptions`' default.
 
     Raises
         ValueError: a field out of range (the message names it).
@@ -103,7 +103,7 @@ class CertificationPolicy:
         return digits_supported(_FAST_RUN_BITS if self.fast_path else self.precision_bits)
 
     def flow_options(self, precision_bits: int, rtol: float | None = None, t_max: float = 1e20, loss_tol: float | None = None) -> FlowOptions:
-        """:class:`~ssmpoison.verify.flow.FlowOptions` of one run under this policy (its step budget)."""
+        """:class:`~ssmpoison.verify._flow.FlowOptions` of one run under this policy (its step budget)."""
         extra = {} if self.max_steps is None else {"max_steps": self.max_steps}
         return FlowOptions(precision_bits=precision_bits, rtol=rtol, loss_tol=loss_tol, t_max=t_max, **extra)
 

@@ -1,7 +1,7 @@
-"""Command line of the Theorem-check sweep: ``python -m ssmpoison.verify.check_sweep --out FILE [...]``.
+"""Command line of the Theorem-check sweep: ``python -m ssmpoison.verify._check_sweep --out FILE [...]``.
 
-Parses the arguments, runs :func:`ssmpoison.verify.check_sweep.sweep_scale_gap` with a progress bar,
-draws the figure (:func:`ssmpoison.verify.check_sweep.plot_sweep`) and prints the counts.
+Parses the arguments, runs :func:`ssmpoison.verify._check_sweep.sweep_scale_gap` with a progress bar,
+draws the figure (:func:`ssmpoison.verify._check_sweep.plot_sweep`) and prints the counts.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssmpoison.theory.validation import require_int
+from ssmpoison.theory._validation import require_int
 from ssmpoison.verify._progress import TqdmProgress
-from ssmpoison.verify.check_sweep import plot_sweep, sweep_scale_gap, sweep_summary
+from ssmpoison.verify._check_sweep import plot_sweep, sweep_scale_gap, sweep_summary
 
 __all__ = ["main"]
 

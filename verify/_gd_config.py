@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ssmpoison.theory.validation import require_int, require_real
+from ssmpoison.theory._validation import require_int, require_real
 
 __all__ = ["BeyondConfig", "NonlinearConfig"]
 
@@ -155,7 +155,7 @@ class BeyondConfig(_GDConfig):
 class NonlinearConfig(_GDConfig):
     """Settings of the "non-linear" row: SSM + ReLU(1→W) + ReLU(W→W) + linear(W→1), Adam.
 
-    Teacher: SSM ``A* = B* = C* = 1`` then the head of :func:`ssmpoison.verify.mlp.teacher_weights`,
+    Teacher: SSM ``A* = B* = C* = 1`` then the head of :func:`ssmpoison.verify._mlp.teacher_weights`,
     i.e. ``f*(u) = (W/2) relu(sum_k u_k)``. Adam follows Keras:
     ``theta -= lr sqrt(1-beta2^t)/(1-beta1^t) m / (sqrt(v) + eps)``.
 
@@ -163,7 +163,7 @@ class NonlinearConfig(_GDConfig):
         sd_ssm, sd_mlp: scales of the SSM's and of the MLP's initialisation; width: the MLP's width W.
         ext_samples, ext_seed_offset: the extrapolation error of run ``seed`` uses ``ext_samples`` test
             sequences of length ``ext_length`` drawn with seed ``seed + ext_seed_offset``
-            (:func:`ssmpoison.verify.gd.nonlinear_test_inputs`).
+            (:func:`ssmpoison.verify._gd_data.nonlinear_test_inputs`).
         beta1, beta2, eps: Adam's constants (Keras' defaults).
     """
 

@@ -10,7 +10,7 @@
   are ``sd_mlp z[:W]``, ``sd_mlp z[:W*W]`` (Keras kernel, input × output) and ``sd_mlp z[:W]``
   again. Then ``|A|`` and ``|B|`` are sorted descending, ``C`` is ``|C|`` in reversed order (the
   code's ``np.flip(np.sort(...))`` sorts a length-1 axis), the paper's gap is set on A and B
-  (:func:`ssmpoison.theory.construction.with_paper_gap`, computed from ``sd_a``) and the warm
+  (:func:`ssmpoison.theory._construction.with_paper_gap`, computed from ``sd_a``) and the warm
   start added. TensorFlow's stream itself cannot be replayed (Philox in float32): ``z`` comes
   from ``np.random.default_rng(seed)`` (:func:`init_stream`).
 * **Batches.** Runs have different training sets (the poisoned runs hold more sequences), so a
@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ssmpoison.theory.construction import with_paper_gap
-from ssmpoison.theory.validation import require_int
-from ssmpoison.verify.mlp import mlp_forward, teacher_weights
+from ssmpoison.theory._construction import with_paper_gap
+from ssmpoison.theory._validation import require_int
+from ssmpoison.verify._mlp import mlp_forward, teacher_weights
 
-if TYPE_CHECKING:  # the configs live in ssmpoison.verify.gd
-    from ssmpoison.verify.gd import BeyondConfig, NonlinearConfig
+if TYPE_CHECKING:  # the configs live in ssmpoison.verify._gd_config
+    from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
 
 __all__ = [
     "init_rng",
@@ -172,7 +172,7 @@ def beyond_problem(config: BeyondConfig, seed: int, poisoned: bool, init_draw: i
 def nonlinear_problem(config: NonlinearConfig, seed: int, poisoned: bool, init_draw: int = 0):
     """One run of the non-linear row: initial ``(a, b, c, W1, W2, W3)``, inputs ``U`` and teacher labels ``f*(u)``.
 
-    ``W2`` is stored as ``z2 = W2 h1`` (:mod:`ssmpoison.verify.mlp`), the transpose of Keras' kernel.
+    ``W2`` is stored as ``z2 = W2 h1`` (:mod:`ssmpoison.verify._mlp`), the transpose of Keras' kernel.
 
     Arguments:
         config: the row's settings (a ``NonlinearConfig``).

@@ -1,4 +1,4 @@
-"""Reference objectives of the GD rows: the loss of a padded batch and its gradient, from :mod:`ssmpoison.verify.kernels`.
+"""Reference objectives of the GD rows: the loss of a padded batch and its gradient, from :mod:`ssmpoison.verify._kernels`.
 
 A batch holds R runs with per-run inputs ``U`` (R, N_max, H), labels ``y`` (R, N_max) and a
 ``mask`` (1 on the ``N_r`` real sequences of run r, 0 on padding). The loss of run r is
@@ -6,9 +6,9 @@ A batch holds R runs with per-run inputs ``U`` (R, N_max, H), labels ``y`` (R, N
     L_r = (1/N_r) sum_n (f_r(u^(r,n)) - y*^(r,n))^2,
 
 ``f = y_H`` for the bare SSM and ``f = g(y_H)`` for the SSM inside the ReLU head g. The SSM's
-part of the gradient is ``-``:func:`ssmpoison.verify.kernels.neg_gradient` with the run's
+part of the gradient is ``-``:func:`ssmpoison.verify._kernels.neg_gradient` with the run's
 residuals and, in the network, the head's slopes ``xi_n = g'(y_H(u^(n)))``; the head's from
-:func:`ssmpoison.verify.mlp.mlp_backward`. These are what the optimisers take (``dL/dtheta``,
+:func:`ssmpoison.verify._mlp.mlp_backward`. These are what the optimisers take (``dL/dtheta``,
 not its negative). The fused steppers (:mod:`ssmpoison.verify._gd_steppers`) do the same
 arithmetic in fewer operations; tests hold them to these.
 """
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssmpoison.verify import kernels
-from ssmpoison.verify.mlp import mlp_backward, mlp_forward
+from ssmpoison.verify import _kernels as kernels
+from ssmpoison.verify._mlp import mlp_backward, mlp_forward
 
 __all__ = ["beyond_objective", "nonlinear_objective"]
 

@@ -11,7 +11,7 @@ A stepper holds every run of a batch in one contiguous parameter array ``theta``
 
 They do the arithmetic of :func:`ssmpoison.verify._gd_objectives.beyond_objective` /
 ``nonlinear_objective`` with :class:`~ssmpoison.verify._gd_optimisers.AdaptiveStep` / ``Adam``
-(the formulas of :mod:`ssmpoison.verify.kernels`, written here with ``s_n = dL/dy_n`` and
+(the formulas of :mod:`ssmpoison.verify._kernels`, written here with ``s_n = dL/dy_n`` and
 ``q_j = sum_n s_n u^(n)_{H-1-j} = -w_j``): ``dL/da_i = c_i b_i sum_{j>=1} j q_j a_i^(j-1)``,
 ``dL/db_i = c_i sum_j q_j a_i^j``, ``dL/dc_i = b_i sum_j q_j a_i^j``. One product of ``s`` with
 the data columns of :func:`data_columns` gives every data-side sum of a step. They are the only
@@ -20,7 +20,7 @@ and ``tests/test_gd.py`` holds them to the reference objectives and optimisers.
 
 The beyond row's step (the adaptive step normalised, as in the paper's code, by the norm of
 the gradient of the *whole* recurrent matrix when ``full_matrix_norm``:
-:func:`ssmpoison.verify.kernels.neg_grad_a_matrix`) and the non-linear row's Adam step are
+:func:`ssmpoison.verify._kernels.neg_grad_a_matrix`) and the non-linear row's Adam step are
 applied to every run still in the batch.
 """
 
@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ssmpoison.verify.kernels import _hankel_index
+from ssmpoison.verify._kernels import _hankel_index
 
-if TYPE_CHECKING:  # the configs live in ssmpoison.verify.gd
-    from ssmpoison.verify.gd import BeyondConfig, NonlinearConfig
+if TYPE_CHECKING:  # the configs live in ssmpoison.verify._gd_config
+    from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
 
 __all__ = ["data_columns", "BeyondStepper", "NonlinearStepper"]
 

@@ -14,7 +14,7 @@ when moreover its final gradient vanishes (:data:`STALL_GRAD`). Finished runs le
 (their final state is kept) and the others go on in a smaller batch.
 
 Extrapolation errors: the beyond row's is the paper's
-(:func:`ssmpoison.theory.teacher.impulse_extrapolation_error` against the teacher
+(:func:`ssmpoison.theory._teacher.impulse_extrapolation_error` against the teacher
 ``K*_j = 1``); the non-linear row's is the relative error of the network over test sequences
 (:func:`nonlinear_extrapolation_error`).
 """
@@ -27,16 +27,16 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ssmpoison.theory.teacher import impulse_extrapolation_error
-from ssmpoison.theory.validation import require_int
+from ssmpoison.theory._teacher import impulse_extrapolation_error
+from ssmpoison.theory._validation import require_int
 from ssmpoison.verify import _gd_data
 from ssmpoison.verify._gd_data import nonlinear_test_inputs, stack_problems, teacher_outputs
 from ssmpoison.verify._gd_steppers import BeyondStepper, NonlinearStepper
-from ssmpoison.verify.kernels import outputs
-from ssmpoison.verify.mlp import mlp_forward
+from ssmpoison.verify._kernels import outputs
+from ssmpoison.verify._mlp import mlp_forward
 
-if TYPE_CHECKING:  # the configs live in ssmpoison.verify.gd
-    from ssmpoison.verify.gd import BeyondConfig, NonlinearConfig
+if TYPE_CHECKING:  # the configs live in ssmpoison.verify._gd_config
+    from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
 
 __all__ = [
     "Progress",
@@ -57,7 +57,7 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class StepObserver:
-    """Look at a training batch at chosen steps (for trajectories of metrics; :mod:`ssmpoison.verify.dynamics`).
+    """Look at a training batch at chosen steps (for trajectories of metrics; :mod:`ssmpoison.verify._dynamics`).
 
     ``callback(step, runs, params, loss)`` is called at each step in ``steps`` that the batch
     reaches, after the loss (and the divergence check) at the current parameters, i.e. after
@@ -264,7 +264,7 @@ def train_beyond(config: BeyondConfig, seeds, poisoned_flags, max_steps: int, pr
     Raises:
         ValueError: naming the argument (wrong config type, empty or bad seeds, flags, draws, budget).
     """
-    from ssmpoison.verify.gd import BeyondConfig
+    from ssmpoison.verify._gd_config import BeyondConfig
 
     runs, (params, loss, steps, status, reached) = _train_batch(
         config, BeyondConfig, _gd_data.beyond_problem, BeyondStepper, seeds, poisoned_flags, max_steps, progress,
@@ -288,7 +288,7 @@ def train_nonlinear(config: NonlinearConfig, seeds, poisoned_flags, max_steps: i
     Raises:
         ValueError: as in :func:`train_beyond`.
     """
-    from ssmpoison.verify.gd import NonlinearConfig
+    from ssmpoison.verify._gd_config import NonlinearConfig
 
     runs, (params, loss, steps, status, reached) = _train_batch(
         config, NonlinearConfig, _gd_data.nonlinear_problem, NonlinearStepper, seeds, poisoned_flags, max_steps,
@@ -303,7 +303,7 @@ def beyond_extrapolation_error(params, ext_length: int) -> float:
     """The beyond row's extrapolation error of one run: the paper's, against the teacher ``K*_j = 1``.
 
     ``max_{0<=j<J} |K_j - 1|`` with ``K_j = sum_i c_i b_i a_i^j`` and J = ``ext_length``
-    (:func:`ssmpoison.theory.teacher.impulse_extrapolation_error`, in the parameters' own
+    (:func:`ssmpoison.theory._teacher.impulse_extrapolation_error`, in the parameters' own
     number type; NaN for non-finite parameters).
 
     Arguments:

@@ -10,9 +10,9 @@ own parameters), chosen by the caller and passed in — e.g.
 
 The stiff part of the system is passed in the form the integrator needs:
 
-* :class:`ssmpoison.verify.expcoll.ExpColl` (exponential collocation) needs ``linear_part(y)``:
+* :class:`ssmpoison.verify._expcoll.ExpColl` (exponential collocation) needs ``linear_part(y)``:
   the frozen low-rank part ``L = -sum_r mu_r p_r q_r^T`` of the Jacobian at ``y``;
-* :class:`ssmpoison.verify.seulex.Seulex` (extrapolated linearly implicit Euler) needs
+* :class:`ssmpoison.verify._seulex.Seulex` (extrapolated linearly implicit Euler) needs
   ``make_solver(y)``: ``solve(h, r) = (I - h J(y))^{-1} r`` (:mod:`verify.linalg`).
 
 An integrator given ``None`` for what it needs raises ``ValueError`` naming the argument.

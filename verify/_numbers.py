@@ -21,7 +21,7 @@ from fractions import Fraction
 import gmpy2
 import numpy as np
 
-from ssmpoison.theory.validation import require_int
+from ssmpoison.theory._validation import require_int
 
 __all__ = [
     "MIN_PRECISION_BITS",

@@ -3,9 +3,9 @@
 A row model holds the settings of one row by horizon and knows how to run them:
 
 * :class:`TheoryRow` — gradient flow of the Theorem's construction, certified digits
-  (:mod:`ssmpoison.verify.theory_row`);
+  (:mod:`ssmpoison.verify._theory_row`);
 * :class:`BeyondRow` — A, B, C trained by full-batch GD with the adaptive step;
-* :class:`NonlinearRow` — SSM + ReLU head trained by Adam (both :mod:`ssmpoison.verify.gd_rows`).
+* :class:`NonlinearRow` — SSM + ReLU head trained by Adam (both :mod:`ssmpoison.verify._gd_rows`).
 
 Every model checks a horizon in one place (:meth:`RowModel.setting`), builds a user's own
 setting from a template (:meth:`RowModel.user_setting`), runs a tuple of settings
@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
-from ssmpoison.theory.validation import require_int
+from ssmpoison.theory._validation import require_int
 from ssmpoison.verify._settings import GDRowSetting, TheoryRowSetting, override
 
 __all__ = ["Progress", "RowModel", "TheoryRow", "BeyondRow", "NonlinearRow", "TheoryRowResult", "GDRowsResult"]
@@ -147,7 +147,7 @@ class TheoryRowResult:
 
     Arguments
         row: the row's name; settings: the settings run; precision_bits: the working precision (``None``: the
-        default path); runs: :class:`~ssmpoison.verify.theory_row.TheoryRowRun` by setting, condition, seed;
+        default path); runs: :class:`~ssmpoison.verify._theory_row.TheoryRowRun` by setting, condition, seed;
         seconds: wall time.
     """
 
@@ -159,7 +159,7 @@ class TheoryRowResult:
 
     @property
     def summaries(self) -> list[dict]:
-        from ssmpoison.verify.theory_row import row_summary
+        from ssmpoison.verify._theory_row import row_summary
 
         return [row_summary(self.runs, s, p) for s in self.settings for p in (False, True)]
 
@@ -191,8 +191,8 @@ class TheoryRow(RowModel):
 
     def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> TheoryRowResult:
         """Both flows for every seed of every setting, with certified digits
-        (:func:`ssmpoison.verify.theory_row.run_theory_row`)."""
-        from ssmpoison.verify.theory_row import run_theory_row
+        (:func:`ssmpoison.verify._theory_row.run_theory_row`)."""
+        from ssmpoison.verify._theory_row import run_theory_row
 
         settings = tuple(settings)
         total = sum(2 * len(s.seeds) for s in settings)
@@ -210,7 +210,7 @@ class TheoryRow(RowModel):
         return TheoryRowResult(self.name, settings, precision_bits, tuple(runs), time.perf_counter() - start)
 
     def text(self, result: TheoryRowResult) -> str:
-        from ssmpoison.verify.reporting import theory_row_text
+        from ssmpoison.verify._reporting import theory_row_text
 
         return theory_row_text(result, self.title)
 
@@ -224,7 +224,7 @@ class TheoryRow(RowModel):
         return cells
 
     def dynamics(self, setting, *, seed, conditions, extrapolation_length=None, points, progress=None):
-        from ssmpoison.verify.dynamics import theory_dynamics
+        from ssmpoison.verify._dynamics import theory_dynamics
 
         runs = []
         for k, poisoned in enumerate(conditions):
@@ -244,7 +244,7 @@ class TheoryRow(RowModel):
 
 @dataclass(frozen=True)
 class GDRowsResult:
-    """A GD row at its settings: one :class:`~ssmpoison.verify.gd_rows.GDRowResult` per setting."""
+    """A GD row at its settings: one :class:`~ssmpoison.verify._gd_rows.GDRowResult` per setting."""
 
     row: str
     results: tuple
@@ -252,12 +252,12 @@ class GDRowsResult:
     @property
     def ok(self) -> bool:
         """Every mean (each setting, each condition) could be computed."""
-        from ssmpoison.verify.gd_rows import condition_summary
+        from ssmpoison.verify._gd_rows import condition_summary
 
         return all(condition_summary(r.runs, p, r.published)["mean"] is not None for r in self.results for p in (False, True))
 
     def to_json(self) -> dict:
-        from ssmpoison.verify.gd_rows import row_json
+        from ssmpoison.verify._gd_rows import row_json
 
         return row_json(list(self.results))
 
@@ -274,8 +274,8 @@ class _GDRow(RowModel):
 
     def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> GDRowsResult:
         """Every seed of every setting without and with the special sequences, plus the spread draws
-        (:func:`ssmpoison.verify.gd_rows.run_gd_row`). ``precision_bits`` does not apply (float64)."""
-        from ssmpoison.verify.gd_rows import run_gd_row
+        (:func:`ssmpoison.verify._gd_rows.run_gd_row`). ``precision_bits`` does not apply (float64)."""
+        from ssmpoison.verify._gd_rows import run_gd_row
 
         if precision_bits is not None:
             raise ValueError(f"precision applies to the theory row only, not to the {self.name} row")
@@ -288,12 +288,12 @@ class _GDRow(RowModel):
         return GDRowsResult(self.name, tuple(results))
 
     def text(self, result: GDRowsResult) -> str:
-        from ssmpoison.verify.gd_rows import gd_row_text
+        from ssmpoison.verify._gd_rows import gd_row_text
 
         return gd_row_text(self.kind, list(result.results), self.title)
 
     def table1_cells(self, result: GDRowsResult):
-        from ssmpoison.verify.gd_rows import condition_summary
+        from ssmpoison.verify._gd_rows import condition_summary
 
         cells = []
         for r in result.results:
@@ -305,7 +305,7 @@ class _GDRow(RowModel):
         return cells
 
     def dynamics(self, setting, *, seed, conditions, extrapolation_length=None, points, progress=None):
-        from ssmpoison.verify.dynamics import gd_dynamics
+        from ssmpoison.verify._dynamics import gd_dynamics
 
         label = f"{self.name} row, GD"
         callback = None if progress is None else (lambda step, active: progress(label, step, None, f"active={active}"))

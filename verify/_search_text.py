@@ -1,7 +1,7 @@
 """Text of the search and replay results: what ``ssmpoison search`` and ``ssmpoison replay`` print.
 
-Rendering only: every number comes from a :class:`ssmpoison.verify.search.SearchReport`, a
-:class:`ssmpoison.verify.replay.ReplayReport` or a counterexample record, formatted here.
+Rendering only: every number comes from a :class:`ssmpoison.verify._search.SearchReport`, a
+:class:`ssmpoison.verify._replay.ReplayReport` or a counterexample record, formatted here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def record_lines(record: dict) -> list[str]:
     """A counterexample record in words and numbers (the same lines for ``search`` and ``replay``).
 
     Arguments:
-        record: a counterexample record (:func:`ssmpoison.verify.replay.counterexample_record`).
+        record: a counterexample record (:func:`ssmpoison.verify._replay.counterexample_record`).
 
     Returns:
         The lines: the failure and the sizes, the problem, the float64 screen, the certified values.
@@ -50,7 +50,7 @@ def search_report_text(report) -> str:
     """The text ``ssmpoison search`` prints.
 
     Arguments:
-        report: a :class:`ssmpoison.verify.search.SearchReport`.
+        report: a :class:`ssmpoison.verify._search.SearchReport`.
 
     Returns:
         The criteria, the explored space and its tallies, the shrinking, every certified
@@ -88,7 +88,7 @@ def replay_report_text(report) -> str:
     """The text ``ssmpoison replay`` prints.
 
     Arguments:
-        report: a :class:`ssmpoison.verify.replay.ReplayReport`.
+        report: a :class:`ssmpoison.verify._replay.ReplayReport`.
 
     Returns:
         Per record, blank-line separated: the replayed record (:func:`record_lines`), whether it

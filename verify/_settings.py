@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ssmpoison.theory.validation import require_int, require_real
+from ssmpoison.theory._validation import require_int, require_real
 from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
 
 __all__ = ["TheoryRowSetting", "GDRowSetting", "override", "setting_keys"]
@@ -51,7 +51,7 @@ class TheoryRowSetting:
         horizon: training horizon H (>= 3); the poison is ``u† = e_{H-2}``.
         state_dim: student dimension D (>= 2); it fixes the teacher's ``B* = (1, sqrt(D-1))``.
         init_scale, gap_exponent: the paper's initialisation
-            (:func:`ssmpoison.theory.construction.paper_initialisation`).
+            (:func:`ssmpoison.theory._construction.paper_initialisation`).
         seeds: seeds of numpy's legacy generator, one run per seed and condition.
         extrapolation_length: J of the extrapolation error ``max_{j<J} |K_j - K*_j| / max_{j<J} |K*_j|``.
         published_clean, published_poisoned: ``(source, mean)`` pairs of Table 1 ("poster", or "code" for the

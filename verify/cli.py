@@ -10,7 +10,6 @@ import sys
 import time
 
 from ssmpoison.verify import __version__
-
 __all__ = ["main"]
 
 
@@ -43,8 +42,8 @@ def _add_derive(sub) -> None:
 
 
 def _run_derive(args) -> int:
-    from ssmpoison.verify.derive_report import derive_report
-    from ssmpoison.verify.jsonio import write_json
+    from ssmpoison.verify._derive_report import derive_report
+    from ssmpoison.verify._jsonio import write_json
 
     report = derive_report(args.state_dim, args.horizon, args.samples, args.train)
     if args.json != "-":
@@ -125,7 +124,7 @@ _SETTING_OPTIONS = {
 
 def _option_values(args, model) -> dict:
     """The setting options given on the command line, typed, as the row's setting keys."""
-    from ssmpoison.theory.validation import require_int, require_real
+    from ssmpoison.theory._validation import require_int, require_real
 
     values = {}
     for dest, (kind, _) in _SETTING_OPTIONS.items():
@@ -149,7 +148,7 @@ def _add_reproduce(sub) -> None:
     p = sub.add_parser(
         "reproduce",
         help="reproduce a row of the paper's Table 1 with certified digits, published values beside",
-        description="Reproduce a row of Table 1 (SPEC §6), or run a row on your own setting (options below or a TOML "
+        description="Reproduce a row of Table 1 (proofs_notes/00_setting.md §6), or run a row on your own setting (options below or a TOML "
         "file given with --config, whose keys are the row's setting keys and 'row'; a setting that is not the paper's "
         "is printed without published values). The theory row runs the gradient flows without and with the poison "
         "u† = e_{H-2} and reports each extrapolation error with its certified digits (agreement with an independent, "
@@ -176,7 +175,7 @@ def _add_reproduce(sub) -> None:
 def _reproduce_settings(args, model, config: dict) -> tuple:
     """The settings to run: the published ones at ``--horizon`` (default every horizon of the row), or the
     user's own when a settings file or setting options are given."""
-    from ssmpoison.theory.validation import require_int
+    from ssmpoison.theory._validation import require_int
     from ssmpoison.verify._settings import override
 
     options = _option_values(args, model)
@@ -193,11 +192,11 @@ def _reproduce_settings(args, model, config: dict) -> tuple:
 
 
 def _run_reproduce(args) -> int:
-    from ssmpoison.theory.validation import require_int
+    from ssmpoison.theory._validation import require_int
     from ssmpoison.verify._numbers import require_precision_bits
     from ssmpoison.verify._registry import row_model
-    from ssmpoison.verify.jsonio import write_json
-    from ssmpoison.verify.workers import default_jobs
+    from ssmpoison.verify._jsonio import write_json
+    from ssmpoison.verify._workers import default_jobs
 
     config = {} if args.config is None else _read_config(args.config)
     file_row = config.pop("row", None)
@@ -264,11 +263,11 @@ def _add_check(sub) -> None:
 
 
 def _run_check(args) -> int:
-    from ssmpoison.theory.theorem import TheoremSetting
-    from ssmpoison.theory.validation import require_int, require_real
+    from ssmpoison.theory._theorem import TheoremSetting
+    from ssmpoison.theory._validation import require_int, require_real
     from ssmpoison.verify._registry import row_model
-    from ssmpoison.verify.check import check_setting, paper_setting, report_text
-    from ssmpoison.verify.jsonio import write_json
+    from ssmpoison.verify._check import check_setting, paper_setting, report_text
+    from ssmpoison.verify._jsonio import write_json
 
     model = row_model(args.row)
     if not model.checkable:
@@ -317,11 +316,14 @@ def _add_dynamics(sub) -> None:
     )
     p.add_argument("--row", default="theory", help="theory (gradient flow), beyond or nonlinear (gradient descent), "
                    "or a registered row")
-    p.add_argument("--horizon", required=True, metavar="H", help="horizon of the row (theory 7|9, beyond 6|10, nonlinear 6)")
+    from ssmpoison.verify._registry import ROWS
+
+    published = ", ".join(f"{name} {'|'.join(map(str, model.horizons))}" for name, model in ROWS.items())
+    p.add_argument("--horizon", required=True, metavar="H", help=f"horizon of the row ({published})")
     p.add_argument("--seed", metavar="K", help="seed of the run (default: the row's first published seed)")
     p.add_argument("--condition", default="both", help="clean, poisoned or both (side by side)")
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNG figures (created if missing)")
-    p.add_argument("--extrapolate-to", metavar="J", help="extrapolation length (default: the row's, 20 or 40)")
+    p.add_argument("--extrapolate-to", metavar="J", help="extrapolation length (default: the row's)")
     p.add_argument("--stem", metavar="NAME", help="file-name stem of the figures (default ROW_HH_seedK)")
     _add_json(p)
     p.set_defaults(run=_run_dynamics, command="dynamics")
@@ -330,11 +332,11 @@ def _add_dynamics(sub) -> None:
 def _run_dynamics(args) -> int:
     from pathlib import Path
 
-    from ssmpoison.theory.validation import require_int
+    from ssmpoison.theory._validation import require_int
     from ssmpoison.verify._registry import row_model
-    from ssmpoison.verify.dynamics import CONDITIONS, dynamics_json, dynamics_text, run_dynamics
-    from ssmpoison.verify.dynamics_plots import plot_dynamics
-    from ssmpoison.verify.jsonio import write_json
+    from ssmpoison.verify._dynamics import CONDITIONS, dynamics_json, dynamics_text, run_dynamics
+    from ssmpoison.verify._dynamics_plots import plot_dynamics
+    from ssmpoison.verify._jsonio import write_json
 
     model = row_model(args.row)
     if args.condition not in CONDITIONS:
@@ -386,8 +388,8 @@ def _add_search(sub) -> None:
 def _run_search(args) -> int:
     from ssmpoison.verify._progress import TqdmProgress
     from ssmpoison.verify._search_text import search_report_text
-    from ssmpoison.verify.jsonio import check_json_path, write_json
-    from ssmpoison.verify.search import SearchConfig, run_search
+    from ssmpoison.verify._jsonio import check_json_path, write_json
+    from ssmpoison.verify._search import SearchConfig, run_search
 
     dims = (1, 2) if args.teacher_dim is None else (args.teacher_dim,)
     config = SearchConfig(budget=args.budget, seed=args.seed, teacher_dims=dims, jobs=args.jobs)
@@ -415,8 +417,8 @@ def _add_replay(sub) -> None:
 
 def _run_replay(args) -> int:
     from ssmpoison.verify._search_text import replay_report_text
-    from ssmpoison.verify.jsonio import check_json_path, write_json
-    from ssmpoison.verify.replay import load_records, replay_records
+    from ssmpoison.verify._jsonio import check_json_path, write_json
+    from ssmpoison.verify._replay import load_records, replay_records
 
     check_json_path(args.json)
     report = replay_records(load_records(args.file))

@@ -1,0 +1,206 @@
+"""The Theorem's construction and the paper's initialisation (note 00 §5–6).
+
+* Teacher (D* = 2): ``A* = diag(1, 0)``, ``B* = (1, sqrt(D-1))^T``, ``C* = B*^T``, whose
+  impulse response is derived here exactly with SymPy: ``K*_j = C* A*^j B*``, i.e.
+  ``K*_0 = 1 + (D-1) = D`` (``A*^0 = I``) and ``K*_j = 1`` for ``j >= 1``
+  (``A*^j = diag(1, 0)`` kills the second coordinate).
+* Training sets: the non-special impulse ``e_0`` (label ``K*_{H-1}``) and, for the
+  poisoned set, the special sequence ``u† = e_{H-2}`` (label ``K*_1``). Labels are the
+  teacher's outputs ``y_H(u) = sum_k K*_{H-1-k} u_k``, computed, not typed.
+* The paper's initialisation of the student's diagonal (numpy's legacy generator) and the
+  extrapolation error of note 00 §5 (generic over number types). The published settings and
+  numbers of the theory row are Table 1's, in ``ssmpoison.verify._registry``.
+
+Everything works for any student dimension ``D >= 2`` and horizon ``H >= 3``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ssmpoison.theory._teacher import Teacher, impulse_extrapolation_error
+from ssmpoison.theory._training_set import TrainingSet, impulse
+from ssmpoison.theory._validation import require_finite_sequence, require_int, require_real
+
+__all__ = [
+    "teacher_matrices",
+    "teacher_impulse_response",
+    "teacher_label",
+    "clean_training_set",
+    "poisoned_training_set",
+    "paper_initialisation",
+    "extrapolation_error",
+]
+
+
+def teacher_matrices(state_dim: int):
+    """The teacher ``(A*, B*, C*)`` for a student of dimension ``state_dim`` as exact SymPy matrices."""
+    import sympy  # only here: the numeric paths need not pay SymPy's import
+
+    D = require_int("state_dim", state_dim, minimum=2)
+    A = sympy.diag(1, 0)
+    B = sympy.Matrix([1, sympy.sqrt(D - 1)])
+    return A, B, B.T
+
+
+@functools.lru_cache(maxsize=256)
+def teacher_impulse_response(state_dim: int, length: int) -> tuple[int, ...]:
+    """Exact teacher impulse response ``(K*_0, ..., K*_{length-1})``, ``K*_j = C* A*^j B*``: ``(D, 1, 1, ...)``.
+
+    The Theorem's teacher is :class:`ssmpoison.theory._teacher.Teacher` with the one entry 1 (integer
+    arithmetic on its entries ``(1, 0)`` and gains ``c*_i b*_i = (1, D - 1)``); the tests hold
+    every ``K*_j`` against ``C* A*^j B*`` of :func:`teacher_matrices` in SymPy.
+    """
+    D = require_int("state_dim", state_dim, minimum=2)
+    return Teacher((1,), D).impulse_response(length)
+
+
+def teacher_label(sequence, state_dim: int = 2):
+    """Clean label ``y*(u) = sum_k K*_{H-1-k} u_k`` of one input sequence (exact for exact inputs)."""
+    D = require_int("state_dim", state_dim, minimum=2)
+    return Teacher((1,), D).label(sequence)
+
+
+def clean_training_set(horizon: int, state_dim: int = 2) -> TrainingSet:
+    """The Theorem's non-special training set ``{e_0}`` with its teacher label ``K*_{H-1} = 1``.
+
+    ``state_dim`` is the student dimension D that fixes the teacher's ``B*``; the label does
+    not depend on it because ``e_0`` never meets ``K*_0 = D`` (only ``u_{H-1}`` does).
+    """
+    H = require_int("horizon", horizon, minimum=3)
+    u = impulse(H, 0)
+    return TrainingSet((u,), (teacher_label(u, state_dim),))
+
+
+def poisoned_training_set(horizon: int, state_dim: int = 2) -> TrainingSet:
+    """:func:`clean_training_set` plus the special ``u† = e_{H-2}`` with its clean label ``K*_1 = 1``."""
+    clean = clean_training_set(horizon, state_dim)
+    poison = impulse(clean.horizon, clean.horizon - 2)
+    return clean.with_sequence(poison, teacher_label(poison, state_dim))
+
+
+def paper_gap(init_scale: float, gap_exponent: float) -> float:
+    """The gap of the paper's initialisation: ``diff = 0.05 / exp(k log10(1 / s))``.
+
+    The paper's code writes it with numpy, ``0.05 / np.exp(k * np.log10(1 / s))``, and sets
+    ``x[1] = x[0] - diff`` on a diagonal sorted descending (:func:`with_paper_gap`); this is
+    the one copy of that rule (the theory row's A, and A and B of the GD rows).
+
+    Arguments:
+        init_scale: the scale ``s > 0`` of the initial draws.
+        gap_exponent: the exponent ``k``.
+
+    Returns:
+        ``diff`` as a float64 number.
+
+    Raises:
+        ValueError: ``init_scale`` not positive, or ``diff`` not finite (naming ``gap_exponent``).
+    """
+    scale = float(require_real("init_scale", init_scale, positive=True))
+    k = float(require_real("gap_exponent", gap_exponent))
+    with np.errstate(over="ignore", divide="ignore"):
+        diff = 0.05 / np.exp(k * np.log10(1 / scale))
+    if not np.isfinite(diff):
+        raise ValueError(f"gap_exponent={k} gives a non-finite diff={diff}")
+    return diff
+
+
+def with_paper_gap(entries, init_scale: float, gap_exponent: float) -> np.ndarray:
+    """A copy of ``entries`` (sorted descending) with the paper's gap: ``x[1] = x[0] - diff``.
+
+    Arguments:
+        entries: the sorted diagonal, at least two entries.
+        init_scale, gap_exponent: as in :func:`paper_gap`.
+
+    Returns:
+        The new array (same dtype as ``entries``).
+    """
+    x = np.array(entries, copy=True)
+    x[1] = x[0] - paper_gap(init_scale, gap_exponent)
+    return x
+
+
+def paper_initialisation(seed: int, state_dim: int, init_scale: float, gap_exponent: float) -> np.ndarray:
+    """The paper's initial diagonal of A for the theory row, bit for bit, as a float64 array.
+
+    The paper's recipe is ``np.random.seed(seed); a = init_scale * np.random.rand(D)``,
+    sorted descending, then the gap ``a[1] = a[0] - diff`` (:func:`paper_gap`). A private
+    ``np.random.RandomState(seed)`` draws the same numbers as the legacy global generator
+    without changing its state.
+
+    Arguments:
+        seed: the run's seed, ``0 <= seed < 2**32``.
+        state_dim: the student dimension ``D >= 2``.
+        init_scale: the scale of the draws (positive).
+        gap_exponent: the exponent ``k`` of the gap.
+
+    Returns:
+        The diagonal, shape ``(D,)``, strictly decreasing and positive.
+
+    Raises:
+        ValueError: naming the parameter, when the gap does not leave ``a[0] > a[1] > a[2]``
+            and ``a[1] > 0`` (collapsed, negative or order-breaking gap), or when two draws
+            coincide (entries must be distinct).
+    """
+    seed = require_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    D = require_int("state_dim", state_dim, minimum=2)
+    scale = float(require_real("init_scale", init_scale, positive=True))
+    k = float(require_real("gap_exponent", gap_exponent))
+
+    a = scale * np.random.RandomState(seed).random_sample(D)
+    a = np.sort(a)[::-1].copy()
+    diff = paper_gap(scale, k)
+    if not diff < a[0]:
+        raise ValueError(
+            f"gap_exponent={k} gives diff={diff:.6g} >= a[0]={a[0]:.6g}: a[1] = a[0] - diff would not be positive"
+        )
+    second = a[0] - diff
+    if not second < a[0]:
+        raise ValueError(
+            f"gap_exponent={k} gives diff={diff:.6g}, below the float64 resolution of a[0]={a[0]:.6g}: "
+            "a[1] would equal a[0]"
+        )
+    if D >= 3 and not second > a[2]:
+        raise ValueError(
+            f"gap_exponent={k} gives a[1] = a[0] - diff = {second:.6g} <= a[2] = {a[2]:.6g}: "
+            "the entries would no longer be distinct and sorted"
+        )
+    a = with_paper_gap(a, scale, k)
+    if not np.all(a[1:] < a[:-1]):
+        raise ValueError(f"seed={seed} draws coinciding entries: the initialisation must have distinct entries")
+    return a
+
+
+def extrapolation_error(a, b, c, state_dim: int, length: int):
+    """The Theorem's extrapolation error ``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|``.
+
+    ``K_j = sum_i c_i b_i a_i^j`` is the student's impulse response and ``K*`` the Theorem's
+    teacher's (``K*_0 = D``, ``K*_j = 1`` for ``j >= 1``); computed by
+    :func:`ssmpoison.theory._teacher.impulse_extrapolation_error`, so generic over the number
+    type of ``a, b, c`` (float64, ``gmpy2.mpfr``, ``mpmath.mpf`` in their own context, or
+    ``int``/``Fraction``, which give an exact ``Fraction``).
+
+    Arguments:
+        a, b, c: the student's entries, D each.
+        state_dim: the student dimension ``D >= 2`` (it also fixes ``K*_0 = D``).
+        length: the number of lags ``J >= 1``.
+
+    Returns:
+        The error in the number type of the inputs.
+
+    Raises:
+        ValueError: naming the parameter, for a wrong length or a non-finite entry.
+    """
+    D = require_int("state_dim", state_dim, minimum=2)
+    J = require_int("length", length, minimum=1)
+    entries = {}
+    for name, values in (("a", a), ("b", b), ("c", c)):
+        try:
+            items = list(values)
+        except TypeError:
+            raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from None
+        require_finite_sequence(name, items, length=D)
+        entries[name] = items
+    return impulse_extrapolation_error(entries["a"], entries["b"], entries["c"], teacher_impulse_response(D, J))
