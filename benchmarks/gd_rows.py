@@ -10,7 +10,7 @@ runs, per second of wall time.
      :func:`ssmpoison.verify._kernels.neg_grad_a_matrix` for the norm, :class:`ssmpoison.verify._gd_optimisers.AdaptiveStep`):
      what the fused copy of the formulas (:mod:`ssmpoison.verify._gd_steppers`) buys;
    * **plain loop** — one run at a time, written with the per-run kernels of
-     :mod:`verify.kernels` (residuals, ``neg_grad_abc``, ``neg_grad_a_matrix`` for the adaptive
+     :mod:`ssmpoison.verify.kernels` (residuals, ``neg_grad_abc``, ``neg_grad_a_matrix`` for the adaptive
      step's norm), with the same stopping rule;
    * **fused, one at a time** — the vectorised trainer given one run at a time (the batch of 1):
      what batching alone buys, with the per-step code held fixed.

@@ -97,7 +97,7 @@ class PoisonedFlow:
         return ((1 - s_last) ** 2 + (1 - s1) ** 2) / 2
 
     def check_against_kernels(self, a):
-        """Max deviation of the closed forms from ``verify.kernels`` at ``a`` (1-D)."""
+        """Max deviation of the closed forms from ``ssmpoison.verify.kernels`` at ``a`` (1-D)."""
         H = self.H
         U = np.zeros((2, H), dtype=np.int64)
         U[0, 0] = U[1, H - 2] = 1

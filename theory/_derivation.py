@@ -17,7 +17,7 @@ arbitrary differentiable ``g``, where every ``delta_n`` is replaced by ``delta_n
 ``xi_n = g'(y_H(u^(n)))``.
 
 Everything numeric in the project is generated from (or tested against) these
-expressions; see :mod:`verify.backends`.
+expressions; see :mod:`ssmpoison.verify._backends`.
 """
 
 from __future__ import annotations

@@ -318,7 +318,7 @@ def _working_precision(a0: list, horizon: int, label, prec_bits: int, extra_bits
 def clean_limit(a0, horizon: int, label=1, prec_bits: int = DEFAULT_PREC_BITS) -> list:
     """Limit ``a(inf)`` of the clean flow from ``a(0) = a0`` (B = C = 1, training set {e_0}).
 
-    Args:
+    Arguments:
         a0: initial diagonal, positive finite entries (floats, ints, Fractions, mpf, mpfr).
         horizon: H >= 3.
         label: the label ``y* > 0`` of ``e_0`` (the theory row uses ``K*_{H-1} = 1``).

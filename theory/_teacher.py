@@ -38,7 +38,7 @@ __all__ = ["Teacher", "impulse_extrapolation_error"]
 class Teacher:
     """Teacher with non-zero, distinct entries ``alpha`` (``|alpha_k| <= 1``) for a student of dimension ``student_dim``.
 
-    Args:
+    Arguments:
         entries: ``alpha_1, ..., alpha_{D*}`` (``1 <= D* <= student_dim``); exact numbers stay exact.
         student_dim: the student's dimension D (>= 1); it fixes ``K*_0 = D``.
     """

@@ -6,7 +6,7 @@ fixed; teacher ``A* = diag(1, 0)``, ``B* = (1, sqrt(D-1))``, ``C* = B*^T`` (``K*
 ``{e_0, u† = e_{H-2}}`` with clean labels; the claim concerns extrapolation to ``H' > H+1``.
 
 Note 00 §5 does not state the paper's technical conditions. The ones here are *derived*, as
-sufficient conditions, from the exact reduction of the clean flow (:mod:`theory.oracle`):
+sufficient conditions, from the exact reduction of the clean flow (:mod:`ssmpoison.theory._oracle`):
 with ``p = H - 3 > 0`` and ``x_i = a_i(0)^{-p}``, the flow keeps ``x_i - a_i(t)^{-p}`` equal
 for all ``i`` and its limit is ``a_i(inf) = (x_i - s*)^{-1/p}`` with ``s* < x_1 = min x``.
 Hence, for every entry but the largest,

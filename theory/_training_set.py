@@ -24,7 +24,7 @@ TRAIN_CHOICES = ("a", "abc")
 class TrainingSet:
     """Sequences ``inputs[n] = (u^(n)_0, ..., u^(n)_{H-1})`` with labels ``labels[n] = y*^(n)``.
 
-    Args:
+    Arguments:
         inputs: N sequences, all of the same length H >= 2.
         labels: N finite labels.
     """

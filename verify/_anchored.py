@@ -122,7 +122,7 @@ def anchored_linear_part(z, r, kappa, U, scale, *, precision_bits: int):
     by divided differences) and ``q_r = T^T v_r``, re-bi-orthonormalised in the working
     precision; ``mu_r = scale |G v_r|^2`` (Rayleigh quotient, working precision).
 
-    Arguments
+    Arguments:
         z: the state in anchored coordinates, ``(..., D)``, in the working type.
         r: the anchors (:func:`anchor_index`).
         kappa: the common gain ``c_i b_i``.
@@ -130,7 +130,7 @@ def anchored_linear_part(z, r, kappa, U, scale, *, precision_bits: int):
         scale: the loss's weight ``2/N``, in the working type.
         precision_bits: the working precision (the float64 eigenvectors are converted to it).
 
-    Returns
+    Returns:
         ``(mu, P, Q)``: ``mu`` of shape ``(..., R)``, ``P, Q`` of shape ``(..., R, D)``.
     """
     a = from_anchored(z, r)

@@ -1,4 +1,4 @@
-"""Numeric functions generated from the SymPy derivation (:mod:`theory.derivation`).
+"""Numeric functions generated from the SymPy derivation (:mod:`ssmpoison.theory._derivation`).
 
 ``generated_functions(D, H, N, train, backend)`` lambdifies the exact expressions of
 one shape once (cached) and returns a :class:`GeneratedFunctions` whose methods take

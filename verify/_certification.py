@@ -1,7 +1,7 @@
 """The certification policy: at which precisions a result is computed and re-computed, and how many digits it may claim.
 
 A result is certified by its agreement with an independent, more accurate re-run
-(:mod:`verify.certify`). One frozen :class:`CertificationPolicy` says how: the theory row and
+(:mod:`ssmpoison.verify._certify`). One frozen :class:`CertificationPolicy` says how: the theory row and
 the checker (:func:`ssmpoison.verify._certified_flow.certified_flows`) and the search
 (:func:`ssmpoison.verify._counterexample.certify_failure`, its replay) all read it.
 
@@ -49,7 +49,7 @@ _ORACLE_MIN_BITS, _ORACLE_REFERENCE_EXTRA_BITS = 64, 64
 class CertificationPolicy:
     """Run precision, reference precision, digit cap and targets of a certification (module docstring).
 
-    Arguments
+    Arguments:
         precision_bits: the run's working precision ``P`` (>= 53), or ``None``: the fast path.
         target_digits: fast path only: runs whose float64 result certifies fewer digits are
             re-reported from the longdouble run, certified by an 80-bit re-run (>= 1).
@@ -57,7 +57,7 @@ class CertificationPolicy:
             run's (in (0, 1]); ``None``: the re-run precision's own default tolerance.
         max_steps: step budget of every run; ``None``: :class:`~ssmpoison.verify._flow.FlowOptions`' default.
 
-    Raises
+    Raises:
         ValueError: a field out of range (the message names it).
     """
 

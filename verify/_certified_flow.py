@@ -2,15 +2,15 @@
 
 ``certified_flows(problems, quantity, policy)`` integrates gradient flows and reports a
 scalar ``quantity(a, b, c)`` of each limit (e.g. the extrapolation error) with its
-certified significant digits (:mod:`verify.certify`), under a
+certified significant digits (:mod:`ssmpoison.verify._certify`), under a
 :class:`~ssmpoison.verify._certification.CertificationPolicy` (the precisions of the run and
 of its re-run, the digit cap; its docstring states the fast path and the ``P``-bit path):
 
 * **Exact oracle** (clean flows with B = C = 1 and the single training sequence e_0, all
-  entries positive; :mod:`theory.oracle`): the limit is the root of a one-dimensional
+  entries positive; :mod:`ssmpoison.theory._oracle`): the limit is the root of a one-dimensional
   equation, solved at the run's precision and, for the reference, at 64 more bits; both
   include the guard bits the cancellation needs.
-* **Integration** (everything else): the gradient flows of :mod:`verify.flow`, run and re-run
+* **Integration** (everything else): the gradient flows of :mod:`ssmpoison.verify._flow`, run and re-run
   at the policy's precisions. The reference also carries its own loss threshold, so the
   truncation of the flow at convergence is part of what is certified.
 """
@@ -215,7 +215,7 @@ def certified_flows(
 ) -> list[CertifiedRun]:
     """Run every flow and certify ``quantity(a, b, c)`` of its limit (see the module docstring).
 
-    Arguments
+    Arguments:
         problems: flows; those that share training set, B, C and ``train`` are integrated together.
         quantity: function of the limit's ``a, b, c`` (sequences of ``mpmath.mpf``), evaluated under
             ``mpmath.workprec``; e.g. ``lambda a, b, c: extrapolation_error(a, b, c, D, 20)``.
@@ -224,7 +224,7 @@ def certified_flows(
         use_oracle: use the exact oracle where it applies (else integrate every flow).
         t_max: time limit of the integrations.
 
-    Returns
+    Returns:
         One :class:`CertifiedRun` per problem, in order.
     """
     results: dict[int, CertifiedRun] = {}

@@ -1,6 +1,6 @@
 """The Theorem as a checker: conditions, both certified flows, and a verdict.
 
-``check_setting(setting)`` evaluates the conditions of :mod:`theory.theorem`, runs the flow
+``check_setting(setting)`` evaluates the conditions of :mod:`ssmpoison.theory._theorem`, runs the flow
 without and with the poison ``u† = e_{H-2}`` through :func:`ssmpoison.verify._certified_flow.certified_flows`
 (the exact oracle for the clean flow where it applies), and compares the outcome with the
 Theorem's prediction: the clean flow extrapolates to ``H'`` (error within the tolerance) and
@@ -132,12 +132,12 @@ class CheckReport:
 def check_setting(setting: TheoremSetting, precision_bits: int | None = None, clean_tolerance: float = 1e-2) -> CheckReport:
     """Evaluate the conditions, run both flows with certified digits, and compare with the Theorem.
 
-    Arguments
+    Arguments:
         setting: horizon, initial diagonal and extrapolation horizon.
         precision_bits: ``None`` for the default certified path, else the working precision in bits.
         clean_tolerance: extrapolation error up to which the clean flow counts as generalising.
 
-    Returns
+    Returns:
         The :class:`CheckReport` (rendered by :func:`report_text`, or as JSON by its ``to_json``).
     """
     tol = require_real("clean_tolerance", clean_tolerance, positive=True)

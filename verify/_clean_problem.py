@@ -47,7 +47,7 @@ def decode_number(name: str, x):
 class CleanProblem:
     """Teacher, N input sequences (clean labels derived), and the initial diagonal ``a0`` of the student.
 
-    Arguments
+    Arguments:
         teacher: the clean-label teacher; its ``student_dim`` is the student's D.
         inputs: N >= 1 sequences of a common length H >= 3.
         a0: D non-zero, distinct initial entries with ``|a0_i| <= init_scale``.

@@ -75,7 +75,7 @@ SEARCH_FLOW_OPTIONS = FlowOptions(precision_bits=53, max_steps=400)
 class SearchCriteria:
     """Thresholds of the two criteria (see the module docstring).
 
-    Arguments
+    Arguments:
         rank_margin: greedy learning fails when ``erank > D* + rank_margin`` (> 0).
         escape_fraction: an entry escaped when ``|a_i| >= escape_fraction * min |alpha|`` (in (0, 1]).
         extrapolation_threshold: extrapolation fails when the error exceeds it (> 0).
@@ -249,17 +249,17 @@ def certify_failure(
 ) -> CertifiedFailure:
     """Re-run ``problem`` at high precision (module docstring) and certify ``criterion``'s failure.
 
-    Arguments
+    Arguments:
         problem: the non-special problem.
         criterion: one of :data:`CRITERIA`.
         criteria: the thresholds.
         policy: the precisions of the runs (its ``precision_ladder``, ``precision_bits`` >= 64)
             and their step budget.
 
-    Returns
+    Returns:
         :class:`CertifiedFailure`.
 
-    Raises
+    Raises:
         ValueError: an unknown criterion, or a policy below 64 bits (or the fast path).
     """
     if criterion not in CRITERIA:

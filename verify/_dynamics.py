@@ -2,7 +2,7 @@
 
 Greedy low-rank learning made visible (note 00 §3): which entry of A escapes first, how the
 effective rank evolves, what gamma^(0) does. A run is recorded at many points and the
-metrics of :mod:`verify.metrics` are computed at each:
+metrics of :mod:`ssmpoison.verify._metrics` are computed at each:
 
 * **Any gradient flow** (:func:`flow_dynamics`): the flow of any :class:`ssmpoison.verify._flow.FlowProblem`
   (any training set, initialisation, B and C), integrated by :func:`ssmpoison.verify._flow.run_flow`
@@ -12,14 +12,14 @@ metrics of :mod:`verify.metrics` are computed at each:
   without or with the poison u† = e_{H-2}, for any seed of the paper's initialisation;
   extrapolation error over the setting's J (``ssmpoison.theory._construction.extrapolation_error``).
 * **The GD rows** (:func:`gd_dynamics`): one seed of a "beyond" or "non-linear" setting trained
-  by :mod:`verify.gd` (all requested conditions in one batch), the parameters observed at
+  by :mod:`ssmpoison.verify._gd_training` (all requested conditions in one batch), the parameters observed at
   log-spaced steps (:func:`log_spaced_steps`) plus the final step. In the non-linear row the
   residuals are the network's, ``delta_n = y*_n - g(y_H(u^(n)))``, and every gamma^(l) carries
   the slopes ``xi_n = g'(y_H(u^(n)))`` of the ReLU head (note 00 §3).
 
 :func:`run_dynamics` is the job (a row, a setting, a seed, the conditions -> a
 :class:`DynamicsResult`); :func:`dynamics_text` and :func:`dynamics_json` render it and
-:mod:`verify.dynamics_plots` draws its figures. Nothing here prints. Everything is
+:mod:`ssmpoison.verify._dynamics_plots` draws its figures. Nothing here prints. Everything is
 deterministic: the same arguments give the same series and the same JSON.
 """
 
@@ -154,7 +154,7 @@ def theory_dynamics(setting: TheoryRowSetting, seed: int | None = None, poisoned
                     extrapolation_length: int | None = None, *, row: str = "theory") -> DynamicsRun:
     """The recorded flow of a theory-row setting (only A trained, B = C = 1) without or with u† = e_{H-2}.
 
-    Arguments
+    Arguments:
         setting: the theory row's setting; seed: of the paper's initialisation (default the setting's first);
         poisoned: add u†; points: most points kept; extrapolation_length: J of the extrapolation error
         (default the setting's); row: the name the run carries.
@@ -204,7 +204,7 @@ def gd_dynamics(setting: GDRowSetting, seed: int | None = None, conditions=(Fals
     (False = without, True = with special sequences), trained in one batch and observed at
     :func:`log_spaced_steps` of the step budget plus the final step.
 
-    Arguments
+    Arguments:
         setting: the row's setting; seed: default its first; points: most observed steps;
         max_steps: default the setting's step budget; extrapolation_length: J (default the config's);
         progress: ``progress(step, active_runs)``, passed to the trainer; row: the name the runs carry.
@@ -273,7 +273,7 @@ def _conditions(condition: str) -> tuple[bool, ...]:
 class DynamicsResult:
     """The recorded runs of one seed of one setting of a row, and the time they took.
 
-    Arguments
+    Arguments:
         row: the row's name; setting: its setting; seed: the run's seed; condition: clean, poisoned or both;
         runs: one :class:`DynamicsRun` per condition; seconds: wall time of the runs.
     """
@@ -299,13 +299,13 @@ def run_dynamics(row: str, setting, *, seed=None, condition: str = "both", extra
                  points: int = DEFAULT_POINTS, progress=None) -> DynamicsResult:
     """The recorded runs of the registered ``row`` at ``setting`` for ``condition`` (clean, poisoned or both).
 
-    Arguments
+    Arguments:
         row: a registered row's name (:func:`ssmpoison.verify._registry.row_model`), which says how to run.
         setting: the row's setting (a published one or the user's own).
         seed: default the setting's first; extrapolation_length: default the setting's J;
         progress: ``progress(label, done, total, note)`` (:data:`ssmpoison.verify._rows.Progress`).
 
-    Raises
+    Raises:
         ValueError: naming the argument.
     """
     from ssmpoison.verify._registry import row_model

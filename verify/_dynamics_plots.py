@@ -1,4 +1,4 @@
-"""Figures of recorded training dynamics (:mod:`verify.dynamics`), as PNG files (matplotlib, Agg).
+"""Figures of recorded training dynamics (:mod:`ssmpoison.verify._dynamics`), as PNG files (matplotlib, Agg).
 
 For every run four figures against time (log axis: gradient-flow time t, or GD step):
 

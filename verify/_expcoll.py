@@ -35,8 +35,8 @@ contracting are abandoned early and the step shortened by the observed contracti
 
 Arithmetic: the explicit working precision ``precision_bits`` selects it (53 bits: float64,
 64: longdouble, else object arrays of ``gmpy2.mpfr`` at that precision, in a gmpy2 context the
-integrator enters itself; :mod:`verify._numbers`). The method is used through the interface
-of :mod:`verify._integrator`: an :class:`ExpColl` value holds its parameters,
+integrator enters itself; :mod:`ssmpoison.verify._numbers`). The method is used through the interface
+of :mod:`ssmpoison.verify._integrator`: an :class:`ExpColl` value holds its parameters,
 :meth:`ExpColl.integrate` takes the system, the tolerances and the precision. In float types
 the state is carried as ``y + y_lo`` (compensated sums), so rounding does not accumulate
 over the steps; the flows of the theory row are ill-conditioned enough for this to matter
@@ -82,13 +82,13 @@ class ExpColl:
     Implements :class:`ssmpoison.verify._integrator.Integrator`; the tolerances, the step budget
     and the working precision are arguments of :meth:`integrate`.
 
-    Arguments
+    Arguments:
         nodes: Gauss–Legendre nodes ``M`` (2 to 40); ``None``: :func:`default_nodes` of the precision.
         max_picard: Picard sweeps per step attempt; ``None``: ``2M + 10`` (400 with ``fixed_step``).
         initial_step: first step size; ``None`` picks ``0.01 ‖y0‖ / ‖f(y0)‖``.
         fixed_step: keep ``h = initial_step`` throughout (order-of-convergence tests).
 
-    Raises
+    Raises:
         ValueError: ``nodes`` out of range, or ``fixed_step`` without ``initial_step``.
     """
 
@@ -124,7 +124,7 @@ class ExpColl:
     ) -> IntegrationResult:
         """Integrate ``y' = fun(y)`` (``y`` of shape ``(B, D)``) by exponential collocation.
 
-        Arguments
+        Arguments:
             fun: ``fun(y) -> f(y)``, same shape as ``y``.
             y0: initial state ``(B, D)``, converted to the working type of ``precision_bits``.
             t0, t_end: numbers (``t_end`` may be ``float("inf")`` when ``stop`` ends the run).
@@ -140,10 +140,10 @@ class ExpColl:
             make_solver: not used.
             stop, observe, blowup: as in :class:`ssmpoison.verify._integrator.Integrator`.
 
-        Returns
+        Returns:
             :class:`~ssmpoison.verify._integrator.IntegrationResult` with ``details["nodes"] = M``.
 
-        Raises
+        Raises:
             ValueError: bad tolerances, or no ``linear_part``.
         """
         check_tolerances(rtol, atol, max_steps)

@@ -1,23 +1,23 @@
 """Gradient-flow engine: ``d theta/dt = -grad L_H(theta)`` on any training set, in any precision.
 
-The right-hand side and its Jacobian come from :mod:`verify.kernels` (held against the
+The right-hand side and its Jacobian come from :mod:`ssmpoison.verify.kernels` (held against the
 SymPy derivation by the tests). The integrator is a value of the interface of
-:mod:`verify._integrator`, chosen with :attr:`FlowOptions.integrator`; its default,
+:mod:`ssmpoison.verify._integrator`, chosen with :attr:`FlowOptions.integrator`; its default,
 :func:`default_integrator`, depends on what is trained:
 
 * only A trained (B, C fixed): exponential collocation (:class:`ssmpoison.verify._expcoll.ExpColl`)
   with the frozen stiff part ``-(2/N) G^T G`` of the Jacobian (rank N, exact exponential);
   when every ``c_i b_i`` is one number and ``D >= 2`` in the anchored coordinates of
-  :mod:`verify.anchored` (``FlowOptions.anchored``);
+  :mod:`ssmpoison.verify._anchored` (``FlowOptions.anchored``);
 * A, B, C trained: SEULEX (:class:`ssmpoison.verify._seulex.Seulex`) with the dense
-  ``3D x 3D`` Jacobian of :func:`ssmpoison.verify._kernels.jacobian_abc` (:mod:`verify.linalg`).
+  ``3D x 3D`` Jacobian of :func:`ssmpoison.verify._kernels.jacobian_abc` (:mod:`ssmpoison.verify._linalg`).
 
 SEULEX can also integrate a flow of A alone (``J = diag(d) - (2/N) G^T G``, solves by
 Sherman–Morrison–Woodbury, in ``a``-coordinates); exponential collocation cannot integrate
 a flow of A, B, C (its stiff part is not of that form).
 
 The working precision ``FlowOptions.precision_bits`` selects the number type
-(:mod:`verify._numbers`): 53 bits → ``float64``, 64 bits → x86 ``longdouble``, anything else →
+(:mod:`ssmpoison.verify._numbers`): 53 bits → ``float64``, 64 bits → x86 ``longdouble``, anything else →
 ``gmpy2.mpfr`` at that precision; it is passed explicitly to the integrator. The flow runs
 until the training loss falls below a threshold tied to the precision (``loss_tol``, default
 ``4**-(precision_bits - 8)``, i.e. residuals near ``2**-precision_bits``): status
@@ -56,10 +56,10 @@ FLOW_STATUSES = (Status.CONVERGED, Status.DIVERGED, Status.TIME_LIMIT)
 def default_integrator(train: str) -> Integrator:
     """The integrator a flow uses when :attr:`FlowOptions.integrator` is ``None``.
 
-    Arguments
+    Arguments:
         train: ``"a"`` (only A trained) or ``"abc"``.
 
-    Returns
+    Returns:
         ``ExpColl()`` — exponential collocation — for ``"a"`` (its stiff part is the exact
         low-rank ``-(2/N) G^T G``); ``Seulex()`` for ``"abc"``.
     """
@@ -70,13 +70,13 @@ def default_integrator(train: str) -> Integrator:
 class FlowProblem:
     """Gradient flow of ``L_H`` on ``training_set`` from ``a0`` (and ``b``, ``c``).
 
-    Arguments
+    Arguments:
         training_set: the N sequences and labels.
         a0: initial diagonal of A (length D >= 1).
         b, c: B and C (fixed when ``train == "a"``, initial values when ``"abc"``); default all ones.
         train: ``"a"`` or ``"abc"``.
 
-    Raises
+    Raises:
         ValueError: a field out of range (the message names it).
     """
 
@@ -110,9 +110,9 @@ class FlowProblem:
 class FlowOptions:
     """Precision, integrator and stopping rules of a flow (validated on construction).
 
-    Arguments
+    Arguments:
         precision_bits: working precision in bits (>= 53): 53 = float64, 64 = longdouble, else gmpy2.
-        integrator: the integrator, a value of the interface of :mod:`verify._integrator`
+        integrator: the integrator, a value of the interface of :mod:`ssmpoison.verify._integrator`
             (``ExpColl(...)`` or ``Seulex(...)``); ``None`` chooses :func:`default_integrator`
             of what is trained (exponential collocation for A alone, SEULEX for A, B, C).
         rtol: integrator tolerance; default ``10**-(digits - 2)`` with
@@ -124,10 +124,10 @@ class FlowOptions:
         record: keep ``(t, theta, loss)`` after every accepted step.
         anchored: with exponential collocation, only A trained and every ``c_i b_i`` equal:
             integrate in anchored coordinates (the gaps ``a_i - a_r`` to the largest entry are
-            the state, :mod:`verify.anchored`), which keeps near-ties of entries at full
+            the state, :mod:`ssmpoison.verify._anchored`), which keeps near-ties of entries at full
             relative precision. SEULEX always integrates in ``a``-coordinates.
 
-    Raises
+    Raises:
         ValueError: an option out of range (the message names it).
     """
 
@@ -202,12 +202,12 @@ def lowrank_linear_part(G, scale, *, precision_bits: int):
     splitting (the integrator treats ``f - L (y - y_n)`` as the forcing), so float64 accuracy
     of the directions only moves a float64-rounding fraction of the stiffness there.
 
-    Arguments
+    Arguments:
         G: the output gradients, shape ``(B, N, D)``, in the working type.
         scale: the loss's weight ``2/N``, in the working type.
         precision_bits: the working precision.
 
-    Returns
+    Returns:
         ``(mu, V)``: ``mu`` of shape ``(B, R)``, ``V`` of shape ``(B, R, D)``.
     """
     dtype = G.dtype
@@ -242,15 +242,15 @@ def run_flows(problems: list[FlowProblem], options: FlowOptions = FlowOptions())
     Each result has its own convergence time; the batch runs until every member has
     converged or diverged, or the time / step limit is reached.
 
-    Arguments
+    Arguments:
         problems: the flows (at least one); they must share ``training_set``, ``b``, ``c``,
             ``train`` and the state dimension.
         options: precision, integrator and stopping rules.
 
-    Returns
+    Returns:
         One :class:`FlowResult` per problem, in order.
 
-    Raises
+    Raises:
         ValueError: no problems, problems that differ in what they must share, or an
             integrator that cannot integrate the flow (exponential collocation for A, B, C).
     """

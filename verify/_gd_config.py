@@ -60,7 +60,7 @@ def _reported_extra(extra_steps: int, log_period: int) -> int:
 class _GDConfig:
     """The fields every GD row shares, validated once by :meth:`_validate`.
 
-    Arguments
+    Arguments:
         horizon: training horizon H (>= 3); the special sequences sit at position ``H-2``.
         state_dim: student dimension D (>= 2).
         gap_k: exponent k of the gap ``diff = 0.05 / exp(k log10(1/sd))`` between the two largest entries.

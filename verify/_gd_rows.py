@@ -44,7 +44,7 @@ __all__ = [
 class GDRowResult:
     """One row at one setting: its own runs (initialisation draw 0), the spread runs, the wall time.
 
-    Arguments
+    Arguments:
         row: the row's name; setting: the setting run; runs: the runs of draw 0; spread_runs: those of
         draws ``1..draws``; draws: the spread's draws per seed; seconds: wall time of the batch.
     """
@@ -78,14 +78,14 @@ def run_gd_row(setting: GDRowSetting, *, row: str | None = None, draws: int | No
     """Train the row at ``setting``: its seeds with initialisation draw 0 and, if ``draws > 0``,
     draws ``1..draws`` for the spread, all in one batch.
 
-    Arguments
+    Arguments:
         setting: the row's setting at one horizon (its config says which trainer runs).
         row: the name the result carries (default ``"beyond"`` or ``"nonlinear"`` by the config).
         draws: further initialisation draws per seed (default the setting's).
         max_steps: updates allowed per run (default the setting's step budget).
         progress: ``progress(finished_runs, total_runs, step)``, called as the batch advances.
 
-    Raises
+    Raises:
         ValueError: naming the argument.
     """
     if not isinstance(setting, GDRowSetting):

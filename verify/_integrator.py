@@ -13,7 +13,7 @@ The stiff part of the system is passed in the form the integrator needs:
 * :class:`ssmpoison.verify._expcoll.ExpColl` (exponential collocation) needs ``linear_part(y)``:
   the frozen low-rank part ``L = -sum_r mu_r p_r q_r^T`` of the Jacobian at ``y``;
 * :class:`ssmpoison.verify._seulex.Seulex` (extrapolated linearly implicit Euler) needs
-  ``make_solver(y)``: ``solve(h, r) = (I - h J(y))^{-1} r`` (:mod:`verify.linalg`).
+  ``make_solver(y)``: ``solve(h, r) = (I - h J(y))^{-1} r`` (:mod:`ssmpoison.verify._linalg`).
 
 An integrator given ``None`` for what it needs raises ``ValueError`` naming the argument.
 
@@ -42,7 +42,7 @@ INTEGRATOR_STATUSES = (Status.T_END, Status.STOPPED, Status.BLOWUP, Status.STEP_
 class IntegrationResult:
     """Outcome of an integration.
 
-    Arguments
+    Arguments:
         t: the time reached, in the working type.
         y: the state at ``t``, in the working type.
         status: how the run ended (one of :data:`INTEGRATOR_STATUSES`).
@@ -87,7 +87,7 @@ class Integrator(Protocol):
     ) -> IntegrationResult:
         """Integrate ``y' = fun(y)`` from ``(t0, y0)`` towards ``t_end``.
 
-        Arguments
+        Arguments:
             fun: ``fun(y) -> f(y)``, same shape as ``y`` (leading batch axes allowed).
             y0: the initial state; converted to the working type of ``precision_bits``.
             t0, t_end: numbers (int, float, Fraction, str or working-type scalars); ``t_end``
@@ -101,10 +101,10 @@ class Integrator(Protocol):
             observe: ``observe(t, y)``, called after every accepted step (before ``stop``).
             blowup: the run ends (``BLOWUP``) after the first accepted step with some ``|y_i| > blowup``.
 
-        Returns
+        Returns:
             :class:`IntegrationResult`.
 
-        Raises
+        Raises:
             ValueError: bad tolerances, ``t_end <= t0``, or the stiff part it needs not given.
         """
         ...
@@ -113,7 +113,7 @@ class Integrator(Protocol):
 def check_tolerances(rtol, atol, max_steps) -> None:
     """Validate the tolerances and step budget of :meth:`Integrator.integrate`.
 
-    Raises
+    Raises:
         ValueError: ``rtol`` not a positive finite number, ``atol`` not a non-negative finite
             number, ``max_steps`` not a positive int (the message names the argument).
     """

@@ -110,18 +110,18 @@ def diag_plus_lowrank_solver(d, G, scale):
     Uses the Sherman–Morrison–Woodbury identity described in the module docstring; the
     ``N x N`` capacitance matrix is inverted by :func:`inverse` once per ``h``.
 
-    Arguments
+    Arguments:
         d: array ``(..., D)``, the diagonal part of the Jacobian.
         G: array ``(..., N, D)``, the low-rank factor; ``G^T G`` has rank at most ``N``.
         scale: positive weight of the low-rank part (``2/N`` for the mean-squared loss). An
             ``int`` or :class:`fractions.Fraction` is exact in every working type; a ``float``
             is used with its binary value.
 
-    Returns
+    Returns:
         ``solve(h, r)`` for ``h`` a scalar of the working type and ``r`` of shape ``(..., D)``
         (broadcasting against the batch axes of ``d`` and ``G``).
 
-    Raises
+    Raises:
         ValueError: ``G`` does not match ``d``, or ``scale`` is not positive.
     """
     d, G = np.asarray(d), np.asarray(G)

@@ -3,7 +3,7 @@
 A trajectory is a list of points ``(t, a, b, c, loss)`` — gradient-flow time or GD step,
 the diagonal of A, B, C and the training loss — as recorded by
 ``ssmpoison.verify._flow.run_flow(problem, FlowOptions(record=True)).trajectory`` or built from a GD
-trainer (:mod:`verify.dynamics`). At every point, with the training set ``(U, y*)``:
+trainer (:mod:`ssmpoison.verify._dynamics`). At every point, with the training set ``(U, y*)``:
 
 * the largest entry magnitude ``max_i |a_i|``;
 * the effective rank ``erank(A) = exp(-sum_i p_i ln p_i)``, ``p_i = |a_i| / sum_j |a_j|``
@@ -236,7 +236,7 @@ def trajectory_series(
 ) -> DynamicsSeries:
     """Metrics of note 00 §3 at every point of ``trajectory = [(t, a, b, c, loss), ...]``.
 
-    Args:
+    Arguments:
         trajectory: the points, in order of time (e.g. ``FlowResult.trajectory``, or a
             selection of it by :func:`select_points`).
         training_set: the sequences ``u^(n)`` and labels ``y*_n`` the run was trained on.

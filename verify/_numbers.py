@@ -42,15 +42,15 @@ MIN_PRECISION_BITS = 53
 def require_precision_bits(value, *, name: str = "precision_bits", minimum: int = MIN_PRECISION_BITS) -> int:
     """The one validation of a working precision.
 
-    Arguments
+    Arguments:
         value: the precision in bits (an integer, or a decimal string as the CLI passes it).
         name: the parameter's name in the error message (the CLI's flag is ``precision``).
         minimum: the lowest precision accepted (53; 64 where a run must beat float64).
 
-    Returns
+    Returns:
         ``value`` as an ``int``.
 
-    Raises
+    Raises:
         ValueError: ``"<name> must be an integer ..."`` or ``"<name> must be >= <minimum>, got ..."``.
     """
     return require_int(name, value, minimum=minimum)

@@ -81,7 +81,7 @@ ROWS: dict[str, RowModel] = {
 def row_model(name) -> RowModel:
     """The registered row called ``name``.
 
-    Raises
+    Raises:
         ValueError: ``row must be one of ...`` for a name that is not registered.
     """
     if not isinstance(name, str) or name not in ROWS:
@@ -92,7 +92,7 @@ def row_model(name) -> RowModel:
 def register_row(model: RowModel) -> RowModel:
     """Add ``model`` (a :class:`TheoryRow`, :class:`BeyondRow` or :class:`NonlinearRow`) under its name.
 
-    Raises
+    Raises:
         ValueError: when it is not a row model or the name is taken.
     """
     if not isinstance(model, RowModel):

@@ -19,11 +19,11 @@ def _fmt_published(summary: dict) -> str:
 def theory_row_text(result, title: str) -> str:
     """The table of a theory-row result: every run with its certified digits, the means, the published values.
 
-    Arguments
+    Arguments:
         result: a :class:`~ssmpoison.verify._rows.TheoryRowResult`.
         title: the row's title (its first line, followed by the precision).
 
-    Returns
+    Returns:
         The text, one line per run and per mean, without a final newline.
     """
     precision = result.precision_bits

@@ -39,12 +39,12 @@ Progress = Callable[[str, int, "int | None", str], None]
 class RowModel:
     """The settings of one row of Table 1 by horizon, and how to run, render and record them.
 
-    Arguments
+    Arguments:
         name: the row's name on the command line (``--row NAME``) and in the JSON.
         settings: its settings, one per horizon (the first is the template of a user's own setting).
         title: the first line of its printed table (default: the name and the kind of row).
 
-    Raises
+    Raises:
         ValueError: when ``settings`` is empty, of the wrong kind or repeats a horizon.
     """
 
@@ -86,7 +86,7 @@ class RowModel:
     def setting(self, horizon):
         """The row's setting at ``horizon``.
 
-        Raises
+        Raises:
             ValueError: ``horizon must be one of ... for the NAME row`` when the row has no setting there.
         """
         H = require_int("horizon", horizon)
@@ -145,7 +145,7 @@ class RowModel:
 class TheoryRowResult:
     """The theory row's certified runs at its settings.
 
-    Arguments
+    Arguments:
         row: the row's name; settings: the settings run; precision_bits: the working precision (``None``: the
         default path); runs: :class:`~ssmpoison.verify._theory_row.TheoryRowRun` by setting, condition, seed;
         seconds: wall time.

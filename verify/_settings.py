@@ -47,7 +47,7 @@ def _published(name: str, values) -> tuple[tuple[str, float], ...]:
 class TheoryRowSetting:
     """The theory row at one horizon: the Theorem's construction with the paper's initialisation.
 
-    Arguments
+    Arguments:
         horizon: training horizon H (>= 3); the poison is ``u† = e_{H-2}``.
         state_dim: student dimension D (>= 2); it fixes the teacher's ``B* = (1, sqrt(D-1))``.
         init_scale, gap_exponent: the paper's initialisation
@@ -59,7 +59,7 @@ class TheoryRowSetting:
         final_time_clean, final_time_poisoned: fixed final times of the published float64 integrations
             (``None`` for a setting that is not the paper's).
 
-    Raises
+    Raises:
         ValueError: naming the first invalid argument.
     """
 
@@ -106,7 +106,7 @@ class TheoryRowSetting:
 class GDRowSetting:
     """A gradient-descent row at one horizon: the training config, the seeds, the step budget and the spread.
 
-    Arguments
+    Arguments:
         config: a :class:`BeyondConfig` or :class:`NonlinearConfig` (horizon, D, initialisation, data, stopping).
         seeds: one run per seed and condition (numpy's legacy generator draws each run's data).
         epochs: updates allowed before the loss must have reached ``config.tol`` (the paper's epochs).
@@ -114,7 +114,7 @@ class GDRowSetting:
         published_clean, published_poisoned: means of Table 1 without / with the special sequences
             (``None`` where the paper gives none).
 
-    Raises
+    Raises:
         ValueError: naming the first invalid argument.
     """
 
@@ -212,17 +212,17 @@ def _replace(setting, key: str, value):
 def override(setting, values: Mapping[str, Any], *, source: str = "config", published=None):
     """``setting`` with ``values`` (key -> value) put in, validated key by key.
 
-    Arguments
+    Arguments:
         setting: a :class:`TheoryRowSetting` or :class:`GDRowSetting` (the template).
         values: the user's keys (:func:`setting_keys`) and values, typed as TOML types them.
         source: the word that opens each error message (``config`` for a file, ``option`` for the CLI).
         published: the published setting the result is compared with (default ``setting``): if the result
             equals it, it is returned with its published values; otherwise the result carries none.
 
-    Returns
+    Returns:
         The new setting.
 
-    Raises
+    Raises:
         ValueError: ``"{source} key 'K' ..."`` for an unknown key, a value of the wrong type or a bad value.
     """
     keys = setting_keys(setting)

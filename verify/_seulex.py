@@ -82,7 +82,7 @@ estimate stalls at steps ``h ~ 1/|λ|``; the propagated filter removes the stall
 Arithmetic
 ----------
 The working precision is the explicit argument ``precision_bits`` of
-:meth:`Seulex.integrate` (:mod:`verify._numbers`): 53 bits compute in ``float64``,
+:meth:`Seulex.integrate` (:mod:`ssmpoison.verify._numbers`): 53 bits compute in ``float64``,
 64 bits in ``numpy.longdouble``, anything else in ``object`` arrays of ``gmpy2.mpfr``
 at that precision (the integrator enters a gmpy2 context of that precision itself; the
 caller's context is left alone). All constants (extrapolation coefficients, tolerances,
@@ -91,7 +91,7 @@ times) are converted to the working type with
 way. Only the control logic (error ratios, step factors) runs in Python floats, which
 does not affect the accuracy of the solution.
 
-The integrator is used through the interface of :mod:`verify._integrator`: a
+The integrator is used through the interface of :mod:`ssmpoison.verify._integrator`: a
 :class:`Seulex` value holds the control parameters, :meth:`Seulex.integrate` takes the
 system, the tolerances and the precision.
 """
@@ -172,7 +172,7 @@ class Seulex:
     Implements :class:`ssmpoison.verify._integrator.Integrator`; the tolerances, the step budget
     and the working precision are arguments of :meth:`integrate`.
 
-    Arguments
+    Arguments:
         max_order: highest extrapolation column; ``None`` chooses :func:`default_max_order`
             of the working precision. At least 3.
         sequence: step-number sequence: ``"hairer"`` (1,2,3,4,6,8,12,...), ``"stiff"``
@@ -191,7 +191,7 @@ class Seulex:
         filter_error: ``"propagated"`` (default), ``"implicit"`` or ``"none"``: how the error
             estimate is filtered before the norm is taken (module docstring).
 
-    Raises
+    Raises:
         ValueError: a parameter out of range (the message names it).
     """
 
@@ -254,7 +254,7 @@ class Seulex:
     ) -> IntegrationResult:
         """Integrate the autonomous system ``y' = fun(y)`` from ``(t0, y0)`` towards ``t_end > t0``.
 
-        Arguments
+        Arguments:
             fun: ``fun(y) -> f(y)``, same shape as ``y`` (leading batch axes allowed).
             y0: initial state, converted to the working type of ``precision_bits``.
             t0, t_end: numbers (int, float, Fraction, str or working-type scalars); ``t_end``
@@ -273,12 +273,12 @@ class Seulex:
             blowup: the run ends with status ``BLOWUP`` after the first accepted step with some
                 ``|y_i| > blowup``.
 
-        Returns
+        Returns:
             :class:`~ssmpoison.verify._integrator.IntegrationResult` with ``details``
             ``n_solves``, ``n_jacobians``, ``order_counts`` (accepted steps per order),
             ``final_order`` and ``final_step`` (the step size the controller proposed next).
 
-        Raises
+        Raises:
             ValueError: bad tolerances, ``t_end <= t0`` or no ``make_solver``.
         """
         check_tolerances(rtol, atol, max_steps)
@@ -332,16 +332,16 @@ def extrapolated_step(fun, solve, y, h, k: int, sequence: str = "hairer", *, pre
 
     Used to measure the order of each column.
 
-    Arguments
+    Arguments:
         fun: ``fun(y) -> f(y)``.
-        solve: ``solve(h, r) = (I - h J)^{-1} r`` for the Jacobian ``J`` at ``y`` (:mod:`verify.linalg`).
+        solve: ``solve(h, r) = (I - h J)^{-1} r`` for the Jacobian ``J`` at ``y`` (:mod:`ssmpoison.verify._linalg`).
         y: the state, in the working type of ``precision_bits``.
         h: the step, in the working type (see :func:`ssmpoison.verify._numbers.to_working`).
         k: the order (the number of columns).
         sequence: the step-number sequence (:func:`step_numbers`).
         precision_bits: the working precision.
 
-    Returns
+    Returns:
         ``T_{k,k}``, in the working type.
     """
     y = np.asarray(y)

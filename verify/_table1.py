@@ -33,12 +33,12 @@ class Table1Result:
 def reproduce_table1(*, precision_bits: int | None = None, jobs: int = 1, progress=None) -> Table1Result:
     """Run every row of Table 1 at every published horizon.
 
-    Arguments
+    Arguments:
         precision_bits: working precision of the rows it applies to (the theory row); ``None``: the default path.
         jobs: worker processes for the rows that use them.
         progress: ``progress(label, done, total, note)`` (:data:`ssmpoison.verify._rows.Progress`).
 
-    Returns
+    Returns:
         A :class:`Table1Result`.
     """
     start = time.perf_counter()

@@ -4,7 +4,7 @@ For each :class:`~ssmpoison.verify._settings.TheoryRowSetting` (the paper's are
 :mod:`ssmpoison.verify._registry`'s), each of its seeds and each condition (without / with the
 poison u† = e_{H-2}), the student starts from the paper's initialisation, trains A (B = C = 1) by
 gradient flow to convergence, and the extrapolation error over the setting's J steps is
-reported with its certified digits (:mod:`verify.certified_flow`).
+reported with its certified digits (:mod:`ssmpoison.verify._certified_flow`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class TheoryRowRun:
 def theory_row_problems(setting: TheoryRowSetting, poisoned: bool) -> list[tuple[int, FlowProblem]]:
     """``(seed, problem)`` for every seed of ``setting``, without or with the poison.
 
-    Arguments
+    Arguments:
         setting: the theory row's setting at one horizon.
         poisoned: add ``u† = e_{H-2}`` to the training set ``{e_0}``.
     """
@@ -70,7 +70,7 @@ def theory_row_problems(setting: TheoryRowSetting, poisoned: bool) -> list[tuple
 def run_theory_row(settings, precision_bits: int | None = None, progress=None, parallel: int = 1) -> list[TheoryRowRun]:
     """Run the row at ``settings`` (a sequence of :class:`TheoryRowSetting` with distinct horizons).
 
-    Arguments
+    Arguments:
         settings: the settings to run, in the order of the result.
         precision_bits: ``None`` for the fast path, else the working precision in bits (>= 53)
             (:class:`~ssmpoison.verify._certification.CertificationPolicy`).
@@ -79,10 +79,10 @@ def run_theory_row(settings, precision_bits: int | None = None, progress=None, p
             (:func:`ssmpoison.verify._workers.worker_pool`), longer horizons first so that the processes finish
             together, while the clean flows (exact oracle) run in this process.
 
-    Returns
+    Returns:
         The runs, by setting, condition (clean first) and seed.
 
-    Raises
+    Raises:
         ValueError: naming the argument.
     """
     settings = tuple(settings)
