@@ -24,8 +24,8 @@ def _public(package):
 def test_public_name_imports_is_documented_and_private_underneath(mod, name):
     value = getattr(mod, name)
     assert f"`{name}`" in mod.__doc__, f"{mod.__name__}.{name} is not listed in the package docstring"
-    if isinstance(value, types.ModuleType):
-        assert value.__name__.split(".")[-1].startswith("_") and value.__doc__
+    if isinstance(value, types.ModuleType):  # only the reference formulas are exported as a namespace
+        assert value.__name__ == "ssmpoison.verify._kernels" and value.__doc__
     elif inspect.isclass(value) or inspect.isfunction(value):
         assert value.__module__.split(".")[-1].startswith("_"), f"{name} is defined in a public module"
         assert value.__doc__ and value.__doc__.strip(), f"{mod.__name__}.{name} has no docstring"

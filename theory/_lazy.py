@@ -30,7 +30,7 @@ def lazy_surface(package: str, exports: dict[str, tuple[str, ...]]):
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         mod = importlib.import_module(f"{package}.{module}")
-        value = mod if module == "_" + name else getattr(mod, name)
+        value = mod if module == "_" + name and not hasattr(mod, name) else getattr(mod, name)
         globals_of_package = importlib.import_module(package).__dict__
         globals_of_package[name] = value
         return value
