@@ -36,7 +36,7 @@ def timed(fn, *args, **kwargs):
 
 def error_at(a0, horizon, bits, length):
     """Oracle limit at ``bits`` and its extrapolation error in ``bits``-bit arithmetic."""
-    limit, wall = timed(clean_limit, a0, horizon, prec_bits=bits)
+    limit, wall = timed(clean_limit, a0, horizon, precision_bits=bits)
     ones = [1] * len(a0)
     with mpmath.workprec(bits):
         return extrapolation_error(limit, ones, ones, len(a0), length), wall
@@ -64,7 +64,7 @@ def main() -> None:
             a0 = paper_initialisation(seed, row.state_dim, row.init_scale, row.gap_exponent)
             e200, w200 = error_at(a0, H, 200, J)
             e400, w400 = error_at(a0, H, 400, J)
-            t, wt = timed(clean_convergence_time, a0, H, LOSS_THRESHOLD, prec_bits=TIME_BITS)
+            t, wt = timed(clean_convergence_time, a0, H, LOSS_THRESHOLD, precision_bits=TIME_BITS)
             errors.append(e400)
             print(
                 f"{H:>2} {seed:>4} {mpmath.nstr(e400, 17):>22} {digits_of_agreement(e200, e400, 400):>14.1f} "

@@ -93,7 +93,7 @@ def _truth(problem, horizon, bits):
     """The exact oracle at 256 bits (clean flows) or one run of our engine at ``bits`` (poisoned)."""
     D, J = published_setting("theory", horizon).state_dim, published_setting("theory", horizon).extrapolation_length
     if oracle_applies(problem):
-        a = clean_limit(problem.a0, horizon, problem.training_set.labels[0], prec_bits=256)
+        a = clean_limit(problem.a0, horizon, problem.training_set.labels[0], precision_bits=256)
         with mpmath.workprec(256):
             return extrapolation_error(a, [1] * D, [1] * D, D, J)
     r = run_flow(problem, FlowOptions(precision_bits=bits))

@@ -52,7 +52,7 @@ def test_float64_matches_mpmath_50_digits(problem):
     mp = generated_functions(D, H, N, train, "mpmath")
     bits = int(50 * 3.33) + 8
     for q in QUANTITIES:
-        ref = getattr(mp, q)(a, b, c, U, y, bits=bits)
+        ref = getattr(mp, q)(a, b, c, U, y, precision_bits=bits)
         got = getattr(f64, q)(np.array(a), np.array(b), np.array(c), U, y)
         assert _normwise_rel(got, ref) <= 1e-12, q
 
@@ -67,7 +67,7 @@ def test_mpmath_matches_exact_rationals(problem):
     bits = int(50 * 3.33) + 8
     for q in QUANTITIES:
         exact = exact_values(d, q, a, b, c, U, y)
-        got = _as_list(getattr(mp, q)(a, b, c, U, y, bits=bits))
+        got = _as_list(getattr(mp, q)(a, b, c, U, y, precision_bits=bits))
         with mpmath.workprec(400):
             ref = [mpmath.mpf(e.p) / e.q for e in exact]
             scale = max([abs(r) for r in ref] + [mpmath.mpf(1)])

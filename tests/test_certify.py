@@ -115,3 +115,27 @@ def test_every_json_status_is_a_status_value():
         found = list(_statuses(payload))
         assert found and all(type(s) is Status for s in found), found
         assert all(Status(s) in Status for s in _statuses(json.loads(json.dumps(payload))))
+
+
+def test_every_gd_and_dynamics_json_status_is_a_status_value():
+    """The JSON of a short GD-row run (own and spread runs, summaries) and of dynamics runs (a theory-row
+    flow, a beyond-row training): every ``status`` and every key of ``excluded_statuses`` is a Status
+    member before serialisation and a Status value after it."""
+    import dataclasses
+    import json
+
+    from ssmpoison.verify import Status, published_setting
+    from ssmpoison.verify._dynamics import dynamics_json, run_dynamics
+    from ssmpoison.verify._gd_rows import row_json, run_gd_row
+
+    beyond = dataclasses.replace(published_setting("beyond", 6), seeds=(200,), epochs=30, draws=1)
+    gd = row_json([run_gd_row(beyond)])
+    theory = dynamics_json(run_dynamics("theory", published_setting("theory", 7), seed=242, condition="both", points=20))
+    gd_dynamics = dynamics_json(run_dynamics("beyond", beyond, seed=200, condition="both", points=10))
+    for payload in (gd, theory, gd_dynamics):
+        found = list(_statuses(payload))
+        assert found and all(type(s) is Status for s in found), found
+        assert all(Status(s) in Status for s in _statuses(json.loads(json.dumps(payload))))
+    excluded = [k for s in gd["summary"] + gd["spread"] for k in s["excluded_statuses"]]
+    assert excluded and all(type(k) is Status for k in excluded), excluded
+    assert all(Status(k) in Status for s in json.loads(json.dumps(gd))["summary"] for k in s["excluded_statuses"])

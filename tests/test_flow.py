@@ -64,7 +64,7 @@ def test_integrator_agrees_with_exact_oracle_at_high_precision():
     a0 = (0.31, 0.3, 0.12)
     r = run_flow(FlowProblem(clean_training_set(5), a0), FlowOptions(precision_bits=160))
     assert r.status == "converged"
-    exact = clean_limit(a0, 5, prec_bits=300)
+    exact = clean_limit(a0, 5, precision_bits=300)
     with mpmath.workprec(300):
         err = max(abs(to_mpf(x) - e) / abs(e) for x, e in zip(r.a, exact))
     assert err < mpmath.mpf("1e-30")
@@ -156,7 +156,7 @@ def test_float64_convergence_time_matches_exact_quadrature():
 
     a0 = (0.31, 0.3, 0.12, 0.05)
     for H, tol in ((5, 1e-20), (6, 1e-40)):
-        exact = float(clean_convergence_time(a0, H, tol, prec_bits=64))
+        exact = float(clean_convergence_time(a0, H, tol, precision_bits=64))
         assert abs(_oracle_time(a0, H, 1, tol) - exact) <= 1e-6 * exact
 
 
@@ -242,7 +242,7 @@ def test_integrator_takes_precision_bits_explicitly_without_ambient_context():
     assert gmpy2.get_context().precision == 53
     assert res.status == Status.STOPPED
     assert all(isinstance(v, gmpy2.mpfr) and v.precision == 128 for v in res.y.ravel())
-    exact = clean_limit(a0, H, prec_bits=300)
+    exact = clean_limit(a0, H, precision_bits=300)
     with mpmath.workprec(300):  # back to a-coordinates outside the integrator: in mpmath, not at gmpy2's 53 bits
         limit = from_anchored(np.vectorize(to_mpf, otypes=[object])(res.y), anchor)[0]
         err = max(abs(x - e) / abs(e) for x, e in zip(limit, exact))

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ssmpoison.theory import paper_initialisation
-from ssmpoison.theory._oracle import DEFAULT_PREC_BITS, clean_convergence_time, clean_limit, conserved_quantities_proof
+from ssmpoison.theory._oracle import DEFAULT_PRECISION_BITS, clean_convergence_time, clean_limit, conserved_quantities_proof
 from ssmpoison.verify import published_setting, row_model
 
 HEYOKA_BITS = 128
@@ -53,7 +53,7 @@ def heyoka_clean_flow(a0, horizon, label, event_level, extra_time, prec=HEYOKA_B
 
 def event_level(a0, horizon, label, threshold):
     """The value of ``S_{H-1}`` at which the loss ``(S_{H-1} - y*)^2`` equals ``threshold``."""
-    with mpmath.workprec(DEFAULT_PREC_BITS):
+    with mpmath.workprec(DEFAULT_PRECISION_BITS):
         S0 = mpmath.fsum(mpmath.mpf(v) ** (horizon - 1) for v in a0)
         eta = mpmath.sqrt(mpmath.mpf(threshold))
         return label - eta if S0 < label else label + eta
@@ -112,9 +112,9 @@ def test_conservation_proof_validation():
 @pytest.mark.parametrize("H, seed", [(row.horizon, s) for row in row_model("theory").settings() for s in row.seeds])
 def test_limit_solves_the_label_equation_and_is_precision_stable(H, seed):
     a0 = paper_run(H, seed)
-    lim64 = clean_limit(a0, H, prec_bits=64)  # the guard bits absorb the ~40-46 cancelled bits
-    lim200 = clean_limit(a0, H, prec_bits=200)
-    lim400 = clean_limit(a0, H, prec_bits=400)
+    lim64 = clean_limit(a0, H, precision_bits=64)  # the guard bits absorb the ~40-46 cancelled bits
+    lim200 = clean_limit(a0, H, precision_bits=200)
+    lim400 = clean_limit(a0, H, precision_bits=400)
     with mpmath.workprec(420):
         assert max_relative_difference(lim64, lim400) <= mpmath.mpf(2) ** -63
         assert max_relative_difference(lim200, lim400) <= mpmath.mpf(2) ** -199
@@ -128,7 +128,7 @@ def test_limit_solves_the_label_equation_and_is_precision_stable(H, seed):
 @pytest.mark.parametrize("label", [1, Fraction(5, 2), 0.3])
 def test_limit_general_label(H, label):
     a0 = [0.2, 0.15, 0.05]
-    lim = clean_limit(a0, H, label=label, prec_bits=150)
+    lim = clean_limit(a0, H, label=label, precision_bits=150)
     with mpmath.workprec(160):
         y = mpmath.mpf(label.numerator) / label.denominator if isinstance(label, Fraction) else mpmath.mpf(label)
         assert abs(mpmath.fsum(v ** (H - 1) for v in lim) - y) <= y * mpmath.mpf(2) ** -145
@@ -136,7 +136,7 @@ def test_limit_general_label(H, label):
 
 def test_limit_h3_closed_form():
     a0 = [0.3, 0.2, 0.1, 0.05]
-    lim = clean_limit(a0, 3, label=2, prec_bits=120)
+    lim = clean_limit(a0, 3, label=2, precision_bits=120)
     with mpmath.workprec(120):
         factor = mpmath.sqrt(2 / mpmath.fsum(mpmath.mpf(v) ** 2 for v in a0))
         assert max_relative_difference(lim, [mpmath.mpf(v) * factor for v in a0]) <= mpmath.mpf(2) ** -118
@@ -144,7 +144,7 @@ def test_limit_h3_closed_form():
 
 def test_limit_number_types_agree():
     a0 = [0.5, 0.375, 0.125]  # dyadic: exact in every type
-    reference = clean_limit(a0, 6, prec_bits=160)
+    reference = clean_limit(a0, 6, precision_bits=160)
     with mpmath.workprec(160), gmpy2.context(precision=160):
         for variant in (
             np.array(a0),
@@ -153,15 +153,15 @@ def test_limit_number_types_agree():
             [gmpy2.mpfr(v) for v in a0],
             ["0.5", "0.375", "0.125"],
         ):
-            assert clean_limit(variant, 6, prec_bits=160) == reference
+            assert clean_limit(variant, 6, precision_bits=160) == reference
 
 
 def test_limit_keeps_high_precision_inputs():
     """An mpf input finer than float64 is used at full precision, not rounded to float."""
     with mpmath.workprec(200):
         a0 = [mpmath.mpf(1) / 3, mpmath.mpf(1) / 7]
-        lim = clean_limit(a0, 5, prec_bits=180)
-        lim_float = clean_limit([float(v) for v in a0], 5, prec_bits=180)
+        lim = clean_limit(a0, 5, precision_bits=180)
+        lim_float = clean_limit([float(v) for v in a0], 5, precision_bits=180)
         assert lim != lim_float
         S = mpmath.fsum(v**4 for v in lim)
         assert abs(S - 1) < mpmath.mpf(2) ** -175
@@ -179,7 +179,7 @@ def test_limit_keeps_high_precision_inputs():
 )
 @settings(max_examples=60, deadline=None)
 def test_limit_preserves_ordering(H, a0, label):
-    lim = clean_limit(a0, H, label=label, prec_bits=64)
+    lim = clean_limit(a0, H, label=label, precision_bits=64)
     assert all(v > 0 for v in lim)
     for i in range(len(a0)):
         for j in range(len(a0)):
@@ -203,8 +203,8 @@ def test_oracle_matches_heyoka(a0, H, label):
     threshold = "1e-30"
     t_event, state = heyoka_clean_flow(a0, H, label, event_level(a0, H, label, threshold), extra_time=40)
     lim = clean_limit(a0, H, label=label)
-    t_oracle = clean_convergence_time(a0, H, threshold, label=label, prec_bits=113)
-    with mpmath.workprec(DEFAULT_PREC_BITS):
+    t_oracle = clean_convergence_time(a0, H, threshold, label=label, precision_bits=113)
+    with mpmath.workprec(DEFAULT_PRECISION_BITS):
         assert max_relative_difference(state, lim) <= mpmath.mpf("1e-25")
         assert abs(t_event - t_oracle) <= mpmath.mpf("1e-12") * t_oracle
         assert 1 < t_oracle < 1e4
@@ -216,8 +216,8 @@ def test_oracle_matches_heyoka_paper_run_h7():
     a0 = paper_run(H, seed)
     t_event, state = heyoka_clean_flow(a0, H, 1, event_level(a0, H, 1, "1e-30"), extra_time=100)
     lim = clean_limit(a0, H)
-    t_oracle = clean_convergence_time(a0, H, "1e-30", prec_bits=113)
-    with mpmath.workprec(DEFAULT_PREC_BITS):
+    t_oracle = clean_convergence_time(a0, H, "1e-30", precision_bits=113)
+    with mpmath.workprec(DEFAULT_PRECISION_BITS):
         assert max_relative_difference(state, lim) <= mpmath.mpf("1e-29")
         assert abs(t_event - t_oracle) <= mpmath.mpf("1e-20") * t_oracle
 
@@ -228,8 +228,8 @@ def test_oracle_matches_heyoka_paper_run_h9():
     a0 = paper_run(H, seed)
     t_event, state = heyoka_clean_flow(a0, H, 1, event_level(a0, H, 1, "1e-30"), extra_time=100)
     lim = clean_limit(a0, H)
-    t_oracle = clean_convergence_time(a0, H, "1e-30", prec_bits=113)
-    with mpmath.workprec(DEFAULT_PREC_BITS):
+    t_oracle = clean_convergence_time(a0, H, "1e-30", precision_bits=113)
+    with mpmath.workprec(DEFAULT_PRECISION_BITS):
         assert max_relative_difference(state, lim) <= mpmath.mpf("1e-25")
         assert abs(t_event - t_oracle) <= mpmath.mpf("1e-20") * t_oracle
 
@@ -239,8 +239,8 @@ def test_oracle_matches_heyoka_paper_run_h9():
 
 def test_convergence_time_plausible_for_paper_runs():
     """Note 00 §8: the clean flows converge at about 4e10 (H = 7) and 1e12 (H = 9)."""
-    t7 = clean_convergence_time(paper_run(7, 242), 7, 1e-30, prec_bits=53)
-    t9 = clean_convergence_time(paper_run(9, 342), 9, 1e-30, prec_bits=53)
+    t7 = clean_convergence_time(paper_run(7, 242), 7, 1e-30, precision_bits=53)
+    t9 = clean_convergence_time(paper_run(9, 342), 9, 1e-30, precision_bits=53)
     assert 2e10 < t7 < 8e10
     assert 5e11 < t9 < 2e12
     assert t7 < published_setting("theory", 7).final_time_clean and t9 < published_setting("theory", 9).final_time_clean
@@ -248,7 +248,7 @@ def test_convergence_time_plausible_for_paper_runs():
 
 def test_convergence_time_monotone_and_zero_when_converged():
     a0 = [0.1, 0.08, 0.06, 0.03]
-    times = [clean_convergence_time(a0, 6, 10.0**-e, prec_bits=64) for e in (4, 10, 20, 30)]
+    times = [clean_convergence_time(a0, 6, 10.0**-e, precision_bits=64) for e in (4, 10, 20, 30)]
     assert all(s < t for s, t in zip(times, times[1:]))
     assert clean_convergence_time(clean_limit(a0, 6), 6, 1e-30) == 0
     assert clean_convergence_time(a0, 6, 10.0) == 0  # the initial loss is below 10
@@ -256,8 +256,8 @@ def test_convergence_time_monotone_and_zero_when_converged():
 
 def test_convergence_time_precision_stable():
     a0 = paper_run(7, 243)
-    t113 = clean_convergence_time(a0, 7, 1e-30, prec_bits=113)
-    t200 = clean_convergence_time(a0, 7, 1e-30, prec_bits=200)
+    t113 = clean_convergence_time(a0, 7, 1e-30, precision_bits=113)
+    t200 = clean_convergence_time(a0, 7, 1e-30, precision_bits=200)
     with mpmath.workprec(200):
         assert abs(t113 - t200) <= t200 * mpmath.mpf(2) ** -100
 
@@ -292,7 +292,7 @@ def test_oracle_rejects_bad_initialisation(a0):
         (dict(horizon=4.5), "horizon"),
         (dict(label=0), "label"),
         (dict(label=float("nan")), "label"),
-        (dict(prec_bits=8), "prec_bits"),
+        (dict(precision_bits=8), "precision_bits"),
         (dict(loss_threshold=0), "loss_threshold"),
         (dict(loss_threshold=-1e-10), "loss_threshold"),
     ],

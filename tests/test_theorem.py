@@ -17,7 +17,7 @@ THEORY_HORIZONS = row_model("theory").horizons
 
 def _oracle_error(a0, H, J):
     D = len(a0)
-    limit = clean_limit(a0, H, 1, prec_bits=200)
+    limit = clean_limit(a0, H, 1, precision_bits=200)
     with mpmath.workprec(200):
         return extrapolation_error(limit, [1] * D, [1] * D, D, J)
 

@@ -38,11 +38,11 @@ Guard bits. In the paper's settings ``x_i ~ 1e12 .. 6e13`` while at the limit
 ``w = x_1 - s* ~ 1``: forming ``d_i`` (or ``x_i - s*``) cancels about
 ``log2(max_i x_i / min_i w_i)`` bits (~40–46 bits, 12–14 digits). Since
 ``min_i w_i >= y*^{-1/q}`` at the root, the loss is at most
-``log2(max_i x_i) + log2(y*)/q`` bits; the working precision is ``prec_bits`` plus that,
+``log2(max_i x_i) + log2(y*)/q`` bits; the working precision is ``precision_bits`` plus that,
 plus about ``2 log2(D) + 32`` bits for the certificate and the sums. The perturbation of ``w*``
 by the rounding of the ``d_i`` is at most their largest error (``|dw*/dd_i|`` sum to 1), so
-before the final rounding to ``prec_bits`` the entries carry a relative error of about
-``2^-(prec_bits + 20)`` with respect to the exact limit of the flow started from the exact
+before the final rounding to ``precision_bits`` the entries carry a relative error of about
+``2^-(precision_bits + 20)`` with respect to the exact limit of the flow started from the exact
 (binary) ``a0``; the returned values are that limit to about one unit in the last place.
 
 The convergence time is ``t = int_{w_0}^{w_eta} dw / (2p(H-1) (S(w) - y*))`` with
@@ -64,7 +64,7 @@ import mpmath
 from ssmpoison.theory._validation import require_finite_sequence, require_int, require_real
 
 __all__ = [
-    "DEFAULT_PREC_BITS",
+    "DEFAULT_PRECISION_BITS",
     "ConservationProof",
     "conserved_quantities_proof",
     "clean_limit",
@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 #: Default precision (bits) of the values returned by the oracle.
-DEFAULT_PREC_BITS = 200
+DEFAULT_PRECISION_BITS = 200
 
 _MARGIN_BITS = 24  # extra working bits on top of the cancellation estimate
 _PIECE = 2  # length of the quadrature pieces in v = log|w - w*| (ratio e^2 in w - w*)
@@ -303,38 +303,38 @@ def _certificate_bits(state_dim: int) -> int:
     return 2 * max(state_dim, 2).bit_length() + 8
 
 
-def _working_precision(a0: list, horizon: int, label, prec_bits: int, extra_bits: int = 0) -> int:
-    """``prec_bits`` + cancellation estimate ``log2(max x) + log2(y*)/q`` + margins (see module doc)."""
+def _working_precision(a0: list, horizon: int, label, precision_bits: int, extra_bits: int = 0) -> int:
+    """``precision_bits`` + cancellation estimate ``log2(max x) + log2(y*)/q`` + margins (see module doc)."""
     if horizon == 3:
-        return prec_bits + _MARGIN_BITS + extra_bits
+        return precision_bits + _MARGIN_BITS + extra_bits
     p = horizon - 3
     with mpmath.workprec(64):
         smallest = min(_mpf(v) for v in a0)
         lost = -p * mpmath.log(smallest, 2) + mpmath.log(_mpf(label), 2) * p / (horizon - 1)
     guard = max(0, int(mpmath.ceil(lost)))
-    return prec_bits + guard + _certificate_bits(len(a0)) + _MARGIN_BITS + extra_bits
+    return precision_bits + guard + _certificate_bits(len(a0)) + _MARGIN_BITS + extra_bits
 
 
-def clean_limit(a0, horizon: int, label=1, prec_bits: int = DEFAULT_PREC_BITS) -> list:
+def clean_limit(a0, horizon: int, label=1, precision_bits: int = DEFAULT_PRECISION_BITS) -> list:
     """Limit ``a(inf)`` of the clean flow from ``a(0) = a0`` (B = C = 1, training set {e_0}).
 
     Arguments:
         a0: initial diagonal, positive finite entries (floats, ints, Fractions, mpf, mpfr).
         horizon: H >= 3.
         label: the label ``y* > 0`` of ``e_0`` (the theory row uses ``K*_{H-1} = 1``).
-        prec_bits: precision of the result; the computation runs with the guard bits
+        precision_bits: precision of the result; the computation runs with the guard bits
             described in the module docstring, so every returned entry is the exact limit
             (for the exact binary ``a0``) correct to about one unit in its last place.
 
     Returns:
-        list of ``mpmath.mpf`` rounded to ``prec_bits`` bits (arithmetic on them follows
+        list of ``mpmath.mpf`` rounded to ``precision_bits`` bits (arithmetic on them follows
         ``mpmath.mp.prec``; raise it to keep their precision).
     """
     entries = _positive_entries(a0)
     H = require_int("horizon", horizon, minimum=3)
     y = require_real("label", label, positive=True)
-    prec_bits = require_int("prec_bits", prec_bits, minimum=24)
-    wp = _working_precision(entries, H, y, prec_bits)
+    precision_bits = require_int("precision_bits", precision_bits, minimum=24)
+    wp = _working_precision(entries, H, y, precision_bits)
     with mpmath.workprec(wp):
         if H == 3:
             a = [_mpf(v) for v in entries]
@@ -343,12 +343,12 @@ def clean_limit(a0, horizon: int, label=1, prec_bits: int = DEFAULT_PREC_BITS) -
         else:
             red = _Reduction(entries, H, wp)
             limit = red.entries(red.solve(_mpf(y)))
-    with mpmath.workprec(prec_bits):
+    with mpmath.workprec(precision_bits):
         return [+v for v in limit]
 
 
 def clean_convergence_time(
-    a0, horizon: int, loss_threshold, label=1, prec_bits: int = DEFAULT_PREC_BITS
+    a0, horizon: int, loss_threshold, label=1, precision_bits: int = DEFAULT_PRECISION_BITS
 ) -> mpmath.mpf:
     """Time at which the clean flow's loss ``(S_{H-1} - y*)^2`` falls to ``loss_threshold``.
 
@@ -359,20 +359,20 @@ def clean_convergence_time(
     the threshold. The loss decreases monotonically along the flow, so the time is unique.
 
     Returns:
-        ``mpmath.mpf`` rounded to ``prec_bits`` bits.
+        ``mpmath.mpf`` rounded to ``precision_bits`` bits.
 
     Raises:
-        RuntimeError: if the quadrature's error estimate exceeds ``2^-(prec_bits/2)``
+        RuntimeError: if the quadrature's error estimate exceeds ``2^-(precision_bits/2)``
             relative (it is far smaller in practice).
     """
     entries = _positive_entries(a0)
     H = require_int("horizon", horizon, minimum=3)
     threshold = require_real("loss_threshold", loss_threshold, positive=True)
     y = require_real("label", label, positive=True)
-    prec_bits = require_int("prec_bits", prec_bits, minimum=24)
+    precision_bits = require_int("precision_bits", precision_bits, minimum=24)
     with mpmath.workprec(64):
         eta_bits = max(0, int(mpmath.ceil(mpmath.log(_mpf(y) / mpmath.sqrt(_mpf(threshold)), 2))))
-    wp = _working_precision(entries, H, y, prec_bits, extra_bits=eta_bits)
+    wp = _working_precision(entries, H, y, precision_bits, extra_bits=eta_bits)
     with mpmath.workprec(wp):
         y_mp = _mpf(y)
         eta = mpmath.sqrt(_mpf(threshold))
@@ -385,12 +385,12 @@ def clean_convergence_time(
             if H == 3:
                 t = mpmath.log(abs(S0 - y_mp) * z_eta / (S0 * eta)) / (8 * y_mp)
             else:
-                t = _reduced_time(_Reduction(entries, H, wp), y_mp, z_eta, prec_bits)
-    with mpmath.workprec(prec_bits):
+                t = _reduced_time(_Reduction(entries, H, wp), y_mp, z_eta, precision_bits)
+    with mpmath.workprec(precision_bits):
         return +t
 
 
-def _reduced_time(red: _Reduction, y, z_eta, prec_bits: int) -> mpmath.mpf:
+def _reduced_time(red: _Reduction, y, z_eta, precision_bits: int) -> mpmath.mpf:
     """``int dw / (2p(H-1)(S(w) - y))`` from ``w_0 = min x`` to ``S(w) = z_eta`` (H > 3).
 
     Substituting ``w = w* + sign e^v`` (sign of ``w_0 - w*``), ``S(w) - y`` has the sign
@@ -411,6 +411,6 @@ def _reduced_time(red: _Reduction, y, z_eta, prec_bits: int) -> mpmath.mpf:
     pieces = max(1, int(mpmath.ceil((v0 - v_eta) / _PIECE)))
     nodes = mpmath.linspace(v_eta, v0, pieces + 1)
     t, err = mpmath.quad(integrand, nodes, method="gauss-legendre", error=True)
-    if err > abs(t) * mpmath.ldexp(1, -(prec_bits // 2)):
+    if err > abs(t) * mpmath.ldexp(1, -(precision_bits // 2)):
         raise RuntimeError(f"quadrature error estimate {mpmath.nstr(err, 3)} too large for t = {mpmath.nstr(t, 10)}")
     return t

@@ -101,11 +101,12 @@ def neg_grad_anchored(z, r, kappa, U, y):
     """``dz/dt = T^{-1}(-dL/da)`` for ``c_i b_i = kappa`` for every i; shape of ``z``."""
     a = from_anchored(z, r)
     H = np.asarray(U).shape[1]
-    # residuals with every c_i b_i = kappa: K_j = kappa sum_i a_i^j (one product per j, not per entry)
+    # residuals with every c_i b_i = kappa: K_j = kappa sum_i a_i^j (kappa factored out of the sum: one
+    # product per j, not per entry as in kernels.impulse_response), then the reference outputs
     K = kernels.powers(a, H).sum(axis=-2)
     if kappa != 1:
         K = K * kappa
-    delta = np.asarray(y).astype(K.dtype) - K @ kernels._like(kernels._reversed_inputs(U).T, K)
+    delta = np.asarray(y).astype(K.dtype) - kernels.response_outputs(K, U)
     gam = kernels.gamma_coefficients(delta, U)  # (..., H-1)
     ar = _anchor_value(a, r)
     phi_r = (kernels.powers(ar, gam.shape[-1]) * gam[..., None, :]).sum(axis=-1)  # (..., 1)

@@ -9,7 +9,7 @@ NumPy-style arguments:
 * ``U``: ``(N, H)`` inputs; ``y``: ``(N,)`` labels.
 
 Backends: ``"float64"`` (NumPy, vectorised over the batch axes) and ``"mpmath"``
-(evaluated under ``mpmath.workprec(bits)``; pass ``bits=``). :func:`exact_values`
+(evaluated under ``mpmath.workprec(precision_bits)``; pass ``precision_bits=``). :func:`exact_values`
 evaluates the same expressions in exact rational arithmetic. The numeric code computes
 with the reference formulas of :mod:`ssmpoison.verify._kernels`; these generated functions
 are what the tests hold the kernels against (``tests/test_backends.py``).
@@ -104,43 +104,43 @@ class GeneratedFunctions:
         _check_finite("parameters", conv + flatU + ys)
         return conv + flatU + ys
 
-    def _call(self, q, a, b, c, U, y, bits):
+    def _call(self, q, a, b, c, U, y, precision_bits):
         if self.backend == "float64":
             out = self._funcs[q](*self._args(a, b, c, U, y))
             out = [np.broadcast_to(np.asarray(o, dtype=np.float64), self._batch) for o in out]
             return np.stack(out, axis=-1)
-        with mpmath.workprec(bits):
+        with mpmath.workprec(precision_bits):
             return list(self._funcs[q](*self._args(a, b, c, U, y)))
 
     # -- public quantities --------------------------------------------------
-    def impulse_response(self, a, b, c, U, y, bits: int = 53):
+    def impulse_response(self, a, b, c, U, y, precision_bits: int = 53):
         """The impulse response ``K_0 .. K_{H-1}``, ``K_j = sum_i c_i b_i a_i^j``.
 
         Arguments:
             a, b, c, U, y: as described in the module docstring.
-            bits: working precision of the mpmath backend.
+            precision_bits: working precision of the mpmath backend.
 
         Returns:
             float64: shape ``(..., H)``; mpmath: a list of ``mpf``.
         """
-        return self._call("impulse_response", a, b, c, U, y, bits)
+        return self._call("impulse_response", a, b, c, U, y, precision_bits)
 
-    def outputs(self, a, b, c, U, y, bits: int = 53):
+    def outputs(self, a, b, c, U, y, precision_bits: int = 53):
         """The outputs ``y_H(u^(n)) = sum_j K_j u^(n)_{H-1-j}``, n = 1..N (arguments as :meth:`impulse_response`)."""
-        return self._call("outputs", a, b, c, U, y, bits)
+        return self._call("outputs", a, b, c, U, y, precision_bits)
 
-    def loss(self, a, b, c, U, y, bits: int = 53):
+    def loss(self, a, b, c, U, y, precision_bits: int = 53):
         """The loss ``L_H = (1/N) sum_n (y_H(u^(n)) - y*_n)^2`` (float64: shape of the batch; mpmath: one ``mpf``)."""
-        out = self._call("loss", a, b, c, U, y, bits)
+        out = self._call("loss", a, b, c, U, y, precision_bits)
         return out[..., 0] if self.backend == "float64" else out[0]
 
-    def gamma(self, a, b, c, U, y, bits: int = 53):
+    def gamma(self, a, b, c, U, y, precision_bits: int = 53):
         """The Proposition's ``gamma^(l) = 2(l+1)/N sum_n delta_n u^(n)_{H-2-l}``, l = 0..H-2."""
-        return self._call("gamma", a, b, c, U, y, bits)
+        return self._call("gamma", a, b, c, U, y, precision_bits)
 
-    def neg_gradient(self, a, b, c, U, y, bits: int = 53):
+    def neg_gradient(self, a, b, c, U, y, precision_bits: int = 53):
         """``-dL/da`` (then ``-dL/db``, ``-dL/dc`` when ``train="abc"``), concatenated: length D or 3D."""
-        return self._call("neg_gradient", a, b, c, U, y, bits)
+        return self._call("neg_gradient", a, b, c, U, y, precision_bits)
 
 
 @functools.lru_cache(maxsize=32)

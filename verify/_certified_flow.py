@@ -79,7 +79,7 @@ def _oracle_time(a0, horizon: int, label, loss_tol: float) -> float:
     """
     H = horizon
     if H == 3:
-        return float(oracle.clean_convergence_time(a0, H, loss_tol, label, prec_bits=53))
+        return float(oracle.clean_convergence_time(a0, H, loss_tol, label, precision_bits=53))
     p, q = H - 3, (H - 1) / (H - 3)
     y = float(label)
     eta_target = math.sqrt(loss_tol)
@@ -132,8 +132,8 @@ def _oracle_runs(problems, quantity, policy: CertificationPolicy) -> list[Certif
     out = []
     for p in problems:
         H, y = p.training_set.horizon, p.training_set.labels[0]
-        run_limit = oracle.clean_limit(p.a0, H, y, prec_bits=oracle_bits)
-        ref_limit = oracle.clean_limit(p.a0, H, y, prec_bits=ref_bits)
+        run_limit = oracle.clean_limit(p.a0, H, y, precision_bits=oracle_bits)
+        ref_limit = oracle.clean_limit(p.a0, H, y, precision_bits=ref_bits)
         with mpmath.workprec(oracle_bits):
             value = quantity(run_limit, [mpmath.mpf(v) for v in p.b], [mpmath.mpf(v) for v in p.c])
         with mpmath.workprec(ref_bits):

@@ -54,9 +54,10 @@ def to_mpf(x) -> mpmath.mpf:
         return mpmath.mpf(f)
 
 
-def digits_supported(bits: int) -> int:
-    """Significant decimal digits a ``bits``-bit binary float can carry, less one for rounding: floor(bits*log10 2) - 1."""
-    return int(math.floor(bits * math.log10(2))) - 1
+def digits_supported(precision_bits: int) -> int:
+    """Significant decimal digits a ``precision_bits``-bit binary float can carry, less one for rounding:
+    ``floor(precision_bits * log10 2) - 1``."""
+    return int(math.floor(precision_bits * math.log10(2))) - 1
 
 
 def _rounded(x: mpmath.mpf, d: int) -> str:

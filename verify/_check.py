@@ -19,6 +19,7 @@ from ssmpoison.theory._validation import require_int, require_real
 from ssmpoison.verify._certification import CertificationPolicy
 from ssmpoison.verify._certified_flow import CertifiedRun, certified_flows
 from ssmpoison.verify._flow import FlowProblem
+from ssmpoison.verify._status import Status
 
 __all__ = ["CheckReport", "check_setting", "paper_setting"]
 
@@ -67,11 +68,11 @@ class CheckReport:
         error and its derived bound), or it diverges. Both errors must carry certified digits.
         """
         c, p = self.clean, self.poisoned
-        if c.status != "converged" or c.quantity.digits < 1 or not c.quantity.value <= self.clean_tolerance:
+        if c.status != Status.CONVERGED or c.quantity.digits < 1 or not c.quantity.value <= self.clean_tolerance:
             return False
-        if p.status == "diverged":
+        if p.status == Status.DIVERGED:
             return True  # a poisoned flow that blows up does not extrapolate either
-        if p.status != "converged" or p.quantity.digits < 1:
+        if p.status != Status.CONVERGED or p.quantity.digits < 1:
             return False
         clean_best = max(float(c.quantity.value), self.clean_bound or 0.0)
         return float(p.quantity.value) > clean_best
@@ -80,7 +81,7 @@ class CheckReport:
     def poisoned_over_clean(self) -> float | None:
         """Ratio of the certified errors (``None`` unless both flows converged with a non-zero clean error)."""
         c, p = self.clean, self.poisoned
-        if c.status == p.status == "converged" and c.quantity.value > 0:
+        if c.status == p.status == Status.CONVERGED and c.quantity.value > 0:
             return float(p.quantity.value / c.quantity.value)
         return None
 
@@ -149,7 +150,7 @@ def check_setting(setting: TheoremSetting, precision_bits: int | None = None, cl
 
 
 def _format_value(run: CertifiedRun) -> str:
-    if run.status != "converged":
+    if run.status != Status.CONVERGED:
         return f"— ({run.status})"
     q = run.quantity
     if q.digits == 0:

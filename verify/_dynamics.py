@@ -37,6 +37,7 @@ from ssmpoison.theory._training_set import TrainingSet
 from ssmpoison.theory._validation import require_int
 from ssmpoison.verify._settings import GDRowSetting, TheoryRowSetting
 from ssmpoison.verify._flow import FlowOptions, FlowProblem, FlowResult, run_flow
+from ssmpoison.verify._status import Status
 from ssmpoison.verify._metrics import DynamicsSeries, escape_times, select_points, teacher_extrapolation, trajectory_series
 
 __all__ = [
@@ -74,7 +75,7 @@ class DynamicsRun:
     horizon: int
     seed: int | None
     poisoned: bool
-    status: str
+    status: Status
     end: float
     teacher_rank: float
     series: DynamicsSeries
@@ -292,7 +293,7 @@ class DynamicsResult:
 
     @property
     def ok(self) -> bool:
-        return all(r.status == "converged" for r in self.runs)
+        return all(r.status == Status.CONVERGED for r in self.runs)
 
 
 def run_dynamics(row: str, setting, *, seed=None, condition: str = "both", extrapolation_length=None,

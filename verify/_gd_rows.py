@@ -27,6 +27,7 @@ from ssmpoison.theory._validation import require_int
 from ssmpoison.verify._gd_config import BeyondConfig
 from ssmpoison.verify._settings import GDRowSetting
 from ssmpoison.verify._gd_training import RunResult, train_beyond, train_nonlinear
+from ssmpoison.verify._status import Status
 
 __all__ = [
     "GDRowResult",
@@ -115,8 +116,8 @@ def _finite_or_none(x: float):
 def condition_summary(runs: list[RunResult], poisoned: bool, published: dict | None) -> dict:
     """Mean over the converged runs of one condition, the excluded runs and the published value."""
     sel = [r for r in runs if r.poisoned == poisoned]
-    ok = [r for r in sel if r.status == "converged"]
-    excluded = [r for r in sel if r.status != "converged"]
+    ok = [r for r in sel if r.status == Status.CONVERGED]
+    excluded = [r for r in sel if r.status != Status.CONVERGED]
     out = {
         "poisoned": poisoned,
         "mean": float(np.mean([r.ext_error for r in ok])) if ok else None,
@@ -143,17 +144,17 @@ def spread_summary(spread_runs: list[RunResult], seeds, poisoned: bool, publishe
         return None
     by_draw: dict[int, list[float]] = {}
     for r in sel:
-        if r.status == "converged":
+        if r.status == Status.CONVERGED:
             by_draw.setdefault(r.init_draw, []).append(r.ext_error)
     means = np.array([np.mean(v) for v in by_draw.values()])
-    excluded = [r for r in sel if r.status != "converged"]
+    excluded = [r for r in sel if r.status != Status.CONVERGED]
     out = {
         "poisoned": poisoned,
         "draws": len({r.init_draw for r in sel}),
         "samples": len(means),
         "excluded": len(excluded),
         "excluded_statuses": {s: sum(r.status == s for r in excluded) for s in sorted({r.status for r in excluded})},
-        "run_median": float(np.median([r.ext_error for r in sel if r.status == "converged"])) if len(means) else None,
+        "run_median": float(np.median([r.ext_error for r in sel if r.status == Status.CONVERGED])) if len(means) else None,
     }
     if len(means):
         out.update(median=float(np.median(means)), q10=float(np.quantile(means, 0.1)), q90=float(np.quantile(means, 0.9)),
@@ -168,7 +169,7 @@ def spread_ratios(spread_runs: list[RunResult]) -> dict | None:
     (converged runs only): how often it is at least 10, and its median."""
     means: dict[tuple[int, bool], list[float]] = {}
     for r in spread_runs:
-        if r.status == "converged":
+        if r.status == Status.CONVERGED:
             means.setdefault((r.init_draw, r.poisoned), []).append(r.ext_error)
     ratios = [np.mean(means[(d, True)]) / np.mean(means[(d, False)])
               for d in sorted({d for d, _ in means}) if (d, True) in means and (d, False) in means]
@@ -186,7 +187,7 @@ def _verdict(summary: dict, spread: dict | None, runs: list[RunResult] = ()) -> 
         return []
     ratio = mean / pub
     lines = [f"ours / published = {ratio:.3g}" + (" (within 3x)" if 1 / 3 <= ratio <= 3 else " (NOT within 3x)")]
-    ok = [r for r in runs if r.poisoned == summary["poisoned"] and r.status == "converged"]
+    ok = [r for r in runs if r.poisoned == summary["poisoned"] and r.status == Status.CONVERGED]
     if not 1 / 3 <= ratio <= 3 and ok:
         top = max(ok, key=lambda r: r.ext_error)
         share = top.ext_error / sum(r.ext_error for r in ok)

@@ -34,6 +34,7 @@ from ssmpoison.verify._gd_data import nonlinear_test_inputs, stack_problems, tea
 from ssmpoison.verify._gd_steppers import BeyondStepper, NonlinearStepper
 from ssmpoison.verify._kernels import outputs
 from ssmpoison.verify._mlp import mlp_forward
+from ssmpoison.verify._status import Status
 
 if TYPE_CHECKING:  # the configs live in ssmpoison.verify._gd_config
     from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
@@ -94,14 +95,6 @@ STALL_GRAD = 1e-8
 at a critical point (in the non-linear row, the saddle where the network's output is ~0)."""
 
 
-PROGRESS_EVERY = 1000
-CHECK_EVERY = 50
-STALL_GRAD = 1e-8
-"""A run that used its whole step budget without reaching ``tol`` is *stalled* (rather than
-*max_steps*) when every entry of its final gradient is below this in absolute value: it sits
-at a critical point (in the non-linear row, the saddle where the network's output is ~0)."""
-
-
 @dataclass(frozen=True)
 class RunResult:
     """The outcome of one run.
@@ -111,7 +104,7 @@ class RunResult:
         ext_error: the row's extrapolation error at the final parameters.
         train_loss: the loss at the final parameters.
         steps: the parameter updates made.
-        status: ``"converged"``, ``"diverged"``, ``"max_steps"`` or ``"stalled"``.
+        status: ``Status.CONVERGED``, ``Status.DIVERGED``, ``Status.MAX_STEPS`` or ``Status.STALLED``.
         reached_at: the step at which the loss first was ``<= tol`` (None if never).
         params: the final parameters, ``(a, b, c)`` or ``(a, b, c, W1, W2, W3)``.
     """
@@ -121,7 +114,7 @@ class RunResult:
     ext_error: float
     train_loss: float
     steps: int
-    status: str
+    status: Status
     reached_at: int | None
     params: tuple = field(compare=False, repr=False)
     init_draw: int = 0
@@ -138,7 +131,7 @@ def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress, ob
     """
     R = stepper.theta.shape[0]
     ids = np.arange(R)  # original index of each row still in the batch
-    status = np.full(R, "max_steps", dtype=object)
+    status = np.full(R, Status.MAX_STEPS, dtype=object)
     reached = np.full(R, -1)
     steps = np.zeros(R, dtype=np.int64)
     final_loss = np.full(R, np.nan)
@@ -166,7 +159,7 @@ def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress, ob
             loss = stepper.loss_and_grad()
             if not math.isfinite(loss.sum()) or (t % CHECK_EVERY == 0 and not stepper.a_bound_ok().all()):
                 bad = np.flatnonzero(~(np.isfinite(loss) & stepper.a_bound_ok()))
-                loss = retire(bad, t, loss, "diverged")
+                loss = retire(bad, t, loss, Status.DIVERGED)
                 if len(ids):
                     loss = stepper.loss_and_grad()  # recompute the gradient buffers for the kept rows
             if t == next_look:
@@ -180,7 +173,7 @@ def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress, ob
                 next_done = min(next_done, t + extra_steps)
             if len(ids) and t >= next_done:
                 done = np.flatnonzero(reached[ids] + extra_steps == t)
-                loss = retire(done, t, loss, "converged")
+                loss = retire(done, t, loss, Status.CONVERGED)
                 pending = reached[ids]
                 pending = pending[pending >= 0]
                 next_done = pending.min() + extra_steps if len(pending) else math.inf
@@ -196,7 +189,7 @@ def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress, ob
                 steps[ids] = t
                 flat_grad = np.abs(stepper.grad.reshape(len(ids), -1))
                 stalled = (reached[ids] < 0) & (flat_grad.max(axis=1) < STALL_GRAD)
-                status[ids[stalled]] = "stalled"
+                status[ids[stalled]] = Status.STALLED
                 break
             stepper.update(t)
             t += 1
@@ -221,7 +214,7 @@ def _validate_runs(seeds, poisoned_flags, max_steps, init_draws=(0,)):
 def _results(runs, params, loss, steps, status, reached, ext):
     return [
         RunResult(seed=s, poisoned=p, ext_error=float(ext[r]), train_loss=float(loss[r]), steps=int(steps[r]),
-                  status=str(status[r]), reached_at=int(reached[r]) if reached[r] >= 0 else None,
+                  status=Status(status[r]), reached_at=int(reached[r]) if reached[r] >= 0 else None,
                   params=tuple(x[r].copy() for x in params), init_draw=d)
         for r, (s, p, d) in enumerate(runs)
     ]

@@ -29,6 +29,7 @@ from typing import Callable, ClassVar
 
 from ssmpoison.theory._validation import require_int
 from ssmpoison.verify._settings import GDRowSetting, TheoryRowSetting, override
+from ssmpoison.verify._status import Status
 
 __all__ = ["Progress", "RowModel", "TheoryRow", "BeyondRow", "NonlinearRow", "TheoryRowResult", "GDRowsResult"]
 
@@ -166,7 +167,7 @@ class TheoryRowResult:
     @property
     def ok(self) -> bool:
         """Every run converged."""
-        return all(r.run.status == "converged" for r in self.runs)
+        return all(r.run.status == Status.CONVERGED for r in self.runs)
 
     def to_json(self) -> dict:
         return {

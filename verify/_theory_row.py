@@ -20,6 +20,7 @@ from ssmpoison.verify._certification import CertificationPolicy
 from ssmpoison.verify._settings import TheoryRowSetting
 from ssmpoison.verify._certified_flow import CertifiedRun, certified_flows
 from ssmpoison.verify._flow import FlowProblem
+from ssmpoison.verify._status import Status
 from ssmpoison.verify._workers import worker_pool
 
 __all__ = ["TheoryRowRun", "theory_row_problems", "run_theory_row", "row_summary", "PUBLISHED_METHOD_DIGITS"]
@@ -141,7 +142,7 @@ def row_summary(runs, setting: TheoryRowSetting, poisoned: bool) -> dict:
     published values and their comparison (none for a setting that is not the paper's)."""
     horizon = setting.horizon
     sel = [r for r in runs if r.horizon == horizon and r.poisoned == poisoned]
-    ok = [r for r in sel if r.run.status == "converged" and r.run.quantity.digits > 0]
+    ok = [r for r in sel if r.run.status == Status.CONVERGED and r.run.quantity.digits > 0]
     published = setting.published(poisoned)
     if not ok:
         return {"horizon": horizon, "poisoned": poisoned, "mean": None, "published": published, "excluded": len(sel)}
