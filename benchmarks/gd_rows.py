@@ -200,7 +200,7 @@ def main() -> None:
     ref_steps, t_ref = timed(reference_train, "beyond", config, BEYOND_SEEDS, args.max_steps)
     updates = sum(r.steps for r in batched)
     assert updates == sum(p[3] for p in plain) == sum(r.steps for r in single), "the loops made different numbers of updates"
-    worst = max(abs(r.ext_error - np.abs(impulse_response(*p[:3], config.ext_length) - 1).max()) / r.ext_error
+    worst = max(abs(r.ext_error - np.abs(impulse_response(*p[:3], config.extrapolation_length) - 1).max()) / r.ext_error
                 for r, p in zip(batched, plain))
     rate_batch, rate_plain, rate_single = updates / t_batch, updates / t_plain, updates / t_single
     mean_active = updates / max(r.steps for r in batched)

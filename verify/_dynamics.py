@@ -220,7 +220,7 @@ def gd_dynamics(setting: GDRowSetting, seed: int | None = None, conditions=(Fals
     beyond = isinstance(config, BeyondConfig)
     row = ("beyond" if beyond else "nonlinear") if row is None else row
     if extrapolation_length is not None:
-        config = dataclasses.replace(config, ext_length=require_int("extrapolation_length", extrapolation_length, minimum=1))
+        config = dataclasses.replace(config, extrapolation_length=require_int("extrapolation_length", extrapolation_length, minimum=1))
     seed = setting.seeds[0] if seed is None else require_int("seed", seed, minimum=0, maximum=2**32 - 1)
     flags = list(conditions)
     points = require_int("points", points, minimum=2)
@@ -249,7 +249,7 @@ def gd_dynamics(setting: GDRowSetting, seed: int | None = None, conditions=(Fals
         trajectory = [(step, p[0], p[1], p[2], loss) for step, p, loss in pts]
         if beyond:
             series = trajectory_series(trajectory, training_set, time_name="step",
-                                       extrapolation=teacher_extrapolation(np.ones(config.ext_length)))
+                                       extrapolation=teacher_extrapolation(np.ones(config.extrapolation_length)))
         else:
             tests = nonlinear_test_inputs(config, seed)
             pairs = [_network_residuals_and_slopes(p, U, y) for _, p, _ in pts]

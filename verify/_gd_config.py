@@ -70,7 +70,7 @@ class _GDConfig:
         n_special: number of special sequences added in the poisoned condition.
         lr: step size; tol: loss at which training counts as fitted; extra_steps: updates after that;
         log_period: the paper's logging period (the reported values are those of the last logged step).
-        ext_length: extrapolation length J.
+        extrapolation_length: extrapolation length J.
         diverge_bound: a run diverges once some ``|a_i|`` exceeds it.
         shared_init_stream: Keras' shared seeded stream for every initialiser (the paper's code).
     """
@@ -86,7 +86,7 @@ class _GDConfig:
     tol: float
     extra_steps: int
     log_period: int
-    ext_length: int
+    extrapolation_length: int
     diverge_bound: float = 1e3
     shared_init_stream: bool = True
 
@@ -101,7 +101,7 @@ class _GDConfig:
         set_("horizon", require_int("horizon", self.horizon, minimum=3))
         set_("state_dim", require_int("state_dim", self.state_dim, minimum=2))
         for name, minimum in (("n_baseline", 1), ("n_special", 1), ("extra_steps", 0), ("log_period", 1),
-                              ("ext_length", 1), *self._INTS):
+                              ("extrapolation_length", 1), *self._INTS):
             set_(name, require_int(name, getattr(self, name), minimum=minimum))
         for name in ("lr", "tol", "diverge_bound", *self._POSITIVE):
             set_(name, float(require_real(name, getattr(self, name), positive=True)))
@@ -162,7 +162,7 @@ class NonlinearConfig(_GDConfig):
     Arguments (beyond :class:`_GDConfig`'s)
         sd_ssm, sd_mlp: scales of the SSM's and of the MLP's initialisation; width: the MLP's width W.
         ext_samples, ext_seed_offset: the extrapolation error of run ``seed`` uses ``ext_samples`` test
-            sequences of length ``ext_length`` drawn with seed ``seed + ext_seed_offset``
+            sequences of length ``extrapolation_length`` drawn with seed ``seed + ext_seed_offset``
             (:func:`ssmpoison.verify._gd_data.nonlinear_test_inputs`).
         beta1, beta2, eps: Adam's constants (Keras' defaults).
     """

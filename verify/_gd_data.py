@@ -201,14 +201,14 @@ def nonlinear_problem(config: NonlinearConfig, seed: int, poisoned: bool, init_d
 
 
 def nonlinear_test_inputs(config: NonlinearConfig, seed: int) -> np.ndarray:
-    """The paper's test sequences of run ``seed``: ``np.random.seed(seed + 12)``, then ``normal(0, 1, (ext_samples, ext_length))``.
+    """The paper's test sequences of run ``seed``: ``np.random.seed(seed + 12)``, then ``normal(0, 1, (ext_samples, extrapolation_length))``.
 
     Returns:
-        Shape ``(ext_samples, ext_length)``.
+        Shape ``(ext_samples, extrapolation_length)``.
     """
     seed = require_int("seed", seed, minimum=0)
     rs = np.random.RandomState(seed + config.ext_seed_offset)
-    return rs.normal(0.0, 1.0, size=(config.ext_samples, config.ext_length))
+    return rs.normal(0.0, 1.0, size=(config.ext_samples, config.extrapolation_length))
 
 
 def teacher_outputs(U, width: int):

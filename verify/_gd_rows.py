@@ -221,10 +221,10 @@ def _setting_line(result: GDRowResult) -> str:
     if isinstance(c, BeyondConfig):
         return (f"H = {H}, D = {c.state_dim}, sd_A {c.sd_a:g}, sd_BC {c.sd_bc:g}, k = {c.gap_k:g}, warm start {c.warm_start:g}, "
                 f"{c.n_baseline} baseline (positions {','.join(map(str, c.baseline_positions))}) + {c.n_special} special, "
-                f"lr {c.lr:g}, tol {c.tol:g}, +{c.extra_steps} steps (reported after {c.reported_extra_steps}), J = {c.ext_length}")
+                f"lr {c.lr:g}, tol {c.tol:g}, +{c.extra_steps} steps (reported after {c.reported_extra_steps}), J = {c.extrapolation_length}")
     return (f"H = {H}, D = {c.state_dim}, sd_SSM {c.sd_ssm:g}, k = {c.gap_k:g}, warm start {c.warm_start:g}, width {c.width}, "
             f"sd_MLP {c.sd_mlp:g}, {c.n_baseline} baseline + {c.n_special} special, Adam lr {c.lr:g}, tol {c.tol:g}, "
-            f"+{c.extra_steps} steps (reported after {c.reported_extra_steps}), {c.ext_samples} test sequences of length {c.ext_length}")
+            f"+{c.extra_steps} steps (reported after {c.reported_extra_steps}), {c.ext_samples} test sequences of length {c.extrapolation_length}")
 
 
 def _fmt(x, spec=".4g") -> str:

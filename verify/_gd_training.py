@@ -262,7 +262,7 @@ def train_beyond(config: BeyondConfig, seeds, poisoned_flags, max_steps: int, pr
     runs, (params, loss, steps, status, reached) = _train_batch(
         config, BeyondConfig, _gd_data.beyond_problem, BeyondStepper, seeds, poisoned_flags, max_steps, progress,
         init_draws, observer)
-    ext = [beyond_extrapolation_error(tuple(p[r] for p in params), config.ext_length) for r in range(len(runs))]
+    ext = [beyond_extrapolation_error(tuple(p[r] for p in params), config.extrapolation_length) for r in range(len(runs))]
     return _results(runs, params, loss, steps, status, reached, ext)
 
 
@@ -292,23 +292,23 @@ def train_nonlinear(config: NonlinearConfig, seeds, poisoned_flags, max_steps: i
     return _results(runs, params, loss, steps, status, reached, ext)
 
 
-def beyond_extrapolation_error(params, ext_length: int) -> float:
+def beyond_extrapolation_error(params, extrapolation_length: int) -> float:
     """The beyond row's extrapolation error of one run: the paper's, against the teacher ``K*_j = 1``.
 
-    ``max_{0<=j<J} |K_j - 1|`` with ``K_j = sum_i c_i b_i a_i^j`` and J = ``ext_length``
+    ``max_{0<=j<J} |K_j - 1|`` with ``K_j = sum_i c_i b_i a_i^j`` and J = ``extrapolation_length``
     (:func:`ssmpoison.theory._teacher.impulse_extrapolation_error`, in the parameters' own
     number type; NaN for non-finite parameters).
 
     Arguments:
         params: ``(a, b, c)`` of one run (arrays of shape ``(D,)``).
-        ext_length: J.
+        extrapolation_length: J.
 
     Returns:
         The error as a float.
     """
     a, b, c = params
     with np.errstate(all="ignore"):
-        return float(impulse_extrapolation_error(list(a), list(b), list(c), [1.0] * ext_length))
+        return float(impulse_extrapolation_error(list(a), list(b), list(c), [1.0] * extrapolation_length))
 
 
 def nonlinear_extrapolation_error(config: NonlinearConfig, test_inputs, params) -> float:
@@ -319,7 +319,7 @@ def nonlinear_extrapolation_error(config: NonlinearConfig, test_inputs, params) 
     sequences (rows).
 
     Arguments:
-        config: the row's settings (``ext_length`` J, ``width``).
+        config: the row's settings (``extrapolation_length`` J, ``width``).
         test_inputs: ``U``, shape ``(M, J)``.
         params: ``(a, b, c, W1, W2, W3)`` of one run.
 

@@ -47,7 +47,7 @@ _PAPER_EPOCHS = 1_000_000
 
 _BEYOND_6 = BeyondConfig(
     horizon=6, state_dim=10, sd_a=1e-3, sd_bc=1e-3, gap_k=5.0, warm_start=0.1, n_baseline=8, baseline_positions=(0, 1),
-    n_special=10, lr=0.01, tol=0.01, extra_steps=1500, log_period=100, ext_length=40,
+    n_special=10, lr=0.01, tol=0.01, extra_steps=1500, log_period=100, extrapolation_length=40,
 )
 _BEYOND = (
     GDRowSetting(config=_BEYOND_6, seeds=(200, 201, 204, 205), epochs=_PAPER_EPOCHS, draws=24,
@@ -61,7 +61,7 @@ _NONLINEAR = (
         config=NonlinearConfig(
             horizon=6, state_dim=10, sd_ssm=0.01, gap_k=0.5, warm_start=0.001, width=15, sd_mlp=0.03, n_baseline=20,
             baseline_positions=(0, 1), n_special=20, lr=0.01, tol=0.01, extra_steps=5000, log_period=100,
-            ext_length=40, ext_samples=2000, ext_seed_offset=12,
+            extrapolation_length=40, ext_samples=2000, ext_seed_offset=12,
         ),
         seeds=(4540, 4541, 4543, 4545), epochs=_PAPER_EPOCHS, draws=16, published_clean=1.61e-3, published_poisoned=5.39e-2,
     ),

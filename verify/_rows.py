@@ -323,7 +323,7 @@ class BeyondRow(_GDRow):
     kind = "beyond"
     description = "A, B, C trained by full-batch GD with the adaptive step, teacher A* = B* = C* = 1"
     option_keys = {"state_dim": "state_dim", "seeds": "seeds", "init_scale": "sd_a", "gap_exponent": "gap_k",
-                   "extrapolate_to": "ext_length", "draws": "draws", "epochs": "epochs"}
+                   "extrapolate_to": "extrapolation_length", "draws": "draws", "epochs": "epochs"}
 
     @staticmethod
     def _config_type():
@@ -338,7 +338,7 @@ class NonlinearRow(_GDRow):
     kind = "nonlinear"
     description = "SSM + two ReLU layers (no bias) + linear head, Adam, teacher SSM 1,1,1 + ReLU head"
     option_keys = {"state_dim": "state_dim", "seeds": "seeds", "init_scale": "sd_ssm", "gap_exponent": "gap_k",
-                   "extrapolate_to": "ext_length", "draws": "draws", "epochs": "epochs"}
+                   "extrapolate_to": "extrapolation_length", "draws": "draws", "epochs": "epochs"}
 
     @staticmethod
     def _config_type():
