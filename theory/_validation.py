@@ -8,26 +8,30 @@ message (naming the parameter) before exiting with status 2.
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 from numbers import Integral, Real
 
 __all__ = ["require_int", "require_real", "require_finite_sequence"]
 
 
+_ASCII_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 def require_int(name: str, value: object, minimum: int | None = None, maximum: int | None = None) -> int:
     """Return ``value`` as an ``int`` or raise ``ValueError`` naming ``name``.
 
-    Accepts Python/NumPy integers and decimal strings of integers (the CLI passes
-    strings); rejects booleans, floats and anything non-integral.
+    Accepts Python/NumPy integers and ASCII decimal strings of integers (the CLI passes
+    strings; ``"1_0"`` and non-ASCII digits such as ``"٣"`` are refused); rejects booleans,
+    floats and anything non-integral.
     """
     if isinstance(value, bool):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if isinstance(value, str):
         text = value.strip()
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f"{name} must be an integer, got {text!r}") from None
+        if not _ASCII_INTEGER.fullmatch(text):
+            raise ValueError(f"{name} must be an integer (ASCII decimal digits), got {text!r}")
+        value = int(text)
     elif isinstance(value, Integral):
         value = int(value)
     else:

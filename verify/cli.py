@@ -88,14 +88,6 @@ class _Bars:
         self.close()
 
 
-def _require_json_path(path) -> None:
-    if path not in (None, "-"):
-        from pathlib import Path
-
-        parent = Path(path).parent
-        if parent and not parent.exists():
-            raise ValueError(f"json: directory {str(parent)!r} does not exist")
-
 
 def _read_config(path: str) -> dict:
     """The keys of a TOML settings file (read with the standard library's ``tomllib``)."""
@@ -179,7 +171,8 @@ def _reproduce_settings(args, model, config: dict) -> tuple:
     from ssmpoison.verify._settings import override
 
     options = _option_values(args, model)
-    horizons = None if not args.horizon else tuple(require_int("horizon", h) for h in args.horizon)
+    # repeated --horizon values run once, in the order first given
+    horizons = None if not args.horizon else tuple(dict.fromkeys(require_int("horizon", h) for h in args.horizon))
     if not config and not options:
         return model.settings(horizons)
     if horizons is None:
@@ -214,7 +207,6 @@ def _run_reproduce(args) -> int:
                              "row; give it with a single row")
         from ssmpoison.verify._table1 import reproduce_table1, table1_text
 
-        _require_json_path(args.json)
         with _Bars() as bars:
             result = reproduce_table1(precision_bits=precision, jobs=jobs, progress=bars)
         text = table1_text(result)
@@ -223,7 +215,6 @@ def _run_reproduce(args) -> int:
         if precision is not None and not model.precision_applies:
             raise ValueError(f"precision applies to the theory row only, not to the {row} row")
         settings = _reproduce_settings(args, model, config)
-        _require_json_path(args.json)
         with _Bars() as bars:
             result = model.run(settings, progress=bars, precision_bits=precision, jobs=jobs)
         text = model.text(result)
@@ -296,7 +287,6 @@ def _run_check(args) -> int:
         scale = row_setting.init_scale if args.init_scale is None else args.init_scale
         gap = row_setting.gap_exponent if args.gap_exponent is None else args.gap_exponent
         setting = paper_setting(H, D, H2, scale, gap, seed)
-    _require_json_path(args.json)
     report = check_setting(setting, precision_bits, tolerance)
     if args.json != "-":
         print(report_text(report))
@@ -347,7 +337,6 @@ def _run_dynamics(args) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out: {args.out!r} exists and is not a directory")
-    _require_json_path(args.json)
     stem = f"{model.name}_H{setting.horizon}_seed{seed}" if args.stem is None else args.stem
     if not stem or any(ch in stem for ch in "/\\") or stem.startswith("."):
         raise ValueError(f"stem must be a plain file-name stem, got {stem!r}")
@@ -388,12 +377,11 @@ def _add_search(sub) -> None:
 def _run_search(args) -> int:
     from ssmpoison.verify._progress import TqdmProgress
     from ssmpoison.verify._search_text import search_report_text
-    from ssmpoison.verify._jsonio import check_json_path, write_json
+    from ssmpoison.verify._jsonio import write_json
     from ssmpoison.verify._search import SearchConfig, run_search
 
     dims = (1, 2) if args.teacher_dim is None else (args.teacher_dim,)
     config = SearchConfig(budget=args.budget, seed=args.seed, teacher_dims=dims, jobs=args.jobs)
-    check_json_path(args.json)
     with TqdmProgress("flow") as progress:
         report = run_search(config, progress)
     if args.json != "-":
@@ -417,10 +405,9 @@ def _add_replay(sub) -> None:
 
 def _run_replay(args) -> int:
     from ssmpoison.verify._search_text import replay_report_text
-    from ssmpoison.verify._jsonio import check_json_path, write_json
+    from ssmpoison.verify._jsonio import write_json
     from ssmpoison.verify._replay import load_records, replay_records
 
-    check_json_path(args.json)
     report = replay_records(load_records(args.file))
     if args.json != "-":
         print(replay_report_text(report))
@@ -445,13 +432,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit statuses of every subcommand: 0 ran, outcome as expected (or matched); 1 ran, outcome negative
+#: (the Theorem not matched, a replay differs, a run did not converge); 2 input refused; 3 internal error.
+EXIT_OK, EXIT_NEGATIVE, EXIT_REFUSED, EXIT_INTERNAL_ERROR = 0, 1, 2, 3
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``ssmpoison`` command line on ``argv`` (default ``sys.argv[1:]``) and return its exit status.
+
+    Returns:
+        0 when the command ran and its outcome is the expected one, 1 when it ran and its outcome is
+        negative, 2 when the input was refused (one line on stderr names the parameter), 3 on an
+        internal error (one line asking for a bug report), 130 when interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help(sys.stderr)
         return 2
     try:
+        if getattr(args, "json", None) is not None:  # every subcommand: refuse an unwritable --json before any work
+            from ssmpoison.verify._jsonio import check_json_path
+
+            check_json_path(args.json)
         return args.run(args)
     except ValueError as exc:
         _one_line(f"ssmpoison {args.command}: error: {exc}")
@@ -460,8 +463,10 @@ def main(argv: list[str] | None = None) -> int:
         _one_line("ssmpoison: interrupted")
         return 130
     except Exception as exc:  # never a traceback from the CLI
-        _one_line(f"ssmpoison {args.command}: internal error ({type(exc).__name__}): {exc}")
-        return 1
+        command = " ".join(["ssmpoison", *(sys.argv[1:] if argv is None else argv)])
+        _one_line(f"ssmpoison {args.command}: internal error ({type(exc).__name__}): {exc} -- this is a bug; "
+                  f"please report it with the command: {command}")
+        return EXIT_INTERNAL_ERROR
 
 
 def _one_line(message: str) -> None:
