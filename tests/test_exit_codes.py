@@ -94,3 +94,15 @@ def test_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
         _jsonio.write_json(str(target), {"a": 2})
     assert json.loads(target.read_text()) == {"a": 1}  # the previous file, intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no temporary file left behind
+
+
+def test_jobs_above_the_cpus_are_capped_with_one_warning(capsys):
+    from ssmpoison.verify._workers import capped_jobs, default_jobs
+
+    cores = default_jobs()
+    warnings = []
+    assert capped_jobs(cores, warnings.append) == cores and warnings == []
+    assert capped_jobs(1000, warnings.append) == cores and len(warnings) == 1 and "1000" in warnings[0]
+    assert main(["reproduce", "--row", "theory", "--horizon", "7", "--jobs", "1000", "--json", "-"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert f"jobs = 1000 capped at the {cores} CPUs" in err

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["worker_pool", "default_jobs"]
+__all__ = ["worker_pool", "default_jobs", "capped_jobs"]
 
 
 def default_jobs() -> int:
@@ -27,6 +27,24 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def capped_jobs(jobs: int, warn=None) -> int:
+    """``jobs`` capped at :func:`default_jobs`: more processes than CPUs only compete for them.
+
+    Arguments:
+        jobs: the requested number of worker processes (>= 1).
+        warn: called with one line when the request is capped (e.g. the command line's stderr).
+
+    Returns:
+        ``min(jobs, default_jobs())``.
+    """
+    cores = default_jobs()
+    if jobs > cores:
+        if warn is not None:
+            warn(f"jobs = {jobs} capped at the {cores} CPUs this process may use")
+        return cores
+    return jobs
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:

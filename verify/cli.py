@@ -189,7 +189,7 @@ def _run_reproduce(args) -> int:
     from ssmpoison.verify._numbers import require_precision_bits
     from ssmpoison.verify._registry import row_model
     from ssmpoison.verify._jsonio import write_json
-    from ssmpoison.verify._workers import default_jobs
+    from ssmpoison.verify._workers import capped_jobs, default_jobs
 
     config = {} if args.config is None else _read_config(args.config)
     file_row = config.pop("row", None)
@@ -199,7 +199,7 @@ def _run_reproduce(args) -> int:
         raise ValueError(f"row given twice with different values: --row {args.row} and config key 'row' = {file_row!r}")
     row = args.row or file_row or "theory"
     precision = None if args.precision is None else require_precision_bits(args.precision, name="precision")
-    jobs = default_jobs() if args.jobs == "auto" else require_int("jobs", args.jobs, minimum=1)
+    jobs = default_jobs() if args.jobs == "auto" else capped_jobs(require_int("jobs", args.jobs, minimum=1), _warning)
     if row == "all":
         given = [d for d in ("horizon", "config", *_SETTING_OPTIONS) if getattr(args, d) is not None]
         if given:
@@ -375,13 +375,16 @@ def _add_search(sub) -> None:
 
 
 def _run_search(args) -> int:
-    from ssmpoison.verify._progress import TqdmProgress
-    from ssmpoison.verify._search_text import search_report_text
+    from ssmpoison.theory._validation import require_int
     from ssmpoison.verify._jsonio import write_json
+    from ssmpoison.verify._progress import TqdmProgress
     from ssmpoison.verify._search import SearchConfig, run_search
+    from ssmpoison.verify._search_text import search_report_text
+    from ssmpoison.verify._workers import capped_jobs
 
     dims = (1, 2) if args.teacher_dim is None else (args.teacher_dim,)
-    config = SearchConfig(budget=args.budget, seed=args.seed, teacher_dims=dims, jobs=args.jobs)
+    jobs = capped_jobs(require_int("jobs", args.jobs, minimum=1), _warning)
+    config = SearchConfig(budget=args.budget, seed=args.seed, teacher_dims=dims, jobs=jobs)
     with TqdmProgress("flow") as progress:
         report = run_search(config, progress)
     if args.json != "-":
@@ -467,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         _one_line(f"ssmpoison {args.command}: internal error ({type(exc).__name__}): {exc} -- this is a bug; "
                   f"please report it with the command: {command}")
         return EXIT_INTERNAL_ERROR
+
+
+def _warning(message: str) -> None:
+    _one_line(f"ssmpoison: warning: {message}")
 
 
 def _one_line(message: str) -> None:
