@@ -116,3 +116,20 @@ def test_inside_the_conditions_the_verdict_matches_the_theorem(H, D, log_scale, 
     r = check_setting(setting)
     assert r.clean.quantity.digits >= 8 and r.poisoned.quantity.digits >= 8
     assert r.matches_theorem, r.verdict()
+
+
+def test_cli_init_accepts_rationals_like_the_other_reals(tmp_path):
+    """``--init 1/1000,...`` (rationals, as ``--init-scale`` accepts) runs like its decimal spelling."""
+    import json
+
+    from ssmpoison.verify.cli import main
+
+    base = ["check", "--horizon", "7", "--state-dim", "3", "--extrapolate-to", "20"]
+    codes, data = [], []
+    for k, init in enumerate(("1/1000,1/2000,1/4000", "0.001,0.0005,0.00025")):
+        out = tmp_path / f"{k}.json"
+        codes.append(main([*base, "--init", init, "--json", str(out)]))
+        data.append(json.loads(out.read_text()))
+    assert codes[0] == codes[1] in (0, 1)
+    assert [c["holds"] for c in data[0]["conditions"]] == [c["holds"] for c in data[1]["conditions"]]
+    assert abs(float(data[0]["clean_ext_error"]) / float(data[1]["clean_ext_error"]) - 1) < 1e-9

@@ -33,6 +33,7 @@ of powers is below ``a + b = 1``; outside, ``|a^n + b^n|`` exceeds 1), i.e. the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import mpmath
 
@@ -92,8 +93,15 @@ class TheoremSetting:
         return len(self.a0)
 
 
+def _mpf(v) -> mpmath.mpf:
+    """``v`` (int, float, Fraction or mpf) as an mpf in the current mpmath precision (rationals rounded once)."""
+    if isinstance(v, Fraction):
+        return mpmath.mpf(v.numerator) / v.denominator
+    return mpmath.mpf(v)
+
+
 def _sorted_mpf(a0) -> list:
-    return sorted((mpmath.mpf(v) for v in a0), reverse=True)
+    return sorted((_mpf(v) for v in a0), reverse=True)
 
 
 def clean_limit_bounds(a0, horizon: int) -> tuple[list, mpmath.mpf]:
