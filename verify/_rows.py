@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, ClassVar
 
 from ssmpoison.theory._validation import require_int
+from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
 from ssmpoison.verify._settings import GDRowSetting, TheoryRowSetting, override
 from ssmpoison.verify._status import Status
 
@@ -269,7 +270,7 @@ class _GDRow(RowModel):
 
     def __init__(self, name, settings, *, title=None) -> None:
         super().__init__(name, settings, title=title)
-        config_type = self._config_type()
+        config_type = self.config_type
         if not all(isinstance(s.config, config_type) for s in self._settings.values()):
             raise ValueError(f"settings of the {name} row must hold a {config_type.__name__}")
 
@@ -324,12 +325,7 @@ class BeyondRow(_GDRow):
     description = "A, B, C trained by full-batch GD with the adaptive step, teacher A* = B* = C* = 1"
     option_keys = {"state_dim": "state_dim", "seeds": "seeds", "init_scale": "sd_a", "gap_exponent": "gap_k",
                    "extrapolate_to": "extrapolation_length", "draws": "draws", "epochs": "epochs"}
-
-    @staticmethod
-    def _config_type():
-        from ssmpoison.verify._gd_config import BeyondConfig
-
-        return BeyondConfig
+    config_type = BeyondConfig
 
 
 class NonlinearRow(_GDRow):
@@ -339,10 +335,5 @@ class NonlinearRow(_GDRow):
     description = "SSM + two ReLU layers (no bias) + linear head, Adam, teacher SSM 1,1,1 + ReLU head"
     option_keys = {"state_dim": "state_dim", "seeds": "seeds", "init_scale": "sd_ssm", "gap_exponent": "gap_k",
                    "extrapolate_to": "extrapolation_length", "draws": "draws", "epochs": "epochs"}
-
-    @staticmethod
-    def _config_type():
-        from ssmpoison.verify._gd_config import NonlinearConfig
-
-        return NonlinearConfig
+    config_type = NonlinearConfig
 
