@@ -103,7 +103,7 @@ def paper_gap(init_scale: float, gap_exponent: float) -> float:
     with np.errstate(over="ignore", divide="ignore"):
         diff = 0.05 / np.exp(k * np.log10(1 / scale))
     if not np.isfinite(diff):
-        raise ValueError(f"gap_exponent={k} gives a non-finite diff={diff}")
+        raise ValueError(f"gap_exponent = {k} at init_scale = {scale:g} gives a non-finite gap diff = 0.05 s^k")
     return diff
 
 
@@ -154,18 +154,19 @@ def paper_initialisation(seed: int, state_dim: int, init_scale: float, gap_expon
     diff = paper_gap(scale, k)
     if not diff < a[0]:
         raise ValueError(
-            f"gap_exponent={k} gives diff={diff:.6g} >= a[0]={a[0]:.6g}: a[1] = a[0] - diff would not be positive"
+            f"gap_exponent = {k} at init_scale = {scale:g} gives the gap diff = 0.05 s^k = {diff:.6g} >= a[0] = {a[0]:.6g}: "
+            "a[1] = a[0] - diff would not be positive (raise gap_exponent or lower init_scale)"
         )
     second = a[0] - diff
     if not second < a[0]:
         raise ValueError(
-            f"gap_exponent={k} gives diff={diff:.6g}, below the float64 resolution of a[0]={a[0]:.6g}: "
-            "a[1] would equal a[0]"
+            f"gap_exponent = {k} at init_scale = {scale:g} gives the gap diff = 0.05 s^k = {diff:.6g}, below the float64 "
+            f"resolution of a[0] = {a[0]:.6g}: a[1] would equal a[0] (lower gap_exponent or raise init_scale)"
         )
     if D >= 3 and not second > a[2]:
         raise ValueError(
-            f"gap_exponent={k} gives a[1] = a[0] - diff = {second:.6g} <= a[2] = {a[2]:.6g}: "
-            "the entries would no longer be distinct and sorted"
+            f"gap_exponent = {k} at init_scale = {scale:g} gives a[1] = a[0] - diff = {second:.6g} <= a[2] = {a[2]:.6g} "
+            f"of the state_dim = {D} draws: the entries would no longer be distinct and sorted (raise gap_exponent)"
         )
     a = with_paper_gap(a, scale, k)
     if not np.all(a[1:] < a[:-1]):

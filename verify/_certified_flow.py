@@ -21,6 +21,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 
 import mpmath
 import numpy as np
@@ -82,14 +83,19 @@ def _oracle_time(a0, horizon: int, label, loss_tol: float) -> float:
         return float(oracle.clean_convergence_time(a0, H, loss_tol, label, precision_bits=53))
     p, q = H - 3, (H - 1) / (H - 3)
     y = float(label)
-    eta_target = math.sqrt(loss_tol)
-    eta = max(eta_target, 1e-9 * y)
+    tol = mpmath.mpf(loss_tol.numerator) / loss_tol.denominator if isinstance(loss_tol, Fraction) else mpmath.mpf(loss_tol)
+    eta_target = mpmath.sqrt(tol)  # loss_tol may lie below float64's range (an exact Fraction)
+    eta = max(float(eta_target), 1e-9 * y)
     S0 = float(sum(mpmath.mpf(float(v)) ** (H - 1) for v in a0))
     if abs(S0 - y) <= eta:
         return 0.0
     with mpmath.workprec(256):
         x = [mpmath.mpf(float(v)) ** -p for v in a0]
         xmin = min(x)
+        # S(w) <= y on the way, so t >= (w0 - w_eta) / (2p(H-1) y) with w_eta < y^(-1/q): the time is
+        # at least this lower bound, which says when it lies beyond float64 (entries near the underflow)
+        if xmin - y ** (-1 / q) > mpmath.mpf(2) ** 1000:
+            return math.inf
         d = np.array([float(xi - xmin) for xi in x])
         w0 = float(xmin)
 
@@ -122,16 +128,23 @@ def _oracle_time(a0, horizon: int, label, loss_tol: float) -> float:
         warnings.simplefilter("ignore", sp_integrate.IntegrationWarning)
         t, _ = sp_integrate.quad(integrand, v_eta, v0, limit=400, epsabs=0, epsrel=1e-10)
     rate_lin = rate * q * float(np.sum((d + w_star) ** (-q - 1)))
-    return t + math.log(eta / eta_target) / rate_lin
+    return t + float(mpmath.log(eta / eta_target)) / rate_lin
 
 
-def _oracle_runs(problems, quantity, policy: CertificationPolicy) -> list[CertifiedRun]:
+def _oracle_runs(problems, quantity, policy: CertificationPolicy, t_max: float) -> list[CertifiedRun]:
     bits, oracle_bits, ref_bits = policy.oracle_bits
     cap = policy.digits_cap
     loss_tol = FlowOptions(precision_bits=bits).effective_loss_tol
     out = []
     for p in problems:
         H, y = p.training_set.horizon, p.training_set.labels[0]
+        t_converged = _oracle_time(p.a0, H, y, loss_tol)
+        if t_converged > t_max:
+            when = "beyond 1e300" if math.isinf(t_converged) else f"{t_converged:.2e}"
+            raise ValueError(
+                f"initialisation: the clean flow reaches its loss tolerance only at t = {when}, past the flows' time "
+                f"limit {t_max:.0e}: the largest initial entry {float(max(p.a0)):.3g} is too small for H = {H} "
+                "(raise --init-scale or the entries of --init)")
         run_limit = oracle.clean_limit(p.a0, H, y, precision_bits=oracle_bits)
         ref_limit = oracle.clean_limit(p.a0, H, y, precision_bits=ref_bits)
         with mpmath.workprec(oracle_bits):
@@ -144,7 +157,7 @@ def _oracle_runs(problems, quantity, policy: CertificationPolicy) -> list[Certif
                 method="oracle",
                 status=Status.CONVERGED,
                 quantity=certify(value, ref, cap),
-                t_converged=_oracle_time(p.a0, H, y, loss_tol),
+                t_converged=t_converged,
                 train_loss=0.0,
                 precision_bits=bits,
                 reference_bits=ref_bits,
@@ -229,7 +242,7 @@ def certified_flows(
     """
     results: dict[int, CertifiedRun] = {}
     exact = [k for k, p in enumerate(problems) if use_oracle and oracle_applies(p)]
-    for k, run in zip(exact, _oracle_runs([problems[k] for k in exact], quantity, policy)):
+    for k, run in zip(exact, _oracle_runs([problems[k] for k in exact], quantity, policy, t_max)):
         results[k] = run
     groups: dict[tuple, list[int]] = {}
     for k, p in enumerate(problems):

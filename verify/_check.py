@@ -11,6 +11,7 @@ condition fails the Theorem predicts nothing; the report still says what the flo
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from ssmpoison.theory._construction import clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
@@ -18,10 +19,12 @@ from ssmpoison.theory._theorem import Condition, TheoremSetting, conditions
 from ssmpoison.theory._validation import require_int, require_real
 from ssmpoison.verify._certification import CertificationPolicy
 from ssmpoison.verify._certified_flow import CertifiedRun, certified_flows
-from ssmpoison.verify._flow import FlowProblem
+from ssmpoison.verify._flow import FlowOptions, FlowProblem
 from ssmpoison.verify._status import Status
 
 __all__ = ["CheckReport", "check_setting", "paper_setting"]
+
+_BLOWUP = FlowOptions().blowup  # an entry this large counts as a diverged flow
 
 
 def paper_setting(horizon: int, state_dim: int, extrapolate_to: int, init_scale: float, gap_exponent: float, seed: int) -> TheoremSetting:
@@ -32,6 +35,10 @@ def paper_setting(horizon: int, state_dim: int, extrapolate_to: int, init_scale:
     """
     D = require_int("state_dim", state_dim, minimum=2)
     scale = require_real("init_scale", init_scale, positive=True)
+    if not scale >= sys.float_info.min:
+        raise ValueError(f"init_scale must be at least {sys.float_info.min:.3g} (a normal float64 number), got {float(scale):g}")
+    if not scale < _BLOWUP:
+        raise ValueError(f"init_scale must be below {_BLOWUP:g} (the flows' divergence bound), got {float(scale):g}")
     k = require_real("gap_exponent", gap_exponent)
     seed = require_int("seed", seed, minimum=0)
     return TheoremSetting(horizon, tuple(paper_initialisation(seed, D, scale, k)), extrapolate_to)
@@ -143,6 +150,9 @@ def check_setting(setting: TheoremSetting, precision_bits: int | None = None, cl
     """
     tol = require_real("clean_tolerance", clean_tolerance, positive=True)
     H, D, J = setting.horizon, setting.state_dim, setting.extrapolate_to
+    largest = max(abs(float(v)) for v in setting.a0)
+    if not largest < _BLOWUP:
+        raise ValueError(f"init: every |a_i(0)| must be below {_BLOWUP:g} (the flows' divergence bound), got {largest:g}")
     problems = [FlowProblem(clean_training_set(H), setting.a0), FlowProblem(poisoned_training_set(H), setting.a0)]
     policy = CertificationPolicy(precision_bits=precision_bits)
     clean, poisoned = certified_flows(problems, lambda a, b, c: extrapolation_error(a, b, c, D, J), policy)

@@ -390,7 +390,7 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
     h = (
         to_working(method.initial_step, precision_bits)
         if method.initial_step
-        else one * (0.01 * float(scale0) / max(float(np.abs(f0).max()), 1e-300))
+        else one * (0.01 * max(float(scale0), float(atol / rtol)) / max(float(np.abs(f0).max()), 1e-300))
     )
     steps = rejected = 0
     status = Status.MAX_STEPS

@@ -22,7 +22,11 @@ The working precision ``FlowOptions.precision_bits`` selects the number type
 until the training loss falls below a threshold tied to the precision (``loss_tol``, default
 ``4**-(precision_bits - 8)``, i.e. residuals near ``2**-precision_bits``): status
 ``CONVERGED``; or until an entry's magnitude exceeds ``blowup``: ``DIVERGED`` (with the time);
-or until ``t_max`` or the step budget: ``TIME_LIMIT``. Several initial points sharing a
+or until neither the state nor the loss (above the threshold) changes by more than
+``2^-(precision_bits/2)`` relatively over several steps (a critical point that is not a zero of
+the loss, e.g. ``a = 0`` or tied entries): ``STALLED``; or until
+``t_max``, the step budget or the command's wall-clock budget (:mod:`ssmpoison.verify._budget`):
+``TIME_LIMIT``. Several initial points sharing a
 training set and B, C can be integrated together (one shared step size): :func:`run_flows`.
 """
 
@@ -39,6 +43,7 @@ from ssmpoison.theory._training_set import TRAIN_CHOICES
 from ssmpoison.theory._training_set import TrainingSet
 from ssmpoison.theory._validation import require_finite_sequence, require_int, require_real
 from ssmpoison.verify import _kernels as kernels
+from ssmpoison.verify._budget import budget_expired
 from ssmpoison.verify._integrator import Integrator
 from ssmpoison.verify._numbers import require_precision_bits, to_working, working_context, working_dtype
 from ssmpoison.verify._status import Status
@@ -50,7 +55,10 @@ from ssmpoison.verify._seulex import Seulex
 __all__ = ["FlowProblem", "FlowOptions", "FlowResult", "run_flow", "run_flows", "default_integrator", "FLOW_STATUSES"]
 
 #: The statuses a flow ends with.
-FLOW_STATUSES = (Status.CONVERGED, Status.DIVERGED, Status.TIME_LIMIT)
+FLOW_STATUSES = (Status.CONVERGED, Status.DIVERGED, Status.STALLED, Status.TIME_LIMIT)
+
+#: accepted steps in a row without the state or the loss changing (relatively, beyond 2^-(P/2)) after which a flow is stalled
+_STALL_STEPS = 8
 
 
 def default_integrator(train: str) -> Integrator:
@@ -167,7 +175,9 @@ class FlowOptions:
     def effective_loss_tol(self):
         if self.loss_tol is not None:
             return self.loss_tol
-        return 4.0 ** -(self.precision_bits - 8) if self.precision_bits < 500 else 0.0
+        if self.precision_bits < 500:
+            return 4.0 ** -(self.precision_bits - 8)
+        return Fraction(1, 4 ** (self.precision_bits - 8))  # below float64's range: exact
 
 
 @dataclass(frozen=True)
@@ -345,25 +355,51 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
     if options.record:
         trajectory.append((to_working(0, precision_bits), *(np.array(v, copy=True) for v in split(theta0)), loss0))
 
+    # a member is stalled after _STALL_STEPS accepted steps in a row in which neither its state nor
+    # its loss (above tolerance) changed by more than 2^-(P/2) relatively: it sits at a critical point
+    # that is not a zero of the loss (a = 0, tied entries of the poisoned set) up to rounding noise.
+    # A plateau (slow escape from a small initialisation) moves its state; a converging flow its loss.
+    small = to_working(2, precision_bits) ** (-(precision_bits // 2))
+    still = [0] * B
+    previous = [(np.array(theta0[k], copy=True), loss0[k]) for k in range(B)]
+    timed_out = False
+    with np.errstate(over="ignore", invalid="ignore"):
+        f0 = fun(theta0)
+    for k in range(B):  # a zero of the vector field is a fixed point: stalled from the start
+        if t_conv[k] is None and not np.any(f0[k] != 0):
+            still[k] = _STALL_STEPS
+
     def observe(t, theta):
         L = kernels.loss(*split(theta), U, y)
         for k in range(B):
             if t_conv[k] is None and L[k] <= loss_tol:
                 t_conv[k] = t
+            if t_conv[k] is None:
+                theta_prev, loss_prev = previous[k]
+                moved = np.abs(theta[k] - theta_prev).max() > small * np.abs(theta[k]).max()
+                decreased = abs(loss_prev - L[k]) > small * L[k]
+                still[k] = still[k] + 1 if not (moved or decreased) else 0
+                previous[k] = (np.array(theta[k], copy=True), L[k])
         if options.record:
             trajectory.append((t, *(np.array(v, copy=True) for v in split(theta)), L))
 
     def stop(t, theta):
-        return all(tc is not None for tc in t_conv)
+        nonlocal timed_out
+        if budget_expired():
+            timed_out = True
+            return True
+        return all(tc is not None or n >= _STALL_STEPS for tc, n in zip(t_conv, still))
 
     rtol = options.effective_rtol
-    atol = rtol * 1e-3 * max(max(abs(float(v)) for p in problems for v in p.a0), 1e-300)
-    res = integrator.integrate(
-        fun, theta0, 0, options.t_max,
-        precision_bits=precision_bits, rtol=rtol, atol=atol, max_steps=options.max_steps,
-        linear_part=linear_part, make_solver=make_solver,
-        stop=stop, observe=observe, blowup=options.blowup,
-    )
+    scale = max(abs(float(v)) for p in problems for v in p.a0)
+    atol = rtol * 1e-3 * (scale if scale > 0 else 1.0)  # a0 = 0: the entries' scale is the labels', O(1)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite states end as diverged
+        res = integrator.integrate(
+            fun, theta0, 0, options.t_max,
+            precision_bits=precision_bits, rtol=rtol, atol=atol, max_steps=options.max_steps,
+            linear_part=linear_part, make_solver=make_solver,
+            stop=stop, observe=observe, blowup=options.blowup,
+        )
     theta = res.y
     a, b, c = split(theta)
     L = kernels.loss(a, b, c, U, y)
@@ -374,6 +410,8 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
             status = Status.CONVERGED
         elif diverged:
             status = Status.DIVERGED
+        elif still[k] >= _STALL_STEPS and not timed_out:
+            status = Status.STALLED
         else:
             status = Status.TIME_LIMIT
         traj = [(t, aa[k], np.broadcast_to(bb, aa.shape)[k], np.broadcast_to(cc, aa.shape)[k], ll[k]) for t, aa, bb, cc, ll in trajectory]

@@ -27,8 +27,10 @@ class Status(enum.StrEnum):
 
     * ``CONVERGED`` — the training loss reached its tolerance;
     * ``DIVERGED`` — the parameters blew up (or the integrator could not go on);
-    * ``TIME_LIMIT`` — the flow reached its final time with the loss above tolerance;
-    * ``STALLED`` — gradient descent stopped moving (gradient below its floor) above tolerance;
+    * ``TIME_LIMIT`` — the run reached its final time, or the command's wall-clock budget ran out, with
+      the loss above tolerance;
+    * ``STALLED`` — the run stopped moving above tolerance (a flow's state fixed to rounding, or a
+      gradient-descent gradient below its floor): a critical point that is not a zero of the loss;
     * ``MAX_STEPS`` — the update budget ran out above tolerance.
     """
 
