@@ -114,6 +114,7 @@ CORRUPTIONS = [
     (("criteria", "extrapolation_threshold"), NAN, "criteria.extrapolation_threshold must be a finite number, got nan"),
     (("criteria", "extrapolation_factor"), 2.5, "criteria.extrapolation_factor must be an integer >= 1, got 2.5"),
     (("criteria", "escape_fraction"), ..., "criteria has no 'escape_fraction' field"),
+    (("criteria", "extrapolation_factor"), 10**6, "criteria.extrapolation_factor = 1000000 gives J = 3000000 lags at H = 3, more than a replay evaluates (100000)"),
     # the float64 screen
     (("float64", "extrapolation_error"), NAN, "float64.extrapolation_error must be a finite number or null, got nan"),
     (("float64", "extrapolation_error"), -INF, "float64.extrapolation_error must be a finite number or null, got -inf"),
@@ -131,7 +132,16 @@ CORRUPTIONS = [
     # the certification
     (("certified", "precision_bits"), 32, "certified.precision_bits must be an integer >= 64, got 32"),
     (("certified", "precision_bits"), "113", "certified.precision_bits must be an integer >= 64, got '113'"),
-    (("certified", "reference_bits"), 113, "certified.reference_bits must be an integer >= 114, got 113"),
+    (("certified", "reference_bits"), 32, "certified.reference_bits must be an integer >= 64, got 32"),
+    (("certified", "reference_bits"), 177, "certified.reference_bits = 177 is not the precision of its reference run, by certified.statuses (145)"),
+    (("certified", "precision_bits"), 145, "certified.precision_bits = 145 is not the precision of the certified run, by certified.statuses (113)"),
+    (("certified", "statuses", 1), "177 bits: converged", "certified.statuses[1] is a run at 177 bits, not at 145 (the precision ladder P, P + s, P + 2s of P = 113 bits is 113, 145, 177)"),
+    (("certified", "statuses", 0), "53 bits: converged", "certified.statuses[0]: the run precision must be >= 64, got 53"),
+    (("certified", "statuses", 0), "1" * 30 + " bits: converged", "certified.statuses[0] must read '<bits> bits: <status>'"),
+    (("certified", "statuses"), ["113 bits: converged"], "certified.statuses must have 2 or 3 entries"),
+    (("certified", "statuses"), ["113 bits: diverged", "145 bits: converged"], "certified.statuses must end at the second converged run"),
+    (("certified", "statuses"), ["113 bits: converged", "145 bits: converged", "177 bits: converged"], "certified.statuses must end at the second converged run"),
+    (("certified", "statuses"), ["113 bits: diverged", "145 bits: time_limit", "177 bits: converged"], "certified: fewer than two runs converged"),
     (("certified", "criterion"), "greedy_low_rank", "certified.criterion = 'greedy_low_rank' is not the record's criterion ('extrapolation')"),
     (("certified", "certified"), "yes", "certified.certified must be true or false, got 'yes'"),
     (("certified", "statuses", 0), "113 bits: fine", "certified.statuses[0] must read '<bits> bits: <status>'"),
@@ -160,6 +170,16 @@ def test_a_special_training_set_is_refused(record, tmp_path, capsys, no_rerun):
     special = _set(_set(record, ("problem", "inputs", 0, 1), 1), ("problem", "labels", 0), "-1/4")
     line = _refused(tmp_path, capsys, [special])
     assert line == "record 0: problem.inputs[0] are special (u_(H-2) != 0): the search judges non-special sets only"
+
+
+def test_the_replay_certifies_at_the_base_of_the_saved_precision_ladder(record):
+    """When the run at P did not converge the record names P + s and P + 2s; the replay re-runs the ladder from P."""
+    shifted = _set(_set(_set(record, ("certified", "statuses"), ["113 bits: time_limit", "145 bits: converged", "177 bits: converged"]),
+                        ("certified", "precision_bits"), 145), ("certified", "reference_bits"), 177)
+    assert replay._replay_inputs(shifted)[3] == 113 and replay._replay_inputs(record)[3] == 113
+    base_256 = _set(_set(_set(record, ("certified", "statuses"), ["256 bits: converged", "320 bits: converged"]),
+                         ("certified", "precision_bits"), 256), ("certified", "reference_bits"), 320)
+    assert replay._replay_inputs(base_256)[3] == 256
 
 
 def test_every_record_is_validated_before_the_first_is_rerun(record, no_rerun):

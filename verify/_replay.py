@@ -42,7 +42,7 @@ from ssmpoison.verify._counterexample import (
 from ssmpoison.verify._flow import FLOW_STATUSES
 from ssmpoison.verify._status import Status
 
-__all__ = ["CODE", "counterexample_record", "replay_record", "replay_records", "ReplayReport", "ReplayDifference", "load_records"]
+__all__ = ["CODE", "MAX_EXTRAPOLATION_LENGTH", "counterexample_record", "replay_record", "replay_records", "ReplayReport", "ReplayDifference", "load_records"]
 
 #: Fingerprint of the code that computes a record, read when this module is imported (the code in use).
 CODE = code_fingerprint("ssmpoison.verify._counterexample")
@@ -84,6 +84,10 @@ def counterexample_record(
     return record, certified.certified
 
 
+#: The longest extrapolation length ``J = extrapolation_factor * H`` a replayed record may ask for (the search's is 2H <= 16
+#: by default): each replay evaluates the learned impulse response over J lags at up to ``P + 2s`` bits.
+MAX_EXTRAPOLATION_LENGTH = 100_000
+
 #: The fields of a record (:func:`counterexample_record`), those the replay needs first.
 _RECORD_FIELDS = ("criterion", "problem", "criteria", "certified", "code", "teacher_dim", "regime", "lowest_gamma_order",
                   "float64", "float64_agreement_digits")
@@ -100,7 +104,7 @@ _CRITERIA_FIELDS = tuple(f.name for f in dataclasses.fields(SearchCriteria))
 _REGIMES = ("l*=1", "l*>=2")
 _CODE = re.compile(r"[0-9a-f]{16}")
 _DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
-_RUN_STATUS = re.compile(r"([0-9]+) bits: ([a-z_]+)")
+_RUN_STATUS = re.compile(r"([0-9]{1,9}) bits: ([a-z_]+)")
 _STATUSES = frozenset(s.value for s in Status)
 
 
@@ -119,6 +123,12 @@ def _json_kind(value) -> str:
     return "an object" if isinstance(value, dict) else type(value).__name__
 
 
+def _shown(value, spell=repr) -> str:
+    """``spell(value)`` cut to 80 characters: a value quoted in a one-line message."""
+    text = spell(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _require_fields(name: str, value, fields) -> None:
     """``value`` is a JSON object with every one of ``fields`` (checked in their order) and no other."""
     if not isinstance(value, dict):
@@ -128,14 +138,14 @@ def _require_fields(name: str, value, fields) -> None:
             raise ValueError(f"{name} has no {key!r} field")
     for key in value:
         if key not in fields:
-            raise ValueError(f"{name} has an unknown field {key!r}")
+            raise ValueError(f"{name} has an unknown field {_shown(key)}")
 
 
 def _int(name: str, value, minimum: int, maximum: int | None = None) -> int:
     """A JSON integer (not a boolean, a float or a string) in ``[minimum, maximum]``."""
     bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
-        raise ValueError(f"{name} must be an integer {bounds}, got {value!r}")
+        raise ValueError(f"{name} must be an integer {bounds}, got {_shown(value)}")
     return value
 
 
@@ -150,9 +160,9 @@ def _number(name: str, value, *, nonnegative: bool = False, optional: bool = Fal
         except OverflowError:
             finite = False
     if not finite:
-        raise ValueError(f"{name} must be a finite number{' or null' if optional else ''}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number{' or null' if optional else ''}, got {_shown(value)}")
     if nonnegative and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+        raise ValueError(f"{name} must be >= 0, got {_shown(value)}")
     return value
 
 
@@ -168,7 +178,7 @@ def _list(name: str, value, length: int | None = None) -> list:
 def _same(name: str, saved, defined, what: str) -> None:
     """A saved field that the problem determines must be what it determines."""
     if saved != defined:
-        raise ValueError(f"{name} = {saved!r} is not {what} ({defined!r})")
+        raise ValueError(f"{name} = {_shown(saved)} is not {what} ({_shown(defined)})")
 
 
 def _field_path(parent: str, key) -> str:
@@ -235,7 +245,7 @@ def _problem(payload) -> CleanProblem:
     except ValueError as exc:
         raise ValueError(f"problem: {exc}") from None
     for path, saved, canonical in _walk(payload, json.loads(json.dumps(problem.to_json())), "problem"):
-        raise ValueError(f"{path} is {json.dumps(saved)}, not {json.dumps(canonical)} as the problem defines and records write it")
+        raise ValueError(f"{path} is {_shown(saved, json.dumps)}, not {_shown(canonical, json.dumps)} as the problem defines and records write it")
     return problem
 
 
@@ -256,26 +266,44 @@ def _criteria(payload) -> SearchCriteria:
 def _certified_text(name: str, value) -> None:
     """A certified decimal string, or ``"?"`` (nothing certified)."""
     if not isinstance(value, str) or not (value == "?" or _DECIMAL.fullmatch(value)):
-        raise ValueError(f"{name} must be a decimal number written as a string, or '?', got {value!r}")
+        raise ValueError(f"{name} must be a decimal number written as a string, or '?', got {_shown(value)}")
 
 
 def _certified(payload, criterion: str, state_dim: int) -> int:
-    """The saved certification (see :func:`_replay_inputs`); returns its run precision."""
+    """The saved certification (see :func:`_replay_inputs`); returns the base ``P`` of its precision ladder (the replay's)."""
     _require_fields("certified", payload, _CERTIFIED_FIELDS)
     _same("certified.criterion", payload["criterion"], criterion, "the record's criterion")
     if not isinstance(payload["certified"], bool):
-        raise ValueError(f"certified.certified must be true or false, got {payload['certified']!r}")
+        raise ValueError(f"certified.certified must be true or false, got {_shown(payload['certified'])}")
     if not isinstance(payload["reason"], str):
         raise ValueError(f"certified.reason must be a string, got {_json_kind(payload['reason'])}")
-    bits = require_precision_bits(_int("certified.precision_bits", payload["precision_bits"], 64), name="certified.precision_bits", minimum=64)
-    _int("certified.reference_bits", payload["reference_bits"], bits + 1)
+    bits = _int("certified.precision_bits", payload["precision_bits"], 64)
+    reference = _int("certified.reference_bits", payload["reference_bits"], 64)
     statuses = _list("certified.statuses", payload["statuses"])
-    if not 1 <= len(statuses) <= 3:
-        raise ValueError(f"certified.statuses must have 1 to 3 entries, got {len(statuses)}")
+    if len(statuses) not in (2, 3):
+        raise ValueError(f"certified.statuses must have 2 or 3 entries (one per run of the precision ladder), got {len(statuses)}")
+    runs = []
     for k, text in enumerate(statuses):
         match = _RUN_STATUS.fullmatch(text) if isinstance(text, str) else None
         if match is None or match.group(2) not in _STATUSES:
-            raise ValueError(f"certified.statuses[{k}] must read '<bits> bits: <status>', got {text!r}")
+            raise ValueError(f"certified.statuses[{k}] must read '<bits> bits: <status>', got {_shown(text)}")
+        runs.append((int(match.group(1)), match.group(2)))
+    base = require_precision_bits(runs[0][0], name="certified.statuses[0]: the run precision", minimum=64)
+    ladder = SEARCH_CERTIFICATION.with_precision(base).precision_ladder()
+    for k, (run_bits, _) in enumerate(runs):
+        if run_bits != ladder[k]:
+            raise ValueError(f"certified.statuses[{k}] is a run at {run_bits} bits, not at {ladder[k]} "
+                             f"(the precision ladder P, P + s, P + 2s of P = {base} bits is {', '.join(map(str, ladder))})")
+    converged = [b for b, status in runs if status == Status.CONVERGED]
+    if len(converged) == 2 and runs[-1][1] != Status.CONVERGED or len(converged) > 2 or (len(converged) < 2 and len(runs) < 3):
+        raise ValueError("certified.statuses must end at the second converged run, or list all 3 runs of the ladder")
+    expected = tuple(converged) if len(converged) == 2 else ladder[:2]
+    _same("certified.precision_bits", bits, expected[0], "the precision of the certified run, by certified.statuses")
+    _same("certified.reference_bits", reference, expected[1], "the precision of its reference run, by certified.statuses")
+    if len(converged) < 2 and (payload["certified"] or any(v is not None for v in (payload["effective_rank"], payload["extrapolation_error"]))
+                               or payload["learned_a"] != ["?"] * state_dim):
+        raise ValueError("certified: fewer than two runs converged (certified.statuses), so nothing can be certified: "
+                         "certified.certified must be false, learned_a all '?', effective_rank and extrapolation_error null")
     for k, text in enumerate(_list("certified.learned_a", payload["learned_a"], state_dim)):
         _certified_text(f"certified.learned_a[{k}]", text)
     present = []
@@ -288,12 +316,12 @@ def _certified(payload, criterion: str, state_dim: int) -> int:
         _certified_text(f"certified.{key}.value", value["value"])
         digits = _int(f"certified.{key}.digits", value["digits"], 0)
         if (digits == 0) != (value["value"] == "?"):
-            raise ValueError(f"certified.{key}.value is {value['value']!r} with {digits} certified digits ('?' means 0 digits, and only that)")
+            raise ValueError(f"certified.{key}.value is {_shown(value['value'])} with {digits} certified digits ('?' means 0 digits, and only that)")
     if present[0] != present[1]:
         raise ValueError("certified.effective_rank and certified.extrapolation_error must both be null or both be values")
     if payload["certified"] and not all(present):
         raise ValueError("certified.certified is true but no certified value is saved")
-    return bits
+    return base
 
 
 def _float64(payload, state_dim: int) -> None:
@@ -303,7 +331,7 @@ def _float64(payload, state_dim: int) -> None:
           "the screen's precision")
     status = payload["status"]
     if status not in FLOW_STATUSES:
-        raise ValueError(f"float64.status must be one of {', '.join(FLOW_STATUSES)}, got {status!r}")
+        raise ValueError(f"float64.status must be one of {', '.join(FLOW_STATUSES)}, got {_shown(status)}")
     _number("float64.t_end", payload["t_end"], nonnegative=True)
     _int("float64.steps", payload["steps"], 0)
     _number("float64.train_loss", payload["train_loss"], nonnegative=True)
@@ -315,7 +343,7 @@ def _float64(payload, state_dim: int) -> None:
     failed = _list("float64.failed_criteria", payload["failed_criteria"])
     for k, name in enumerate(failed):
         if name not in CRITERIA or name in failed[:k]:
-            raise ValueError(f"float64.failed_criteria[{k}] must be one of {', '.join(CRITERIA)}, each once, got {name!r}")
+            raise ValueError(f"float64.failed_criteria[{k}] must be one of {', '.join(CRITERIA)}, each once, got {_shown(name)}")
     if status == Status.CONVERGED and (erank is None or error is None):
         raise ValueError("float64.effective_rank and float64.extrapolation_error must be numbers when the status is converged")
     if status != Status.CONVERGED and (erank is not None or error is not None or failed):
@@ -335,10 +363,14 @@ def _replay_inputs(record) -> tuple:
     is what the problem defines, every saved number of the problem written as
     :meth:`~ssmpoison.verify._clean_problem.CleanProblem.to_json` writes it; ``teacher_dim``,
     ``regime`` and ``lowest_gamma_order`` are the problem's; the criteria are JSON numbers that
-    :class:`ssmpoison.verify._counterexample.SearchCriteria` accepts; the float64 screen holds
-    finite numbers (D learned entries, ``null`` rank and error unless it converged), a flow
-    status and known criteria; the certification's precision is an integer >= 64 below its
-    reference's, its statuses read ``"<bits> bits: <status>"``, its D learned entries and its
+    :class:`ssmpoison.verify._counterexample.SearchCriteria` accepts, with an extrapolation length
+    ``J = extrapolation_factor * H`` of at most :data:`MAX_EXTRAPOLATION_LENGTH` lags; the float64
+    screen holds finite numbers (D learned entries, ``null`` rank and error unless it converged),
+    a flow status and known criteria; the certification's statuses read ``"<bits> bits: <status>"``
+    and are the runs of the precision ladder ``P, P + s, P + 2s`` (``P >= 64`` bits,
+    :meth:`ssmpoison.verify._certification.CertificationPolicy.precision_ladder`) up to the second
+    that converged, its ``precision_bits`` and ``reference_bits`` are those two runs' (``P`` and
+    ``P + s`` when fewer converged, and then nothing is certified), its D learned entries and its
     values are decimal strings (or ``"?"``, no certified digit); the code fingerprint has 16
     hexadecimal digits; the float64 agreement digits are integers in ``[0, 16]``.
 
@@ -346,7 +378,9 @@ def _replay_inputs(record) -> tuple:
         record: one saved record (anything JSON can hold).
 
     Returns:
-        ``(problem, criterion, criteria, precision_bits)``.
+        ``(problem, criterion, criteria, precision_bits)``, ``precision_bits`` the base ``P`` of the
+        certification's ladder (the precision the search certified at; the certified run's own
+        precision unless the run at ``P`` did not converge).
 
     Raises:
         ValueError: one line naming the field that is wrong (a dotted path such as
@@ -357,18 +391,22 @@ def _replay_inputs(record) -> tuple:
     _require_fields("counterexample", record, _RECORD_FIELDS)
     criterion = record["criterion"]
     if not isinstance(criterion, str) or criterion not in CRITERIA:
-        raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
+        raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {_shown(criterion)}")
     problem = _problem(record["problem"])
     criteria = _criteria(record["criteria"])
+    length = criteria.extrapolation_length(problem.horizon)
+    if length > MAX_EXTRAPOLATION_LENGTH:
+        raise ValueError(f"criteria.extrapolation_factor = {criteria.extrapolation_factor} gives J = {length} lags at H = "
+                         f"{problem.horizon}, more than a replay evaluates ({MAX_EXTRAPOLATION_LENGTH})")
     precision_bits = _certified(record["certified"], criterion, problem.state_dim)
     code = record["code"]
     if not isinstance(code, str) or not _CODE.fullmatch(code):
-        raise ValueError(f"code must be a code fingerprint of 16 hexadecimal digits, got {code!r}")
+        raise ValueError(f"code must be a code fingerprint of 16 hexadecimal digits, got {_shown(code)}")
     _same("teacher_dim", _int("teacher_dim", record["teacher_dim"], 1), problem.teacher.dim, "the teacher's dimension D*")
     _same("lowest_gamma_order", _int("lowest_gamma_order", record["lowest_gamma_order"], 1), lowest_gamma_order(problem),
           "the lowest excited lag of the inputs")
     if record["regime"] not in _REGIMES:
-        raise ValueError(f"regime must be one of {', '.join(_REGIMES)}, got {record['regime']!r}")
+        raise ValueError(f"regime must be one of {', '.join(_REGIMES)}, got {_shown(record['regime'])}")
     _same("regime", record["regime"], regime(problem), "the regime of the inputs")
     _float64(record["float64"], problem.state_dim)
     agreement = record["float64_agreement_digits"]
