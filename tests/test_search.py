@@ -423,7 +423,8 @@ def test_replay_report_json_and_text(sign_record):
     report = replay_records([sign_record, dict(sign_record, code="0" * 16)], progress=lambda *c: calls.append(c))
     assert calls == [("replaying", 0, 2), ("replaying", 1, 2), ("replaying", 2, 2)]
     assert report.identical == (True, False) and not report.all_identical
-    assert report.to_json() == {"counterexamples": [sign_record, sign_record], "identical": [True, False]}
+    assert report.to_json() == {"counterexamples": [sign_record, sign_record], "identical": [True, False],
+                                "differences": [{"record": 1, "field": "code", "saved": "0" * 16, "rerun": sign_record["code"]}]}
     text = replay_report_text(report)
     first, second = text.split("\n\n")
     assert first.splitlines() == record_lines(sign_record) + ["  replay identical to the saved record: yes"]

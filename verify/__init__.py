@@ -34,7 +34,7 @@ piece lives. Public names (everything else lives in private modules):
 * the search for counterexamples — :class:`CleanProblem`, :class:`SearchCriteria`,
   :func:`evaluate`, :func:`certify_failure`, :func:`lowest_gamma_order`, :func:`regime`,
   :class:`SearchConfig`, :func:`run_search`, :class:`SearchReport`, :func:`replay_records`,
-  :class:`ReplayReport`, :func:`load_records`;
+  :class:`ReplayReport`, :class:`ReplayDifference`, :func:`load_records`;
 * the derivation report — :func:`derive_report`.
 """
 
@@ -66,7 +66,7 @@ _EXPORTS = {
     '_metrics': ('escape_times', 'trajectory_series',),
     '_numbers': ('require_precision_bits',),
     '_registry': ('TABLE1_ROWS', 'published_setting', 'register_row', 'row_model',),
-    '_replay': ('ReplayReport', 'load_records', 'replay_records',),
+    '_replay': ('ReplayDifference', 'ReplayReport', 'load_records', 'replay_records',),
     '_rows': ('BeyondRow', 'GDRowsResult', 'NonlinearRow', 'RowModel', 'TheoryRow', 'TheoryRowResult',),
     '_search': ('SearchConfig', 'SearchReport', 'run_search',),
     '_settings': ('GDRowSetting', 'TheoryRowSetting',),

@@ -6,6 +6,8 @@ Rendering only: every number comes from a :class:`ssmpoison.verify._search.Searc
 
 from __future__ import annotations
 
+import json
+
 __all__ = ["record_lines", "search_report_text", "replay_report_text"]
 
 
@@ -92,13 +94,26 @@ def replay_report_text(report) -> str:
 
     Returns:
         Per record, blank-line separated: the replayed record (:func:`record_lines`), whether it
-        equals the saved one and, when it does not and the code fingerprints differ, both fingerprints.
+        equals the saved one and, when it does not, one line per differing field (the record's
+        index from 0, the field's path, the saved and the re-run value, as JSON) and, when the
+        code fingerprints differ, both fingerprints.
     """
+    differences = report.differences
     blocks = []
-    for record, saved, identical in zip(report.replayed, report.saved, report.identical):
+    for k, (record, saved, identical) in enumerate(zip(report.replayed, report.saved, report.identical)):
         lines = record_lines(record)
-        lines.append(f"  replay identical to the saved record: {'yes' if identical else 'NO'}")
+        if identical:
+            lines.append("  replay identical to the saved record: yes")
+        else:
+            mine = [d for d in differences if d.record == k]
+            lines.append(f"  replay identical to the saved record: NO (record {k}: {len(mine)} field(s) differ)")
+            lines += [f"    record {k} {d.field}: saved {_json(d.saved)}, re-run {_json(d.rerun)}" for d in mine]
         if not identical and saved.get("code") != record["code"]:
             lines.append(f"  (the record was saved by other code: fingerprint {saved.get('code')} there, {record['code']} here)")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def _json(value) -> str:
+    """A saved or re-run value as JSON text (every digit of a float; strings quoted)."""
+    return json.dumps(value)
