@@ -16,6 +16,8 @@ __all__ = ["require_int", "require_real", "require_finite_sequence"]
 
 
 _ASCII_INTEGER = re.compile(r"[+-]?[0-9]+")
+#: a decimal (``0.01``, ``-1.5e-3``, ``.5``), a ratio of integers (``1/100``) or inf/nan (refused as not finite)
+_ASCII_REAL = re.compile(r"[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[0-9]+/[0-9]+|inf|infinity|nan)", re.IGNORECASE)
 
 
 def require_int(name: str, value: object, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -31,6 +33,8 @@ def require_int(name: str, value: object, minimum: int | None = None, maximum: i
         text = value.strip()
         if not _ASCII_INTEGER.fullmatch(text):
             raise ValueError(f"{name} must be an integer (ASCII decimal digits), got {text!r}")
+        if len(text) > 1000:
+            raise ValueError(f"{name} must be an integer of at most 1000 digits, got {len(text)} digits")
         value = int(text)
     elif isinstance(value, Integral):
         value = int(value)
@@ -52,15 +56,19 @@ def require_real(
 ) -> Real:
     """Return ``value`` as a finite real (int, Fraction or float) or raise ``ValueError``.
 
-    Strings are parsed (integers and fractions exactly, otherwise as floats);
-    NaN and infinities are rejected, never propagated.
+    Strings in ASCII decimal notation are parsed (integers and fractions exactly, otherwise as
+    floats; ``"1_0"`` and non-ASCII digits are refused); NaN and infinities are rejected, never
+    propagated.
     """
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > 1000 or not _ASCII_REAL.fullmatch(text):
+            raise ValueError(f"{name} must be a real number in ASCII decimal notation (e.g. 0.01, 1e-3, 1/100), "
+                             f"got {text!r}")
         try:
-            value = Fraction(text) if "/" in text else (int(text) if text.lstrip("+-").isdigit() else float(text))
+            value = Fraction(text) if "/" in text else (int(text) if _ASCII_INTEGER.fullmatch(text) else float(text))
         except (ValueError, ZeroDivisionError):
             raise ValueError(f"{name} must be a real number, got {text!r}") from None
     if isinstance(value, Integral):

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ssmpoison.verify._jsonio import atomic_path
+
 __all__ = ["METRICS", "plot_dynamics"]
 
 METRICS = ("entries", "effective_rank", "gammas", "loss")
@@ -145,15 +147,25 @@ def _save(runs, metric: str, path: Path) -> Path:
     seed = "" if first.seed is None else f", seed {first.seed}"
     fig.suptitle(f"{first.row} row, H = {first.horizon}{seed}: {_TITLES[metric]}", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # a complete figure or none
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
+
+
+def figure_names(stem: str, conditions) -> list[str]:
+    """The file names :func:`plot_dynamics` writes for runs of ``conditions`` (``clean``, ``poisoned``)."""
+    names = [f"{stem}_{condition}_{metric}.png" for condition in conditions for metric in METRICS]
+    if len(conditions) > 1:
+        names += [f"{stem}_side_by_side_{metric}.png" for metric in METRICS]
+    return names
 
 
 def plot_dynamics(runs, out_dir, stem: str) -> list[Path]:
     """Draw every figure of ``runs`` (one or two :class:`ssmpoison.verify._dynamics.DynamicsRun`) into ``out_dir``; return the paths."""
     out_dir = Path(out_dir)
-    paths = [_save([run], metric, out_dir / f"{stem}_{run.condition}_{metric}.png") for run in runs for metric in METRICS]
+    names = iter(figure_names(stem, [run.condition for run in runs]))
+    paths = [_save([run], metric, out_dir / next(names)) for run in runs for metric in METRICS]
     if len(runs) > 1:
-        paths += [_save(list(runs), metric, out_dir / f"{stem}_side_by_side_{metric}.png") for metric in METRICS]
+        paths += [_save(list(runs), metric, out_dir / next(names)) for metric in METRICS]
     return paths

@@ -30,6 +30,7 @@ import numpy as np
 from ssmpoison.theory._teacher import impulse_extrapolation_error
 from ssmpoison.theory._validation import require_int
 from ssmpoison.verify import _gd_data
+from ssmpoison.verify._budget import budget_expired
 from ssmpoison.verify._gd_data import nonlinear_test_inputs, stack_problems, teacher_outputs
 from ssmpoison.verify._gd_steppers import BeyondStepper, NonlinearStepper
 from ssmpoison.verify._kernels import outputs
@@ -104,7 +105,8 @@ class RunResult:
         ext_error: the row's extrapolation error at the final parameters.
         train_loss: the loss at the final parameters.
         steps: the parameter updates made.
-        status: ``Status.CONVERGED``, ``Status.DIVERGED``, ``Status.MAX_STEPS`` or ``Status.STALLED``.
+        status: ``Status.CONVERGED``, ``Status.DIVERGED``, ``Status.MAX_STEPS``, ``Status.STALLED`` or
+            ``Status.TIME_LIMIT`` (the command's wall-clock budget, :mod:`ssmpoison.verify._budget`, ran out).
         reached_at: the step at which the loss first was ``<= tol`` (None if never).
         params: the final parameters, ``(a, b, c)`` or ``(a, b, c, W1, W2, W3)``.
     """
@@ -183,10 +185,14 @@ def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress, ob
                 progress(t, len(ids))
             if not len(ids):
                 break
-            if t == max_steps:
+            out_of_time = t % CHECK_EVERY == 0 and budget_expired()
+            if t == max_steps or out_of_time:
                 final_loss[ids] = loss
                 final_theta[ids] = stepper.theta
                 steps[ids] = t
+                if out_of_time:  # the command's wall-clock budget ran out
+                    status[ids] = Status.TIME_LIMIT
+                    break
                 flat_grad = np.abs(stepper.grad.reshape(len(ids), -1))
                 stalled = (reached[ids] < 0) & (flat_grad.max(axis=1) < STALL_GRAD)
                 status[ids[stalled]] = Status.STALLED

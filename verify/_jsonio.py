@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_json", "check_json_path"]
+__all__ = ["write_json", "check_json_path", "check_output_dir", "atomic_path"]
 
 
 def check_json_path(path: str | None) -> None:
@@ -32,8 +34,103 @@ def check_json_path(path: str | None) -> None:
         raise ValueError(f"json: {str(parent)!r} is not a directory")
     if target.is_dir():
         raise ValueError(f"json: {path!r} is a directory")
-    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+    if target.exists() and not os.access(target, os.W_OK):
         raise ValueError(f"json: {path!r} is not writable")
+    if target.exists() and stat.S_ISCHR(target.stat().st_mode):
+        _probe_device("json", target)
+    else:
+        _probe_directory("json", parent)
+        _check_name_length("json", parent, target.name)
+
+
+def check_output_dir(path: str, name: str, file_names=()) -> None:
+    """Check, before any work, that files ``file_names`` can be created in directory ``path`` (made if missing).
+
+    The nearest existing ancestor must be a directory in which a file can be created (a temporary
+    file is created and removed), on a device with free space, and every file name must fit the
+    file system's limit on name length.
+
+    Arguments:
+        path: the directory (need not exist yet).
+        name: the parameter named in messages (e.g. ``"out"``).
+        file_names: the names of the files to be written there.
+
+    Raises:
+        ValueError: naming ``name``, when the files cannot be written.
+    """
+    if not path.strip():
+        raise ValueError(f"{name}: the path is empty (give a directory, e.g. '.')")
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{name}: {path!r} exists and is not a directory")
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{name}: {str(existing)!r} is not a directory")
+    _probe_directory(name, existing)
+    for file_name in file_names:
+        _check_name_length(name, existing, file_name)
+
+
+def _probe_directory(name: str, directory: Path) -> None:
+    """A file can be created in ``directory``, on a device that is not full."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".ssmpoison-probe.", dir=directory)
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot create files in {str(directory)!r} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        free = os.statvfs(directory)
+        if free.f_bavail == 0 and free.f_blocks > 0:
+            raise ValueError(f"{name}: no space left on the device of {str(directory)!r}")
+    except (OSError, AttributeError):  # pragma: no cover - no statvfs
+        pass
+
+
+def _probe_device(name: str, device: Path) -> None:
+    """A character device accepts a write (a newline: leading whitespace is still valid JSON)."""
+    try:
+        fd = os.open(device, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"\n")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot write to {str(device)!r} ({exc.strerror or exc})") from None
+
+
+def _check_name_length(name: str, directory: Path, file_name: str) -> None:
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # pragma: no cover
+        limit = 255
+    if len(os.fsencode(file_name)) > limit:
+        raise ValueError(f"{name}: the file name {file_name[:40]!r}... is {len(os.fsencode(file_name))} bytes long, "
+                         f"above the file system's limit of {limit}")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary path beside ``path`` to write to; on success it replaces ``path`` (``os.replace``), else it is removed.
+
+    Arguments:
+        path: the final file.
+
+    Yields:
+        The temporary path (same directory, same suffix), for writers that take a file name.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem[:80]}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _umask() -> int:

@@ -13,8 +13,21 @@ from ssmpoison.verify import __version__
 __all__ = ["main"]
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Help text wrapped at spaces only (an option such as ``--no-limits`` is never split at its hyphens)."""
+
+    def _split_lines(self, text, width):
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors are one line on stderr and exit status 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -22,6 +35,32 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="write machine-readable results to PATH ('-' = stdout)")
+
+
+def _add_budget(p: argparse.ArgumentParser, *, limits: bool = True) -> None:
+    """``--time-limit`` (every running subcommand) and ``--no-limits`` (those with bounded sizes)."""
+    p.add_argument("--time-limit", default=str(_DEFAULT_TIME_LIMIT), metavar="SECONDS",
+                   help=f"wall-clock budget: runs still going when it passes end with status time_limit "
+                   f"(default {_DEFAULT_TIME_LIMIT:g})")
+    if limits:
+        p.add_argument("--no-limits", action="store_true",
+                       help="lift the default bounds on sizes (given with each option), for runs you mean to be long")
+
+
+#: the default ``--time-limit`` of every subcommand that runs flows or training, in seconds
+_DEFAULT_TIME_LIMIT = 3600
+
+
+def _within(args, quantity: str, value: int, name: str | None = None) -> int:
+    from ssmpoison.verify._limits import require_within
+
+    return require_within(args.command, quantity, value, getattr(args, "no_limits", False), name)
+
+
+def _bound(command: str, quantity: str) -> str:
+    from ssmpoison.verify._limits import limit_help
+
+    return limit_help(command, quantity)
 
 
 # -- derive ---------------------------------------------------------------------------------------
@@ -32,11 +71,13 @@ def _add_derive(sub) -> None:
         description="Derive L_H and its gradient flow for concrete D, H, N with SymPy, and verify exactly that "
         "-dL/dtheta equals the Proposition's gamma-form.",
     )
-    p.add_argument("--horizon", required=True, metavar="H", help="sequence length H (integer >= 2)")
-    p.add_argument("--state-dim", required=True, metavar="D", help="state dimension D (integer >= 1)")
-    p.add_argument("--samples", default="1", metavar="N", help="number of training sequences N (integer >= 1)")
+    p.add_argument("--horizon", required=True, metavar="H", help=f"sequence length H (integer >= 2, {_bound('derive', 'horizon')})")
+    p.add_argument("--state-dim", required=True, metavar="D", help=f"state dimension D (integer >= 1, {_bound('derive', 'state_dim')})")
+    p.add_argument("--samples", default="1", metavar="N", help=f"number of training sequences N (integer >= 1, "
+                   f"{_bound('derive', 'samples')}; H*D*N {_bound('derive', 'size')})")
     p.add_argument("--train", default="a", help="trained parameters: 'a' (B, C fixed) or 'abc'")
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+    p.add_argument("--no-limits", action="store_true", help="lift the default bounds on H, D and N")
     _add_json(p)
     p.set_defaults(run=_run_derive, command="derive")
 
@@ -45,7 +86,13 @@ def _run_derive(args) -> int:
     from ssmpoison.verify._derive_report import derive_report
     from ssmpoison.verify._jsonio import write_json
 
-    report = derive_report(args.state_dim, args.horizon, args.samples, args.train)
+    from ssmpoison.theory._validation import require_int
+
+    H = _within(args, "horizon", require_int("horizon", args.horizon, minimum=2))
+    D = _within(args, "state_dim", require_int("state_dim", args.state_dim, minimum=1))
+    N = _within(args, "samples", require_int("samples", args.samples, minimum=1))
+    _within(args, "size", H * D * N, name=f"horizon * state_dim * samples = {H} * {D} * {N}")
+    report = derive_report(D, H, N, args.train)
     if args.json != "-":
         print(report.text(latex=args.latex))
     if args.json:
@@ -114,6 +161,24 @@ _SETTING_OPTIONS = {
 }
 
 
+#: setting options bounded by :mod:`ssmpoison.verify._limits`: dest -> quantity
+_LIMITED = {"state_dim": "state_dim", "seeds": "seeds", "extrapolate_to": "extrapolation_length", "draws": "draws",
+            "epochs": "epochs"}
+
+
+def _check_setting_sizes(args, settings) -> None:
+    """Every setting to run within the command's bounds (whatever set it: published, options or a file)."""
+    for s in settings:
+        config = getattr(s, "config", s)
+        _within(args, "horizon", s.horizon)
+        _within(args, "state_dim", s.state_dim)
+        _within(args, "extrapolation_length", config.extrapolation_length, name="extrapolation_length (--extrapolate-to)")
+        _within(args, "seeds", len(s.seeds), name="the number of seeds")
+        for name in ("draws", "epochs"):
+            if hasattr(s, name):
+                _within(args, name, getattr(s, name))
+
+
 def _option_values(args, model) -> dict:
     """The setting options given on the command line, typed, as the row's setting keys."""
     from ssmpoison.theory._validation import require_int, require_real
@@ -147,19 +212,22 @@ def _add_reproduce(sub) -> None:
         "more precise re-run or the exact oracle); the GD rows train by gradient descent.",
     )
     p.add_argument("--row", help="row of Table 1: theory (default), beyond, nonlinear, all, or a registered row")
-    p.add_argument("--horizon", action="append", metavar="H", help="horizon(s) of the row (default: all published)")
+    p.add_argument("--horizon", action="append", metavar="H", help="horizon(s) of the row (default: all published; "
+                   f"{_bound('reproduce', 'horizon')})")
     p.add_argument("--config", metavar="FILE", help="TOML file with your own setting (keys: row, horizon and the row's "
                    "setting keys, e.g. state_dim, seeds)")
     for dest, (kind, text) in _SETTING_OPTIONS.items():
         meta = {"int": "N", "real": "X", "ints": "S1,S2,..."}[kind]
-        p.add_argument(f"--{dest.replace('_', '-')}", dest=dest, metavar=meta, help=f"{text} (default: the row's)")
+        bound = f", {_bound('reproduce', _LIMITED[dest])}" if dest in _LIMITED else ""
+        p.add_argument(f"--{dest.replace('_', '-')}", dest=dest, metavar=meta, help=f"{text} (default: the row's{bound})")
     p.add_argument(
         "--precision",
         metavar="BITS",
-        help="theory row: working precision in bits (>= 53); default: the fast path (float64 where it suffices, "
-        "the exact oracle for the clean flows)",
+        help=f"theory row: working precision in bits (>= 53, {_bound('reproduce', 'precision')}); default: the fast "
+        "path (float64 where it suffices, the exact oracle for the clean flows)",
     )
     p.add_argument("--jobs", default="auto", metavar="N", help="worker processes (default auto: one per CPU)")
+    _add_budget(p)
     _add_json(p)
     p.set_defaults(run=_run_reproduce, command="reproduce")
 
@@ -198,7 +266,8 @@ def _run_reproduce(args) -> int:
     if args.row is not None and file_row is not None and args.row != file_row:
         raise ValueError(f"row given twice with different values: --row {args.row} and config key 'row' = {file_row!r}")
     row = args.row or file_row or "theory"
-    precision = None if args.precision is None else require_precision_bits(args.precision, name="precision")
+    precision = None if args.precision is None else _within(
+        args, "precision", require_precision_bits(args.precision, name="precision"))
     jobs = default_jobs() if args.jobs == "auto" else capped_jobs(require_int("jobs", args.jobs, minimum=1), _warning)
     if row == "all":
         given = [d for d in ("horizon", "config", *_SETTING_OPTIONS) if getattr(args, d) is not None]
@@ -215,6 +284,7 @@ def _run_reproduce(args) -> int:
         if precision is not None and not model.precision_applies:
             raise ValueError(f"precision applies to the theory row only, not to the {row} row")
         settings = _reproduce_settings(args, model, config)
+        _check_setting_sizes(args, settings)
         with _Bars() as bars:
             result = model.run(settings, progress=bars, precision_bits=precision, jobs=jobs)
         text = model.text(result)
@@ -238,17 +308,22 @@ def _add_check(sub) -> None:
     )
     p.add_argument("--row", default="theory", help="a row of the Theorem's construction whose setting gives the defaults "
                    "(default theory)")
-    p.add_argument("--horizon", metavar="H", help="training horizon H (integer >= 3; default the row's first)")
-    p.add_argument("--state-dim", metavar="D", help="student dimension D (integer >= 2; default the row's at H)")
-    p.add_argument("--extrapolate-to", metavar="H2", help="extrapolation horizon H' (integer >= 1; default the row's J at H)")
+    p.add_argument("--horizon", metavar="H", help=f"training horizon H (integer >= 3, {_bound('check', 'horizon')}; "
+                   "default the row's first)")
+    p.add_argument("--state-dim", metavar="D", help=f"student dimension D (integer >= 2, {_bound('check', 'state_dim')}; "
+                   "default the row's at H)")
+    p.add_argument("--extrapolate-to", metavar="H2", help="extrapolation horizon H' (integer >= 1, "
+                   f"{_bound('check', 'extrapolation_length')}; default the row's J at H)")
     p.add_argument("--init-scale", metavar="S", help="paper initialisation: scale sd_A (default the row's)")
     p.add_argument("--gap-exponent", metavar="K", help="paper initialisation: gap exponent k (default the row's)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--seed", metavar="K", help="paper initialisation: seed of numpy's legacy generator "
                        "(default the row's first seed)")
     group.add_argument("--init", metavar="A1,A2,...", help="the initial diagonal itself, D comma-separated numbers")
-    p.add_argument("--precision", metavar="BITS", help="working precision in bits (>= 53); default: the certified fast path")
+    p.add_argument("--precision", metavar="BITS", help=f"working precision in bits (>= 53, {_bound('check', 'precision')}); "
+                   "default: the certified fast path")
     p.add_argument("--tolerance", default="0.01", metavar="EPS", help="extrapolation error up to which a flow generalises (default 0.01)")
+    _add_budget(p)
     _add_json(p)
     p.set_defaults(run=_run_check, command="check")
 
@@ -263,20 +338,23 @@ def _run_check(args) -> int:
     model = row_model(args.row)
     if not model.checkable:
         raise ValueError(f"row {args.row!r} is not of the Theorem's construction: check applies to theory rows only")
-    H = model.horizons[0] if args.horizon is None else require_int("horizon", args.horizon, minimum=3)
+    H = _within(args, "horizon", model.horizons[0] if args.horizon is None else require_int("horizon", args.horizon, minimum=3))
     published = H in model.horizons
     row_setting = model.setting(H) if published else model.setting(model.horizons[0])
     for name in ("state_dim", "extrapolate_to"):
         if getattr(args, name) is None and not published:
             raise ValueError(f"{name} must be given (--{name.replace('_', '-')}): the {model.name} row has no setting "
                              f"at horizon {H}")
-    D = require_int("state_dim", row_setting.state_dim if args.state_dim is None else args.state_dim, minimum=2)
-    H2 = require_int("extrapolate_to", row_setting.extrapolation_length if args.extrapolate_to is None
-                     else args.extrapolate_to, minimum=1)
+    D = _within(args, "state_dim",
+                require_int("state_dim", row_setting.state_dim if args.state_dim is None else args.state_dim, minimum=2))
+    H2 = _within(args, "extrapolation_length", require_int(
+        "extrapolate_to", row_setting.extrapolation_length if args.extrapolate_to is None else args.extrapolate_to,
+        minimum=1), name="extrapolate_to")
     tolerance = require_real("tolerance", args.tolerance, positive=True)
     from ssmpoison.verify._numbers import require_precision_bits
 
-    precision_bits = None if args.precision is None else require_precision_bits(args.precision, name="precision")
+    precision_bits = None if args.precision is None else _within(
+        args, "precision", require_precision_bits(args.precision, name="precision"))
     if args.init is not None:
         values = [v.strip() for v in args.init.split(",") if v.strip()]
         if len(values) != D:
@@ -313,8 +391,10 @@ def _add_dynamics(sub) -> None:
     p.add_argument("--seed", metavar="K", help="seed of the run (default: the row's first published seed)")
     p.add_argument("--condition", default="both", help="clean, poisoned or both (side by side)")
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNG figures (created if missing)")
-    p.add_argument("--extrapolate-to", metavar="J", help="extrapolation length (default: the row's)")
+    p.add_argument("--extrapolate-to", metavar="J", help=f"extrapolation length (default: the row's; "
+                   f"{_bound('dynamics', 'extrapolation_length')})")
     p.add_argument("--stem", metavar="NAME", help="file-name stem of the figures (default ROW_HH_seedK)")
+    _add_budget(p)
     _add_json(p)
     p.set_defaults(run=_run_dynamics, command="dynamics")
 
@@ -325,21 +405,22 @@ def _run_dynamics(args) -> int:
     from ssmpoison.theory._validation import require_int
     from ssmpoison.verify._registry import row_model
     from ssmpoison.verify._dynamics import CONDITIONS, dynamics_json, dynamics_text, run_dynamics
-    from ssmpoison.verify._dynamics_plots import plot_dynamics
-    from ssmpoison.verify._jsonio import write_json
+    from ssmpoison.verify._dynamics_plots import figure_names, plot_dynamics
+    from ssmpoison.verify._jsonio import check_output_dir, write_json
 
     model = row_model(args.row)
     if args.condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {args.condition!r}")
     setting = model.setting(args.horizon)
     seed = setting.seeds[0] if args.seed is None else require_int("seed", args.seed, minimum=0, maximum=2**32 - 1)
-    J = None if args.extrapolate_to is None else require_int("extrapolate_to", args.extrapolate_to, minimum=1)
-    out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out: {args.out!r} exists and is not a directory")
+    J = None if args.extrapolate_to is None else _within(
+        args, "extrapolation_length", require_int("extrapolate_to", args.extrapolate_to, minimum=1), name="extrapolate_to")
     stem = f"{model.name}_H{setting.horizon}_seed{seed}" if args.stem is None else args.stem
-    if not stem or any(ch in stem for ch in "/\\") or stem.startswith("."):
+    if not stem or any(ch in stem for ch in "/\\\0") or stem.startswith("."):
         raise ValueError(f"stem must be a plain file-name stem, got {stem!r}")
+    conditions = ("clean", "poisoned") if args.condition == "both" else (args.condition,)
+    check_output_dir(args.out, "out", figure_names(stem, conditions))
+    out_dir = Path(args.out)
 
     start = time.perf_counter()
     with _Bars() as bars:
@@ -366,10 +447,12 @@ def _add_search(sub) -> None:
         "dimension D*: float64 flows screen for a learned effective rank well above D* or an extrapolation error at 2H above "
         "a threshold (the criteria are printed); failures are shrunk and reported only when certified by high-precision re-runs.",
     )
-    p.add_argument("--budget", default="200", metavar="N", help="examples Hypothesis draws (default 200)")
+    p.add_argument("--budget", default="200", metavar="N", help=f"examples Hypothesis draws (default 200, "
+                   f"{_bound('search', 'budget')})")
     p.add_argument("--seed", default="0", metavar="S", help="Hypothesis seed; the same seed gives the same report (default 0)")
     p.add_argument("--teacher-dim", metavar="D*", help="teacher dimension to search (default: both 1 and 2)")
     p.add_argument("--jobs", default="1", metavar="N", help="processes for the exploration flows (default 1)")
+    _add_budget(p)
     _add_json(p)
     p.set_defaults(run=_run_search, command="search")
 
@@ -384,7 +467,8 @@ def _run_search(args) -> int:
 
     dims = (1, 2) if args.teacher_dim is None else (args.teacher_dim,)
     jobs = capped_jobs(require_int("jobs", args.jobs, minimum=1), _warning)
-    config = SearchConfig(budget=args.budget, seed=args.seed, teacher_dims=dims, jobs=jobs)
+    budget = _within(args, "budget", require_int("budget", args.budget, minimum=1))
+    config = SearchConfig(budget=budget, seed=args.seed, teacher_dims=dims, jobs=jobs)
     with TqdmProgress("flow") as progress:
         report = run_search(config, progress)
     if args.json != "-":
@@ -402,6 +486,7 @@ def _add_replay(sub) -> None:
         "float64 flow and the certifying high-precision re-runs. Exit status 0 when every number equals the saved one.",
     )
     p.add_argument("file", metavar="FILE", help="JSON file written by 'ssmpoison search --json'")
+    _add_budget(p, limits=False)
     _add_json(p)
     p.set_defaults(run=_run_replay, command="replay")
 
@@ -458,7 +543,14 @@ def main(argv: list[str] | None = None) -> int:
             from ssmpoison.verify._jsonio import check_json_path
 
             check_json_path(args.json)
-        return args.run(args)
+        time_limit = getattr(args, "time_limit", None)
+        if time_limit is None:
+            return args.run(args)
+        from ssmpoison.theory._validation import require_real
+        from ssmpoison.verify._budget import wall_clock_budget
+
+        with wall_clock_budget(require_real("time_limit", time_limit, positive=True)):
+            return args.run(args)
     except ValueError as exc:
         _one_line(f"ssmpoison {args.command}: error: {exc}")
         return 2

@@ -1,0 +1,233 @@
+"""Fuzzing the command line: Hypothesis draws argument vectors for every subcommand and runs them in-process.
+
+Every invocation must end with exit status 0, 1 or 2 (never 3, the internal error), print no
+traceback, refuse bad input with exactly one line on stderr that names what is wrong, leave no
+file behind when it refuses, and finish within its budget: each vector carries ``--time-limit``
+(the wall-clock budget after which runs end with status ``time_limit``) and a hard alarm
+catches anything that ignores it. The default run draws a few dozen vectors; the ``slow`` test
+draws at least 2000.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ssmpoison.verify.cli import main
+
+#: hard bound on one invocation (seconds): the vectors' --time-limit is far below it
+HARD_TIMEOUT = 90
+
+# value pools: valid small values (so that runs are short), boundary values, and malformed ones
+_BAD_INTS = ["-3", "0", "1_0", "\u0663", "1e3", "2.5", "", " ", "abc", "99999999999999999999", "+7", "0x10", "nan"]
+_BAD_REALS = ["nan", "inf", "-inf", "", "1_0", "\u0663", "0", "-1", "1e400", "1e-400", "1/0", "3/0", "abc", "1e308",
+              "1e-320"]
+_PATH_KINDS = ["file", "dash", "empty", "missing_dir", "proc", "directory", "dev_full", "existing_file"]
+
+
+def _ints(valid):
+    return st.sampled_from([str(v) for v in valid] + _BAD_INTS)
+
+
+def _reals(valid):
+    return st.sampled_from([str(v) for v in valid] + _BAD_REALS)
+
+
+def _options(pairs: dict[str, st.SearchStrategy]) -> st.SearchStrategy:
+    """A list of ``[--opt, value]`` tokens: a subset of the options, some repeated, in any order."""
+    def tokens(option):
+        value = pairs[option]
+        if value is None:  # a flag
+            return st.just([option])
+        return value.map(lambda v: [option, v])
+
+    one = st.sampled_from(sorted(pairs)).flatmap(tokens)
+    return st.lists(one, max_size=6).map(lambda groups: [tok for g in groups for tok in g])
+
+
+_COMMON_RUN = {"--time-limit": st.sampled_from(["2", "0", "-1", "nan", "abc", "1/2"])}
+
+_SUBCOMMANDS = {
+    "derive": {
+        "--horizon": _ints([2, 3, 4, 5, 33, 100000]),
+        "--state-dim": _ints([1, 2, 3, 17, 100000]),
+        "--samples": _ints([1, 2, 9]),
+        "--train": st.sampled_from(["a", "abc", "b", "", "ABC"]),
+        "--latex": None,
+    },
+    "reproduce": {
+        "--row": st.sampled_from(["theory", "beyond", "nonlinear", "all", "nope", ""]),
+        "--horizon": _ints([7, 9, 6, 10, 3, 65]),
+        "--state-dim": _ints([2, 3, 65]),
+        "--seeds": st.sampled_from(["242", "1,2", "242,242", "-1", ",", "1,\u0663", ""]),
+        "--init-scale": _reals([0.001, 0.01, 0.3]),
+        "--gap-exponent": _reals([1, 2, 5, -5, 100]),
+        "--extrapolate-to": _ints([10, 20, 10001]),
+        "--draws": _ints([0, 1, 65]),
+        "--epochs": _ints([10, 100, 10**8]),
+        "--precision": _ints([53, 64, 80, 129, 500]),
+        "--jobs": st.sampled_from(["1", "2", "1000", "auto", "0", "-2", "x"]),
+        "--no-limits": None,
+        "--config": st.sampled_from(["missing.toml", "bad.toml", "empty.toml", "good.toml"]),
+    },
+    "check": {
+        "--row": st.sampled_from(["theory", "beyond", "nope"]),
+        "--horizon": _ints([3, 4, 5, 7, 9, 65]),
+        "--state-dim": _ints([2, 3, 4, 65]),
+        "--extrapolate-to": _ints([1, 10, 20, 10001]),
+        "--init-scale": _reals([0.001, 0.01, 0.1, 0.5]),
+        "--gap-exponent": _reals([0, 1, 2, 5]),
+        "--seed": _ints([0, 242, 2**32]),
+        "--init": st.sampled_from(["0.001,0.0005,0.0002", "0.01,0.01,0.01", "0,0,0", "1/100,1/200,1/400", "0.1,0.05",
+                                   "1e308,1,1", "1e-320,1e-321,1e-322", "nan,1,2", ",,", "", "0.3,-0.2,0.1"]),
+        "--precision": _ints([53, 64, 80, 129]),
+        "--tolerance": _reals([0.01, 1, 1e-12]),
+        "--no-limits": None,
+    },
+    "dynamics": {
+        "--row": st.sampled_from(["theory", "beyond", "nope"]),
+        "--horizon": _ints([7, 9, 6, 8]),
+        "--seed": _ints([0, 242, 2**32]),
+        "--condition": st.sampled_from(["clean", "poisoned", "both", "", "x"]),
+        "--extrapolate-to": _ints([5, 20, 10001]),
+        "--stem": st.sampled_from(["run", "", ".hidden", "a/b", "S" * 300, "\u0663x"]),
+        "--out": st.sampled_from(["OUT", "", "PROC", "FILE"]),
+    },
+    "search": {
+        "--budget": _ints([1, 2, 3, 5001]),
+        "--seed": _ints([0, 1]),
+        "--teacher-dim": _ints([1, 2, 3]),
+        "--jobs": st.sampled_from(["1", "2", "1000", "0"]),
+        "--no-limits": None,
+    },
+    "replay": {},
+}
+
+
+@st.composite
+def argument_vectors(draw):
+    """``(subcommand tokens, json path kind)``: a subcommand, its options, maybe ``--json`` and ``--time-limit``."""
+    command = draw(st.sampled_from(sorted(_SUBCOMMANDS)))
+    options = dict(_SUBCOMMANDS[command])
+    if command != "derive":
+        options.update(_COMMON_RUN)
+    argv = [command] + draw(_options(options))
+    if command == "replay":
+        argv.append(draw(st.sampled_from(["REPLAY_GOOD", "REPLAY_BAD", "missing.json", "", "bad.toml"])))
+    if command == "dynamics" and draw(st.booleans()):
+        argv += ["--horizon", "7", "--out", "OUT"]  # the required options, so that runs happen too
+    json_kind = draw(st.sampled_from([None, *_PATH_KINDS]))
+    if command != "derive" and "--time-limit" not in argv:
+        argv += ["--time-limit", "2"]  # every run ends within the budget
+    if draw(st.booleans()) and "--jobs" not in argv and command in ("reproduce", "search"):
+        argv += ["--jobs", "1"]
+    return argv, json_kind
+
+
+def _materialise(argv: list[str], json_kind, root: Path) -> tuple[list[str], Path | None]:
+    """Placeholders -> real paths under ``root``; returns the argv and the --json file (if a real new file)."""
+    (root / "bad.toml").write_text("row = [unclosed\n")
+    (root / "empty.toml").write_text("")
+    (root / "good.toml").write_text('row = "theory"\nhorizon = 7\nstate_dim = 3\nseeds = [242]\n')
+    (root / "FILE").write_text("x")
+    (root / "REPLAY_BAD").write_text('{"counterexamples": [{"problem": {"horizon": -3}}]}')
+    (root / "REPLAY_GOOD").write_text("[]")
+    names = {"OUT": str(root / "out"), "PROC": "/proc/ssmpoison-fuzz", "FILE": str(root / "FILE")}
+    for name in ("bad.toml", "empty.toml", "good.toml", "missing.toml", "missing.json", "REPLAY_BAD", "REPLAY_GOOD"):
+        names[name] = str(root / name)
+    out = [names.get(tok, tok) for tok in argv]
+    json_file = None
+    if json_kind is not None:
+        path = {
+            "file": str(root / "result.json"),
+            "dash": "-",
+            "empty": "",
+            "missing_dir": str(root / "no" / "such" / "dir" / "r.json"),
+            "proc": "/proc/ssmpoison-fuzz.json",
+            "directory": str(root),
+            "dev_full": "/dev/full",
+            "existing_file": str(root / "FILE"),
+        }[json_kind]
+        out += ["--json", path]
+        if json_kind == "file":
+            json_file = root / "result.json"
+    return out, json_file
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout()
+
+
+def _invoke(argv: list[str]) -> tuple[int, str, str]:
+    """``main(argv)`` in-process: (exit status, stdout, stderr), a SystemExit from argparse included."""
+    out, err = io.StringIO(), io.StringIO()
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(HARD_TIMEOUT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _check_one(argv: list[str], json_kind) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        real, json_file = _materialise(argv, json_kind, root)
+        before = {p.name for p in root.iterdir()}
+        code, out, err = _invoke(real)
+        assert code in (0, 1, 2), f"exit {code} for {real}: {err[-500:]}"
+        assert "Traceback" not in err and "Traceback" not in out, f"traceback for {real}: {err[-2000:]}"
+        if code == 2 and "usage:" not in err:  # argparse's own usage errors print the usage first
+            lines = [line for line in err.splitlines() if line.strip() and "%|" not in line and "\r" not in line]
+            assert len(lines) == 1, f"refusal must be one line for {real}: {err!r}"
+            assert "error:" in lines[0], f"refusal without 'error:' for {real}: {lines[0]!r}"
+        if code == 2:
+            after = {p.name for p in root.iterdir()}
+            assert after == before, f"files left behind on refusal of {real}: {sorted(after - before)}"
+            if json_file is not None:
+                assert not json_file.exists()
+        assert not [p for p in root.rglob(".*.tmp")], f"temporary files left by {real}"
+
+
+_SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+
+
+@settings(max_examples=40, **_SETTINGS)
+@given(argument_vectors())
+def test_cli_fuzz(vector):
+    """A few dozen generated invocations of every subcommand: exit 0/1/2, one-line refusals, nothing left behind."""
+    _check_one(*vector)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, **_SETTINGS)
+@given(argument_vectors())
+def test_cli_fuzz_long(vector):
+    """The long profile: at least 2000 generated invocations."""
+    _check_one(*vector)
+
+
+def test_unknown_and_empty_vectors():
+    """No subcommand, an unknown one, and --help: 2, 2 and 0, without a traceback."""
+    for argv, expected in (([], 2), (["frobnicate"], 2), (["check", "--help"], 0), (["--version"], 0)):
+        code, out, err = _invoke(argv)
+        assert code == expected, (argv, code, err)
+        assert "Traceback" not in err

@@ -1,0 +1,69 @@
+"""The command line's default bounds on sizes: what runs in minutes on one machine.
+
+Each bounded quantity has one entry in :data:`LIMITS` (the largest value accepted without
+``--no-limits``) and one reason; :func:`require_within` refuses a larger value with a one-line
+message that gives the bound and the way past it. The library itself has no such bounds: a
+researcher who means a larger run passes ``--no-limits`` (and gets progress bars and the
+wall-clock budget of ``--time-limit``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Limit", "LIMITS", "require_within", "limit_help"]
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The largest accepted value of one quantity and why it is bounded."""
+
+    maximum: int
+    reason: str
+
+
+#: ``(command, quantity) -> Limit``; ``command`` is a subcommand, or ``"*"`` for every subcommand
+#: that has the quantity.
+LIMITS: dict[tuple[str, str], Limit] = {
+    ("derive", "horizon"): Limit(32, "the exact derivation grows with H, D and N"),
+    ("derive", "state_dim"): Limit(16, "the exact derivation grows with H, D and N"),
+    ("derive", "samples"): Limit(8, "the exact derivation grows with H, D and N"),
+    ("derive", "size"): Limit(128, "the exact derivation grows with H, D and N"),
+    ("*", "horizon"): Limit(64, "flows and training runs grow with H"),
+    ("*", "state_dim"): Limit(64, "flows and training runs grow with D"),
+    ("*", "extrapolation_length"): Limit(10_000, "the extrapolation error sums over every step"),
+    ("*", "precision"): Limit(128, "a flow's cost grows steeply with its precision"),
+    ("*", "seeds"): Limit(64, "one run per seed and condition"),
+    ("*", "draws"): Limit(64, "one run per draw, seed and condition"),
+    ("*", "epochs"): Limit(10_000_000, "the step budget of a training run"),
+    ("search", "budget"): Limit(5_000, "one float64 flow per example"),
+}
+
+
+def _limit(command: str, quantity: str) -> Limit:
+    return LIMITS.get((command, quantity)) or LIMITS[("*", quantity)]
+
+
+def require_within(command: str, quantity: str, value: int, no_limits: bool, name: str | None = None) -> int:
+    """``value`` if it is within the command's bound on ``quantity`` (or ``no_limits``), else ``ValueError``.
+
+    Arguments:
+        command: the subcommand (``derive``, ``check``, ...).
+        quantity: the bounded quantity, a key of :data:`LIMITS`.
+        value: the requested value.
+        no_limits: the user passed ``--no-limits``.
+        name: the parameter named in the message (default ``quantity``).
+
+    Raises:
+        ValueError: ``value`` above the bound, naming the parameter, the bound and ``--no-limits``.
+    """
+    limit = _limit(command, quantity)
+    if not no_limits and value > limit.maximum:
+        raise ValueError(f"{name or quantity} must be <= {limit.maximum} ({limit.reason}; --no-limits lifts the bound), "
+                         f"got {value}")
+    return value
+
+
+def limit_help(command: str, quantity: str) -> str:
+    """The bound as the ``--help`` text says it: ``"<= 64 unless --no-limits"``."""
+    return f"<= {_limit(command, quantity).maximum} unless --no-limits"
