@@ -145,6 +145,13 @@ def _fmt(x) -> str:
     return mpmath.nstr(mpmath.mpf(x), 3)
 
 
+def _margin(ratio, holds: bool) -> str:
+    """``x`` and the factor by which a value is within (``1/ratio``) or beyond (``ratio``) its threshold."""
+    if holds and ratio == 0:
+        return "unbounded (the bound is 0)"
+    return f"x{_fmt(1 / ratio if holds else ratio)}"
+
+
 def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2) -> list[Condition]:
     """The Theorem's conditions on ``setting``, each with its value, threshold and margin.
 
@@ -184,7 +191,7 @@ def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2) -> list[C
                 "derived sufficient condition: the exact bound on the clean limit's extrapolation error is within the tolerance",
                 float(bound), "<=", tol, bool(holds),
                 f"bound {_fmt(bound)} {'<=' if holds else '>'} tolerance {_fmt(tol)} "
-                f"({'margin' if holds else 'exceeded'} x{_fmt(1 / ratio if holds else ratio)}); "
+                f"({'margin' if holds else 'exceeded'} {_margin(ratio, holds)}); "
                 f"second entry's limit < {_fmt(tau[0])}",
             ))
         else:
