@@ -137,13 +137,15 @@ class CheckReport:
         }
 
 
-def check_setting(setting: TheoremSetting, precision_bits: int | None = None, clean_tolerance: float = 1e-2) -> CheckReport:
+def check_setting(setting: TheoremSetting, precision_bits: int | None = None, clean_tolerance: float = 1e-2,
+                  progress=None) -> CheckReport:
     """Evaluate the conditions, run both flows with certified digits, and compare with the Theorem.
 
     Arguments:
         setting: horizon, initial diagonal and extrapolation horizon.
         precision_bits: ``None`` for the default certified path, else the working precision in bits.
         clean_tolerance: extrapolation error up to which the clean flow counts as generalising.
+        progress: ``progress(label, done, total, note)``, called before and after each flow (or ``None``).
 
     Returns:
         The :class:`CheckReport` (rendered by :func:`report_text`, or as JSON by its ``to_json``).
@@ -155,7 +157,14 @@ def check_setting(setting: TheoremSetting, precision_bits: int | None = None, cl
         raise ValueError(f"init: every |a_i(0)| must be below {_BLOWUP:g} (the flows' divergence bound), got {largest:g}")
     problems = [FlowProblem(clean_training_set(H), setting.a0), FlowProblem(poisoned_training_set(H), setting.a0)]
     policy = CertificationPolicy(precision_bits=precision_bits)
-    clean, poisoned = certified_flows(problems, lambda a, b, c: extrapolation_error(a, b, c, D, J), policy)
+    runs = []
+    for k, (name, problem) in enumerate(zip(("clean", "poisoned"), problems)):
+        if progress is not None:
+            progress("check: flows", k, len(problems), f"running={name}")
+        runs += certified_flows([problem], lambda a, b, c: extrapolation_error(a, b, c, D, J), policy)
+    if progress is not None:
+        progress("check: flows", len(problems), len(problems), "")
+    clean, poisoned = runs
     return CheckReport(setting, tuple(conditions(setting, tol)), clean, poisoned, tol)
 
 

@@ -365,7 +365,8 @@ def _run_check(args) -> int:
         scale = row_setting.init_scale if args.init_scale is None else args.init_scale
         gap = row_setting.gap_exponent if args.gap_exponent is None else args.gap_exponent
         setting = paper_setting(H, D, H2, scale, gap, seed)
-    report = check_setting(setting, precision_bits, tolerance)
+    with _Bars() as bars:
+        report = check_setting(setting, precision_bits, tolerance, progress=bars)
     if args.json != "-":
         print(report_text(report))
     if args.json:
