@@ -32,7 +32,7 @@ from ssmpoison.verify._status import Status
 from ssmpoison.verify._certify import Certified, certify, to_mpf
 from ssmpoison.verify._flow import FlowOptions, FlowProblem, run_flows
 
-__all__ = ["CertifiedRun", "certified_flows", "oracle_applies"]
+__all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "require_reachable"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,37 @@ def _oracle_time(a0, horizon: int, label, loss_tol: float) -> float:
     return t + float(mpmath.log(eta / eta_target)) / rate_lin
 
 
+def _reachable_time(problem: FlowProblem, loss_tol, t_max: float) -> float:
+    """The oracle's convergence time of a clean flow, or ``ValueError`` when it lies past ``t_max``."""
+    H, y = problem.training_set.horizon, problem.training_set.labels[0]
+    t_converged = _oracle_time(problem.a0, H, y, loss_tol)
+    if t_converged > t_max:
+        when = "t beyond float64's range" if math.isinf(t_converged) else f"t = {t_converged:.2e}"
+        raise ValueError(
+            f"initialisation: the clean flow reaches its loss tolerance only at {when}, past the flows' time "
+            f"limit {t_max:.0e}: the largest initial entry {float(max(problem.a0)):.3g} is too small for H = {H} "
+            "(raise --init-scale or the entries of --init)")
+    return t_converged
+
+
+def require_reachable(problems, policy: CertificationPolicy = CertificationPolicy(), t_max: float = 1e20) -> None:
+    """Refuse, before any run, flows the exact oracle shows cannot converge within ``t_max``.
+
+    Arguments:
+        problems: the flows :func:`certified_flows` is about to run.
+        policy: their certification policy (its run precision sets the loss threshold).
+        t_max: the time limit of the flows.
+
+    Raises:
+        ValueError: a clean flow of the oracle's kind converges only after ``t_max`` (its initial entries
+            are too small for its horizon), naming the initialisation.
+    """
+    loss_tol = FlowOptions(precision_bits=policy.oracle_bits[0]).effective_loss_tol
+    for p in problems:
+        if oracle_applies(p):
+            _reachable_time(p, loss_tol, t_max)
+
+
 def _oracle_runs(problems, quantity, policy: CertificationPolicy, t_max: float) -> list[CertifiedRun]:
     bits, oracle_bits, ref_bits = policy.oracle_bits
     cap = policy.digits_cap
@@ -138,13 +169,7 @@ def _oracle_runs(problems, quantity, policy: CertificationPolicy, t_max: float) 
     out = []
     for p in problems:
         H, y = p.training_set.horizon, p.training_set.labels[0]
-        t_converged = _oracle_time(p.a0, H, y, loss_tol)
-        if t_converged > t_max:
-            when = "beyond 1e300" if math.isinf(t_converged) else f"{t_converged:.2e}"
-            raise ValueError(
-                f"initialisation: the clean flow reaches its loss tolerance only at t = {when}, past the flows' time "
-                f"limit {t_max:.0e}: the largest initial entry {float(max(p.a0)):.3g} is too small for H = {H} "
-                "(raise --init-scale or the entries of --init)")
+        t_converged = _reachable_time(p, loss_tol, t_max)
         run_limit = oracle.clean_limit(p.a0, H, y, precision_bits=oracle_bits)
         ref_limit = oracle.clean_limit(p.a0, H, y, precision_bits=ref_bits)
         with mpmath.workprec(oracle_bits):

@@ -18,7 +18,7 @@ from ssmpoison.theory._construction import clean_training_set, extrapolation_err
 from ssmpoison.theory._theorem import Condition, TheoremSetting, conditions
 from ssmpoison.theory._validation import require_int, require_real
 from ssmpoison.verify._certification import CertificationPolicy
-from ssmpoison.verify._certified_flow import CertifiedRun, certified_flows
+from ssmpoison.verify._certified_flow import CertifiedRun, certified_flows, require_reachable
 from ssmpoison.verify._flow import FlowOptions, FlowProblem
 from ssmpoison.verify._status import Status
 
@@ -155,8 +155,15 @@ def check_setting(setting: TheoremSetting, precision_bits: int | None = None, cl
     largest = max(abs(float(v)) for v in setting.a0)
     if not largest < _BLOWUP:
         raise ValueError(f"init: every |a_i(0)| must be below {_BLOWUP:g} (the flows' divergence bound), got {largest:g}")
+    if len(set(setting.a0)) == 1:
+        # the flows keep equal entries equal; the poisoned set asks sum a_i = 1 (K_1) and sum a_i^(H-1) = 1
+        # (K_(H-1)), i.e. a = 1/D and D^(2-H) = 1: impossible for D >= 2, H >= 3
+        raise ValueError(f"init: all {D} entries are equal ({float(setting.a0[0]):g}): both flows keep them equal, and "
+                         "with equal entries the poisoned set cannot be fitted (sum a_i = 1 and sum a_i^(H-1) = 1 have "
+                         "no common solution), so its flow cannot converge; give distinct entries")
     problems = [FlowProblem(clean_training_set(H), setting.a0), FlowProblem(poisoned_training_set(H), setting.a0)]
     policy = CertificationPolicy(precision_bits=precision_bits)
+    require_reachable(problems, policy)  # before any run (and any progress bar)
     runs = []
     for k, (name, problem) in enumerate(zip(("clean", "poisoned"), problems)):
         if progress is not None:

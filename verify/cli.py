@@ -6,6 +6,7 @@ Bad input exits with status 2 and one line on stderr naming the parameter.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -268,7 +269,7 @@ def _run_reproduce(args) -> int:
     row = args.row or file_row or "theory"
     precision = None if args.precision is None else _within(
         args, "precision", require_precision_bits(args.precision, name="precision"))
-    jobs = default_jobs() if args.jobs == "auto" else capped_jobs(require_int("jobs", args.jobs, minimum=1), _warning)
+    jobs = default_jobs() if args.jobs == "auto" else require_int("jobs", args.jobs, minimum=1)
     if row == "all":
         given = [d for d in ("horizon", "config", *_SETTING_OPTIONS) if getattr(args, d) is not None]
         if given:
@@ -276,6 +277,7 @@ def _run_reproduce(args) -> int:
                              "row; give it with a single row")
         from ssmpoison.verify._table1 import reproduce_table1, table1_text
 
+        jobs = capped_jobs(jobs, _warning)  # warned only once everything is validated
         with _Bars() as bars:
             result = reproduce_table1(precision_bits=precision, jobs=jobs, progress=bars)
         text = table1_text(result)
@@ -285,6 +287,7 @@ def _run_reproduce(args) -> int:
             raise ValueError(f"precision applies to the theory row only, not to the {row} row")
         settings = _reproduce_settings(args, model, config)
         _check_setting_sizes(args, settings)
+        jobs = capped_jobs(jobs, _warning)  # warned only once everything is validated
         with _Bars() as bars:
             result = model.run(settings, progress=bars, precision_bits=precision, jobs=jobs)
         text = model.text(result)
@@ -467,9 +470,10 @@ def _run_search(args) -> int:
     from ssmpoison.verify._workers import capped_jobs
 
     dims = (1, 2) if args.teacher_dim is None else (args.teacher_dim,)
-    jobs = capped_jobs(require_int("jobs", args.jobs, minimum=1), _warning)
+    jobs = require_int("jobs", args.jobs, minimum=1)
     budget = _within(args, "budget", require_int("budget", args.budget, minimum=1))
     config = SearchConfig(budget=budget, seed=args.seed, teacher_dims=dims, jobs=jobs)
+    config = dataclasses.replace(config, jobs=capped_jobs(jobs, _warning))  # warned once everything is validated
     with TqdmProgress("flow") as progress:
         report = run_search(config, progress)
     if args.json != "-":
