@@ -84,10 +84,9 @@ def _add_derive(sub) -> None:
 
 
 def _run_derive(args) -> int:
+    from ssmpoison.theory._validation import require_int
     from ssmpoison.verify._derive_report import derive_report
     from ssmpoison.verify._jsonio import write_json
-
-    from ssmpoison.theory._validation import require_int
 
     H = _within(args, "horizon", require_int("horizon", args.horizon, minimum=2))
     D = _within(args, "state_dim", require_int("state_dim", args.state_dim, minimum=1))
