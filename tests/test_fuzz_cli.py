@@ -15,6 +15,7 @@ import io
 import os
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ from ssmpoison.verify.cli import main
 
 #: hard bound on one invocation (seconds): the vectors' --time-limit is far below it
 HARD_TIMEOUT = 90
+#: a refusal comes before any work: within this many seconds (generous for a loaded machine)
+REFUSAL_SECONDS = 10
 
 # value pools: valid small values (so that runs are short), boundary values, and malformed ones
 _BAD_INTS = ["-3", "0", "1_0", "\u0663", "1e3", "2.5", "", " ", "abc", "99999999999999999999", "+7", "0x10", "nan"]
@@ -192,8 +195,11 @@ def _check_one(argv: list[str], json_kind) -> None:
         root = Path(tmp)
         real, json_file = _materialise(argv, json_kind, root)
         before = {p.name for p in root.iterdir()}
+        start = time.perf_counter()
         code, out, err = _invoke(real)
+        seconds = time.perf_counter() - start
         assert code in (0, 1, 2), f"exit {code} for {real}: {err[-500:]}"
+        assert code != 2 or seconds < REFUSAL_SECONDS, f"refused only after {seconds:.1f} s (after work?): {real}: {err}"
         assert "Traceback" not in err and "Traceback" not in out, f"traceback for {real}: {err[-2000:]}"
         if code == 2 and "usage:" not in err:  # argparse's own usage errors print the usage first
             lines = [line for line in err.splitlines() if line.strip() and "%|" not in line and "\r" not in line]

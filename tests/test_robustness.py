@@ -215,3 +215,22 @@ def test_reals_and_integers_are_ascii_decimal_only(text):
                                          ("+1.5E+3", 1500.0), (" 7 ", 7)])
 def test_ascii_reals_parse(text, value):
     assert require_real("x", text) == value
+
+
+def test_a_condition_not_evaluated_is_null_in_json(tmp_path):
+    """A negative entry: the clean bound is not evaluated (NaN inside), written as null, never a failed write."""
+    path = tmp_path / "c.json"
+    code, _, err, _ = _run(["check", *H7, "--init", "0.3,-0.2,0.1", "--json", str(path)])
+    assert code == 1, err
+    import json
+
+    conditions = {c["name"]: c for c in json.loads(path.read_text())["conditions"]}
+    assert conditions["clean_greedy_bound"]["value"] is None and not conditions["clean_greedy_bound"]["holds"]
+
+
+def test_non_finite_results_are_an_internal_error_not_a_refusal(tmp_path):
+    from ssmpoison.verify._jsonio import write_json
+
+    with pytest.raises(RuntimeError, match="non-finite"):
+        write_json(str(tmp_path / "x.json"), {"value": float("nan")})
+    assert list(tmp_path.iterdir()) == []

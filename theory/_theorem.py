@@ -66,7 +66,7 @@ class Condition:
             "holds": self.holds,
             "detail": self.detail,
             "statement": self.statement,
-            "value": self.value,
+            "value": None if self.value != self.value else self.value,  # not evaluated (NaN): null
             "relation": self.relation,
             "threshold": self.threshold,
         }

@@ -154,7 +154,10 @@ def write_json(path: str, payload: dict) -> None:
     Raises:
         ValueError: the file's directory does not exist (or another :func:`check_json_path` failure).
     """
-    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    try:
+        text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    except ValueError as exc:  # a NaN or an infinity among the results: a bug, never written and never a refusal
+        raise RuntimeError(f"the results hold a non-finite number, which JSON cannot carry ({exc})") from None
     if path == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
