@@ -29,6 +29,7 @@ report is rendered by :mod:`ssmpoison.verify._search_text`. Nothing here prints.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,6 +38,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
 from ssmpoison.theory._validation import require_int
+from ssmpoison.verify._budget import budget_seconds_left, wall_clock_budget
 from ssmpoison.verify._status import Status
 from ssmpoison.verify._clean_problem import CleanProblem, encode_number
 from ssmpoison.verify._code_fingerprint import code_fingerprint
@@ -297,6 +299,12 @@ def _draw(config: SearchConfig) -> list[CleanProblem]:
     return drawn
 
 
+def _evaluate_within(problem, criteria, seconds: float):
+    """:func:`evaluate` under a wall-clock budget of ``seconds`` (``inf``: none), for a worker process."""
+    with wall_clock_budget(None if math.isinf(seconds) else max(seconds, 1e-9)):
+        return evaluate(problem, criteria)
+
+
 def _evaluate_all(problems, criteria, jobs: int, step) -> list:
     """The float64 screen of every problem, in order (``jobs`` processes when there are enough problems)."""
     if jobs == 1 or len(problems) < 2 * jobs:
@@ -308,7 +316,9 @@ def _evaluate_all(problems, criteria, jobs: int, step) -> list:
     from joblib import Parallel, delayed
 
     out = []
-    for outcome in Parallel(n_jobs=jobs, return_as="generator")(delayed(evaluate)(p, criteria) for p in problems):
+    # the workers are fresh interpreters: each task carries what is left of the command's wall-clock budget
+    tasks = (delayed(_evaluate_within)(p, criteria, budget_seconds_left()) for p in problems)
+    for outcome in Parallel(n_jobs=jobs, return_as="generator")(tasks):
         out.append(outcome)
         step(1)
     return out
