@@ -305,12 +305,25 @@ def _evaluate_all(problems, criteria, jobs: int, step) -> list:
             out.append(evaluate(p, criteria))
             step(1)
         return out
+    import warnings
+
     from joblib import Parallel, delayed
 
+    from ssmpoison.verify._workers import joblib_worker_args
+
+    # the workers start in worker_setup: they ignore SIGINT and die with this process
+    outcomes = Parallel(n_jobs=jobs, return_as="generator", **joblib_worker_args())(
+        delayed(evaluate)(p, criteria) for p in problems)
     out = []
-    for outcome in Parallel(n_jobs=jobs, return_as="generator")(delayed(evaluate)(p, criteria) for p in problems):
-        out.append(outcome)
-        step(1)
+    try:
+        for outcome in outcomes:
+            out.append(outcome)
+            step(1)
+    except BaseException:  # KeyboardInterrupt included: closing the generator makes joblib kill its workers
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outcomes.close()
+        raise
     return out
 
 

@@ -6,6 +6,8 @@ Bad input exits with status 2 and one line on stderr naming the parameter.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import time
 
@@ -446,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         0 when the command ran and its outcome is the expected one, 1 when it ran and its outcome is
         negative, 2 when the input was refused (one line on stderr names the parameter), 3 on an
-        internal error (one line asking for a bug report), 130 when interrupted.
+        internal error (one line asking for a bug report), 130 when interrupted (SIGINT, Ctrl-C), 143 when
+        terminated (SIGTERM); worker processes are stopped in every case.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -454,14 +457,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        if getattr(args, "json", None) is not None:  # every subcommand: refuse an unwritable --json before any work
-            from ssmpoison.verify._jsonio import check_json_path
+        with _sigterm_as_interrupt():
+            if getattr(args, "json", None) is not None:  # every subcommand: refuse an unwritable --json before any work
+                from ssmpoison.verify._jsonio import check_json_path
 
-            check_json_path(args.json)
-        return args.run(args)
+                check_json_path(args.json)
+            return args.run(args)
     except ValueError as exc:
         _one_line(f"ssmpoison {args.command}: error: {exc}")
         return 2
+    except _Terminated:
+        _one_line("ssmpoison: terminated")
+        return 143
     except KeyboardInterrupt:
         _one_line("ssmpoison: interrupted")
         return 130
@@ -470,6 +477,33 @@ def main(argv: list[str] | None = None) -> int:
         _one_line(f"ssmpoison {args.command}: internal error ({type(exc).__name__}): {exc} -- this is a bug; "
                   f"please report it with the command: {command}")
         return EXIT_INTERNAL_ERROR
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread while a command runs (:func:`_sigterm_as_interrupt`)."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While the block runs, SIGTERM raises :class:`_Terminated` (a ``KeyboardInterrupt``) in the main thread.
+
+    A terminated command then takes the path of Ctrl-C: worker pools terminate their workers as the
+    exception leaves them, and :func:`main` prints one line. The previous handler is restored after
+    the block. Outside the main thread (where handlers cannot be installed) the block runs unchanged.
+    """
+    try:
+        previous, installed = signal.signal(signal.SIGTERM, _raise_terminated), True
+    except ValueError:  # not the main thread
+        previous, installed = None, False
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _warning(message: str) -> None:
