@@ -23,7 +23,8 @@ from ssmpoison.verify._workers import default_jobs, worker_pool, worker_setup
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the kernel's parent-death signal")
 
-THEORY = ["reproduce", "--row", "theory", "--precision", "512", "--jobs", "2"]
+# the clean flows end in this process within seconds; the workers' integrated flows run for minutes
+THEORY = ["reproduce", "--row", "theory", "--precision", "256", "--jobs", "2"]
 SEARCH = ["search", "--jobs", "2", "--budget", "400"]
 PREVIOUS = '{"previous": "content"}\n'
 GONE_WITHIN = 10.0  # seconds from the signal to the last process of the command gone
@@ -69,7 +70,7 @@ def _interrupt(args, signum, *, group=False, helpers=0, tmp_path=None):
             assert proc.poll() is None, "the command ended before its workers started"
             assert time.monotonic() - started < 120, "the workers did not start"
             time.sleep(0.1)
-        time.sleep(1.0)  # the workers are computing
+        time.sleep(2.0)  # the workers are computing
         assert proc.poll() is None, "the command ended before the signal"
         sent = time.monotonic()
         (os.killpg if group else os.kill)(proc.pid, signum)
