@@ -52,10 +52,11 @@ def _session(sid: int) -> list[int]:
     return pids
 
 
-def _interrupt(args, signum, *, group=False, helpers=0, tmp_path=None):
+def _interrupt(args, signum, *, group=False, helpers=0, again=None, tmp_path=None):
     """Start ``ssmpoison ARGS`` in a new session, wait until its two workers (and ``helpers`` other
     processes) run, send ``signum`` to the CLI
-    (or to its whole process group, as a terminal's Ctrl-C does) and wait for every process to end.
+    (or to its whole process group, as a terminal's Ctrl-C does), once more after ``again`` seconds if
+    given, and wait for every process to end.
 
     Returns:
         (exit status, stderr, seconds from the signal to the last process gone).
@@ -74,6 +75,12 @@ def _interrupt(args, signum, *, group=False, helpers=0, tmp_path=None):
         assert proc.poll() is None, "the command ended before the signal"
         sent = time.monotonic()
         (os.killpg if group else os.kill)(proc.pid, signum)
+        if again is not None:
+            time.sleep(again)
+            try:
+                (os.killpg if group else os.kill)(proc.pid, signum)
+            except ProcessLookupError:  # already gone
+                pass
         while (proc.poll() is None or _session(proc.pid)) and time.monotonic() - sent < 30:
             time.sleep(0.05)
         elapsed = time.monotonic() - sent
@@ -120,12 +127,20 @@ def test_ctrl_c_on_the_terminal_prints_one_line_not_a_traceback_per_worker(tmp_p
     _one_line(stderr, "ssmpoison: interrupted")
 
 
+@pytest.mark.parametrize("again", [0.0, 0.01])
+def test_ctrl_c_pressed_twice_still_prints_one_line_and_ends_everything(again, tmp_path):
+    status, stderr, _ = _interrupt(THEORY, signal.SIGINT, group=True, again=again, tmp_path=tmp_path)
+    assert status == 130
+    _one_line(stderr, "ssmpoison: interrupted")
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("again", [None, 0.01], ids=["once", "twice"])
 @pytest.mark.parametrize("group", [False, True], ids=["command", "group"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
-def test_the_search_joblib_workers_end_with_the_command(signum, group, tmp_path):
+def test_the_search_joblib_workers_end_with_the_command(signum, group, again, tmp_path):
     # joblib's loky workers and its two resource trackers
-    status, stderr, _ = _interrupt(SEARCH, signum, group=group, helpers=2, tmp_path=tmp_path)
+    status, stderr, _ = _interrupt(SEARCH, signum, group=group, helpers=2, again=again, tmp_path=tmp_path)
     code, line = EXPECTED[signum]
     assert status == code
     if line is not None:
@@ -179,3 +194,46 @@ def test_a_raising_block_terminates_the_workers_instead_of_waiting():
     assert time.monotonic() - started < 10
     assert workers and not any(p.is_alive() for p in workers)
     assert all(f.cancelled() or f.done() for f in futures)
+
+
+# -- the command line's handlers ------------------------------------------------------------------
+def test_sigterm_takes_the_ctrl_c_path_once_and_the_handlers_are_restored():
+    from ssmpoison.verify.cli import _interruptible, _Terminated
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(_Terminated):
+        with _interruptible(keep_ignoring=False):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # interrupted at once
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    with pytest.raises(KeyboardInterrupt) as info:
+        with _interruptible(keep_ignoring=False):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    assert type(info.value) is KeyboardInterrupt
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_after_the_first_signal_the_next_ones_are_ignored_and_errors_report_the_interruption():
+    from ssmpoison.verify.cli import _interruptible
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with _interruptible(keep_ignoring=False):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C during the clean-up: ignored
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.1)
+                raise ImportError("initialization failed")  # e.g. an import cut short by the first one
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_normal_in_process_run_leaves_the_handlers_as_they_were(tmp_path):
+    from ssmpoison.verify.cli import main
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert main(["derive", "--horizon", "3", "--state-dim", "2", "--json", str(tmp_path / "d.json")]) == 0
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -18,6 +18,7 @@ joblib pools get the same start through :func:`joblib_worker_args`.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -133,19 +134,44 @@ class _WorkerPool(ProcessPoolExecutor):
     def terminate(self, grace: float = 2.0) -> None:
         """Cancel the queued runs and end every worker: SIGTERM, then SIGKILL after ``grace`` seconds.
 
+        A second SIGINT or SIGTERM (Ctrl-C pressed again) waits until the workers are gone.
+
         Arguments:
             grace: seconds a worker is given to exit after SIGTERM.
         """
-        processes = list((self._processes or {}).values())
-        self.shutdown(wait=False, cancel_futures=True)
-        for p in processes:
-            if p.exitcode is None:
-                p.terminate()
-        for p in processes:
-            p.join(grace)
-            if p.exitcode is None:  # pragma: no cover - a worker that ignores SIGTERM
-                p.kill()
-                p.join()
+        with _signals_deferred():
+            processes = list((self._processes or {}).values())
+            self.shutdown(wait=False, cancel_futures=True)
+            for p in processes:
+                if p.exitcode is None:
+                    p.terminate()
+            for p in processes:
+                p.join(grace)
+                if p.exitcode is None:  # pragma: no cover - a worker that ignores SIGTERM
+                    p.kill()
+                    p.join()
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """A SIGINT or SIGTERM received while the block runs is acted on (by its previous handler) when it ends.
+
+    Only the main thread can hold signals this way; elsewhere the block runs unchanged.
+    """
+    received: list[int] = []
+    previous = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda s, frame: received.append(s))
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if received:
+            signal.raise_signal(received[0])
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:

@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        with _sigterm_as_interrupt():
+        with _interruptible(keep_ignoring=argv is None):
             if getattr(args, "json", None) is not None:  # every subcommand: refuse an unwritable --json before any work
                 from ssmpoison.verify._jsonio import check_json_path
 
@@ -480,30 +480,53 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread while a command runs (:func:`_sigterm_as_interrupt`)."""
+    """SIGTERM, raised in the main thread while a command runs (:func:`_interruptible`)."""
 
 
-def _raise_terminated(signum, frame):
-    raise _Terminated()
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """While the block runs, SIGTERM raises :class:`_Terminated` (a ``KeyboardInterrupt``) in the main thread.
+def _interruptible(keep_ignoring: bool):
+    """While the block runs, the first SIGINT raises ``KeyboardInterrupt`` and the first SIGTERM
+    :class:`_Terminated` in the main thread; from then on both are ignored.
 
-    A terminated command then takes the path of Ctrl-C: worker pools terminate their workers as the
-    exception leaves them, and :func:`main` prints one line. The previous handler is restored after
-    the block. Outside the main thread (where handlers cannot be installed) the block runs unchanged.
+    A terminated command thus takes the path of Ctrl-C: worker pools terminate their workers as the
+    exception leaves them and :func:`main` prints one line, and a second Ctrl-C cannot interrupt that
+    clean-up (nor the interpreter's exit) with a traceback. An error that leaves the block after the
+    signal (an import or a library's clean-up cut short by it) is reported as the interruption. A
+    signal the caller ignores stays ignored.
+
+    Arguments:
+        keep_ignoring: after an interruption, keep ignoring both signals (the process is ending: this
+            is its command line); otherwise, and always when not interrupted, the previous handlers
+            are restored when the block ends. Outside the main thread the block runs unchanged.
     """
+    received: list[int] = []
+
+    def interrupted(signum, frame):
+        received.append(signum)
+        for s in _STOP_SIGNALS:  # the command is ending; processes started from now on inherit this
+            signal.signal(s, signal.SIG_IGN)
+        raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {}
     try:
-        previous, installed = signal.signal(signal.SIGTERM, _raise_terminated), True
+        for s in _STOP_SIGNALS:
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                previous[s] = signal.signal(s, interrupted)
     except ValueError:  # not the main thread
-        previous, installed = None, False
+        pass
     try:
         yield
+    except Exception:
+        if received:
+            raise (_Terminated() if received[0] == signal.SIGTERM else KeyboardInterrupt()) from None
+        raise
     finally:
-        if installed:
-            signal.signal(signal.SIGTERM, previous)
+        if not (keep_ignoring and received):
+            for s, handler in previous.items():
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 def _warning(message: str) -> None:
