@@ -313,14 +313,26 @@ def _evaluate_all(problems, criteria, jobs: int, step) -> list:
             out.append(evaluate(p, criteria))
             step(1)
         return out
+    import warnings
+
     from joblib import Parallel, delayed
 
-    out = []
+    from ssmpoison.verify._workers import joblib_worker_args
+
+    # the workers start in worker_setup: they ignore SIGINT and die with this process
     # the workers are fresh interpreters: each task carries what is left of the command's wall-clock budget
-    tasks = (delayed(_evaluate_within)(p, criteria, budget_seconds_left()) for p in problems)
-    for outcome in Parallel(n_jobs=jobs, return_as="generator")(tasks):
-        out.append(outcome)
-        step(1)
+    outcomes = Parallel(n_jobs=jobs, return_as="generator", **joblib_worker_args())(
+        delayed(_evaluate_within)(p, criteria, budget_seconds_left()) for p in problems)
+    out = []
+    try:
+        for outcome in outcomes:
+            out.append(outcome)
+            step(1)
+    except BaseException:  # KeyboardInterrupt included: closing the generator makes joblib kill its workers
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outcomes.close()
+        raise
     return out
 
 

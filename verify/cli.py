@@ -6,7 +6,9 @@ Bad input exits with status 2 and one line on stderr naming the parameter.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import signal
 import sys
 import time
 
@@ -535,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         0 when the command ran and its outcome is the expected one, 1 when it ran and its outcome is
         negative, 2 when the input was refused (one line on stderr names the parameter), 3 on an
-        internal error (one line asking for a bug report), 130 when interrupted.
+        internal error (one line asking for a bug report), 130 when interrupted (SIGINT, Ctrl-C), 143 when
+        terminated (SIGTERM); worker processes are stopped in every case.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -543,21 +546,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        if getattr(args, "json", None) is not None:  # every subcommand: refuse an unwritable --json before any work
-            from ssmpoison.verify._jsonio import check_json_path
+        with _interruptible(keep_ignoring=argv is None):
+            if getattr(args, "json", None) is not None:  # every subcommand: refuse an unwritable --json before any work
+                from ssmpoison.verify._jsonio import check_json_path
 
-            check_json_path(args.json)
-        time_limit = getattr(args, "time_limit", None)
-        if time_limit is None:
-            return args.run(args)
-        from ssmpoison.theory._validation import require_real
-        from ssmpoison.verify._budget import wall_clock_budget
+                check_json_path(args.json)
+            time_limit = getattr(args, "time_limit", None)
+            if time_limit is None:
+                return args.run(args)
+            from ssmpoison.theory._validation import require_real
+            from ssmpoison.verify._budget import wall_clock_budget
 
-        with wall_clock_budget(require_real("time_limit", time_limit, positive=True)):
-            return args.run(args)
+            with wall_clock_budget(require_real("time_limit", time_limit, positive=True)):
+                return args.run(args)
     except ValueError as exc:
         _one_line(f"ssmpoison {args.command}: error: {exc}")
         return 2
+    except _Terminated:
+        _one_line("ssmpoison: terminated")
+        return 143
     except KeyboardInterrupt:
         _one_line("ssmpoison: interrupted")
         return 130
@@ -566,6 +573,56 @@ def main(argv: list[str] | None = None) -> int:
         _one_line(f"ssmpoison {args.command}: internal error ({type(exc).__name__}): {exc} -- this is a bug; "
                   f"please report it with the command: {command}")
         return EXIT_INTERNAL_ERROR
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread while a command runs (:func:`_interruptible`)."""
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _interruptible(keep_ignoring: bool):
+    """While the block runs, the first SIGINT raises ``KeyboardInterrupt`` and the first SIGTERM
+    :class:`_Terminated` in the main thread; from then on both are ignored.
+
+    A terminated command thus takes the path of Ctrl-C: worker pools terminate their workers as the
+    exception leaves them and :func:`main` prints one line, and a second Ctrl-C cannot interrupt that
+    clean-up (nor the interpreter's exit) with a traceback. An error that leaves the block after the
+    signal (an import or a library's clean-up cut short by it) is reported as the interruption. A
+    signal the caller ignores stays ignored.
+
+    Arguments:
+        keep_ignoring: after an interruption, keep ignoring both signals (the process is ending: this
+            is its command line); otherwise, and always when not interrupted, the previous handlers
+            are restored when the block ends. Outside the main thread the block runs unchanged.
+    """
+    received: list[int] = []
+
+    def interrupted(signum, frame):
+        received.append(signum)
+        for s in _STOP_SIGNALS:  # the command is ending; processes started from now on inherit this
+            signal.signal(s, signal.SIG_IGN)
+        raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {}
+    try:
+        for s in _STOP_SIGNALS:
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                previous[s] = signal.signal(s, interrupted)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    except Exception:
+        if received:
+            raise (_Terminated() if received[0] == signal.SIGTERM else KeyboardInterrupt()) from None
+        raise
+    finally:
+        if not (keep_ignoring and received):
+            for s, handler in previous.items():
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 def _warning(message: str) -> None:
