@@ -123,7 +123,7 @@ CORRUPTIONS = [
     (("float64", "extrapolation_error"), None, "float64.effective_rank and float64.extrapolation_error must be numbers when the status is converged"),
     (("float64", "learned_a"), [0.45], "float64.learned_a must have 2 entries, got 1"),
     (("float64", "learned_a", 1), NAN, "float64.learned_a[1] must be a finite number, got nan"),
-    (("float64", "status"), "exploded", "float64.status must be one of converged, diverged, time_limit, got 'exploded'"),
+    (("float64", "status"), "exploded", "float64.status must be one of converged, diverged, stalled, time_limit, got 'exploded'"),
     (("float64", "steps"), -1, "float64.steps must be an integer >= 0, got -1"),
     (("float64", "t_end"), -1.0, "float64.t_end must be >= 0, got -1.0"),
     (("float64", "precision_bits"), 64, "float64.precision_bits = 64 is not the screen's precision (53)"),
