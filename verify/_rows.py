@@ -194,9 +194,10 @@ class TheoryRow(RowModel):
     def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> TheoryRowResult:
         """Both flows for every seed of every setting, with certified digits
         (:func:`ssmpoison.verify._theory_row.run_theory_row`)."""
-        from ssmpoison.verify._theory_row import run_theory_row
+        from ssmpoison.verify._theory_row import check_theory_row, run_theory_row
 
         settings = tuple(settings)
+        check_theory_row(settings, precision_bits)  # initialisations and reachability, before any progress
         total = sum(2 * len(s.seeds) for s in settings)
         done = [0]
 

@@ -18,12 +18,12 @@ from ssmpoison.theory._construction import clean_training_set, extrapolation_err
 from ssmpoison.theory._validation import require_int
 from ssmpoison.verify._certification import CertificationPolicy
 from ssmpoison.verify._settings import TheoryRowSetting
-from ssmpoison.verify._certified_flow import CertifiedRun, certified_flows
+from ssmpoison.verify._certified_flow import CertifiedRun, certified_flows, require_reachable
 from ssmpoison.verify._flow import FlowProblem
 from ssmpoison.verify._status import Status
 from ssmpoison.verify._workers import worker_pool
 
-__all__ = ["TheoryRowRun", "theory_row_problems", "run_theory_row", "row_summary", "PUBLISHED_METHOD_DIGITS"]
+__all__ = ["TheoryRowRun", "theory_row_problems", "check_theory_row", "run_theory_row", "row_summary", "PUBLISHED_METHOD_DIGITS"]
 
 # The published numbers came from float64 odeint, default tolerances, fixed final times (note 00 §6, §8):
 # re-running that method gets 3.1-4.4 correct digits per run (benchmarks/theory_row.py measures it).
@@ -66,6 +66,22 @@ def theory_row_problems(setting: TheoryRowSetting, poisoned: bool) -> list[tuple
         (seed, FlowProblem(ts, tuple(paper_initialisation(seed, setting.state_dim, setting.init_scale, setting.gap_exponent))))
         for seed in setting.seeds
     ]
+
+
+def check_theory_row(settings, precision_bits: int | None = None) -> None:
+    """Refuse, before any run, settings whose initialisations cannot be drawn or whose clean flows cannot converge.
+
+    Arguments:
+        settings: the :class:`TheoryRowSetting` values to run.
+        precision_bits: as for :func:`run_theory_row`.
+
+    Raises:
+        ValueError: the paper's initialisation fails for a seed (naming ``init_scale``/``gap_exponent``), or a clean
+            flow converges only past the time limit (:func:`ssmpoison.verify._certified_flow.require_reachable`).
+    """
+    policy = CertificationPolicy(precision_bits=precision_bits)
+    for s in settings:
+        require_reachable([p for _, p in theory_row_problems(s, poisoned=False)], policy)
 
 
 def run_theory_row(settings, precision_bits: int | None = None, progress=None, parallel: int = 1) -> list[TheoryRowRun]:
