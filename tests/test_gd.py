@@ -285,11 +285,16 @@ def test_shared_stream_initialisation_structure():
     np.testing.assert_array_equal(c, np.abs(0.001 * z[:D])[::-1])
     np.testing.assert_allclose(np.sort(b - 0.1)[::-1][2:], np.sort(c)[::-1][2:], rtol=1e-12)
     np.testing.assert_allclose(np.sort(a - 0.1)[::-1][2:], np.sort(np.abs(0.01 * z[:: D + 1]))[::-1][2:], rtol=1e-12)
-    (_, _, _, W1, W2, W3), _, _ = nonlinear_problem(NONLINEAR, 9, False)
-    zz = init_stream(9, 225)
-    np.testing.assert_array_equal(W1, 0.03 * zz[:15])
+    # the rows start from Keras' own weights: fl32(fl32(sd) z_j), z the float32 stream of [seed, 0]
+    (a, b, c, W1, W2, W3), _, _ = nonlinear_problem(NONLINEAR, 9, False)
+    zz = init_stream(9, 225).astype(np.float32)
+    keras = lambda sd, n: (zz[:n] * np.float32(sd)).astype(float)  # noqa: E731
+    np.testing.assert_array_equal(W1, keras(0.03, 15))
     np.testing.assert_array_equal(W3, W1)
-    np.testing.assert_array_equal(W2.T, 0.03 * zz[:225].reshape(15, 15))  # Keras kernel (input x output)
+    np.testing.assert_array_equal(W2.T, keras(0.03, 225).reshape(15, 15))  # Keras kernel (input x output)
+    np.testing.assert_array_equal(c, np.abs(keras(0.01, 10))[::-1])
+    diagonal = np.sort(np.abs(keras(0.01, 100)[::11]))[::-1]  # the recurrent kernel's diagonal, sorted
+    np.testing.assert_array_equal(a[[0, *range(2, 10)]], diagonal[[0, *range(2, 10)]] + 0.001)  # a[1] is the gap's
 
 
 def test_reported_extra_steps_follow_the_logging_period():
