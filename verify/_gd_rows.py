@@ -321,7 +321,7 @@ FOOTERS = {
         "Initialisation: the paper's own initial weights for the SSM and the MLP layers (its Keras initialisers' "
         "draws, replayed bit for bit from TensorFlow's stateless stream for the seed pair [seed, 0]); the spread shows "
         "how much the four-seed mean moves with further draws (seed pairs [seed, d]). A clean run either learns one state entry near 1 (small error) or two entries "
-        "(error ~0.3-0.6), and a few runs stall at the saddle where the network's output is ~0 (gradient < 1e-8); "
+        "(error ~0.1-0.8), and a few runs stall at the saddle where the network's output is ~0 (gradient < 1e-8); "
         "one such run decides a four-seed mean. Values are taken at the paper's last logged step ({reported} of {extra}). "
         "float64 here, float32 in the paper."
     ),
