@@ -285,11 +285,36 @@ def test_shared_stream_initialisation_structure():
     np.testing.assert_array_equal(c, np.abs(0.001 * z[:D])[::-1])
     np.testing.assert_allclose(np.sort(b - 0.1)[::-1][2:], np.sort(c)[::-1][2:], rtol=1e-12)
     np.testing.assert_allclose(np.sort(a - 0.1)[::-1][2:], np.sort(np.abs(0.01 * z[:: D + 1]))[::-1][2:], rtol=1e-12)
-    (_, _, _, W1, W2, W3), _, _ = nonlinear_problem(NONLINEAR, 9, False)
-    zz = init_stream(9, 225)
-    np.testing.assert_array_equal(W1, 0.03 * zz[:15])
+    # the rows start from Keras' own weights: fl32(fl32(sd) z_j), z the float32 stream of [seed, 0]
+    (a, b, c, W1, W2, W3), _, _ = nonlinear_problem(NONLINEAR, 9, False)
+    zz = init_stream(9, 225).astype(np.float32)
+    keras = lambda sd, n: (zz[:n] * np.float32(sd)).astype(float)  # noqa: E731
+    np.testing.assert_array_equal(W1, keras(0.03, 15))
     np.testing.assert_array_equal(W3, W1)
-    np.testing.assert_array_equal(W2.T, 0.03 * zz[:225].reshape(15, 15))  # Keras kernel (input x output)
+    np.testing.assert_array_equal(W2.T, keras(0.03, 225).reshape(15, 15))  # Keras kernel (input x output)
+    np.testing.assert_array_equal(c, np.abs(keras(0.01, 10))[::-1])
+    diagonal = np.sort(np.abs(keras(0.01, 100)[::11]))[::-1]  # the recurrent kernel's diagonal, sorted
+    np.testing.assert_array_equal(a[[0, *range(2, 10)]], diagonal[[0, *range(2, 10)]] + 0.001)  # a[1] is the gap's
+
+
+def test_further_draws_and_the_literal_reading_take_their_own_numbers_from_the_stream():
+    """Draw d > 0 takes Keras' kernels from the stream of the seed pair [seed, d]; with
+    shared_init_stream=False every parameter takes consecutive, disjoint numbers of that stream."""
+    from ssmpoison.verify._tf_random import keras_random_normal
+
+    D = BEYOND.state_dim
+    (a, b, c), _, _ = beyond_problem(BEYOND, 7, False, init_draw=3)
+    np.testing.assert_array_equal(c, np.abs(keras_random_normal((D, 1), BEYOND.sd_bc, (7, 3))[::-1, 0]).astype(float))
+    literal = replace(BEYOND, shared_init_stream=False)
+    (a, b, c), _, _ = beyond_problem(literal, 7, False, init_draw=3)
+    z = init_stream(7, 3 * D, 3)
+    np.testing.assert_array_equal(c, np.abs(BEYOND.sd_bc * z[2 * D:]))
+    np.testing.assert_array_equal(b[2:], np.sort(np.abs(BEYOND.sd_bc * z[D:2 * D]))[::-1][2:] + BEYOND.warm_start)
+    (_, _, _, W1, W2, W3), _, _ = nonlinear_problem(replace(NONLINEAR, shared_init_stream=False), 9, False)
+    zz = init_stream(9, 30 + 15 + 225 + 15)
+    np.testing.assert_array_equal(W1, NONLINEAR.sd_mlp * zz[30:45])
+    np.testing.assert_array_equal(W2, NONLINEAR.sd_mlp * zz[45:270].reshape(15, 15))
+    np.testing.assert_array_equal(W3, NONLINEAR.sd_mlp * zz[270:])
 
 
 def test_reported_extra_steps_follow_the_logging_period():

@@ -25,7 +25,8 @@ piece lives. Public names (everything else lives in private modules):
   :func:`theory_row_problems`, :func:`run_gd_row`;
 * GD trainers — :func:`train_beyond`, :func:`train_nonlinear`, :func:`beyond_problem`,
   :func:`nonlinear_problem`, :class:`RunResult`, :class:`StepObserver`, :class:`AdaptiveStep`,
-  :class:`Adam`;
+  :class:`Adam`; the paper's initial weights from TensorFlow's stateless normal stream, in
+  numpy bit for bit — :func:`tf_stateless_normal`, :func:`keras_random_normal`;
 * the Theorem's checker — :func:`check_setting`, :func:`paper_setting`, :class:`CheckReport`,
   :func:`sweep_scale_gap`;
 * dynamics — :func:`run_dynamics`, :func:`flow_dynamics`, :func:`theory_dynamics`,
@@ -74,6 +75,7 @@ _EXPORTS = {
     '_status': ('Status',),
     '_table1': ('Table1Result', 'reproduce_table1',),
     '_theory_row': ('run_theory_row', 'theory_row_problems',),
+    '_tf_random': ('keras_random_normal', 'tf_stateless_normal',),
 }
 
 __getattr__, __dir__, __all__ = lazy_surface(__name__, _EXPORTS)

@@ -3,16 +3,22 @@
 * **Data.** The training sequences (and the non-linear row's test sequences) are drawn by
   numpy's *legacy* global generator seeded with the run's seed (``seed + ext_seed_offset``
   for the test sequences), replayed exactly with ``np.random.RandomState``.
-* **Initialisation.** Keras' seeded initialisers are *stateless*: every initialiser of a model
-  seeded with the same seed returns the same normal stream ``z_0, z_1, ...`` cut to its shape.
-  So ``B = sd_bc z[:D]``, ``C = sd_bc z[:D]`` (the same numbers), the recurrent matrix is
+* **Initialisation.** Keras' seeded initialisers ``RandomNormal(0, sd, seed=s)`` are *stateless*:
+  each returns the first ``prod(shape)`` numbers (row-major) of TensorFlow's stateless normal
+  stream for the seed pair ``[s, 0]``, ``z_0, z_1, ...`` (:func:`ssmpoison.verify._tf_random.tf_stateless_normal`,
+  bit for bit), times ``sd`` in float32 (:func:`ssmpoison.verify._tf_random.keras_random_normal`).
+  Every layer of the paper's model is seeded with the run's seed, so ``B = sd_bc z[:D]`` (kernel
+  1×D), ``C = sd_bc z[:D]`` (kernel D×1: the same numbers), the recurrent kernel is
   ``sd_a z[:D*D]`` as a D×D matrix (its diagonal is ``z[0], z[D+1], ...``), and the MLP layers
   are ``sd_mlp z[:W]``, ``sd_mlp z[:W*W]`` (Keras kernel, input × output) and ``sd_mlp z[:W]``
-  again. Then ``|A|`` and ``|B|`` are sorted descending, ``C`` is ``|C|`` in reversed order (the
-  code's ``np.flip(np.sort(...))`` sorts a length-1 axis), the paper's gap is set on A and B
-  (:func:`ssmpoison.theory._construction.with_paper_gap`, computed from ``sd_a``) and the warm
-  start added. TensorFlow's stream itself cannot be replayed (Philox in float32): ``z`` comes
-  from ``np.random.default_rng(seed)`` (:func:`init_stream`).
+  again. Those are the paper's initial weights, exactly; the rows hold them in float64. Then,
+  as the paper's code does, ``|A|`` and ``|B|`` are sorted descending, ``C`` is ``|C|`` in
+  reversed order (the code's ``np.flip(np.sort(...))`` sorts a length-1 axis), the paper's gap
+  is set on A and B (:func:`ssmpoison.theory._construction.with_paper_gap`, computed from
+  ``sd_a``) and the warm start added. Initialisation draw ``d > 0`` (the spread's further
+  initialisations of a seed, its data fixed) takes the same kernels from the stream of the
+  seed pair ``[s, d]``. With ``shared_init_stream=False`` (note 00 §6 read literally) each
+  parameter gets numbers of its own: consecutive, disjoint pieces of that stream.
 * **Batches.** Runs have different training sets (the poisoned runs hold more sequences), so a
   batch pads the inputs to ``(R, N_max, H)`` with zero rows and zero labels
   (:func:`stack_problems`); a padded row has output 0 and label 0, so its residual is 0.
@@ -27,13 +33,14 @@ import numpy as np
 from ssmpoison.theory._construction import with_paper_gap
 from ssmpoison.theory._validation import require_int
 from ssmpoison.verify._mlp import mlp_forward, teacher_weights
+from ssmpoison.verify._tf_random import keras_random_normal, tf_stateless_normal
 
 if TYPE_CHECKING:  # the configs live in ssmpoison.verify._gd_config
     from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
 
 __all__ = [
-    "init_rng",
     "init_stream",
+    "keras_kernel",
     "init_ssm",
     "paper_sequences",
     "beyond_problem",
@@ -44,58 +51,69 @@ __all__ = [
 ]
 
 
-def init_rng(seed: int, draw: int) -> np.random.Generator:
-    """The generator of initialisation draw ``draw`` of run ``seed``.
-
-    Arguments:
-        seed: the run's seed (``>= 0``).
-        draw: the initialisation draw (``>= 0``); draw 0 is ``default_rng(seed)``, draw ``d > 0``
-            ``default_rng([seed, d])``.
-
-    Returns:
-        A ``np.random.Generator``.
-
-    Raises:
-        ValueError: a negative or non-integer ``seed`` or ``init_draw``.
-    """
-    seed = require_int("seed", seed, minimum=0)
-    draw = require_int("init_draw", draw, minimum=0)
-    return np.random.default_rng(seed if draw == 0 else [seed, draw])
+def _seed_pair(seed: int, draw: int) -> tuple[int, int]:
+    """TensorFlow's seed pair ``[seed, draw]`` of initialisation draw ``draw`` (``[seed, 0]``: Keras')."""
+    return (require_int("seed", seed, minimum=0, maximum=2**63 - 1), require_int("init_draw", draw, minimum=0, maximum=2**63 - 1))
 
 
 def init_stream(seed: int, length: int, draw: int = 0) -> np.ndarray:
-    """The normal stream ``z`` shared by all seeded initialisers of one model (stand-in for Keras').
+    """The normal stream ``z`` shared by all seeded initialisers of one model: TensorFlow's, for the seed pair ``[seed, draw]``.
 
     Arguments:
-        seed: the run's seed.
+        seed: the run's seed (``0 <= seed < 2^63``).
         length: how many numbers.
-        draw: further, independent streams for the same seed (``draw > 0``): the spread of a
-            row over initialisations, with the seed's training data fixed.
+        draw: the initialisation draw; 0 is the paper's (Keras passes ``[seed, 0]``), ``draw > 0``
+            a further, independent stream for the same seed.
 
     Returns:
-        ``z ~ N(0, 1)``, shape ``(length,)``.
+        ``z`` of shape ``(length,)``: the float32 numbers of
+        :func:`ssmpoison.verify._tf_random.tf_stateless_normal`, held in float64.
+
+    Raises:
+        ValueError: a negative or non-integer ``seed``, ``length`` or ``draw``.
     """
-    return init_rng(seed, draw).standard_normal(length)
+    return tf_stateless_normal(length, _seed_pair(seed, draw)).astype(np.float64)
+
+
+def keras_kernel(shape, sd: float, seed: int, draw: int = 0) -> np.ndarray:
+    """The weights of a Keras layer whose kernel of ``shape`` is initialised by ``RandomNormal(0, sd, seed=seed)``.
+
+    ``fl32(fl32(sd) z_j)`` for the first ``prod(shape)`` numbers of the stream of ``[seed, draw]``,
+    row-major (:func:`ssmpoison.verify._tf_random.keras_random_normal`), held in float64.
+
+    Arguments:
+        shape: the kernel's shape (Keras: input × output).
+        sd: the initialiser's standard deviation.
+        seed, draw: as in :func:`init_stream`.
+
+    Returns:
+        A float64 array of shape ``shape``.
+
+    Raises:
+        ValueError: a bad shape, ``sd``, ``seed`` or ``draw``.
+    """
+    return keras_random_normal(shape, sd, _seed_pair(seed, draw)).astype(np.float64)
 
 
 def _finish_ssm_init(a, b, c, gap_k: float, sd_a: float, warm_start: float):
+    """The paper's code after the initialisers: sort ``|a|``, ``|b|`` descending, the gap on both, the warm start; ``|c|``."""
     a = with_paper_gap(np.sort(np.abs(a))[::-1], sd_a, gap_k)
     b = with_paper_gap(np.sort(np.abs(b))[::-1], sd_a, gap_k)
     return a + warm_start, b + warm_start, np.abs(c)
 
 
-def init_ssm(rng_or_stream, state_dim: int, sd_a: float, sd_bc: float, gap_k: float, warm_start: float):
-    """The initial ``(a, b, c)`` of a GD row.
+def init_ssm(stream, state_dim: int, sd_a: float, sd_bc: float, gap_k: float, warm_start: float):
+    """The initial ``(a, b, c)`` of a GD row from a shared normal stream ``z``, the products taken in float64.
 
-    From the draws: ``rng_or_stream`` a ``np.random.Generator`` gives independent ``N(0, sd)``
-    draws (a, then b, then c); an array ``z`` (the shared stream, length ``>= D*D``) gives the
-    paper's code, ``a = sd_a z[::D+1][:D]``, ``b = sd_bc z[:D]``, ``c = reversed(sd_bc z[:D])``.
-    Then absolute values, A and B sorted descending, the gap ``a_2 = a_1 - diff``,
-    ``b_2 = b_1 - diff`` with ``diff = 0.05 / exp(gap_k log10(1/sd_a))``, and the warm start
-    ``a += warm_start``, ``b += warm_start``.
+    The paper's code on the stream: ``a = sd_a z[::D+1][:D]`` (the diagonal of the D×D kernel
+    ``sd_a z[:D*D]``), ``b = sd_bc z[:D]``, ``c = reversed(sd_bc z[:D])``. Then absolute values,
+    A and B sorted descending, the gap ``a_2 = a_1 - diff``, ``b_2 = b_1 - diff`` with
+    ``diff = 0.05 / exp(gap_k log10(1/sd_a))``, and the warm start ``a += warm_start``,
+    ``b += warm_start``. (The rows themselves start from Keras' float32 kernels,
+    :func:`keras_kernel`, and then follow the same steps.)
 
     Arguments:
-        rng_or_stream: a generator or the shared stream.
+        stream: the shared stream ``z`` (length ``>= D*D``).
         state_dim: D.
         sd_a, sd_bc: scales of A and of B, C.
         gap_k: the gap exponent k.
@@ -108,15 +126,23 @@ def init_ssm(rng_or_stream, state_dim: int, sd_a: float, sd_bc: float, gap_k: fl
         ValueError: a stream shorter than ``D*D``.
     """
     D = state_dim
-    if isinstance(rng_or_stream, np.random.Generator):
-        rng = rng_or_stream
-        a, b, c = rng.normal(0.0, sd_a, D), rng.normal(0.0, sd_bc, D), rng.normal(0.0, sd_bc, D)
-    else:
-        z = np.asarray(rng_or_stream, dtype=float)
-        if z.shape[0] < D * D:
-            raise ValueError(f"the initialisation stream must hold at least D*D = {D * D} numbers")
-        a, b, c = sd_a * z[: D * D : D + 1], sd_bc * z[:D], (sd_bc * z[:D])[::-1]
-    return _finish_ssm_init(a, b, c, gap_k, sd_a, warm_start)
+    z = np.asarray(stream, dtype=float)
+    if z.ndim != 1 or z.shape[0] < D * D:
+        raise ValueError(f"the initialisation stream must hold at least D*D = {D * D} numbers")
+    return _finish_ssm_init(sd_a * z[: D * D : D + 1], sd_bc * z[:D], (sd_bc * z[:D])[::-1], gap_k, sd_a, warm_start)
+
+
+def _keras_ssm(seed: int, draw: int, D: int, sd_a: float, sd_bc: float):
+    """The paper's SSM layers as Keras initialises them: the recurrent kernel's diagonal, B's and C's kernels, C reversed."""
+    return (np.diag(keras_kernel((D, D), sd_a, seed, draw)), keras_kernel((1, D), sd_bc, seed, draw)[0],
+            keras_kernel((D, 1), sd_bc, seed, draw)[::-1, 0])
+
+
+def _independent(seed: int, draw: int, scales_and_sizes):
+    """Independent initial parameters: consecutive, disjoint pieces of the stream of ``[seed, draw]``, each times its scale."""
+    z = init_stream(seed, sum(n for _, n in scales_and_sizes), draw)
+    ends = np.cumsum([0] + [n for _, n in scales_and_sizes])
+    return [sd * z[start:end] for (sd, _), start, end in zip(scales_and_sizes, ends[:-1], ends[1:])]
 
 
 def paper_sequences(seed: int, horizon: int, n_baseline: int, positions, n_special: int):
@@ -162,8 +188,11 @@ def beyond_problem(config: BeyondConfig, seed: int, poisoned: bool, init_draw: i
     """
     seed = require_int("seed", seed, minimum=0)
     D = config.state_dim
-    source = init_stream(seed, D * D, init_draw) if config.shared_init_stream else init_rng(seed, init_draw)
-    params = init_ssm(source, D, config.sd_a, config.sd_bc, config.gap_k, config.warm_start)
+    if config.shared_init_stream:
+        a, b, c = _keras_ssm(seed, init_draw, D, config.sd_a, config.sd_bc)
+    else:
+        a, b, c = _independent(seed, init_draw, [(config.sd_a, D), (config.sd_bc, D), (config.sd_bc, D)])
+    params = _finish_ssm_init(a, b, c, config.gap_k, config.sd_a, config.warm_start)
     base, special = paper_sequences(seed, config.horizon, config.n_baseline, config.baseline_positions, config.n_special)
     U = np.vstack([base, special]) if poisoned else base
     return params, U, U.sum(axis=1)
@@ -184,17 +213,15 @@ def nonlinear_problem(config: NonlinearConfig, seed: int, poisoned: bool, init_d
     seed = require_int("seed", seed, minimum=0)
     D, W = config.state_dim, config.width
     if config.shared_init_stream:
-        z = init_stream(seed, max(D * D, W * W), init_draw)
-        a, b, c = init_ssm(z, D, config.sd_ssm, config.sd_ssm, config.gap_k, config.warm_start)
-        W1 = config.sd_mlp * z[:W]
-        W2 = (config.sd_mlp * z[: W * W]).reshape(W, W).T.copy()
-        W3 = config.sd_mlp * z[:W]
+        a, b, c = _keras_ssm(seed, init_draw, D, config.sd_ssm, config.sd_ssm)
+        W1 = keras_kernel((1, W), config.sd_mlp, seed, init_draw)[0]
+        W2 = keras_kernel((W, W), config.sd_mlp, seed, init_draw).T.copy()
+        W3 = keras_kernel((W, 1), config.sd_mlp, seed, init_draw)[:, 0]
     else:
-        rng = init_rng(seed, init_draw)
-        a, b, c = init_ssm(rng, D, config.sd_ssm, config.sd_ssm, config.gap_k, config.warm_start)
-        W1 = rng.normal(0.0, config.sd_mlp, W)
-        W2 = rng.normal(0.0, config.sd_mlp, (W, W))
-        W3 = rng.normal(0.0, config.sd_mlp, W)
+        sd, sd_mlp = config.sd_ssm, config.sd_mlp
+        a, b, c, W1, W2, W3 = _independent(seed, init_draw, [(sd, D), (sd, D), (sd, D), (sd_mlp, W), (sd_mlp, W * W), (sd_mlp, W)])
+        W2 = W2.reshape(W, W)
+    a, b, c = _finish_ssm_init(a, b, c, config.gap_k, config.sd_ssm, config.warm_start)
     base, special = paper_sequences(seed, config.horizon, config.n_baseline, config.baseline_positions, config.n_special)
     U = np.vstack([base, special]) if poisoned else base
     return (a, b, c, W1, W2, W3), U, teacher_outputs(U, W)

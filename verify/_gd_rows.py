@@ -7,12 +7,12 @@ and reports, for each condition, the mean extrapolation error over the runs that
 (the loss reached ``tol`` and the extra steps were made); runs that diverged, stalled or ran
 out of steps are listed with their status and kept out of the mean, with their count shown.
 
-The training data of every run are the paper's own (replayed from numpy's legacy generator),
-but the initialisation came from TensorFlow's generator, which cannot be replayed. So the
-row's own result is one draw of the initialisation. The *spread* repeats the row with
-``draws`` further initialisation draws per seed (same data) and gives the distribution of the
-four-seed mean over those draws: where the published mean falls in it says whether a
-difference from the published value is explained by the initialisation draw alone.
+Every run starts where the paper's run started: the training data are replayed from numpy's
+legacy generator, and the initial weights are those of the paper's Keras initialisers,
+replayed bit for bit from TensorFlow's stateless stream (:mod:`ssmpoison.verify._tf_random`).
+The *spread* repeats the row with ``draws`` further initialisation draws per seed (the
+stream of the seed pair ``[seed, d]``, same data) and gives the distribution of the four-seed
+mean over those draws: how much the published mean would move with the initialisation alone.
 """
 
 from __future__ import annotations
@@ -199,9 +199,10 @@ def _verdict(summary: dict, spread: dict | None, runs: list[RunResult] = ()) -> 
         inside = spread["min"] <= pub <= spread["max"]
         where = "inside" if inside else "outside"
         lines.append(
-            f"the published mean is {where} the spread of the four-seed mean over {spread['samples']} initialisation "
-            f"draws (percentile {pct:.0f}): TensorFlow's initial draws cannot be replayed, and "
-            + ("this spread accounts for the difference." if inside else "the draw alone does not explain the difference.")
+            f"the published mean is {where} the spread of the four-seed mean over {spread['samples']} further "
+            f"initialisation draws (percentile {pct:.0f}); the runs above start from the paper's own initial weights "
+            f"(TensorFlow's stream replayed), so a difference from the published mean comes from the arithmetic "
+            f"(float64 here, float32 in the paper), not from the draw."
         )
     return lines
 
@@ -309,18 +310,18 @@ def row_json(results: list[GDRowResult]) -> dict:
 FOOTERS = {
     "beyond": (
         "Training data: the paper's own sequences (numpy's legacy generator seeded as in its code). "
-        "Initialisation: the paper's procedure (Keras' shared seeded stream, sorted, gap, warm start) on our own "
-        "generator, because TensorFlow's draws cannot be replayed; the spread shows how much the four-seed mean "
-        "moves with that draw alone. As in the paper's code, the adaptive step is normalised by the gradient of the "
+        "Initialisation: the paper's own initial weights (its Keras initialisers' draws, replayed bit for bit from "
+        "TensorFlow's stateless stream for the seed pair [seed, 0]; then sorted, gap, warm start as in its code); "
+        "the spread shows how much the four-seed mean moves with further draws (seed pairs [seed, d]). As in the paper's code, the adaptive step is normalised by the gradient of the "
         "whole recurrent matrix and the values are taken at its last logged step ({reported} of the {extra} extra steps). "
         "float64 here, float32 in the paper (benchmarks/gd_rows.py: the means move by about 1%)."
     ),
     "nonlinear": (
         "Training and test data: the paper's own sequences (numpy's legacy generator seeded as in its code). "
-        "Initialisation: the paper's procedure (Keras' shared seeded stream for the SSM and the MLP layers) on our "
-        "own generator, because TensorFlow's draws cannot be replayed; the spread shows how much the four-seed mean "
-        "moves with that draw alone. A clean run either learns one state entry near 1 (small error) or two entries "
-        "(error ~0.3-0.6), and a few runs stall at the saddle where the network's output is ~0 (gradient < 1e-8); "
+        "Initialisation: the paper's own initial weights for the SSM and the MLP layers (its Keras initialisers' "
+        "draws, replayed bit for bit from TensorFlow's stateless stream for the seed pair [seed, 0]); the spread shows "
+        "how much the four-seed mean moves with further draws (seed pairs [seed, d]). A clean run either learns one state entry near 1 (small error) or two entries "
+        "(error ~0.1-0.8), and a few runs stall at the saddle where the network's output is ~0 (gradient < 1e-8); "
         "one such run decides a four-seed mean. Values are taken at the paper's last logged step ({reported} of {extra}). "
         "float64 here, float32 in the paper."
     ),
