@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import signal
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,8 @@ from ssmpoison.verify.cli import main
 
 #: hard bound on one invocation (seconds): the vectors' --time-limit is far below it
 HARD_TIMEOUT = 90
+#: invocations by (subcommand, exit status), for the long profile's summary
+_TALLY: Counter = Counter()
 #: a refusal comes before any work: within this many seconds (generous for a loaded machine)
 REFUSAL_SECONDS = 10
 
@@ -198,6 +200,7 @@ def _check_one(argv: list[str], json_kind) -> None:
         start = time.perf_counter()
         code, out, err = _invoke(real)
         seconds = time.perf_counter() - start
+        _TALLY[(real[0] if real else "", code)] += 1
         assert code in (0, 1, 2), f"exit {code} for {real}: {err[-500:]}"
         assert code != 2 or seconds < REFUSAL_SECONDS, f"refused only after {seconds:.1f} s (after work?): {real}: {err}"
         assert "Traceback" not in err and "Traceback" not in out, f"traceback for {real}: {err[-2000:]}"
@@ -223,12 +226,21 @@ def test_cli_fuzz(vector):
     _check_one(*vector)
 
 
-@pytest.mark.slow
 @settings(max_examples=2000, **_SETTINGS)
 @given(argument_vectors())
-def test_cli_fuzz_long(vector):
-    """The long profile: at least 2000 generated invocations."""
+def _fuzz_long(vector):
     _check_one(*vector)
+
+
+@pytest.mark.slow
+def test_cli_fuzz_long(capsys):
+    """The long profile: at least 2000 generated invocations, tallied by subcommand and exit status."""
+    _TALLY.clear()
+    _fuzz_long()
+    assert sum(_TALLY.values()) >= 2000
+    assert not [key for key in _TALLY if key[1] not in (0, 1, 2)]
+    with capsys.disabled():
+        print(f"\n{sum(_TALLY.values())} invocations; by (subcommand, exit): {dict(sorted(_TALLY.items()))}")
 
 
 def test_unknown_and_empty_vectors():
