@@ -67,6 +67,7 @@ _SUBCOMMANDS = {
         "--samples": _ints([1, 2, 9]),
         "--train": st.sampled_from(["a", "abc", "b", "", "ABC"]),
         "--latex": None,
+        # no --no-limits here: derive has no wall-clock budget (one SymPy computation), only its hard bounds
     },
     "reproduce": {
         "--row": st.sampled_from(["theory", "beyond", "nonlinear", "all", "nope", ""]),

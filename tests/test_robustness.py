@@ -187,6 +187,9 @@ def test_every_bound_is_named_with_its_value_and_the_way_past_it():
         message = str(info.value)
         assert message.startswith(quantity) and f"<= {limit.maximum}" in message and "--no-limits" in message
         assert require_within(cmd, quantity, limit.maximum + 1, True) == limit.maximum + 1
+        assert require_within(cmd, quantity, limit.hard, True) == limit.hard
+        with pytest.raises(ValueError, match=f"<= {limit.hard} even with --no-limits"):
+            require_within(cmd, quantity, limit.hard + 1, True)
 
 
 def test_no_limits_lifts_a_bound():

@@ -16,27 +16,33 @@ __all__ = ["Limit", "LIMITS", "require_within", "limit_help"]
 
 @dataclass(frozen=True)
 class Limit:
-    """The largest accepted value of one quantity and why it is bounded."""
+    """The largest value of one quantity accepted by default, why it is bounded, and the largest accepted at all.
+
+    ``hard`` bounds ``--no-limits`` too: beyond it a run could not end in any reasonable time (or memory)
+    whatever its wall-clock budget, because the quantity sizes a single computation (a sum over the
+    extrapolation length, one SymPy expression) that does not look at the budget.
+    """
 
     maximum: int
     reason: str
+    hard: int
 
 
 #: ``(command, quantity) -> Limit``; ``command`` is a subcommand, or ``"*"`` for every subcommand
 #: that has the quantity.
 LIMITS: dict[tuple[str, str], Limit] = {
-    ("derive", "horizon"): Limit(32, "the exact derivation grows with H, D and N"),
-    ("derive", "state_dim"): Limit(16, "the exact derivation grows with H, D and N"),
-    ("derive", "samples"): Limit(8, "the exact derivation grows with H, D and N"),
-    ("derive", "size"): Limit(128, "the exact derivation grows with H, D and N"),
-    ("*", "horizon"): Limit(64, "flows and training runs grow with H"),
-    ("*", "state_dim"): Limit(64, "flows and training runs grow with D"),
-    ("*", "extrapolation_length"): Limit(10_000, "the extrapolation error sums over every step"),
-    ("*", "precision"): Limit(128, "a flow's cost grows steeply with its precision"),
-    ("*", "seeds"): Limit(64, "one run per seed and condition"),
-    ("*", "draws"): Limit(64, "one run per draw, seed and condition"),
-    ("*", "epochs"): Limit(10_000_000, "the step budget of a training run"),
-    ("search", "budget"): Limit(5_000, "one float64 flow per example"),
+    ("derive", "horizon"): Limit(32, "the exact derivation grows with H, D and N", 256),
+    ("derive", "state_dim"): Limit(16, "the exact derivation grows with H, D and N", 64),
+    ("derive", "samples"): Limit(8, "the exact derivation grows with H, D and N", 64),
+    ("derive", "size"): Limit(128, "the exact derivation grows with H, D and N", 2_048),
+    ("*", "horizon"): Limit(64, "flows and training runs grow with H", 4_096),
+    ("*", "state_dim"): Limit(64, "flows and training runs grow with D", 4_096),
+    ("*", "extrapolation_length"): Limit(10_000, "the extrapolation error sums over every step", 1_000_000),
+    ("*", "precision"): Limit(128, "a flow's cost grows steeply with its precision", 65_536),
+    ("*", "seeds"): Limit(64, "one run per seed and condition", 10_000),
+    ("*", "draws"): Limit(64, "one run per draw, seed and condition", 10_000),
+    ("*", "epochs"): Limit(10_000_000, "the step budget of a training run", 1_000_000_000),
+    ("search", "budget"): Limit(5_000, "one float64 flow per example", 1_000_000),
 }
 
 
@@ -55,9 +61,12 @@ def require_within(command: str, quantity: str, value: int, no_limits: bool, nam
         name: the parameter named in the message (default ``quantity``).
 
     Raises:
-        ValueError: ``value`` above the bound, naming the parameter, the bound and ``--no-limits``.
+        ValueError: ``value`` above the bound (without ``no_limits``) or above the hard bound, naming the
+            parameter, the bound and ``--no-limits``.
     """
     limit = _limit(command, quantity)
+    if value > limit.hard:
+        raise ValueError(f"{name or quantity} must be <= {limit.hard} even with --no-limits ({limit.reason}), got {value}")
     if not no_limits and value > limit.maximum:
         raise ValueError(f"{name or quantity} must be <= {limit.maximum} ({limit.reason}; --no-limits lifts the bound), "
                          f"got {value}")
