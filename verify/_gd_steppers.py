@@ -22,6 +22,11 @@ The beyond row's step (the adaptive step normalised, as in the paper's code, by 
 the gradient of the *whole* recurrent matrix when ``full_matrix_norm``:
 :func:`ssmpoison.verify._kernels.neg_grad_a_matrix`) and the non-linear row's Adam step are
 applied to every run still in the batch.
+
+Every array a stepper holds or makes (parameters, data columns, labels, optimiser state, work
+arrays, losses, gradients) is of its config's ``dtype``: float64, or float32 for the paper's
+arithmetic (the optimisers' constants enter as Python numbers, which numpy applies in the
+arrays' type).
 """
 
 from __future__ import annotations
@@ -51,8 +56,8 @@ def data_columns(Ur):
     """
     R, N, H = Ur.shape
     shifted = np.zeros_like(Ur)
-    shifted[..., : H - 1] = Ur[..., 1:] * np.arange(1.0, H)
-    pad = np.concatenate([Ur, np.zeros((R, N, H - 2))], axis=-1)  # column k = Ur[:, k] or 0
+    shifted[..., : H - 1] = Ur[..., 1:] * np.arange(1.0, H, dtype=Ur.dtype)
+    pad = np.concatenate([Ur, np.zeros((R, N, H - 2), dtype=Ur.dtype)], axis=-1)  # column k = Ur[:, k] or 0
     hankel = pad[..., _hankel_index(H).ravel()]
     return np.ascontiguousarray(np.concatenate([Ur, shifted, hankel], axis=-1))
 
@@ -77,7 +82,7 @@ class BeyondStepper(_FullBatchData):
         self.theta = np.ascontiguousarray(np.stack(params, axis=1), dtype=dt)  # (R, 3, D)
         self.g = np.zeros(self.theta.shape[0], dtype=dt)
         self.exponents = np.arange(U.shape[-1], dtype=dt)
-        Ucat = data_columns(np.ascontiguousarray(U[..., ::-1])).astype(dt)
+        Ucat = data_columns(np.ascontiguousarray(U[..., ::-1], dtype=dt))
         self._set_data(Ucat, y.astype(dt), (2.0 / mask.sum(axis=1)).astype(dt))
 
     def keep(self, idx):
@@ -138,16 +143,17 @@ class NonlinearStepper(_FullBatchData):
 
     def __init__(self, config: NonlinearConfig, params, U, y, mask):
         self.cfg = config
+        dt = self.dtype = np.dtype(config.dtype)
         R = params[0].shape[0]
         self.shapes = [p.shape[1:] for p in params]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
-        self.theta = np.ascontiguousarray(np.concatenate([p.reshape(R, -1) for p in params], axis=1))
+        self.theta = np.ascontiguousarray(np.concatenate([p.reshape(R, -1) for p in params], axis=1), dtype=dt)
         self.m = np.zeros_like(self.theta)
         self.v = np.zeros_like(self.theta)
-        self.exponents = np.arange(float(U.shape[-1]))
         H = U.shape[-1]
-        Ucat = data_columns(np.ascontiguousarray(U[..., ::-1]))[..., : 2 * H]  # (q, q') only
-        self._set_data(np.ascontiguousarray(Ucat), y, 2.0 / mask.sum(axis=1))
+        self.exponents = np.arange(H, dtype=dt)
+        Ucat = data_columns(np.ascontiguousarray(U[..., ::-1], dtype=dt))[..., : 2 * H]  # (q, q') only
+        self._set_data(np.ascontiguousarray(Ucat), y.astype(dt, copy=False), (2.0 / mask.sum(axis=1)).astype(dt))
 
     def _views(self, flat):
         out, start = [], 0
@@ -164,9 +170,9 @@ class NonlinearStepper(_FullBatchData):
         # work arrays of the forward and backward passes, reused every step (allocating them
         # afresh costs more than the arithmetic once a batch holds tens of runs)
         R, N = y.shape
-        W = self.shapes[3][0]
-        self.yH, self.f = np.empty((R, N, 1)), np.empty((R, N, 1))
-        self.z1, self.h1, self.z2, self.h2, self.e1, self.e2 = (np.empty((R, N, W)) for _ in range(6))
+        W, dt = self.shapes[3][0], self.dtype
+        self.yH, self.f = np.empty((R, N, 1), dtype=dt), np.empty((R, N, 1), dtype=dt)
+        self.z1, self.h1, self.z2, self.h2, self.e1, self.e2 = (np.empty((R, N, W), dtype=dt) for _ in range(6))
         self.active_unit = np.empty((R, N, W), dtype=bool)
 
     def keep(self, idx):
