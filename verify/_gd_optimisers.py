@@ -70,7 +70,8 @@ class Adam:
     ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
     ``p <- p - lr sqrt(1-b2^(t+1))/(1-b1^(t+1)) m / (sqrt(v) + eps)``: the "epsilon-hat" form, with
     ``eps`` added to ``sqrt(v)`` rather than to the bias-corrected ``sqrt(v_hat)`` (Keras' default
-    ``eps = 1e-7``).
+    ``eps = 1e-7``). Float32 parameters take the step in TensorFlow's float32 order of operations
+    (:func:`ssmpoison.verify._gd_steppers.keras_adam_step`).
 
     Arguments:
         params: the initial parameters (shapes and type of the state).
@@ -88,6 +89,16 @@ class Adam:
         Returns:
             The new parameters (a list).
         """
+        if all(p.dtype == np.float32 for p in params):  # TensorFlow's float32 kernel, operation by operation
+            from ssmpoison.verify._gd_steppers import keras_adam_step
+
+            out = []
+            for k, (p, gr) in enumerate(zip(params, grads)):
+                new, m, v, g = p.copy(), self.m[k].copy(), self.v[k].copy(), gr.copy()
+                keras_adam_step(new, m, v, g, t, self.lr, self.beta1, self.beta2, self.eps)
+                self.m[k], self.v[k] = _where(active, m, self.m[k]), _where(active, v, self.v[k])
+                out.append(_where(active, new, p))
+            return out
         scale = self.lr * math.sqrt(1 - self.beta2 ** (t + 1)) / (1 - self.beta1 ** (t + 1))
         out = []
         for k, (p, gr) in enumerate(zip(params, grads)):

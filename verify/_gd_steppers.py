@@ -41,7 +41,7 @@ from ssmpoison.verify._kernels import _hankel_index
 if TYPE_CHECKING:  # the configs live in ssmpoison.verify._gd_config
     from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
 
-__all__ = ["data_columns", "BeyondStepper", "NonlinearStepper"]
+__all__ = ["data_columns", "keras_adam_step", "BeyondStepper", "NonlinearStepper"]
 
 
 def data_columns(Ur):
@@ -60,6 +60,39 @@ def data_columns(Ur):
     pad = np.concatenate([Ur, np.zeros((R, N, H - 2), dtype=Ur.dtype)], axis=-1)  # column k = Ur[:, k] or 0
     hankel = pad[..., _hankel_index(H).ravel()]
     return np.ascontiguousarray(np.concatenate([Ur, shifted, hankel], axis=-1))
+
+
+def keras_adam_step(theta, m, v, grad, t: int, lr: float, beta1: float, beta2: float, eps: float, scratch=None):
+    """One float32 Adam step in place, in the order of operations of TensorFlow's ``ApplyAdam`` kernel (Keras' Adam).
+
+    With every constant rounded to float32 (``b1 = fl32(beta1)``, ...) and ``p_k = b_k^(t+1)`` (float32 powers):
+    ``alpha = (lr sqrt(1 - p_2)) / (1 - p_1)``, ``m += (g - m)(1 - b1)``, ``v += (g^2 - v)(1 - b2)``,
+    ``theta -= (m alpha) / (sqrt(v) + eps)``: the "epsilon-hat" form of :class:`ssmpoison.verify._gd_optimisers.Adam`,
+    whose float64 order of operations differs (the same numbers up to rounding).
+
+    Arguments:
+        theta, m, v: parameters and Adam's moments (float32 arrays of one shape), updated in place.
+        grad: ``dL/dtheta`` (float32, same shape); overwritten.
+        t: the step (0 for the first).
+        lr, beta1, beta2, eps: Adam's constants.
+        scratch: a work array like ``theta``, or None.
+    """
+    f = np.float32
+    one, b1, b2 = f(1), f(beta1), f(beta2)
+    alpha = f(lr) * np.sqrt(one - b2 ** f(t + 1)) / (one - b1 ** f(t + 1))
+    tmp = np.empty_like(theta) if scratch is None else scratch
+    np.subtract(grad, m, out=tmp)
+    tmp *= one - b1
+    m += tmp
+    np.multiply(grad, grad, out=grad)
+    grad -= v
+    grad *= one - b2
+    v += grad
+    np.sqrt(v, out=grad)
+    grad += f(eps)
+    np.multiply(m, alpha, out=tmp)
+    tmp /= grad
+    theta -= tmp
 
 
 class _FullBatchData:
@@ -216,6 +249,9 @@ class NonlinearStepper(_FullBatchData):
         return loss
 
     def update(self, t: int):
+        if self.dtype == np.float32:
+            self._keras_update(t)
+            return
         cfg, grad, m, v = self.cfg, self.grad, self.m, self.v
         scale = cfg.lr * math.sqrt(1 - cfg.beta2 ** (t + 1)) / (1 - cfg.beta1 ** (t + 1))
         tmp = self.scratch
@@ -230,6 +266,13 @@ class NonlinearStepper(_FullBatchData):
         np.divide(m, grad, out=grad)
         grad *= scale
         self.theta -= grad
+
+    def _keras_update(self, t: int):
+        """Adam's step ``t`` in float32 as TensorFlow's kernel (``ApplyAdam``) computes it, operation by operation:
+        ``alpha = lr sqrt(1 - b2^(t+1)) / (1 - b1^(t+1))``, ``m += (g - m)(1 - b1)``, ``v += (g^2 - v)(1 - b2)``,
+        ``theta -= (m alpha) / (sqrt(v) + eps)``, every constant a float32 (:func:`keras_adam_step`)."""
+        keras_adam_step(self.theta, self.m, self.v, self.grad, t, self.cfg.lr, self.cfg.beta1, self.cfg.beta2,
+                        self.cfg.eps, self.scratch)
 
     def a_bound_ok(self):
         th = self.theta
