@@ -4,7 +4,8 @@ Both share the fields of one training setting (:class:`_GDConfig`: horizon, stud
 dimension, initialisation gap and warm start, training data, step size, stopping rule,
 extrapolation length) and one validator. A config holds no published values: the paper's
 settings of Table 1 are :mod:`ssmpoison.verify._registry`'s. The only defaults are
-algorithmic (optimiser constants, divergence bound, which reading of the paper's code runs).
+algorithmic (optimiser constants, divergence bound, which reading of the paper's code runs, the
+arithmetic: float64, or float32 as the paper's TensorFlow code).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import numpy as np
 
 from ssmpoison.theory._validation import require_int, require_real
 
-__all__ = ["BeyondConfig", "NonlinearConfig"]
+__all__ = ["BeyondConfig", "NonlinearConfig", "DTYPES"]
+
+#: the arithmetic a GD row may train in: ``dtype`` of its config (float64 is the default, float32 the paper's)
+DTYPES = ("float64", "float32")
 
 
 def _require_positions(name: str, positions, horizon: int) -> tuple[int, ...]:
@@ -73,6 +77,11 @@ class _GDConfig:
         extrapolation_length: extrapolation length J.
         diverge_bound: a run diverges once some ``|a_i|`` exceeds it.
         shared_init_stream: Keras' shared seeded stream for every initialiser (the paper's code).
+        dtype: the arithmetic of training, ``"float64"`` (the default) or ``"float32"`` (the paper's:
+            TensorFlow's float32). Every array of a run is of this type: the initial weights (Keras'
+            float32 kernels, used as they are in float32), the data and labels (rounded to it, the labels
+            computed from the rounded inputs, as the paper's teacher model does), the optimiser's state and
+            every intermediate of a step.
     """
 
     horizon: int
@@ -89,6 +98,7 @@ class _GDConfig:
     extrapolation_length: int
     diverge_bound: float = 1e3
     shared_init_stream: bool = True
+    dtype: str = "float64"
 
     #: fields validated as numbers > 0 / >= 0 / in [0, 1) / booleans, beyond the shared ones
     _POSITIVE: ClassVar[tuple[str, ...]] = ()
@@ -112,6 +122,8 @@ class _GDConfig:
         set_("baseline_positions", _require_positions("baseline_positions", self.baseline_positions, self.horizon))
         for name in ("shared_init_stream", *self._BOOLS):
             set_(name, _require_bool(name, getattr(self, name)))
+        if not isinstance(self.dtype, str) or self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be 'float64' or 'float32' (the paper's), got {self.dtype!r}")
 
     @property
     def reported_extra_steps(self) -> int:
@@ -131,7 +143,6 @@ class BeyondConfig(_GDConfig):
         beta, lr_eps: the adaptive step's averaging factor (in [0, 1)) and its floor.
         full_matrix_norm: normalise the step by the gradient of the whole recurrent matrix (the paper's code);
             ``full_matrix_norm=False, shared_init_stream=False, log_period=1`` read the row's description literally.
-        dtype: ``"float64"`` or the paper's ``"float32"`` (initialisation and data rounded to it).
     """
 
     sd_a: float
@@ -139,16 +150,10 @@ class BeyondConfig(_GDConfig):
     beta: float = 0.8
     lr_eps: float = 1e-6
     full_matrix_norm: bool = True
-    dtype: str = "float64"
 
     _POSITIVE = ("sd_a", "sd_bc", "lr_eps")
     _UNIT = ("beta",)
     _BOOLS = ("full_matrix_norm",)
-
-    def __post_init__(self) -> None:
-        if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be 'float64' or 'float32' (the paper's), got {self.dtype!r}")
-        super().__post_init__()
 
 
 @dataclass(frozen=True, kw_only=True)

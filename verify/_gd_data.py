@@ -11,7 +11,8 @@
   1×D), ``C = sd_bc z[:D]`` (kernel D×1: the same numbers), the recurrent kernel is
   ``sd_a z[:D*D]`` as a D×D matrix (its diagonal is ``z[0], z[D+1], ...``), and the MLP layers
   are ``sd_mlp z[:W]``, ``sd_mlp z[:W*W]`` (Keras kernel, input × output) and ``sd_mlp z[:W]``
-  again. Those are the paper's initial weights, exactly; the rows hold them in float64. Then,
+  again. Those are the paper's initial weights, exactly; a float64 row holds them in float64, a
+  float32 row (``dtype="float32"``, the paper's arithmetic) uses the float32 numbers as they are. Then,
   as the paper's code does, ``|A|`` and ``|B|`` are sorted descending, ``C`` is ``|C|`` in
   reversed order (the code's ``np.flip(np.sort(...))`` sorts a length-1 axis), the paper's gap
   is set on A and B (:func:`ssmpoison.theory._construction.with_paper_gap`, computed from
@@ -22,6 +23,9 @@
 * **Batches.** Runs have different training sets (the poisoned runs hold more sequences), so a
   batch pads the inputs to ``(R, N_max, H)`` with zero rows and zero labels
   (:func:`stack_problems`); a padded row has output 0 and label 0, so its residual is 0.
+* **Arithmetic.** A problem is in its config's ``dtype``: in float32 the inputs are the float64
+  draws rounded to float32 and the labels are computed from those float32 inputs in float32, as
+  the paper's Keras teacher model computes them.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ def _seed_pair(seed: int, draw: int) -> tuple[int, int]:
     return (require_int("seed", seed, minimum=0, maximum=2**63 - 1), require_int("init_draw", draw, minimum=0, maximum=2**63 - 1))
 
 
-def init_stream(seed: int, length: int, draw: int = 0) -> np.ndarray:
+def init_stream(seed: int, length: int, draw: int = 0, dtype: str = "float64") -> np.ndarray:
     """The normal stream ``z`` shared by all seeded initialisers of one model: TensorFlow's, for the seed pair ``[seed, draw]``.
 
     Arguments:
@@ -64,35 +68,37 @@ def init_stream(seed: int, length: int, draw: int = 0) -> np.ndarray:
         length: how many numbers.
         draw: the initialisation draw; 0 is the paper's (Keras passes ``[seed, 0]``), ``draw > 0``
             a further, independent stream for the same seed.
+        dtype: ``"float64"`` or ``"float32"``, the type of the returned array.
 
     Returns:
         ``z`` of shape ``(length,)``: the float32 numbers of
-        :func:`ssmpoison.verify._tf_random.tf_stateless_normal`, held in float64.
+        :func:`ssmpoison.verify._tf_random.tf_stateless_normal`, held in ``dtype``.
 
     Raises:
         ValueError: a negative or non-integer ``seed``, ``length`` or ``draw``.
     """
-    return tf_stateless_normal(length, _seed_pair(seed, draw)).astype(np.float64)
+    return tf_stateless_normal(length, _seed_pair(seed, draw)).astype(dtype, copy=False)
 
 
-def keras_kernel(shape, sd: float, seed: int, draw: int = 0) -> np.ndarray:
+def keras_kernel(shape, sd: float, seed: int, draw: int = 0, dtype: str = "float64") -> np.ndarray:
     """The weights of a Keras layer whose kernel of ``shape`` is initialised by ``RandomNormal(0, sd, seed=seed)``.
 
     ``fl32(fl32(sd) z_j)`` for the first ``prod(shape)`` numbers of the stream of ``[seed, draw]``,
-    row-major (:func:`ssmpoison.verify._tf_random.keras_random_normal`), held in float64.
+    row-major (:func:`ssmpoison.verify._tf_random.keras_random_normal`), held in ``dtype`` (in
+    float32: Keras' numbers themselves).
 
     Arguments:
         shape: the kernel's shape (Keras: input × output).
         sd: the initialiser's standard deviation.
-        seed, draw: as in :func:`init_stream`.
+        seed, draw, dtype: as in :func:`init_stream`.
 
     Returns:
-        A float64 array of shape ``shape``.
+        An array of shape ``shape`` and type ``dtype``.
 
     Raises:
         ValueError: a bad shape, ``sd``, ``seed`` or ``draw``.
     """
-    return keras_random_normal(shape, sd, _seed_pair(seed, draw)).astype(np.float64)
+    return keras_random_normal(shape, sd, _seed_pair(seed, draw)).astype(dtype, copy=False)
 
 
 def _finish_ssm_init(a, b, c, gap_k: float, sd_a: float, warm_start: float):
@@ -132,17 +138,18 @@ def init_ssm(stream, state_dim: int, sd_a: float, sd_bc: float, gap_k: float, wa
     return _finish_ssm_init(sd_a * z[: D * D : D + 1], sd_bc * z[:D], (sd_bc * z[:D])[::-1], gap_k, sd_a, warm_start)
 
 
-def _keras_ssm(seed: int, draw: int, D: int, sd_a: float, sd_bc: float):
+def _keras_ssm(seed: int, draw: int, D: int, sd_a: float, sd_bc: float, dtype: str):
     """The paper's SSM layers as Keras initialises them: the recurrent kernel's diagonal, B's and C's kernels, C reversed."""
-    return (np.diag(keras_kernel((D, D), sd_a, seed, draw)), keras_kernel((1, D), sd_bc, seed, draw)[0],
-            keras_kernel((D, 1), sd_bc, seed, draw)[::-1, 0])
+    return (np.diag(keras_kernel((D, D), sd_a, seed, draw, dtype)).copy(), keras_kernel((1, D), sd_bc, seed, draw, dtype)[0],
+            keras_kernel((D, 1), sd_bc, seed, draw, dtype)[::-1, 0])
 
 
-def _independent(seed: int, draw: int, scales_and_sizes):
-    """Independent initial parameters: consecutive, disjoint pieces of the stream of ``[seed, draw]``, each times its scale."""
-    z = init_stream(seed, sum(n for _, n in scales_and_sizes), draw)
+def _independent(seed: int, draw: int, scales_and_sizes, dtype: str):
+    """Independent initial parameters: consecutive, disjoint pieces of the stream of ``[seed, draw]``, each times its
+    scale (in ``dtype``)."""
+    z = init_stream(seed, sum(n for _, n in scales_and_sizes), draw, dtype)
     ends = np.cumsum([0] + [n for _, n in scales_and_sizes])
-    return [sd * z[start:end] for (sd, _), start, end in zip(scales_and_sizes, ends[:-1], ends[1:])]
+    return [z.dtype.type(sd) * z[start:end] for (sd, _), start, end in zip(scales_and_sizes, ends[:-1], ends[1:])]
 
 
 def paper_sequences(seed: int, horizon: int, n_baseline: int, positions, n_special: int):
@@ -171,6 +178,13 @@ def paper_sequences(seed: int, horizon: int, n_baseline: int, positions, n_speci
     return base, special
 
 
+def _inputs(config, seed: int, poisoned: bool) -> np.ndarray:
+    """The run's training inputs (:func:`paper_sequences`, the special ones appended when ``poisoned``) in ``config.dtype``."""
+    base, special = paper_sequences(seed, config.horizon, config.n_baseline, config.baseline_positions, config.n_special)
+    U = np.vstack([base, special]) if poisoned else base
+    return U.astype(config.dtype, copy=False)
+
+
 def beyond_problem(config: BeyondConfig, seed: int, poisoned: bool, init_draw: int = 0):
     """One run of the beyond row: its initial ``(a, b, c)``, inputs ``U`` and labels ``y*(u) = sum_k u_k``.
 
@@ -184,17 +198,16 @@ def beyond_problem(config: BeyondConfig, seed: int, poisoned: bool, init_draw: i
         init_draw: the initialisation draw.
 
     Returns:
-        ``((a, b, c), U of shape (N, H), y of shape (N,))``.
+        ``((a, b, c), U of shape (N, H), y of shape (N,))``, all of type ``config.dtype``.
     """
     seed = require_int("seed", seed, minimum=0)
-    D = config.state_dim
+    D, dtype = config.state_dim, config.dtype
     if config.shared_init_stream:
-        a, b, c = _keras_ssm(seed, init_draw, D, config.sd_a, config.sd_bc)
+        a, b, c = _keras_ssm(seed, init_draw, D, config.sd_a, config.sd_bc, dtype)
     else:
-        a, b, c = _independent(seed, init_draw, [(config.sd_a, D), (config.sd_bc, D), (config.sd_bc, D)])
+        a, b, c = _independent(seed, init_draw, [(config.sd_a, D), (config.sd_bc, D), (config.sd_bc, D)], dtype)
     params = _finish_ssm_init(a, b, c, config.gap_k, config.sd_a, config.warm_start)
-    base, special = paper_sequences(seed, config.horizon, config.n_baseline, config.baseline_positions, config.n_special)
-    U = np.vstack([base, special]) if poisoned else base
+    U = _inputs(config, seed, poisoned)
     return params, U, U.sum(axis=1)
 
 
@@ -208,22 +221,22 @@ def nonlinear_problem(config: NonlinearConfig, seed: int, poisoned: bool, init_d
         seed, poisoned, init_draw: as in :func:`beyond_problem`.
 
     Returns:
-        ``((a, b, c, W1, W2, W3), U of shape (N, H), y of shape (N,))``.
+        ``((a, b, c, W1, W2, W3), U of shape (N, H), y of shape (N,))``, all of type ``config.dtype``.
     """
     seed = require_int("seed", seed, minimum=0)
-    D, W = config.state_dim, config.width
+    D, W, dtype = config.state_dim, config.width, config.dtype
     if config.shared_init_stream:
-        a, b, c = _keras_ssm(seed, init_draw, D, config.sd_ssm, config.sd_ssm)
-        W1 = keras_kernel((1, W), config.sd_mlp, seed, init_draw)[0]
-        W2 = keras_kernel((W, W), config.sd_mlp, seed, init_draw).T.copy()
-        W3 = keras_kernel((W, 1), config.sd_mlp, seed, init_draw)[:, 0]
+        a, b, c = _keras_ssm(seed, init_draw, D, config.sd_ssm, config.sd_ssm, dtype)
+        W1 = keras_kernel((1, W), config.sd_mlp, seed, init_draw, dtype)[0]
+        W2 = keras_kernel((W, W), config.sd_mlp, seed, init_draw, dtype).T.copy()
+        W3 = keras_kernel((W, 1), config.sd_mlp, seed, init_draw, dtype)[:, 0]
     else:
         sd, sd_mlp = config.sd_ssm, config.sd_mlp
-        a, b, c, W1, W2, W3 = _independent(seed, init_draw, [(sd, D), (sd, D), (sd, D), (sd_mlp, W), (sd_mlp, W * W), (sd_mlp, W)])
+        a, b, c, W1, W2, W3 = _independent(
+            seed, init_draw, [(sd, D), (sd, D), (sd, D), (sd_mlp, W), (sd_mlp, W * W), (sd_mlp, W)], dtype)
         W2 = W2.reshape(W, W)
     a, b, c = _finish_ssm_init(a, b, c, config.gap_k, config.sd_ssm, config.warm_start)
-    base, special = paper_sequences(seed, config.horizon, config.n_baseline, config.baseline_positions, config.n_special)
-    U = np.vstack([base, special]) if poisoned else base
+    U = _inputs(config, seed, poisoned)
     return (a, b, c, W1, W2, W3), U, teacher_outputs(U, W)
 
 
@@ -231,20 +244,21 @@ def nonlinear_test_inputs(config: NonlinearConfig, seed: int) -> np.ndarray:
     """The paper's test sequences of run ``seed``: ``np.random.seed(seed + 12)``, then ``normal(0, 1, (ext_samples, extrapolation_length))``.
 
     Returns:
-        Shape ``(ext_samples, extrapolation_length)``.
+        Shape ``(ext_samples, extrapolation_length)``, type ``config.dtype`` (the draws rounded to it).
     """
     seed = require_int("seed", seed, minimum=0)
     rs = np.random.RandomState(seed + config.ext_seed_offset)
-    return rs.normal(0.0, 1.0, size=(config.ext_samples, config.extrapolation_length))
+    return rs.normal(0.0, 1.0, size=(config.ext_samples, config.extrapolation_length)).astype(config.dtype, copy=False)
 
 
 def teacher_outputs(U, width: int):
     """The non-linear row's teacher ``f*(u) = g*(sum_k u_k)`` (SSM ``A* = B* = C* = 1``, head ``g*``) for the rows of ``U``.
 
     Returns:
-        Shape ``(N,)``.
+        Shape ``(N,)``, computed in the type of ``U`` (float32 or float64).
     """
-    weights = tuple(w[None] for w in teacher_weights(width))
+    U = np.asarray(U)
+    weights = tuple(w[None].astype(U.dtype, copy=False) for w in teacher_weights(width))
     return mlp_forward(weights, U.sum(axis=1)[None])[0][0]
 
 
@@ -253,13 +267,15 @@ def stack_problems(problems):
 
     Returns:
         ``(params, U, y, mask)``: each parameter stacked ``(R, ...)``, the inputs zero-padded to
-        ``(R, N_max, H)``, the labels ``(R, N_max)`` and ``mask`` (1 on real rows, 0 on padding).
+        ``(R, N_max, H)``, the labels ``(R, N_max)`` and ``mask`` (1 on real rows, 0 on padding), in the
+        problems' number type.
     """
     n_max = max(U.shape[0] for _, U, _ in problems)
     R, H = len(problems), problems[0][1].shape[1]
-    U = np.zeros((R, n_max, H))
-    y = np.zeros((R, n_max))
-    mask = np.zeros((R, n_max))
+    dtype = np.result_type(*(U for _, U, _ in problems))
+    U = np.zeros((R, n_max, H), dtype=dtype)
+    y = np.zeros((R, n_max), dtype=dtype)
+    mask = np.zeros((R, n_max), dtype=dtype)
     for r, (_, Ur, yr) in enumerate(problems):
         U[r, : len(Ur)], y[r, : len(Ur)], mask[r, : len(Ur)] = Ur, yr, 1.0
     params = [np.stack([p[k] for p, _, _ in problems]) for k in range(len(problems[0][0]))]

@@ -1,7 +1,9 @@
 """Optimisers of the GD rows in reference form: one state per run, frozen runs left untouched.
 
 The fused steppers (:mod:`ssmpoison.verify._gd_steppers`) apply the same updates in place on
-one contiguous array; tests hold them to these.
+one contiguous array; tests hold them to these. Both optimisers keep their state in the type of
+the parameters (float64, or float32 for the paper's arithmetic); their constants are Python
+numbers, which numpy applies in that type.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ class AdaptiveStep:
     Arguments:
         runs: R, the number of runs.
         lr, beta, eps: the step's constants.
+        dtype: the type of the state ``g`` (that of the parameters: ``"float64"`` or ``"float32"``).
     """
 
-    def __init__(self, runs: int, lr: float, beta: float = 0.8, eps: float = 1e-6):
+    def __init__(self, runs: int, lr: float, beta: float = 0.8, eps: float = 1e-6, dtype: str = "float64"):
         self.lr, self.beta, self.eps = lr, beta, eps
-        self.g = np.zeros(runs)
+        self.g = np.zeros(runs, dtype=dtype)
 
     def step_sizes(self, grads, t: int, active, norms=None):
         """Update ``g`` for the active runs and return ``lr_t`` per run.
@@ -65,10 +68,13 @@ class Adam:
     """Adam in Keras' form, one state per run.
 
     ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
-    ``p <- p - lr sqrt(1-b2^(t+1))/(1-b1^(t+1)) m / (sqrt(v) + eps)``.
+    ``p <- p - lr sqrt(1-b2^(t+1))/(1-b1^(t+1)) m / (sqrt(v) + eps)``: the "epsilon-hat" form, with
+    ``eps`` added to ``sqrt(v)`` rather than to the bias-corrected ``sqrt(v_hat)`` (Keras' default
+    ``eps = 1e-7``). Float32 parameters take the step in TensorFlow's float32 order of operations
+    (:func:`ssmpoison.verify._gd_steppers.keras_adam_step`).
 
     Arguments:
-        params: the initial parameters (shapes of the state).
+        params: the initial parameters (shapes and type of the state).
         lr, beta1, beta2, eps: Adam's constants.
     """
 
@@ -83,6 +89,16 @@ class Adam:
         Returns:
             The new parameters (a list).
         """
+        if all(p.dtype == np.float32 for p in params):  # TensorFlow's float32 kernel, operation by operation
+            from ssmpoison.verify._gd_steppers import keras_adam_step
+
+            out = []
+            for k, (p, gr) in enumerate(zip(params, grads)):
+                new, m, v, g = p.copy(), self.m[k].copy(), self.v[k].copy(), gr.copy()
+                keras_adam_step(new, m, v, g, t, self.lr, self.beta1, self.beta2, self.eps)
+                self.m[k], self.v[k] = _where(active, m, self.m[k]), _where(active, v, self.v[k])
+                out.append(_where(active, new, p))
+            return out
         scale = self.lr * math.sqrt(1 - self.beta2 ** (t + 1)) / (1 - self.beta1 ** (t + 1))
         out = []
         for k, (p, gr) in enumerate(zip(params, grads)):

@@ -180,7 +180,12 @@ def spread_ratios(spread_runs: list[RunResult]) -> dict | None:
             "min": float(ratios.min()), "max": float(ratios.max())}
 
 
-def _verdict(summary: dict, spread: dict | None, runs: list[RunResult] = ()) -> list[str]:
+def _arithmetic(dtype: str) -> str:
+    """What the printed notes say about the arithmetic of a run in ``dtype``."""
+    return "float32 here as in the paper" if dtype == "float32" else "float64 here, float32 in the paper"
+
+
+def _verdict(summary: dict, spread: dict | None, runs: list[RunResult] = (), dtype: str = "float64") -> list[str]:
     """Plain-language comparison of our mean with the published one."""
     pub, mean = summary["published"], summary["mean"]
     if pub is None or mean is None:
@@ -202,7 +207,8 @@ def _verdict(summary: dict, spread: dict | None, runs: list[RunResult] = ()) -> 
             f"the published mean is {where} the spread of the four-seed mean over {spread['samples']} further "
             f"initialisation draws (percentile {pct:.0f}); the runs above start from the paper's own initial weights "
             f"(TensorFlow's stream replayed), so a difference from the published mean comes from the arithmetic "
-            f"(float64 here, float32 in the paper), not from the draw."
+            f"({_arithmetic(dtype)}" + ("" if dtype == "float64" else ", in another order of operations")
+            + "), not from the draw."
         )
     return lines
 
@@ -222,10 +228,12 @@ def _setting_line(result: GDRowResult) -> str:
     if isinstance(c, BeyondConfig):
         return (f"H = {H}, D = {c.state_dim}, sd_A {c.sd_a:g}, sd_BC {c.sd_bc:g}, k = {c.gap_k:g}, warm start {c.warm_start:g}, "
                 f"{c.n_baseline} baseline (positions {','.join(map(str, c.baseline_positions))}) + {c.n_special} special, "
-                f"lr {c.lr:g}, tol {c.tol:g}, +{c.extra_steps} steps (reported after {c.reported_extra_steps}), J = {c.extrapolation_length}")
+                f"lr {c.lr:g}, tol {c.tol:g}, +{c.extra_steps} steps (reported after {c.reported_extra_steps}), J = {c.extrapolation_length}, "
+                f"{c.dtype}")
     return (f"H = {H}, D = {c.state_dim}, sd_SSM {c.sd_ssm:g}, k = {c.gap_k:g}, warm start {c.warm_start:g}, width {c.width}, "
             f"sd_MLP {c.sd_mlp:g}, {c.n_baseline} baseline + {c.n_special} special, Adam lr {c.lr:g}, tol {c.tol:g}, "
-            f"+{c.extra_steps} steps (reported after {c.reported_extra_steps}), {c.ext_samples} test sequences of length {c.extrapolation_length}")
+            f"+{c.extra_steps} steps (reported after {c.reported_extra_steps}), {c.ext_samples} test sequences of length {c.extrapolation_length}, "
+            f"{c.dtype}")
 
 
 def _fmt(x, spec=".4g") -> str:
@@ -251,7 +259,7 @@ def row_text(result: GDRowResult) -> str:
             f"{s['excluded']} excluded: " + ", ".join(f"{n} {k}" for k, n in s["excluded_statuses"].items()))
         pub = "" if s["published"] is None else f"   published: {s['published']:.4g}"
         lines.append(f"  mean {cond}: {_fmt(s['mean'])} over {s['runs']} converged run(s), {excl}{pub}")
-        for line in _verdict(s, sp, result.runs):
+        for line in _verdict(s, sp, result.runs, result.config.dtype):
             lines.append(f"      {line}")
         if sp and sp.get("samples"):
             sexcl = "" if not sp["excluded"] else (
@@ -288,10 +296,12 @@ def _run_json(r: RunResult, row: str, horizon: int, draw: bool = False) -> dict:
 
 
 def row_json(results: list[GDRowResult]) -> dict:
-    """Machine-readable form of one row (all its horizons): every run carries ``row``, ``horizon``,
-    ``seed``, ``poisoned``, ``ext_error``, ``train_loss``, ``steps`` and ``status``."""
+    """Machine-readable form of one row (all its horizons): ``dtype`` is the arithmetic the runs trained in
+    (``"float64"`` or ``"float32"``; the settings' ``dtype``, joined by ``","`` if they differ), and every run
+    carries ``row``, ``horizon``, ``seed``, ``poisoned``, ``ext_error``, ``train_loss``, ``steps`` and ``status``."""
     row = results[0].row
-    payload = {"row": row, "runs": [], "summary": [], "spread": [], "spread_runs": [], "seconds": {}}
+    dtype = ",".join(dict.fromkeys(res.config.dtype for res in results))
+    payload = {"row": row, "dtype": dtype, "runs": [], "summary": [], "spread": [], "spread_runs": [], "seconds": {}}
     for res in results:
         payload["runs"] += [_run_json(r, row, res.horizon) for r in res.runs]
         for p in (False, True):
@@ -314,7 +324,7 @@ FOOTERS = {
         "TensorFlow's stateless stream for the seed pair [seed, 0]; then sorted, gap, warm start as in its code); "
         "the spread shows how much the four-seed mean moves with further draws (seed pairs [seed, d]). As in the paper's code, the adaptive step is normalised by the gradient of the "
         "whole recurrent matrix and the values are taken at its last logged step ({reported} of the {extra} extra steps). "
-        "float64 here, float32 in the paper (benchmarks/gd_rows.py: the means move by about 1%)."
+        "{arithmetic}."
     ),
     "nonlinear": (
         "Training and test data: the paper's own sequences (numpy's legacy generator seeded as in its code). "
@@ -323,7 +333,7 @@ FOOTERS = {
         "how much the four-seed mean moves with further draws (seed pairs [seed, d]). A clean run either learns one state entry near 1 (small error) or two entries "
         "(error ~0.1-0.8), and a few runs stall at the saddle where the network's output is ~0 (gradient < 1e-8); "
         "one such run decides a four-seed mean. Values are taken at the paper's last logged step ({reported} of {extra}). "
-        "float64 here, float32 in the paper."
+        "{arithmetic}."
     ),
 }
 
@@ -332,5 +342,11 @@ def gd_row_text(kind: str, results: list[GDRowResult], title: str) -> str:
     """The printed form of a GD row (``kind`` ``"beyond"`` or ``"nonlinear"``) at its settings: ``title``, one
     table per setting (:func:`row_text`), and the note on data and initialisation."""
     config = results[0].config
-    footer = FOOTERS[kind].format(reported=config.reported_extra_steps, extra=config.extra_steps)
+    dtypes = dict.fromkeys(res.config.dtype for res in results)
+    arithmetic = "; ".join(_arithmetic(d) for d in dtypes)
+    if kind == "beyond" and "float64" in dtypes:
+        arithmetic += " (benchmarks/gd_rows.py: the means move by about 1%; --dtype float32 runs the paper's)"
+    elif "float64" in dtypes:
+        arithmetic += " (--dtype float32 runs the paper's)"
+    footer = FOOTERS[kind].format(reported=config.reported_extra_steps, extra=config.extra_steps, arithmetic=arithmetic)
     return "\n".join([title, *(row_text(res) for res in results), "\n" + footer])

@@ -22,6 +22,11 @@ The beyond row's step (the adaptive step normalised, as in the paper's code, by 
 the gradient of the *whole* recurrent matrix when ``full_matrix_norm``:
 :func:`ssmpoison.verify._kernels.neg_grad_a_matrix`) and the non-linear row's Adam step are
 applied to every run still in the batch.
+
+Every array a stepper holds or makes (parameters, data columns, labels, optimiser state, work
+arrays, losses, gradients) is of its config's ``dtype``: float64, or float32 for the paper's
+arithmetic (the optimisers' constants enter as Python numbers, which numpy applies in the
+arrays' type).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from ssmpoison.verify._kernels import _hankel_index
 if TYPE_CHECKING:  # the configs live in ssmpoison.verify._gd_config
     from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
 
-__all__ = ["data_columns", "BeyondStepper", "NonlinearStepper"]
+__all__ = ["data_columns", "keras_adam_step", "BeyondStepper", "NonlinearStepper"]
 
 
 def data_columns(Ur):
@@ -51,10 +56,43 @@ def data_columns(Ur):
     """
     R, N, H = Ur.shape
     shifted = np.zeros_like(Ur)
-    shifted[..., : H - 1] = Ur[..., 1:] * np.arange(1.0, H)
-    pad = np.concatenate([Ur, np.zeros((R, N, H - 2))], axis=-1)  # column k = Ur[:, k] or 0
+    shifted[..., : H - 1] = Ur[..., 1:] * np.arange(1.0, H, dtype=Ur.dtype)
+    pad = np.concatenate([Ur, np.zeros((R, N, H - 2), dtype=Ur.dtype)], axis=-1)  # column k = Ur[:, k] or 0
     hankel = pad[..., _hankel_index(H).ravel()]
     return np.ascontiguousarray(np.concatenate([Ur, shifted, hankel], axis=-1))
+
+
+def keras_adam_step(theta, m, v, grad, t: int, lr: float, beta1: float, beta2: float, eps: float, scratch=None):
+    """One float32 Adam step in place, in the order of operations of TensorFlow's ``ApplyAdam`` kernel (Keras' Adam).
+
+    With every constant rounded to float32 (``b1 = fl32(beta1)``, ...) and ``p_k = b_k^(t+1)`` (float32 powers):
+    ``alpha = (lr sqrt(1 - p_2)) / (1 - p_1)``, ``m += (g - m)(1 - b1)``, ``v += (g^2 - v)(1 - b2)``,
+    ``theta -= (m alpha) / (sqrt(v) + eps)``: the "epsilon-hat" form of :class:`ssmpoison.verify._gd_optimisers.Adam`,
+    whose float64 order of operations differs (the same numbers up to rounding).
+
+    Arguments:
+        theta, m, v: parameters and Adam's moments (float32 arrays of one shape), updated in place.
+        grad: ``dL/dtheta`` (float32, same shape); overwritten.
+        t: the step (0 for the first).
+        lr, beta1, beta2, eps: Adam's constants.
+        scratch: a work array like ``theta``, or None.
+    """
+    f = np.float32
+    one, b1, b2 = f(1), f(beta1), f(beta2)
+    alpha = f(lr) * np.sqrt(one - b2 ** f(t + 1)) / (one - b1 ** f(t + 1))
+    tmp = np.empty_like(theta) if scratch is None else scratch
+    np.subtract(grad, m, out=tmp)
+    tmp *= one - b1
+    m += tmp
+    np.multiply(grad, grad, out=grad)
+    grad -= v
+    grad *= one - b2
+    v += grad
+    np.sqrt(v, out=grad)
+    grad += f(eps)
+    np.multiply(m, alpha, out=tmp)
+    tmp /= grad
+    theta -= tmp
 
 
 class _FullBatchData:
@@ -77,7 +115,7 @@ class BeyondStepper(_FullBatchData):
         self.theta = np.ascontiguousarray(np.stack(params, axis=1), dtype=dt)  # (R, 3, D)
         self.g = np.zeros(self.theta.shape[0], dtype=dt)
         self.exponents = np.arange(U.shape[-1], dtype=dt)
-        Ucat = data_columns(np.ascontiguousarray(U[..., ::-1])).astype(dt)
+        Ucat = data_columns(np.ascontiguousarray(U[..., ::-1], dtype=dt))
         self._set_data(Ucat, y.astype(dt), (2.0 / mask.sum(axis=1)).astype(dt))
 
     def keep(self, idx):
@@ -138,16 +176,17 @@ class NonlinearStepper(_FullBatchData):
 
     def __init__(self, config: NonlinearConfig, params, U, y, mask):
         self.cfg = config
+        dt = self.dtype = np.dtype(config.dtype)
         R = params[0].shape[0]
         self.shapes = [p.shape[1:] for p in params]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
-        self.theta = np.ascontiguousarray(np.concatenate([p.reshape(R, -1) for p in params], axis=1))
+        self.theta = np.ascontiguousarray(np.concatenate([p.reshape(R, -1) for p in params], axis=1), dtype=dt)
         self.m = np.zeros_like(self.theta)
         self.v = np.zeros_like(self.theta)
-        self.exponents = np.arange(float(U.shape[-1]))
         H = U.shape[-1]
-        Ucat = data_columns(np.ascontiguousarray(U[..., ::-1]))[..., : 2 * H]  # (q, q') only
-        self._set_data(np.ascontiguousarray(Ucat), y, 2.0 / mask.sum(axis=1))
+        self.exponents = np.arange(H, dtype=dt)
+        Ucat = data_columns(np.ascontiguousarray(U[..., ::-1], dtype=dt))[..., : 2 * H]  # (q, q') only
+        self._set_data(np.ascontiguousarray(Ucat), y.astype(dt, copy=False), (2.0 / mask.sum(axis=1)).astype(dt))
 
     def _views(self, flat):
         out, start = [], 0
@@ -164,9 +203,9 @@ class NonlinearStepper(_FullBatchData):
         # work arrays of the forward and backward passes, reused every step (allocating them
         # afresh costs more than the arithmetic once a batch holds tens of runs)
         R, N = y.shape
-        W = self.shapes[3][0]
-        self.yH, self.f = np.empty((R, N, 1)), np.empty((R, N, 1))
-        self.z1, self.h1, self.z2, self.h2, self.e1, self.e2 = (np.empty((R, N, W)) for _ in range(6))
+        W, dt = self.shapes[3][0], self.dtype
+        self.yH, self.f = np.empty((R, N, 1), dtype=dt), np.empty((R, N, 1), dtype=dt)
+        self.z1, self.h1, self.z2, self.h2, self.e1, self.e2 = (np.empty((R, N, W), dtype=dt) for _ in range(6))
         self.active_unit = np.empty((R, N, W), dtype=bool)
 
     def keep(self, idx):
@@ -210,6 +249,9 @@ class NonlinearStepper(_FullBatchData):
         return loss
 
     def update(self, t: int):
+        if self.dtype == np.float32:
+            self._keras_update(t)
+            return
         cfg, grad, m, v = self.cfg, self.grad, self.m, self.v
         scale = cfg.lr * math.sqrt(1 - cfg.beta2 ** (t + 1)) / (1 - cfg.beta1 ** (t + 1))
         tmp = self.scratch
@@ -224,6 +266,13 @@ class NonlinearStepper(_FullBatchData):
         np.divide(m, grad, out=grad)
         grad *= scale
         self.theta -= grad
+
+    def _keras_update(self, t: int):
+        """Adam's step ``t`` in float32 as TensorFlow's kernel (``ApplyAdam``) computes it, operation by operation:
+        ``alpha = lr sqrt(1 - b2^(t+1)) / (1 - b1^(t+1))``, ``m += (g - m)(1 - b1)``, ``v += (g^2 - v)(1 - b2)``,
+        ``theta -= (m alpha) / (sqrt(v) + eps)``, every constant a float32 (:func:`keras_adam_step`)."""
+        keras_adam_step(self.theta, self.m, self.v, self.grad, t, self.cfg.lr, self.cfg.beta1, self.cfg.beta2,
+                        self.cfg.eps, self.scratch)
 
     def a_bound_ok(self):
         th = self.theta

@@ -277,7 +277,8 @@ class _GDRow(RowModel):
 
     def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> GDRowsResult:
         """Every seed of every setting without and with the special sequences, plus the spread draws
-        (:func:`ssmpoison.verify._gd_rows.run_gd_row`). ``precision_bits`` does not apply (float64)."""
+        (:func:`ssmpoison.verify._gd_rows.run_gd_row`), in each setting's ``dtype`` (float64 or float32).
+        ``precision_bits`` does not apply."""
         from ssmpoison.verify._gd_rows import run_gd_row
 
         if precision_bits is not None:
@@ -325,7 +326,7 @@ class BeyondRow(_GDRow):
     kind = "beyond"
     description = "A, B, C trained by full-batch GD with the adaptive step, teacher A* = B* = C* = 1"
     option_keys = {"state_dim": "state_dim", "seeds": "seeds", "init_scale": "sd_a", "gap_exponent": "gap_k",
-                   "extrapolate_to": "extrapolation_length", "draws": "draws", "epochs": "epochs"}
+                   "extrapolate_to": "extrapolation_length", "draws": "draws", "epochs": "epochs", "dtype": "dtype"}
     config_type = BeyondConfig
 
 
@@ -335,6 +336,6 @@ class NonlinearRow(_GDRow):
     kind = "nonlinear"
     description = "SSM + two ReLU layers (no bias) + linear head, Adam, teacher SSM 1,1,1 + ReLU head"
     option_keys = {"state_dim": "state_dim", "seeds": "seeds", "init_scale": "sd_ssm", "gap_exponent": "gap_k",
-                   "extrapolate_to": "extrapolation_length", "draws": "draws", "epochs": "epochs"}
+                   "extrapolate_to": "extrapolation_length", "draws": "draws", "epochs": "epochs", "dtype": "dtype"}
     config_type = NonlinearConfig
 

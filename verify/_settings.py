@@ -252,7 +252,12 @@ def override(setting, values: Mapping[str, Any], *, source: str = "config", publ
                 raise ValueError(f"{source} key {key!r}: {joint}") from None
         raise ValueError(f"{source}: {exc}") from None  # pragma: no cover - the loop above fails where this did
     reference = setting if published is None else published
-    if isinstance(new, GDRowSetting):  # the spread's draws do not change the setting the published means are of
-        same = dataclasses.replace(new, draws=reference.draws) == reference.unpublished()
-        return dataclasses.replace(reference, draws=new.draws) if same else new
+    if isinstance(new, GDRowSetting):  # nor do the spread's draws or the arithmetic (dtype) change the setting the
+        # published means are of
+        as_published = dataclasses.replace(new, draws=reference.draws,
+                                           config=dataclasses.replace(new.config, dtype=reference.config.dtype))
+        if as_published == reference.unpublished():
+            return dataclasses.replace(reference, draws=new.draws,
+                                       config=dataclasses.replace(reference.config, dtype=new.config.dtype))
+        return new
     return reference if new == reference.unpublished() else new

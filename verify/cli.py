@@ -160,6 +160,7 @@ _SETTING_OPTIONS = {
     "extrapolate_to": ("int", "extrapolation length J"),
     "draws": ("int", "GD rows: further initialisation draws per seed for the spread"),
     "epochs": ("int", "GD rows: updates allowed before the loss must reach the threshold"),
+    "dtype": ("word", "GD rows: arithmetic of training, float64 or float32 (the paper's TensorFlow float32)"),
 }
 
 
@@ -196,6 +197,8 @@ def _option_values(args, model) -> dict:
             value = require_int(dest, raw)
         elif kind == "real":
             value = float(require_real(dest, raw))
+        elif kind == "word":
+            value = raw
         else:
             value = tuple(require_int(f"{dest}[{k}]", v.strip()) for k, v in enumerate(raw.split(",")) if v.strip())
         values[model.option_keys[dest]] = value
@@ -219,7 +222,7 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML file with your own setting (keys: row, horizon and the row's "
                    "setting keys, e.g. state_dim, seeds)")
     for dest, (kind, text) in _SETTING_OPTIONS.items():
-        meta = {"int": "N", "real": "X", "ints": "S1,S2,..."}[kind]
+        meta = {"int": "N", "real": "X", "ints": "S1,S2,...", "word": "TYPE"}[kind]
         bound = f", {_bound('reproduce', _LIMITED[dest])}" if dest in _LIMITED else ""
         p.add_argument(f"--{dest.replace('_', '-')}", dest=dest, metavar=meta, help=f"{text} (default: the row's{bound})")
     p.add_argument(
