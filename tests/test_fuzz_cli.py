@@ -130,6 +130,8 @@ def argument_vectors(draw):
         argv.append(draw(st.sampled_from(["REPLAY_GOOD", "REPLAY_BAD", "missing.json", "", "bad.toml"])))
     if command == "dynamics" and draw(st.booleans()):
         argv += ["--horizon", "7", "--out", "OUT"]  # the required options, so that runs happen too
+    if command == "derive" and draw(st.booleans()):
+        argv += ["--horizon", draw(st.sampled_from(["3", "4"])), "--state-dim", "2"]
     json_kind = draw(st.sampled_from([None, *_PATH_KINDS]))
     if command != "derive" and "--time-limit" not in argv:
         argv += ["--time-limit", "2"]  # every run ends within the budget
