@@ -142,6 +142,8 @@ class _WorkerPool(ProcessPoolExecutor):
         with _signals_deferred():
             processes = list((self._processes or {}).values())
             self.shutdown(wait=False, cancel_futures=True)
+            # the executor's manager thread may still change its table: take what it holds now as well
+            processes += [p for p in list((self._processes or {}).values()) if p not in processes]
             for p in processes:
                 if p.exitcode is None:
                     p.terminate()
