@@ -206,3 +206,18 @@ def test_fused_float32_nonlinear_stepper_equals_the_reference_loop():
         for p_f, p_r in zip(stepper.p, ref):
             assert p_f.dtype == p_r.dtype == np.float32
             assert np.max(np.abs(p_f - p_r)) <= 40 * UNIT_ROUNDOFF * np.max(np.abs(p_r))
+
+
+def test_dynamics_names_the_arithmetic_it_ran():
+    """A float32 setting's recorded dynamics say float32 (the method comes from the setting, not the row)."""
+    import dataclasses
+
+    from ssmpoison.verify._dynamics import run_dynamics
+    from ssmpoison.verify._registry import row_model
+
+    model = row_model("beyond")
+    setting = model.setting(6)
+    s32 = dataclasses.replace(setting, config=dataclasses.replace(setting.config, dtype="float32"))
+    assert model.dynamics_method(setting) == "gradient descent, float64"
+    result = run_dynamics("beyond", s32, condition="clean")
+    assert result.method == "gradient descent, float32"

@@ -319,7 +319,8 @@ def run_dynamics(row: str, setting, *, seed=None, condition: str = "both", extra
     start = time.perf_counter()
     runs = model.dynamics(setting, seed=seed, conditions=flags, extrapolation_length=extrapolation_length, points=points,
                           progress=progress)
-    return DynamicsResult(row, setting, seed, condition, model.dynamics_method, tuple(runs), time.perf_counter() - start)
+    return DynamicsResult(row, setting, seed, condition, model.dynamics_method(setting), tuple(runs),
+                          time.perf_counter() - start)
 
 
 def _summary_lines(run: DynamicsRun) -> list[str]:

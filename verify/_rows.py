@@ -57,8 +57,9 @@ class RowModel:
     checkable: ClassVar[bool] = False
     #: whether a working precision (``--precision``) applies
     precision_applies: ClassVar[bool] = False
-    #: how a run is trained, as the dynamics summary says it
-    dynamics_method: ClassVar[str]
+    def dynamics_method(self, setting) -> str:
+        """How a run of ``setting`` is trained, as the dynamics summary says it."""
+        raise NotImplementedError
 
     #: the kind of row (theory, beyond, nonlinear) and what it trains, for the default title
     kind: ClassVar[str]
@@ -189,7 +190,9 @@ class TheoryRow(RowModel):
     precision_applies = True
     kind = "theory"
     description = "gradient flow, only A trained, B = C = 1"
-    dynamics_method = "gradient flow, float64"
+
+    def dynamics_method(self, setting) -> str:
+        return "gradient flow, float64"
 
     def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> TheoryRowResult:
         """Both flows for every seed of every setting, with certified digits
@@ -267,7 +270,9 @@ class GDRowsResult:
 
 class _GDRow(RowModel):
     setting_type = GDRowSetting
-    dynamics_method = "gradient descent, float64"
+
+    def dynamics_method(self, setting) -> str:
+        return f"gradient descent, {setting.config.dtype}"
 
     def __init__(self, name, settings, *, title=None) -> None:
         super().__init__(name, settings, title=title)
