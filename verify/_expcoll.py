@@ -125,13 +125,9 @@ class ExpColl:
         """Integrate ``y' = fun(y)`` (``y`` of shape ``(B, D)``) by exponential collocation.
 
         Arguments:
-            fun: ``fun(y) -> f(y)``, same shape as ``y``.
-            y0: initial state ``(B, D)``, converted to the working type of ``precision_bits``.
-            t0, t_end: numbers (``t_end`` may be ``float("inf")`` when ``stop`` ends the run).
-            precision_bits: working precision (53: float64, 64: longdouble, else gmpy2.mpfr at
-                that precision, whatever the caller's gmpy2 context).
+            fun, y0, t0, t_end, precision_bits, max_steps: as in
+                :meth:`ssmpoison.verify._integrator.Integrator.integrate` (``y`` of shape ``(B, D)``).
             rtol, atol: tolerances of the spectral error estimate (module docstring).
-            max_steps: maximum number of step attempts (accepted + rejected).
             linear_part: ``linear_part(y) -> (mu, V)``: the frozen low-rank part
                 ``L = -sum_r mu_r v_r v_r^T`` at ``y``, ``mu`` of shape ``(B, R)`` (>= 0), ``V`` of
                 shape ``(B, R, D)`` with orthonormal rows; or ``(mu, P, Q)`` for

@@ -152,7 +152,8 @@ def write_json(path: str, payload: dict) -> None:
         payload: a JSON-serialisable object without NaN or infinities.
 
     Raises:
-        ValueError: the file's directory does not exist (or another :func:`check_json_path` failure).
+        ValueError: the file's directory does not exist, or the file cannot be written (checked before the work
+            by :func:`check_json_path`, which probes the path once).
     """
     try:
         text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
@@ -162,8 +163,9 @@ def write_json(path: str, payload: dict) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    check_json_path(path)
     target = Path(path)
+    if not target.parent.is_dir():
+        raise ValueError(f"json: directory {str(target.parent)!r} does not exist")
     try:
         if target.exists() and not target.is_file():
             with open(target, "w") as fh:

@@ -13,8 +13,7 @@ __all__ = ["theory_row_text"]
 
 
 def _fmt_published(summary: dict) -> str:
-    # a comparison {"published": value, ...} per source, or the bare value where no mean was formed
-    return ", ".join(f"{v['published'] if isinstance(v, dict) else v:.3g} ({k})" for k, v in summary["published"].items())
+    return ", ".join(f"{v['published']:.3g} ({k})" for k, v in summary["published"].items())
 
 
 def theory_row_text(result, title: str) -> str:

@@ -223,7 +223,7 @@ class TheoryRow(RowModel):
     def table1_cells(self, result: TheoryRowResult):
         cells = []
         for s in result.summaries:
-            values = [v["published"] if isinstance(v, dict) else v for v in (s.get("published") or {}).values()]
+            values = [v["published"] for v in s["published"].values()]
             mean = None if s["mean"] is None else float(s["mean"])
             cells.append((s["horizon"], s["poisoned"], mean, "-" if mean is None else f"{mean:.3g}",
                           "/".join(f"{v:.3g}" for v in values) or "-"))

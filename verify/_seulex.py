@@ -255,23 +255,13 @@ class Seulex:
         """Integrate the autonomous system ``y' = fun(y)`` from ``(t0, y0)`` towards ``t_end > t0``.
 
         Arguments:
-            fun: ``fun(y) -> f(y)``, same shape as ``y`` (leading batch axes allowed).
-            y0: initial state, converted to the working type of ``precision_bits``.
-            t0, t_end: numbers (int, float, Fraction, str or working-type scalars); ``t_end``
-                may be ``float("inf")`` when ``stop`` ends the run.
-            precision_bits: working precision (53: float64, 64: longdouble, else gmpy2.mpfr at
-                that precision, whatever the caller's gmpy2 context).
+            fun, y0, t0, t_end, precision_bits, max_steps, stop, observe, blowup: as in
+                :meth:`ssmpoison.verify._integrator.Integrator.integrate`.
             rtol, atol: tolerances of the scaled max norm (module docstring).
-            max_steps: maximum number of step attempts (accepted + rejected).
             linear_part: not used (SEULEX solves with the full Jacobian).
             make_solver: ``make_solver(y) -> solve`` with ``solve(h, r) = (I - h J(y))^{-1} r``
                 (e.g. :func:`ssmpoison.verify._linalg.diag_plus_lowrank_solver`); called once per
                 accepted state and reused across rejected attempts.
-            stop: ``stop(t, y) -> bool``, checked after every accepted step; true ends the run
-                with status ``STOPPED``.
-            observe: ``observe(t, y)``, called after every accepted step (before ``stop``).
-            blowup: the run ends with status ``BLOWUP`` after the first accepted step with some
-                ``|y_i| > blowup``.
 
         Returns:
             :class:`~ssmpoison.verify._integrator.IntegrationResult` with ``details``

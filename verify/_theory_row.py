@@ -160,8 +160,9 @@ def row_summary(runs, setting: TheoryRowSetting, poisoned: bool) -> dict:
     sel = [r for r in runs if r.horizon == horizon and r.poisoned == poisoned]
     ok = [r for r in sel if r.run.status == Status.CONVERGED and r.run.quantity.digits > 0]
     published = setting.published(poisoned)
-    if not ok:
-        return {"horizon": horizon, "poisoned": poisoned, "mean": None, "published": published, "excluded": len(sel)}
+    if not ok:  # nothing to compare: each source keeps only its published value, in the comparisons' shape
+        return {"horizon": horizon, "poisoned": poisoned, "mean": None,
+                "published": {source: {"published": value} for source, value in published.items()}, "excluded": len(sel)}
     with mpmath.workprec(256):
         mean = mpmath.fsum(r.run.quantity.value for r in ok) / len(ok)
     digits = min(r.run.quantity.digits for r in ok)
