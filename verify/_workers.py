@@ -134,6 +134,9 @@ class _WorkerPool(ProcessPoolExecutor):
     def terminate(self, grace: float = 2.0) -> None:
         """Cancel the queued runs and end every worker: SIGTERM, then SIGKILL after ``grace`` seconds.
 
+        When this returns, every future of the pool is settled: cancelled, or done (the runs that were
+        running fail with :class:`concurrent.futures.process.BrokenProcessPool`).
+
         A second SIGINT or SIGTERM (Ctrl-C pressed again) waits until the workers are gone.
 
         Arguments:
@@ -152,6 +155,11 @@ class _WorkerPool(ProcessPoolExecutor):
                 if p.exitcode is None:  # pragma: no cover - a worker that ignores SIGTERM
                     p.kill()
                     p.join()
+            # the manager thread marks the runs that were running as failed (BrokenProcessPool) once it
+            # sees their workers gone; wait for it, so that every future is settled when this returns
+            manager = getattr(self, "_executor_manager_thread", None)
+            if manager is not None and manager.is_alive():
+                manager.join(grace)
 
 
 @contextlib.contextmanager
