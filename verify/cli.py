@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import signal
 import sys
 import time
@@ -567,15 +568,41 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except _Terminated:
         _one_line("ssmpoison: terminated")
-        return 143
+        return _end_interrupted(143, command_line=argv is None)
     except KeyboardInterrupt:
         _one_line("ssmpoison: interrupted")
-        return 130
+        return _end_interrupted(130, command_line=argv is None)
     except Exception as exc:  # never a traceback from the CLI
         command = " ".join(["ssmpoison", *(sys.argv[1:] if argv is None else argv)])
         _one_line(f"ssmpoison {args.command}: internal error ({type(exc).__name__}): {exc} -- this is a bug; "
                   f"please report it with the command: {command}")
         return EXIT_INTERNAL_ERROR
+
+
+def _end_interrupted(status: int, command_line: bool) -> int:
+    """The exit of an interrupted command: ``status`` returned, or, on the command line, the process ends now.
+
+    On the command line the process exits at once (``os._exit`` after flushing the standard
+    streams): the worker pools have already terminated their workers, and the interpreter's exit
+    handlers (which join the pools' manager threads) are skipped, so that no state the signal
+    left behind can hold the exit; a worker not yet registered with its pool dies with the
+    process (its parent-death signal, :func:`ssmpoison.verify._workers.worker_setup`).
+
+    Arguments:
+        status: 130 (SIGINT) or 143 (SIGTERM).
+        command_line: whether this is the process's own command line (``main()`` without ``argv``).
+
+    Returns:
+        ``status`` (when not on the command line).
+    """
+    if command_line:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+    return status
 
 
 class _Terminated(KeyboardInterrupt):
