@@ -411,6 +411,8 @@ def entry_comparison(run: DynamicsRun, published) -> dict:
 class ExperimentResult:
     """The runs of one dynamics experiment: per setting of it, the :class:`DynamicsResult` of its seed.
 
+    ``ok`` is true when every run converged.
+
     Arguments:
         experiment: the :class:`ssmpoison.verify._experiments.DynamicsExperiment`; dtype: the arithmetic;
         results: ``(ExperimentRun, DynamicsResult)`` pairs in the experiment's order; seconds: wall time.
@@ -486,8 +488,15 @@ def _entries_text(values) -> str:
 
 
 def experiment_text(result: ExperimentResult) -> str:
-    """The printed summary of an :class:`ExperimentResult`: per run, how it ended and its final entries beside the
-    paper's, with the largest relative difference over the learned entries."""
+    """The printed summary of an :class:`ExperimentResult`.
+
+    Arguments:
+        result: the experiment's runs.
+
+    Returns:
+        Lines of text: per run and condition, how it ended, its final entries beside the paper's (:func:`entry_comparison`),
+        the largest relative difference over the learned entries and the largest absolute difference.
+    """
     exp = result.experiment
     lines = [f"Experiment {exp.name} ({exp.notebook}): {exp.title}; {result.dtype}"]
     for spec, res in result.results:
@@ -510,7 +519,16 @@ def experiment_text(result: ExperimentResult) -> str:
 
 
 def experiment_json(result: ExperimentResult, figures=None) -> dict:
-    """The JSON of an :class:`ExperimentResult`; ``figures`` maps a seed to the paths of its figures."""
+    """The JSON of an :class:`ExperimentResult`.
+
+    Arguments:
+        result: the experiment's runs.
+        figures: a mapping from a run's seed to the paths of its figures (or None).
+
+    Returns:
+        ``{"experiment", "title", "notebook", "dtype", "learned_level", "seconds", "runs"}``; each run holds its horizon,
+        seed, seconds, the :func:`entry_comparison` of each condition and its :func:`dynamics_json`.
+    """
     exp = result.experiment
     figures = figures or {}
     runs = []
