@@ -211,7 +211,8 @@ def gd_dynamics(setting: GDRowSetting, seed: int | None = None, conditions=(Fals
                 points: int = DEFAULT_POINTS, max_steps: int | None = None, extrapolation_length: int | None = None,
                 progress=None, *, row: str | None = None) -> list[DynamicsRun]:
     """One seed of a GD-row setting (beyond or non-linear, by its config), each condition in ``conditions``
-    (False = without, True = with special sequences), trained in one batch and observed at
+    (False = without, True = with special sequences), trained in one batch (one per condition when the config
+    gives the poisoned condition its own step size or extra steps) and observed at
     :func:`log_spaced_steps` of the step budget plus the final step.
 
     Arguments:

@@ -124,7 +124,8 @@ class _GDConfig:
             sequence draws one N(0, 1) per position; :attr:`special_support` is the tuple in use.
         lr: step size; tol: loss at which training counts as fitted; extra_steps: updates after that;
         lr_poisoned, extra_steps_poisoned: ``lr`` and ``extra_steps`` of the poisoned condition (None: the
-            same as the clean condition's); :meth:`for_condition` gives the config a condition trains with.
+            same as the clean condition's); :meth:`for_condition` gives the config a condition trains with. A
+            setting's step budget counts the clean condition's extra steps, so give ``extra_steps`` the larger.
         extra_gaps: further gaps of the initialisation, in units of ``diff``: entry ``2 + k`` (0-based) of A
             and of B is set to ``a_1 - extra_gaps[k] diff`` (the paper's ``dim3`` / ``dim4`` options:
             ``(1.01,)`` and ``(1.01, 1.05)``); at most ``D - 2`` numbers, each > 0.

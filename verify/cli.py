@@ -398,7 +398,7 @@ def _add_dynamics(sub) -> None:
     from ssmpoison.verify._registry import ROWS
 
     published = ", ".join(f"{name} {'|'.join(map(str, model.horizons))}" for name, model in ROWS.items())
-    p.add_argument("--horizon", metavar="H", help=f"horizon of the row, required with --row ({published})")
+    p.add_argument("--horizon", metavar="H", help=f"horizon of the row, required unless --experiment ({published})")
     p.add_argument("--experiment", metavar="NAME", help=f"one of the paper's dynamics experiments ({', '.join(EXPERIMENTS)}): "
                    "all its runs, each beside the entries the paper printed (not with --row, --horizon, --extrapolate-to, "
                    "--stem)")
