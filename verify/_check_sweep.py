@@ -140,8 +140,8 @@ def plot_sweep(records: list[dict], path: str, title: str) -> None:
     ax.set_ylabel("gap exponent k (gap = 0.05 / e^(k log10(1/sd_A)))")
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, label="log10(poisoned error / clean error)")
-    fig.text(0.01, 0.055, "✓ conditions hold, prediction holds     ✗ conditions hold, prediction fails     "
-             "outlined: the advisory poisoned-side conditions hold too", fontsize=7.5)
+    fig.text(0.01, 0.055, "✓ conditions hold, prediction holds   ✗ conditions hold, prediction fails   "
+             "outlined: advisory ones hold too", fontsize=7.5)
     fig.text(0.01, 0.015, "○ / – a condition fails (outcome as predicted / not)     · no such initialisation", fontsize=7.5)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=120)

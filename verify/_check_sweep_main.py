@@ -41,8 +41,10 @@ def main(argv=None) -> int:
     try:
         H, D = require_int("horizon", args.horizon, minimum=3), require_int("state_dim", args.state_dim, minimum=2)
         J, seed = require_int("extrapolate_to", args.extrapolate_to, minimum=1), require_int("seed", args.seed, minimum=0)
-        if not Path(args.out).resolve().parent.is_dir():
-            raise ValueError(f"out: directory {str(Path(args.out).parent)!r} does not exist")
+        for name in ("out", "json"):
+            path = getattr(args, name)
+            if path is not None and not Path(path).resolve().parent.is_dir():
+                raise ValueError(f"{name}: directory {str(Path(path).parent)!r} does not exist")
     except ValueError as exc:
         p.error(str(exc))  # one line on stderr, exit status 2
     with TqdmProgress("setting") as progress:
