@@ -2,34 +2,29 @@ r"""The poisoned side of the Theorem's conditions: when does the poison make bot
 
 The poisoned flow (training set ``{e_0, u† = e_{H-2}}``, labels 1, ``B = C = 1``, loss
 ``(1/2) (r_n^2 + r_1^2)`` with ``r_n = S_n - 1``, ``r_1 = S_1 - 1``, ``S_q = sum_i a_i^q``,
-``n = H - 1``, ``m = H - 2``) moves every entry by the same scalar equation
+``n = H - 1``, ``m = H - 2``, ``p = H - 3``) moves every entry by the same scalar equation
 
     da_i/dt = g(t) a_i^m + h(t),      g = -n r_n,   h = -r_1,                         (1)
 
-so its flow map is one increasing function applied to every entry: entries never cross and
-equal entries stay equal (note 03 §6, Lemma P1). The gap ``delta = a_1 - a_2`` of the two
-largest entries obeys ``d delta/dt = g q(a_1, a_2) delta`` with ``q = (a_1^m - a_2^m)/(a_1 - a_2)``,
-which tends to ``m a_1^(m-1)`` as the gap closes (Lemma P3). Linearising about the *merged
-flow* — the same flow with the two top entries replaced by their midpoint, which (1) keeps
-equal — gives
+so entries never cross and equal entries stay equal (note 03 §6, Lemma P1); in the clean
+race's coordinate ``w = a^-p`` the poison's term drains the gap ``w_2 - w_1`` while
+``sum a_i < 1`` (Lemma P2: the fast all-ones mode equalises the entries). The gap
+``delta = a_1 - a_2`` obeys ``d delta/dt = g q delta``, ``q = (a_1^m - a_2^m)/(a_1 - a_2) -> m a_1^(m-1)``
+as the gap closes; linearising about the *merged flow* (the two top entries replaced by their
+midpoint, an exact flow of the problem by (1)) gives (P3)
 
-    delta(inf) ~ delta(0) * A,      A = exp( integral_0^inf g(t) m x(t)^(m-1) dt ),
+    delta(inf) ~ delta(0) * A,      A = exp( integral_0^inf g(t) m x(t)^(m-1) dt ),      (2)
 
-with ``x(t)`` the merged pair's trajectory: ``A`` does not depend on ``delta(0)``. The fast
-all-ones mode (rate ``~ D``) first shifts every entry by ``~ (1 - S_1(0))/D``, which is what
-makes ``A`` finite and computable: the race afterwards starts from entries equalised to
-``O(1/D)`` (Lemma P2). Hence the upper side of the gap condition,
-
-    delta(0) <= delta_max := x(inf) / (2 A),
-
-under which both top entries escape (their limits ``x(inf) +- delta(inf)/2`` are within a
-factor 3 of each other), and a first-order prediction of the learned diagonal and of its
-extrapolation error. These conditions are *heuristic* (the linearisation is not bounded
-rigorously), checked numerically in ``tests/test_poisoned_side.py`` and note 03: they are
-advisory and never decide :attr:`ssmpoison.verify._check.CheckReport.conditions_hold`.
+with ``x(t)`` the merged pair's trajectory; ``A`` does not depend on ``delta(0)``. Carried into
+the limit in the coordinate ``w`` this predicts the second entry's limit (:func:`second_limit`),
+the learned diagonal (:func:`predicted_limit`) and its extrapolation error, and the upper side
+of the gap condition (:func:`escape_gap`). The conditions built on it
+(:func:`poisoned_side_conditions`) are *heuristic* — the linearisation's error is not bounded —
+checked numerically (note 03 §6, ``tests/test_poisoned_side.py``): they are advisory and never
+decide :attr:`ssmpoison.verify._check.CheckReport.conditions_hold`.
 
 The merged flow is integrated in float64 (SciPy LSODA with the analytic Jacobian, stepped
-until both residuals are below 1e-12); it is a prediction, not a certified number.
+until both residuals are below ``1e-12``); it is a prediction, not a certified number.
 """
 
 from __future__ import annotations
@@ -134,9 +129,9 @@ def merged_pair_flow(a0, horizon: int) -> MergedFlow:
 class PoisonedPrediction:
     """The prediction of the poisoned flow's limit from the merged flow (module docstring).
 
-    ``gap`` is ``a_1(0) - a_2(0)``, ``amplification`` is ``A``, ``gap_limit`` is the linearised
+    ``gap`` is ``a_1(0) - a_2(0)``, ``amplification`` is ``A`` of (2), ``gap_limit`` is the linearised
     limit gap ``gap * A``, ``second_limit`` the predicted limit ``beta`` of the second entry
-    (equation (3) of the module docstring), ``limit`` the predicted learned diagonal (sorted
+    (:func:`second_limit`), ``limit`` the predicted learned diagonal (sorted
     descending) and ``error`` its extrapolation error; ``merged_error`` is the error of the merged
     flow's own limit (the gap closed); ``merged`` is the merged flow.
     """
@@ -151,10 +146,17 @@ class PoisonedPrediction:
     merged: MergedFlow
 
     def gap_max(self, target: float, extrapolate_to: int, horizon: int) -> float:
-        """The largest initial gap whose predicted poisoned error is still at least ``target`` (0 if none).
+        """The largest initial gap whose predicted poisoned error is still at least ``target``.
 
-        Bisection on ``log(gap_limit)`` of :func:`predicted_limit` (the predicted error decreases as the
-        gap widens); the gap is the limit gap divided by the amplification.
+        Arguments:
+            target: the error to reach (``2 E_bound`` in the conditions).
+            extrapolate_to: the extrapolation horizon ``H'``.
+            horizon: the training horizon ``H``.
+
+        Returns:
+            The limit gap found by bisection on its logarithm (the predicted error of
+            :func:`predicted_limit` decreases as the gap widens) divided by the amplification;
+            0 when even the closed gap misses ``target`` or the merged flow did not converge.
         """
         x, rest, A = self.merged.pair_limit, self.merged.rest_limit, self.amplification
         if not (self.merged.converged and math.isfinite(A) and A > 0):
@@ -184,6 +186,14 @@ def second_limit(pair_limit: float, gap_limit: float, horizon: int) -> float:
     differences the clean flow conserves): to first order ``a_2^-p - a_1^-p = p x^-(p+1) gap``,
     and the top entry is taken at ``x``. For ``H = 3`` the coordinate is ``log a``:
     ``beta = x exp(-gap_limit / x)``.
+
+    Arguments:
+        pair_limit: the merged pair's limit ``x > 0``.
+        gap_limit: the linearised limit gap ``delta(0) A >= 0``.
+        horizon: the training horizon ``H >= 3``.
+
+    Returns:
+        ``beta`` (equal to ``x`` for a zero gap, decreasing to 0 as the gap grows).
     """
     x, p = pair_limit, horizon - 3
     if p == 0:
@@ -194,9 +204,16 @@ def second_limit(pair_limit: float, gap_limit: float, horizon: int) -> float:
 def predicted_limit(pair_limit: float, rest_limit, gap_limit: float, horizon: int) -> tuple:
     """The predicted learned diagonal for a limit gap ``gap_limit`` (sorted descending).
 
-    The zero-loss point ``(alpha, beta, r, ..., r)`` of :func:`two_escape_limit` at
-    ``beta = second_limit(...)`` where it exists; otherwise (the gap is then small: ``beta`` near
-    ``x``) the first-order point ``(x + gap/2, x - gap/2, rest...)`` of the merged flow.
+    Arguments:
+        pair_limit: the merged pair's limit ``x``.
+        rest_limit: the merged flow's other limits (``D - 2`` of them).
+        gap_limit: the linearised limit gap.
+        horizon: the training horizon ``H``.
+
+    Returns:
+        The zero-loss point ``(alpha, beta, r, ..., r)`` of :func:`two_escape_limit` at
+        ``beta = second_limit(...)`` where it exists; otherwise (the gap is then small: ``beta``
+        near ``x``) the first-order point ``(x + gap/2, x - gap/2, rest...)`` of the merged flow.
     """
     D = len(rest_limit) + 2
     two = two_escape_limit(second_limit(pair_limit, gap_limit, horizon), D, horizon)
@@ -249,12 +266,20 @@ def _error(limit, J: int) -> float:
 
 
 def two_escape_limit(beta: float, state_dim: int, horizon: int):
-    """The zero-loss point ``(alpha, beta, r, ..., r)`` of the poisoned set, or ``None``.
+    """The zero-loss point ``(alpha, beta, r, ..., r)`` of the poisoned set with second entry ``beta``.
 
     ``alpha + beta + (D - 2) r = 1`` (``K_1``) and ``alpha^n + beta^n + (D - 2) r^n = 1``
-    (``K_{H-1}``), ``n = H - 1``, with ``alpha`` the largest root in ``[beta, 1]`` (found by
-    bisection on the second equation with ``r`` from the first). ``None`` when ``D < 3``,
-    ``beta <= 0`` or the equation has no sign change on ``[beta, 1]``.
+    (``K_{H-1}``), ``n = H - 1``, with ``alpha`` a root in ``[beta, 1]`` found by bisection on the
+    second equation with ``r`` from the first.
+
+    Arguments:
+        beta: the second entry, ``0 < beta < 1``.
+        state_dim: the student dimension ``D``.
+        horizon: the training horizon ``H``.
+
+    Returns:
+        The point as a tuple, or ``None`` when ``D < 3``, ``beta`` is outside ``(0, 1)`` or the
+        equation has no sign change on ``[beta, 1]``.
     """
     D, n = state_dim, horizon - 1
     if D < 3 or not beta > 0 or beta >= 1:
@@ -279,24 +304,39 @@ def two_escape_limit(beta: float, state_dim: int, horizon: int):
 
 
 def require_safety(safety) -> float:
-    """``safety`` as a float ``>= 1`` (the factor of :data:`POISONED_SAFETY`), else ``ValueError``."""
+    """Validate the safety factor of :data:`POISONED_SAFETY`.
+
+    Arguments:
+        safety: a real number ``>= 1``.
+
+    Returns:
+        It as a float.
+
+    Raises:
+        ValueError: naming ``poisoned_safety`` when it is not a real number ``>= 1``.
+    """
     s = float(require_real("poisoned_safety", safety, positive=True))
     if s < 1:
         raise ValueError(f"poisoned_safety must be >= 1, got {s:g}")
     return s
 
 
-#: The fraction of the merged pair's limit the second entry must reach to count as escaped: in the
-#: numerical checks (note 03 §6) the predicted second limit is within a few per cent of the flow's
-#: above it and over-predicted (up to 1.8x) below about 0.12.
+#: The fraction of the merged pair's limit the second entry's predicted limit must reach to count as
+#: escaped: the prediction is accurate above it and optimistic well below it (note 03 §6).
 ESCAPE_FRACTION = 0.25
 
 
 def escape_gap(pair_limit: float, amplification: float, horizon: int) -> float:
-    """The initial gap at which :func:`second_limit` equals ``ESCAPE_FRACTION * x``.
+    """The initial gap at which :func:`second_limit` equals ``ESCAPE_FRACTION * x``: the gap condition's upper side.
 
-    Closed form: the limit gap ``x (f^-p - 1) / p`` (``x log(1/f)`` for ``H = 3``, ``f`` the
-    fraction), divided by the amplification ``A``.
+    Arguments:
+        pair_limit: the merged pair's limit ``x``.
+        amplification: ``A`` of (2).
+        horizon: the training horizon ``H``.
+
+    Returns:
+        The limit gap ``x (f^-p - 1) / p`` (``x log(1/f)`` for ``H = 3``, ``f`` the fraction)
+        divided by ``A``.
     """
     x, p, f = pair_limit, horizon - 3, ESCAPE_FRACTION
     limit_gap = x * math.log(1 / f) if p == 0 else x * (f**-p - 1) / p
