@@ -202,7 +202,8 @@ def report_text(report: CheckReport) -> str:
     s = report.setting
     lines = [f"Theorem check: H = {s.horizon}, D = {s.state_dim}, H' = {s.extrapolate_to}", "", "conditions:"]
     for c in report.conditions:
-        lines.append(f"  [{'ok' if c.holds else 'FAIL'}] {c.name}: {c.detail}")
+        margin = f" (margin x{c.margin:.3g})" if c.margin == c.margin and "margin" not in c.detail else ""
+        lines.append(f"  [{'ok' if c.holds else 'FAIL'}] {c.name}: {c.detail}{margin}")
         lines.append(f"         {c.statement} ({c.provenance}{'; advisory' if c.advisory else ''})")
     lines += [
         "",
