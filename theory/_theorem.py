@@ -74,11 +74,18 @@ class Condition:
 
 @dataclass(frozen=True)
 class TheoremSetting:
-    """Horizon ``H >= 3``, student dimension ``D >= 2`` (``len(a0)``), extrapolation horizon ``H' >= 1``, initial diagonal ``a0``."""
+    """Horizon ``H >= 3``, student dimension ``D >= 2`` (``len(a0)``), extrapolation horizon ``H' >= 1``, initial diagonal ``a0``.
+
+    ``construction`` is the training data (:class:`ssmpoison.theory._construction.Construction`;
+    ``None``, the default, is the Theorem's ``{e_0}`` and ``u† = e_{H-2}``). Scaled copies of
+    ``e_0`` with the teacher's labels leave the clean limit unchanged (the loss is
+    ``mean(alpha^2) (S - 1)^2``, note 03 §6), so the clean bound applies to them as it stands.
+    """
 
     horizon: int
     a0: tuple
     extrapolate_to: int
+    construction: object = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "horizon", require_int("horizon", self.horizon, minimum=3))
@@ -87,6 +94,13 @@ class TheoremSetting:
             raise ValueError(f"state_dim must be >= 2, got {len(a0)}")
         object.__setattr__(self, "a0", a0)
         object.__setattr__(self, "extrapolate_to", require_int("extrapolate_to", self.extrapolate_to, minimum=1))
+        if self.construction is not None:
+            from ssmpoison.theory._construction import Construction
+
+            if not isinstance(self.construction, Construction):
+                raise ValueError(f"construction must be a Construction, got {type(self.construction).__name__}")
+            self.construction.clean_sequence(self.horizon)  # special at this H: ValueError naming clean_support
+            self.construction.poison_sequence(self.horizon)  # not special at this H: naming poison_support
 
     @property
     def state_dim(self) -> int:
@@ -181,7 +195,8 @@ def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2) -> list[C
         s0 = mpmath.fsum(v ** (H - 1) for v in a)
         out.append(Condition("below_label", "the initial output sum_i a_i(0)^{H-1} is below the label 1 (small initialisation)",
                              float(s0), "<", 1, bool(s0 < 1), f"sum a_i(0)^(H-1) = {_fmt(s0)}"))
-        if positive and rel_gap > 0:
+        scaled_e0 = setting.construction is None or setting.construction.clean_is_scaled_e0
+        if positive and rel_gap > 0 and scaled_e0:
             bound = clean_error_bound(setting.a0, H, J)
             tau, _ = clean_limit_bounds(setting.a0, H)
             holds = bound <= tol
@@ -194,6 +209,10 @@ def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2) -> list[C
                 f"({'margin' if holds else 'exceeded'} {_margin(ratio, holds)}); "
                 f"second entry's limit < {_fmt(tau[0])}",
             ))
+        elif not scaled_e0:
+            out.append(Condition("clean_greedy_bound", "derived sufficient condition (derived for clean sets of multiples of e_0)",
+                                 float("nan"), "<=", tol, False,
+                                 "not evaluated: the clean sequence is not e_0, where the exact reduction is derived"))
         else:
             out.append(Condition("clean_greedy_bound", "derived sufficient condition (needs positive entries, unique top)",
                                  float("nan"), "<=", tol, False, "not evaluated: positive_init or unique_top_entry fails"))
