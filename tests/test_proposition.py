@@ -190,7 +190,7 @@ def test_hypotheses_on_the_three_sets():
     assert [k for k, v in _holding(L_STAR_ONE).items() if not v] == ["lowest_excited_lag"]
     assert [k for k, v in _holding(RANK_TWO).items() if not v] == ["enough_data"]
     hyps = proposition_hypotheses(GREEDY.teacher, GREEDY.inputs, GREEDY.a0)
-    assert {h.provenance.split(";")[0] for h in hyps} == {PAPER, "derived here (proofs_notes/03_theorem.md §7)"}
+    assert {h.provenance.split(";")[0] for h in hyps} == {PAPER, "derived here (proofs_notes/03_theorem.md §8)"}
     assert all(h.detail and h.statement for h in hyps)
 
 

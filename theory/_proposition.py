@@ -10,7 +10,7 @@ the teacher's effective rank. Each hypothesis below is marked with its provenanc
 * ``non_special`` — the paper's: ``u^(n)_{H-2} = 0`` for every n (``gamma^(0) = 0``).
 * ``lowest_excited_lag`` — derived here: ``l* >= 2``. With ``l* = 1`` the leading term
   ``gamma^(1) a_i`` grows every entry at one common exponential rate: the ratios are kept and
-  there is no race (note 03 §7, note 04 §1).
+  there is no race (note 03 §8, note 04 §1).
 * ``small_init`` — the paper's (small initialisation); the threshold, ``max |a_i(0)|`` at most
   ``small_ratio`` times the teacher's smallest ``|alpha|``, is the checker's.
 * ``distinct_init`` — the paper's (distinct entries), refined here to distinct *magnitudes*:
@@ -18,11 +18,11 @@ the teacher's effective rank. Each hypothesis below is marked with its provenanc
 * ``leader_sign`` — derived here: the entry of largest ``|a_i(0)|`` has the sign of the teacher's
   entry of largest ``|alpha|``. No entry changes sign (``a_i = 0`` solves each entry's equation
   when ``gamma^(0) = 0``), and for odd ``l*`` the largest magnitude escapes first; for even
-  ``l*`` it is a sufficient-side simplification (note 03 §7).
+  ``l*`` it is a sufficient-side simplification (note 03 §8).
 * ``enough_data`` — derived here: the labels see ``r >= D*`` independent combinations of the
   teacher's impulse response (``r`` the rank of the inputs on positions ``0..H-2``). With
   ``r < D*`` a ``(D* - r)``-dimensional family of teachers gives the same labels and differs at
-  some lag ``<= D*``: no learner extrapolates for all of them (note 03 §7).
+  some lag ``<= D*``: no learner extrapolates for all of them (note 03 §8).
 
 The first four concern greedy low-rank learning (``concerns = "greedy_low_rank"``); the last two
 concern extrapolation only (``"extrapolation"``), which needs all six.
@@ -42,7 +42,7 @@ __all__ = ["Hypothesis", "PAPER", "DERIVED", "HYPOTHESES", "proposition_hypothes
 #: provenance of a hypothesis stated (informally) by the paper
 PAPER = "the paper's informal statement"
 #: provenance of a hypothesis derived and proved in the notes
-DERIVED = "derived here (proofs_notes/03_theorem.md §7)"
+DERIVED = "derived here (proofs_notes/03_theorem.md §8)"
 #: the hypotheses, in the order they are reported, with what they concern
 HYPOTHESES = {
     "non_special": "greedy_low_rank",

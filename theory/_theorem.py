@@ -79,7 +79,7 @@ class TheoremSetting:
     ``construction`` is the training data (:class:`ssmpoison.theory._construction.Construction`;
     ``None``, the default, is the Theorem's ``{e_0}`` and ``u† = e_{H-2}``). Scaled copies of
     ``e_0`` with the teacher's labels leave the clean limit unchanged (the loss is
-    ``mean(alpha^2) (S - 1)^2``, note 03 §6), so the clean bound applies to them as it stands.
+    ``mean(alpha^2) (S - 1)^2``, note 03 §7), so the clean bound applies to them as it stands.
     """
 
     horizon: int

@@ -12,7 +12,7 @@ of its re-run, the digit cap; its docstring states the fast path and the ``P``-b
   include the guard bits the cancellation needs. Scaled copies ``alpha_k e_0`` with labels
   ``alpha_k y`` reduce to it: their loss is ``c (S - y)^2`` with ``c = mean(alpha_k^2)``, so the
   flow is that of ``{e_0}`` with label ``y``, run ``c`` times faster (same limit; the loss
-  threshold ``tol`` of the flow is ``tol / c`` on ``(S - y)^2``; note 03 §6).
+  threshold ``tol`` of the flow is ``tol / c`` on ``(S - y)^2``; note 03 §7).
 * **Integration** (everything else): the gradient flows of :mod:`ssmpoison.verify._flow`, run and re-run
   at the policy's precisions. The reference also carries its own loss threshold, so the
   truncation of the flow at convergence is part of what is certified.
