@@ -37,7 +37,8 @@ from ssmpoison.theory._teacher import Teacher
 from ssmpoison.theory._training_set import TrainingSet
 from ssmpoison.theory._validation import require_finite_sequence, require_real
 
-__all__ = ["Hypothesis", "PAPER", "DERIVED", "HYPOTHESES", "proposition_hypotheses", "lowest_excited_lag", "lag_rank"]
+__all__ = ["Hypothesis", "PAPER", "DERIVED", "HYPOTHESES", "proposition_hypotheses", "lowest_excited_lag", "lag_rank",
+           "sequence_rank"]
 
 #: provenance of a hypothesis stated (informally) by the paper
 PAPER = "the paper's informal statement"
@@ -110,7 +111,19 @@ def lag_rank(inputs) -> int:
     student and teacher share. Computed exactly (floats are exact binary rationals).
     """
     ts = TrainingSet(tuple(tuple(r) for r in inputs), (0,) * len(inputs))
-    rows = [[Fraction(v) for v in row[:-1]] for row in ts.inputs]
+    return sequence_rank([row[:-1] for row in ts.inputs])
+
+
+def sequence_rank(rows) -> int:
+    """The rank of the matrix whose rows are ``rows`` (exact: entries as ``Fraction``; floats are binary rationals).
+
+    Arguments:
+        rows: equal-length sequences of finite reals (at least one, of length >= 1).
+
+    Returns:
+        The number of linearly independent rows.
+    """
+    rows = [[Fraction(v) for v in row] for row in rows]
     rank, col = 0, 0
     width = len(rows[0])
     while rank < len(rows) and col < width:
