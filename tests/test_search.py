@@ -460,3 +460,32 @@ def test_search_budget_200_seed_0_is_fast_deterministic_and_replays(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "ssmpoison.verify.cli", "replay", str(paths[0])], capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0 and "identical to the saved record: NO" not in proc.stdout
     assert math.isfinite(report["explored"]["budget"])
+
+
+# ------------------------------------------------------------------------------ counterexamples against the Proposition's hypotheses
+
+
+def test_search_json_separates_counterexamples_inside_the_hypotheses_from_boundary_cases(tiny_search, tiny_report):
+    from ssmpoison.verify._search_text import search_report_text
+
+    report = tiny_search[0]
+    h = tiny_report["hypotheses"]
+    assert list(tiny_report) == ["counterexamples", "hypotheses", "explored"]
+    assert h["inside_hypotheses"] + h["boundary_cases"] == len(tiny_report["counterexamples"]) == len(h["counterexamples"])
+    for entry, record in zip(h["counterexamples"], tiny_report["counterexamples"]):
+        assert entry["criterion"] == record["criterion"]
+        assert [x["name"] for x in entry["hypotheses"]] == ["non_special", "lowest_excited_lag", "small_init", "distinct_init",
+                                                            "leader_sign", "enough_data"]
+        assert entry["inside_hypotheses"] == (not entry["failing"])
+        assert all(isinstance(x["holds"], bool) and x["provenance"] for x in entry["hypotheses"])
+    if report.counterexamples:
+        assert (f"{report.inside_hypotheses} inside the Proposition's hypotheses, {report.boundary_cases} boundary case(s)"
+                in search_report_text(report))
+
+
+def test_the_sign_counterexample_is_a_boundary_case(sign_record):
+    from ssmpoison.verify._proposition_check import counterexample_hypotheses
+
+    inside, hyps = counterexample_hypotheses(CleanProblem.from_json(sign_record["problem"]), sign_record["criterion"])
+    failing = [x.name for x in hyps if not x.holds]
+    assert not inside and failing == ["lowest_excited_lag", "leader_sign"]  # H = 3: l* = 1; teacher -1/2, a0 > 0

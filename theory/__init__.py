@@ -13,13 +13,16 @@ Public names (everything else lives in private modules):
 * teachers — :class:`Teacher`, :func:`impulse_extrapolation_error`;
 * the Theorem's construction — :func:`teacher_matrices`, :func:`teacher_impulse_response`,
   :func:`teacher_label`, :func:`clean_training_set`, :func:`poisoned_training_set`,
-  :func:`paper_initialisation`, :func:`paper_gap`, :func:`extrapolation_error`;
+  :func:`paper_initialisation`, :func:`paper_gap`, :func:`extrapolation_error`; its generalisation
+  to scaled clean and poison sequences — :class:`Construction`, :func:`scaled_training_set`;
 * the clean flow's exact limit — :func:`clean_limit`, :func:`clean_convergence_time`,
   :func:`conserved_quantities_proof`, :class:`ConservationProof`;
 * the Theorem's conditions — :class:`TheoremSetting`, :class:`Condition`, :func:`conditions`,
   :func:`clean_error_bound`, :func:`clean_limit_bounds`;
 * the poisoned side of the conditions (advisory) — :func:`poisoned_side_conditions`,
   :func:`poisoned_prediction`, :func:`merged_pair_flow`, :class:`PoisonedPrediction`, :class:`MergedFlow`;
+* the Proposition's hypotheses — :class:`Hypothesis`, :func:`proposition_hypotheses`,
+  :func:`lowest_excited_lag`, :func:`lag_rank`;
 * :func:`effective_rank`.
 """
 
@@ -28,9 +31,10 @@ from ssmpoison.theory._lazy import lazy_surface
 
 #: private module -> the public names it provides (imported on first use)
 _EXPORTS = {
-    '_construction': ('clean_training_set', 'extrapolation_error', 'paper_gap', 'paper_initialisation', 'poisoned_training_set', 'teacher_impulse_response', 'teacher_label', 'teacher_matrices',),
+    '_construction': ('Construction', 'scaled_training_set', 'clean_training_set', 'extrapolation_error', 'paper_gap', 'paper_initialisation', 'poisoned_training_set', 'teacher_impulse_response', 'teacher_label', 'teacher_matrices',),
     '_derivation': ('TRAIN_CHOICES', 'Derivation', 'IdentityCheck', 'SSMShape', 'derive', 'derive_nonlinear',),
     '_effective_rank': ('effective_rank',),
+    '_proposition': ('Hypothesis', 'lag_rank', 'lowest_excited_lag', 'proposition_hypotheses',),
     '_oracle': ('ConservationProof', 'clean_convergence_time', 'clean_limit', 'conserved_quantities_proof',),
     '_poisoned_side': ('MergedFlow', 'PoisonedPrediction', 'merged_pair_flow', 'poisoned_prediction', 'poisoned_side_conditions',),
     '_teacher': ('Teacher', 'impulse_extrapolation_error',),

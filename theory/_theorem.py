@@ -104,11 +104,18 @@ class Condition:
 
 @dataclass(frozen=True)
 class TheoremSetting:
-    """Horizon ``H >= 3``, student dimension ``D >= 2`` (``len(a0)``), extrapolation horizon ``H' >= 1``, initial diagonal ``a0``."""
+    """Horizon ``H >= 3``, student dimension ``D >= 2`` (``len(a0)``), extrapolation horizon ``H' >= 1``, initial diagonal ``a0``.
+
+    ``construction`` is the training data (:class:`ssmpoison.theory._construction.Construction`;
+    ``None``, the default, is the Theorem's ``{e_0}`` and ``u† = e_{H-2}``). Scaled copies of
+    ``e_0`` with the teacher's labels leave the clean limit unchanged (the loss is
+    ``mean(alpha^2) (S - 1)^2``, note 03 §7), so the clean bound applies to them as it stands.
+    """
 
     horizon: int
     a0: tuple
     extrapolate_to: int
+    construction: object = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "horizon", require_int("horizon", self.horizon, minimum=3))
@@ -117,6 +124,13 @@ class TheoremSetting:
             raise ValueError(f"state_dim must be >= 2, got {len(a0)}")
         object.__setattr__(self, "a0", a0)
         object.__setattr__(self, "extrapolate_to", require_int("extrapolate_to", self.extrapolate_to, minimum=1))
+        if self.construction is not None:
+            from ssmpoison.theory._construction import Construction
+
+            if not isinstance(self.construction, Construction):
+                raise ValueError(f"construction must be a Construction, got {type(self.construction).__name__}")
+            self.construction.clean_sequence(self.horizon)  # special at this H: ValueError naming clean_support
+            self.construction.poison_sequence(self.horizon)  # not special at this H: naming poison_support
 
     @property
     def state_dim(self) -> int:
@@ -191,7 +205,8 @@ def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2, poisoned_
             generalising (the derived condition ``clean_error_bound <= clean_tolerance``).
         poisoned_side: whether to add the advisory poisoned-side conditions of
             :func:`ssmpoison.theory._poisoned_side.poisoned_side_conditions` (note 03 §6); they are
-            evaluated only where every other condition holds (elsewhere the Theorem predicts nothing).
+            evaluated only where every other condition holds (elsewhere the Theorem predicts nothing),
+            and only on the Theorem's own sets {e_0} and {e_0, e_{H-2}}, for which they are derived.
 
     Returns:
         The conditions: the hypotheses and the derived clean-side ones, then the advisory ones.
@@ -219,7 +234,8 @@ def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2, poisoned_
         s0 = mpmath.fsum(v ** (H - 1) for v in a)
         out.append(Condition("below_label", "the initial output sum_i a_i(0)^{H-1} is below the label 1 (small initialisation)",
                              float(s0), "<", 1, bool(s0 < 1), f"sum a_i(0)^(H-1) = {_fmt(s0)}", PAPER))
-        if positive and rel_gap > 0:
+        scaled_e0 = setting.construction is None or setting.construction.clean_is_scaled_e0
+        if positive and rel_gap > 0 and scaled_e0:
             bound = clean_error_bound(setting.a0, H, J)
             tau, _ = clean_limit_bounds(setting.a0, H)
             holds = bound <= tol
@@ -233,11 +249,17 @@ def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2, poisoned_
                 f"second entry's limit < {_fmt(tau[0])}",
                 DERIVED,
             ))
+        elif not scaled_e0:
+            out.append(Condition("clean_greedy_bound", "derived sufficient condition (derived for clean sets of multiples of e_0)",
+                                 float("nan"), "<=", tol, False,
+                                 "not evaluated: the clean sequence is not e_0, where the exact reduction is derived",
+                                 DERIVED))
         else:
             out.append(Condition("clean_greedy_bound", "derived sufficient condition (needs positive entries, unique top)",
                                  float("nan"), "<=", tol, False, "not evaluated: positive_init or unique_top_entry fails",
                                  DERIVED))
-    if poisoned_side and all(c.holds for c in out):
+    paper_sets = setting.construction is None or setting.construction.is_paper
+    if poisoned_side and paper_sets and all(c.holds for c in out):
         from ssmpoison.theory._poisoned_side import poisoned_side_conditions  # the poisoned side (note 03 §6)
 
         out += poisoned_side_conditions(setting, out[-1].value)

@@ -9,10 +9,16 @@ of its re-run, the digit cap; its docstring states the fast path and the ``P``-b
 * **Exact oracle** (clean flows with B = C = 1 and the single training sequence e_0, all
   entries positive; :mod:`ssmpoison.theory._oracle`): the limit is the root of a one-dimensional
   equation, solved at the run's precision and, for the reference, at 64 more bits; both
-  include the guard bits the cancellation needs.
+  include the guard bits the cancellation needs. Scaled copies ``alpha_k e_0`` with labels
+  ``alpha_k y`` reduce to it: their loss is ``c (S - y)^2`` with ``c = mean(alpha_k^2)``, so the
+  flow is that of ``{e_0}`` with label ``y``, run ``c`` times faster (same limit; the loss
+  threshold ``tol`` of the flow is ``tol / c`` on ``(S - y)^2``; note 03 §7).
 * **Integration** (everything else): the gradient flows of :mod:`ssmpoison.verify._flow`, run and re-run
   at the policy's precisions. The reference also carries its own loss threshold, so the
-  truncation of the flow at convergence is part of what is certified.
+  truncation of the flow at convergence is part of what is certified. A training set whose
+  sequences are linearly dependent (e.g. ``{e_0, 2 e_0}``) is integrated with ``Seulex``: the
+  default exponential collocation converges there to limits that differ from run to run
+  (note 03 §7), which the certification would only report as digits lost.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from ssmpoison.verify._status import Status
 from ssmpoison.verify._certify import Certified, certify, to_mpf
 from ssmpoison.verify._flow import FlowOptions, FlowProblem, run_flows
 
-__all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "require_reachable"]
+__all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "require_reachable", "dependent_sequences"]
 
 
 @dataclass(frozen=True)
@@ -58,14 +64,44 @@ class CertifiedRun:
 
 
 def oracle_applies(problem: FlowProblem) -> bool:
-    """True for the clean theory-row flow: train A only, B = C = 1, one sequence e_0 with a positive label, a0 > 0, H >= 3."""
+    """True for the clean theory-row flow and its scalings.
+
+    Train A only, B = C = 1, H >= 3, a0 > 0, and either one sequence e_0 with a positive label
+    or sequences ``alpha_k e_0`` (``alpha_k != 0``) with labels ``alpha_k y``, one ``y > 0``
+    (:func:`_oracle_reduction`).
+    """
     ts = problem.training_set
-    if problem.train != "a" or ts.samples != 1 or ts.horizon < 3:
+    if problem.train != "a" or ts.horizon < 3:
         return False
     if any(v != 1 for v in problem.b) or any(v != 1 for v in problem.c):
         return False
-    e0 = tuple(1 if k == 0 else 0 for k in range(ts.horizon))
-    return tuple(ts.inputs[0]) == e0 and ts.labels[0] > 0 and all(v > 0 for v in problem.a0)
+    if not all(v > 0 for v in problem.a0):
+        return False
+    return _oracle_reduction(ts) is not None
+
+
+def _oracle_reduction(ts):
+    """``(y, c)`` of a set of scaled ``e_0`` with proportional labels, or ``None``.
+
+    For inputs ``alpha_k e_0`` and labels ``y_k = alpha_k y`` the loss is
+    ``(1/N) sum_k (alpha_k S - alpha_k y)^2 = c (S - y)^2`` with ``S = sum_i a_i^{H-1}`` and
+    ``c = mean(alpha_k^2)``. The single sequence ``e_0`` gives ``(labels[0], 1)`` itself (the
+    theory row's flow, untouched); otherwise ``y`` and ``c`` are exact ``Fraction`` values (the
+    inputs' binary floats are exact rationals). ``None`` unless ``y > 0``.
+    """
+    H = ts.horizon
+    if ts.samples == 1 and tuple(ts.inputs[0]) == tuple(1 if k == 0 else 0 for k in range(H)):
+        return (ts.labels[0], 1) if ts.labels[0] > 0 else None
+    alphas = []
+    for row in ts.inputs:
+        if any(v != 0 for v in row[1:]) or row[0] == 0:
+            return None
+        alphas.append(Fraction(row[0]))
+    labels = [Fraction(v) for v in ts.labels]
+    y = labels[0] / alphas[0]
+    if y <= 0 or any(lab != alpha * y for alpha, lab in zip(alphas, labels)):
+        return None
+    return y, sum(alpha * alpha for alpha in alphas) / len(alphas)
 
 
 def _oracle_time(a0, horizon: int, label, loss_tol: float) -> float:
@@ -133,8 +169,12 @@ def _oracle_time(a0, horizon: int, label, loss_tol: float) -> float:
 
 def _reachable_time(problem: FlowProblem, loss_tol, t_max: float) -> float:
     """The oracle's convergence time of a clean flow, or ``ValueError`` when it lies past ``t_max``."""
-    H, y = problem.training_set.horizon, problem.training_set.labels[0]
-    t_converged = _oracle_time(problem.a0, H, y, loss_tol)
+    H = problem.training_set.horizon
+    y, c = _oracle_reduction(problem.training_set)
+    if c == 1:
+        t_converged = _oracle_time(problem.a0, H, y, loss_tol)
+    else:  # the loss is c (S - y)^2: the flow of {e_0} run c times faster, stopped at (S - y)^2 <= tol / c
+        t_converged = _oracle_time(problem.a0, H, y, Fraction(loss_tol) / c) / float(c)
     if t_converged > t_max:
         when = "t beyond float64's range" if math.isinf(t_converged) else f"t = {t_converged:.2e}"
         raise ValueError(
@@ -168,7 +208,7 @@ def _oracle_runs(problems, quantity, policy: CertificationPolicy, t_max: float) 
     loss_tol = FlowOptions(precision_bits=bits).effective_loss_tol
     out = []
     for p in problems:
-        H, y = p.training_set.horizon, p.training_set.labels[0]
+        H, (y, _) = p.training_set.horizon, _oracle_reduction(p.training_set)
         t_converged = _reachable_time(p, loss_tol, t_max)
         run_limit = oracle.clean_limit(p.a0, H, y, precision_bits=oracle_bits)
         ref_limit = oracle.clean_limit(p.a0, H, y, precision_bits=ref_bits)
@@ -193,12 +233,29 @@ def _oracle_runs(problems, quantity, policy: CertificationPolicy, t_max: float) 
     return out
 
 
+def dependent_sequences(problem: FlowProblem) -> bool:
+    """True when the training sequences are linearly dependent (rank below their number)."""
+    from ssmpoison.theory._proposition import sequence_rank
+
+    ts = problem.training_set
+    return ts.samples > 1 and sequence_rank(ts.inputs) < ts.samples
+
+
+def _for_problem(options: FlowOptions, problem: FlowProblem) -> FlowOptions:
+    """``options``, with ``Seulex`` for an A-only flow on linearly dependent sequences (module docstring)."""
+    if options.integrator is None and problem.train == "a" and dependent_sequences(problem):
+        from ssmpoison.verify._seulex import Seulex
+
+        return dataclasses.replace(options, integrator=Seulex())
+    return options
+
+
 def _integration_runs(problems, quantity, policy: CertificationPolicy, t_max: float) -> list[CertifiedRun]:
     run_opts, ref_opts = policy.run_options(t_max), policy.reference_options(t_max)
     cap = policy.digits_cap
     # one flow per integration: batched flows share one step size, which costs more than it saves
-    runs = [run_flows([p], run_opts)[0] for p in problems]
-    refs = [run_flows([p], ref_opts)[0] for p in problems]
+    runs = [run_flows([p], _for_problem(run_opts, p))[0] for p in problems]
+    refs = [run_flows([p], _for_problem(ref_opts, p))[0] for p in problems]
     out = [_certified(p, r, f, quantity, cap, run_opts, ref_opts) for p, r, f in zip(problems, runs, refs)]
     if policy.fast_path:
         # where float64 cannot carry the digits asked for (ill-conditioned flows), report the
@@ -206,7 +263,7 @@ def _integration_runs(problems, quantity, policy: CertificationPolicy, t_max: fl
         weak = [k for k, c in enumerate(out) if c.status == Status.CONVERGED and c.quantity.digits < policy.target_digits]
         if weak:
             hi_opts = policy.escalation_options(t_max)
-            his = [run_flows([problems[k]], hi_opts)[0] for k in weak]
+            his = [run_flows([problems[k]], _for_problem(hi_opts, problems[k]))[0] for k in weak]
             for k, hi in zip(weak, his):
                 better = _certified(problems[k], refs[k], hi, quantity, policy.escalation_digits_cap, ref_opts, hi_opts)
                 if better.quantity.digits > out[k].quantity.digits:

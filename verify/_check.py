@@ -1,7 +1,8 @@
 """The Theorem as a checker: conditions, both certified flows, and a verdict.
 
 ``check_setting(setting)`` evaluates the conditions of :mod:`ssmpoison.theory._theorem`, runs the flow
-without and with the poison ``u† = e_{H-2}`` through :func:`ssmpoison.verify._certified_flow.certified_flows`
+without and with the poison ``u† = e_{H-2}`` (or the setting's own
+:class:`~ssmpoison.theory._construction.Construction`: scaled clean and poison sequences) through :func:`ssmpoison.verify._certified_flow.certified_flows`
 (the exact oracle for the clean flow where it applies), and compares the outcome with the
 Theorem's prediction: the clean flow extrapolates to ``H'`` (error within the tolerance) and
 the poisoned one does not (its error exceeds what the clean flow provably achieves, or it
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from ssmpoison.theory._construction import clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
+from ssmpoison.theory._construction import Construction, clean_training_set, extrapolation_error, paper_initialisation, poisoned_training_set
 from ssmpoison.theory._theorem import Condition, TheoremSetting, conditions
 from ssmpoison.theory._validation import require_int, require_real
 from ssmpoison.verify._certification import CertificationPolicy
@@ -27,11 +28,13 @@ __all__ = ["CheckReport", "check_setting", "paper_setting"]
 _BLOWUP = FlowOptions().blowup  # an entry this large counts as a diverged flow
 
 
-def paper_setting(horizon: int, state_dim: int, extrapolate_to: int, init_scale: float, gap_exponent: float, seed: int) -> TheoremSetting:
+def paper_setting(horizon: int, state_dim: int, extrapolate_to: int, init_scale: float, gap_exponent: float, seed: int,
+                  construction: Construction | None = None) -> TheoremSetting:
     """The setting with the paper's initialisation (note 00 §6) for any ``H``, ``D``, ``H'``, scale, gap exponent and seed.
 
     The published ones are the theory row's settings (:mod:`ssmpoison.verify._registry`), each seed with
-    ``extrapolate_to`` its extrapolation length.
+    ``extrapolate_to`` its extrapolation length. ``construction`` is the training data (``None``: the
+    Theorem's ``{e_0}`` and ``u† = e_{H-2}``).
     """
     D = require_int("state_dim", state_dim, minimum=2)
     scale = require_real("init_scale", init_scale, positive=True)
@@ -41,7 +44,7 @@ def paper_setting(horizon: int, state_dim: int, extrapolate_to: int, init_scale:
         raise ValueError(f"init_scale must be below {_BLOWUP:g} (the flows' divergence bound), got {float(scale):g}")
     k = require_real("gap_exponent", gap_exponent)
     seed = require_int("seed", seed, minimum=0)
-    return TheoremSetting(horizon, tuple(paper_initialisation(seed, D, scale, k)), extrapolate_to)
+    return TheoremSetting(horizon, tuple(paper_initialisation(seed, D, scale, k)), extrapolate_to, construction)
 
 
 @dataclass(frozen=True)
@@ -129,11 +132,13 @@ class CheckReport:
                 "reference_bits": r.reference_bits,
             }
 
+        construction = self.setting.construction or Construction()
         return {
             "horizon": self.setting.horizon,
             "state_dim": self.setting.state_dim,
             "extrapolate_to": self.setting.extrapolate_to,
             "init": [float(v) for v in self.setting.a0],
+            "construction": construction.to_json(),
             "conditions": [c.to_json() for c in self.conditions],
             "conditions_hold": self.conditions_hold,
             "all_conditions_hold": self.all_conditions_hold,
@@ -173,7 +178,11 @@ def check_setting(setting: TheoremSetting, precision_bits: int | None = None, cl
         raise ValueError(f"init: all {D} entries are equal ({float(setting.a0[0]):g}): both flows keep them equal, and "
                          "with equal entries the poisoned set cannot be fitted (sum a_i = 1 and sum a_i^(H-1) = 1 have "
                          "no common solution), so its flow cannot converge; give distinct entries")
-    problems = [FlowProblem(clean_training_set(H), setting.a0), FlowProblem(poisoned_training_set(H), setting.a0)]
+    if setting.construction is None:
+        sets = (clean_training_set(H), poisoned_training_set(H))
+    else:
+        sets = (setting.construction.clean_set(H, D), setting.construction.poisoned_set(H, D))
+    problems = [FlowProblem(ts, setting.a0) for ts in sets]
     policy = CertificationPolicy(precision_bits=precision_bits)
     require_reachable(problems, policy)  # before any run (and any progress bar)
     runs = []
@@ -205,11 +214,21 @@ def report_text(report: CheckReport) -> str:
         margin = f" (margin x{c.margin:.3g})" if c.margin == c.margin and "margin" not in c.detail else ""
         lines.append(f"  [{'ok' if c.holds else 'FAIL'}] {c.name}: {c.detail}{margin}")
         lines.append(f"         {c.statement} ({c.provenance}{'; advisory' if c.advisory else ''})")
-    lines += [
-        "",
-        f"clean flow    (e_0)          : extrapolation error {_format_value(report.clean)}",
-        f"poisoned flow (e_0, e_(H-2)) : extrapolation error {_format_value(report.poisoned)}",
-    ]
+    if s.construction is None or s.construction.is_paper:
+        lines += [
+            "",
+            f"clean flow    (e_0)          : extrapolation error {_format_value(report.clean)}",
+            f"poisoned flow (e_0, e_(H-2)) : extrapolation error {_format_value(report.poisoned)}",
+        ]
+    else:
+        c = s.construction
+        lines += [
+            "",
+            f"clean set    {{{c.describe('clean')}}}",
+            f"poisoned set {{{c.describe('poisoned')}}}",
+            f"clean flow    : extrapolation error {_format_value(report.clean)}",
+            f"poisoned flow : extrapolation error {_format_value(report.poisoned)}",
+        ]
     if report.poisoned_over_clean is not None:
         lines.append(f"poisoned / clean = {report.poisoned_over_clean:.3g}; generalisation tolerance {report.clean_tolerance:g}; "
                      f"clean bound {report.clean_bound:.3g}" if report.clean_bound is not None else

@@ -19,6 +19,11 @@ Three phases, each deterministic for a given seed:
 3. **Certify.** Each shrunk failure is re-run at ``precision_bits`` bits against an independent
    re-run at more bits (:func:`ssmpoison.verify._counterexample.certify_failure`); only certified failures
    are reported as counterexamples. The others are listed under ``explored`` with the reason.
+4. **Classify.** Every certified counterexample is held against the Proposition's hypotheses
+   (:func:`ssmpoison.verify._proposition_check.counterexample_hypotheses`): *inside* the hypotheses
+   when every hypothesis that concerns its criterion holds (a counterexample to the stated
+   result), a *boundary case* otherwise. The JSON's ``hypotheses`` holds the counts and, per
+   counterexample (in order), each hypothesis with holds/fails.
 
 :func:`run_search` takes a :class:`SearchConfig` (validated at construction) and returns a
 :class:`SearchReport`; its JSON (:meth:`SearchReport.to_json`) has ``counterexamples`` (records of
@@ -45,6 +50,7 @@ from ssmpoison.verify._code_fingerprint import code_fingerprint
 from ssmpoison.verify._counterexample import CRITERIA, SearchCriteria, evaluate, lowest_gamma_order, regime
 from ssmpoison.verify._certification import SEARCH_CERTIFICATION
 from ssmpoison.verify._numbers import require_precision_bits
+from ssmpoison.verify._proposition_check import counterexample_hypotheses
 from ssmpoison.verify._replay import counterexample_record
 from ssmpoison.verify._strategies import INIT_SCALES, TEACHER_GRID, clean_problems
 
@@ -228,6 +234,9 @@ class SearchReport:
         shrinking: one :class:`SlotShrink` per slot that failed during exploration.
         certification: one :class:`SlotCertification` per shrunk failure.
         counterexamples: the certified failures, as replayable records (:func:`ssmpoison.verify._replay.counterexample_record`).
+        classification: per counterexample, in order, ``{"criterion", "inside_hypotheses", "failing", "hypotheses"}``
+            (:func:`ssmpoison.verify._proposition_check.counterexample_hypotheses`; ``failing`` names the failing
+            hypotheses that concern the criterion, ``hypotheses`` lists all with holds/fails).
     """
 
     config: SearchConfig
@@ -241,6 +250,17 @@ class SearchReport:
     shrinking: tuple
     certification: tuple
     counterexamples: tuple
+    classification: tuple = ()
+
+    @property
+    def inside_hypotheses(self) -> int:
+        """Counterexamples inside the Proposition's hypotheses (counterexamples to the stated result)."""
+        return sum(c["inside_hypotheses"] for c in self.classification)
+
+    @property
+    def boundary_cases(self) -> int:
+        """Counterexamples outside the Proposition's hypotheses (some hypothesis of their criterion fails)."""
+        return len(self.classification) - self.inside_hypotheses
 
     @property
     def shrink_flows(self) -> int:
@@ -265,7 +285,12 @@ class SearchReport:
             "certification": [c.to_json() for c in self.certification],
             "shrink_flows": self.shrink_flows,
         }
-        return {"counterexamples": list(self.counterexamples), "explored": explored}
+        hypotheses = {
+            "inside_hypotheses": self.inside_hypotheses,
+            "boundary_cases": self.boundary_cases,
+            "counterexamples": [dict(c) for c in self.classification],
+        }
+        return {"counterexamples": list(self.counterexamples), "hypotheses": hypotheses, "explored": explored}
 
 
 # -- progress -------------------------------------------------------------------------------------
@@ -461,6 +486,13 @@ def run_search(config: SearchConfig, progress=None) -> SearchReport:
                                                 problem=None if ok else record["problem"]))
         if ok:
             counterexamples.append(record)
+    classification = []
+    for record in counterexamples:
+        inside, hyps = counterexample_hypotheses(CleanProblem.from_json(record["problem"]), record["criterion"])
+        classification.append({"criterion": record["criterion"], "inside_hypotheses": inside,
+                               "failing": [h.name for h in hyps if not h.holds
+                                           and (record["criterion"] == "extrapolation" or h.concerns == "greedy_low_rank")],
+                               "hypotheses": [h.to_json() for h in hyps]})
 
     statuses = Counter(o.status for o in outcomes)
     screened = Counter(c for o in outcomes for c in o.failures)
@@ -476,4 +508,5 @@ def run_search(config: SearchConfig, progress=None) -> SearchReport:
         shrinking=tuple(shrinking),
         certification=tuple(certification),
         counterexamples=tuple(counterexamples),
+        classification=tuple(classification),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["record_lines", "search_report_text", "replay_report_text"]
+__all__ = ["record_lines", "hypothesis_lines", "search_report_text", "replay_report_text"]
 
 
 def _num(x) -> str:
@@ -48,6 +48,26 @@ def record_lines(record: dict) -> list[str]:
     return lines
 
 
+def hypothesis_lines(entry: dict) -> list[str]:
+    """A counterexample's standing against the Proposition's hypotheses: inside or boundary case, each hypothesis.
+
+    Arguments:
+        entry: one item of a search report's classification (``criterion``, ``inside_hypotheses``,
+            ``failing``, ``hypotheses``).
+
+    Returns:
+        One line for the standing, one per hypothesis (holds/fails, its numbers, its provenance).
+    """
+    if entry["inside_hypotheses"]:
+        head = "  INSIDE the Proposition's hypotheses: a counterexample to the stated result"
+    else:
+        head = f"  boundary case: outside the Proposition's hypotheses ({', '.join(entry['failing'])} fail(s))"
+    out = [head]
+    for h in entry["hypotheses"]:
+        out.append(f"    [{'holds' if h['holds'] else 'fails'}] {h['name']}: {h['detail']} ({h['provenance']})")
+    return out
+
+
 def search_report_text(report) -> str:
     """The text ``ssmpoison search`` prints.
 
@@ -77,9 +97,12 @@ def search_report_text(report) -> str:
     if not report.counterexamples:
         lines.append("No certified counterexample found.")
     else:
-        lines.append(f"{len(report.counterexamples)} certified counterexample(s):")
-        for record in report.counterexamples:
+        lines.append(f"{len(report.counterexamples)} certified counterexample(s): {report.inside_hypotheses} inside the "
+                     f"Proposition's hypotheses, {report.boundary_cases} boundary case(s) (a hypothesis of their criterion fails)")
+        for k, record in enumerate(report.counterexamples):
             lines += [""] + record_lines(record)
+            if k < len(report.classification):
+                lines += hypothesis_lines(report.classification[k])
     for c in report.certification:
         if not c.certified:
             lines.append(f"  (shrunk {c.criterion} D*={c.teacher_dim} {c.regime} failure not certified: {c.reason})")

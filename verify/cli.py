@@ -307,14 +307,19 @@ def _run_reproduce(args) -> int:
 def _add_check(sub) -> None:
     p = sub.add_parser(
         "check",
-        help="check the Theorem's conditions on a setting, run both flows, and give a verdict",
+        help="check the Theorem's conditions on a setting (or, with --proposition, the Proposition's hypotheses on a "
+        "training set), run the flows, and give a verdict",
         description="Evaluate the Theorem's conditions (derived, with margins) on a setting of the construction "
-        "(teacher diag(1, 0), training set e_0, poison u† = e_{H-2}), run the gradient flow without and with "
+        "(teacher diag(1, 0), training set e_0, poison u† = e_{H-2}; or scaled copies: --clean-scales, --poison-scales, "
+        "--poison-support), run the gradient flow without and with "
         "the poison with certified digits, and say whether the outcome matches the Theorem. Exit status 0 when "
         "it does, 1 when a condition fails or the flows disagree with it. Defaults are the row's setting at H "
-        "(the paper's theory row: H = 7 or 9), or its first setting's initialisation at another H.",
+        "(the paper's theory row: H = 7 or 9), or its first setting's initialisation at another H. With --proposition: "
+        "the Proposition's hypotheses (each with its provenance) on a non-special training set, its certified flow, "
+        "and a verdict on greedy low-rank learning and extrapolation (exit 0 when every hypothesis holds and the flow "
+        "is greedy and extrapolates, else 1).",
     )
-    p.add_argument("--row", default="theory", help="a row of the Theorem's construction whose setting gives the defaults "
+    p.add_argument("--row", default=None, help="a row of the Theorem's construction whose setting gives the defaults "
                    "(default theory)")
     p.add_argument("--horizon", metavar="H", help=f"training horizon H (integer >= 3, {_bound('check', 'horizon')}; "
                    "default the row's first)")
@@ -324,55 +329,124 @@ def _add_check(sub) -> None:
                    f"{_bound('check', 'extrapolation_length')}; default the row's J at H)")
     p.add_argument("--init-scale", metavar="S", help="paper initialisation: scale sd_A (default the row's)")
     p.add_argument("--gap-exponent", metavar="K", help="paper initialisation: gap exponent k (default the row's)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--seed", metavar="K", help="paper initialisation: seed of numpy's legacy generator "
-                       "(default the row's first seed)")
-    group.add_argument("--init", metavar="A1,A2,...", help="the initial diagonal itself, D comma-separated numbers")
+    p.add_argument("--seed", metavar="K", help="paper initialisation: seed of numpy's legacy generator "
+                   "(default the row's first seed)")
+    p.add_argument("--init", metavar="A1,A2,...", help="the initial diagonal itself, D comma-separated numbers "
+                   "(instead of --seed)")
+    p.add_argument("--clean-scales", metavar="A1,A2,...", help="the clean set {alpha_k u}: non-zero scales, "
+                   "comma-separated (default 1)")
+    p.add_argument("--poison-scales", metavar="B1,B2,...", help="the poison {beta_m u†}: non-zero scales, "
+                   "comma-separated (default 1)")
+    p.add_argument("--clean-support", metavar="POSITIONS", help="positions of the ones of the clean sequence u, "
+                   "k or H-k, comma-separated; u must be non-special (default 0: u = e_0)")
+    p.add_argument("--poison-support", metavar="POSITIONS", help="positions of the ones of u†, k or H-k, "
+                   "comma-separated; u† must be special (default H-2; the paper's figures: H-2,H-1)")
+    p.add_argument("--config", metavar="FILE", help="a TOML or JSON file with the same settings as keys (row, horizon, "
+                   "state_dim, extrapolate_to, init_scale, gap_exponent, seed, init, clean_scales, poison_scales, "
+                   "clean_support, poison_support, tolerance, precision); with --proposition the keys teacher, inputs, "
+                   "a0, state_dim, init_scale")
+    p.add_argument("--proposition", action="store_true", help="check the Proposition (greedy low-rank learning) on a "
+                   "non-special training set given by --training-set or --config")
+    p.add_argument("--training-set", metavar="FILE", help="with --proposition: a JSON problem (teacher, inputs, a0, "
+                   "init_scale; as 'search --json' writes it, or a counterexample record)")
     p.add_argument("--precision", metavar="BITS", help=f"working precision in bits (>= 53, {_bound('check', 'precision')}); "
                    "default: the certified fast path")
-    p.add_argument("--tolerance", default="0.01", metavar="EPS", help="extrapolation error up to which a flow generalises (default 0.01)")
+    p.add_argument("--tolerance", default=None, metavar="EPS", help="extrapolation error up to which a flow generalises "
+                   "(default 0.01)")
     _add_budget(p)
     _add_json(p)
     p.set_defaults(run=_run_check, command="check")
 
 
+#: the keys of a ``check --config`` file of the Theorem's check (the options' names with underscores)
+_CHECK_KEYS = ("row", "horizon", "state_dim", "extrapolate_to", "init_scale", "gap_exponent", "seed", "init",
+               "clean_scales", "poison_scales", "clean_support", "poison_support", "tolerance", "precision")
+
+
+def _check_values(args) -> dict:
+    """The Theorem check's settings from the options and the ``--config`` file (a key in both must agree)."""
+    values = {k: getattr(args, k) for k in _CHECK_KEYS if getattr(args, k) is not None}
+    if args.config is None:
+        return values
+    from ssmpoison.verify._proposition_check import _parse_settings_text, _read
+
+    config = _parse_settings_text(args.config, _read(args.config, "config"), "config")
+    for key, value in config.items():
+        if key not in _CHECK_KEYS:
+            raise ValueError(f"config: unknown key {key!r} (known: {', '.join(_CHECK_KEYS)})")
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif not isinstance(value, str):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"config: key {key!r} must be a number, a string or a list, got {value!r}")
+            value = repr(value) if isinstance(value, float) else str(value)
+        if key in values and str(values[key]).strip() != value.strip():
+            raise ValueError(f"{key} given twice with different values: --{key.replace('_', '-')} {values[key]} and "
+                             f"config key {key!r} = {value!r}")
+        values[key] = value
+    return values
+
+
+def _reals(name: str, text: str) -> tuple:
+    from ssmpoison.theory._validation import require_real
+
+    items = [v.strip() for v in str(text).split(",")]
+    if not any(items):
+        raise ValueError(f"{name} must hold at least one number")
+    return tuple(require_real(f"{name}[{k}]", v) for k, v in enumerate(items))
+
+
 def _run_check(args) -> int:
+    if args.proposition:
+        return _run_check_proposition(args)
+    if args.training_set is not None:
+        raise ValueError("training_set (--training-set) applies only with --proposition")
+    from ssmpoison.theory._construction import Construction
     from ssmpoison.theory._theorem import TheoremSetting
     from ssmpoison.theory._validation import require_int, require_real
     from ssmpoison.verify._registry import row_model
     from ssmpoison.verify._check import check_setting, paper_setting, report_text
     from ssmpoison.verify._jsonio import write_json
 
-    model = row_model(args.row)
+    v = _check_values(args)
+    if "init" in v and "seed" in v:
+        raise ValueError("init and seed exclude each other (--init gives the initial diagonal, --seed draws it)")
+    model = row_model(v.get("row", "theory"))
     if not model.checkable:
-        raise ValueError(f"row {args.row!r} is not of the Theorem's construction: check applies to theory rows only")
-    H = _within(args, "horizon", model.horizons[0] if args.horizon is None else require_int("horizon", args.horizon, minimum=3))
+        raise ValueError(f"row {v.get('row')!r} is not of the Theorem's construction: check applies to theory rows only")
+    H = _within(args, "horizon", model.horizons[0] if "horizon" not in v else require_int("horizon", v["horizon"], minimum=3))
     published = H in model.horizons
     row_setting = model.setting(H) if published else model.setting(model.horizons[0])
     for name in ("state_dim", "extrapolate_to"):
-        if getattr(args, name) is None and not published:
+        if name not in v and not published:
             raise ValueError(f"{name} must be given (--{name.replace('_', '-')}): the {model.name} row has no setting "
                              f"at horizon {H}")
-    D = _within(args, "state_dim",
-                require_int("state_dim", row_setting.state_dim if args.state_dim is None else args.state_dim, minimum=2))
+    D = _within(args, "state_dim", require_int("state_dim", v.get("state_dim", row_setting.state_dim), minimum=2))
     H2 = _within(args, "extrapolation_length", require_int(
-        "extrapolate_to", row_setting.extrapolation_length if args.extrapolate_to is None else args.extrapolate_to,
-        minimum=1), name="extrapolate_to")
-    tolerance = require_real("tolerance", args.tolerance, positive=True)
+        "extrapolate_to", v.get("extrapolate_to", row_setting.extrapolation_length), minimum=1), name="extrapolate_to")
+    tolerance = require_real("tolerance", v.get("tolerance", "0.01"), positive=True)
     from ssmpoison.verify._numbers import require_precision_bits
 
-    precision_bits = None if args.precision is None else _within(
-        args, "precision", require_precision_bits(args.precision, name="precision"))
-    if args.init is not None:
-        values = [v.strip() for v in args.init.split(",") if v.strip()]
+    precision_bits = None if "precision" not in v else _within(
+        args, "precision", require_precision_bits(v["precision"], name="precision"))
+    construction = None
+    if any(k in v for k in ("clean_scales", "poison_scales", "clean_support", "poison_support")):
+        construction = Construction(
+            clean_scales=_reals("clean_scales", v["clean_scales"]) if "clean_scales" in v else (1,),
+            poison_scales=_reals("poison_scales", v["poison_scales"]) if "poison_scales" in v else (1,),
+            clean_support=v.get("clean_support", "0"), poison_support=v.get("poison_support", "H-2"))
+        if construction.is_paper:
+            construction = None
+    if "init" in v:
+        values = [x.strip() for x in str(v["init"]).split(",") if x.strip()]
         if len(values) != D:
             raise ValueError(f"init must have D = {D} comma-separated entries, got {len(values)}")
-        setting = TheoremSetting(H, tuple(require_real("init", v) for v in values), H2)
+        setting = TheoremSetting(H, tuple(require_real("init", x) for x in values), H2, construction)
     else:
-        seed = require_int("seed", row_setting.seeds[0] if args.seed is None else args.seed, minimum=0)
-        scale = row_setting.init_scale if args.init_scale is None else args.init_scale
-        gap = row_setting.gap_exponent if args.gap_exponent is None else args.gap_exponent
-        setting = paper_setting(H, D, H2, scale, gap, seed)
+        seed = require_int("seed", v.get("seed", row_setting.seeds[0]), minimum=0)
+        scale = v.get("init_scale", row_setting.init_scale)
+        gap = v.get("gap_exponent", row_setting.gap_exponent)
+        setting = paper_setting(H, D, H2, scale, gap, seed, construction)
     with _Bars() as bars:
         report = check_setting(setting, precision_bits, tolerance, progress=bars)
     if args.json != "-":
@@ -380,6 +454,32 @@ def _run_check(args) -> int:
     if args.json:
         write_json(args.json, report.to_json())
     return 0 if report.matches_theorem else 1
+
+
+def _run_check_proposition(args) -> int:
+    from ssmpoison.verify._jsonio import write_json
+    from ssmpoison.verify._numbers import require_precision_bits
+    from ssmpoison.verify._proposition_check import check_proposition, load_problem, proposition_report_text
+
+    theorem_only = [k for k in _CHECK_KEYS if k != "precision" and getattr(args, k) is not None]
+    if theorem_only:
+        raise ValueError(f"{theorem_only[0]} (--{theorem_only[0].replace('_', '-')}) applies to the Theorem's check, "
+                         "not with --proposition")
+    if (args.training_set is None) == (args.config is None):
+        raise ValueError("proposition: give exactly one of --training-set FILE and --config FILE")
+    problem = (load_problem(args.training_set, "training_set") if args.training_set is not None
+               else load_problem(args.config, "config"))
+    _within(args, "horizon", problem.horizon)
+    _within(args, "state_dim", problem.state_dim)
+    precision_bits = None if args.precision is None else _within(
+        args, "precision", require_precision_bits(args.precision, name="precision"))
+    with _Bars() as bars:
+        report = check_proposition(problem, precision_bits, progress=bars)
+    if args.json != "-":
+        print(proposition_report_text(report))
+    if args.json:
+        write_json(args.json, report.to_json())
+    return 0 if report.matches_proposition else 1
 
 
 # -- dynamics -------------------------------------------------------------------------------------
