@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ssmpoison.theory._teacher import impulse_extrapolation_error
-from ssmpoison.theory._validation import require_int
+from ssmpoison.theory._validation import require_int, require_real
 from ssmpoison.verify import _gd_data
 from ssmpoison.verify._budget import budget_expired
 from ssmpoison.verify._gd_data import nonlinear_test_inputs, stack_problems, teacher_outputs
@@ -102,6 +102,8 @@ class RunResult:
 
     Attributes:
         seed, poisoned, init_draw: which run (``init_draw`` 0 is the row's own initialisation).
+        perturbation: k > 0 for the k-th perturbed re-run of the run of draw 0
+            (:func:`ssmpoison.verify._gd_data.perturb_initial`), 0 for an unperturbed run.
         ext_error: the row's extrapolation error at the final parameters.
         train_loss: the loss at the final parameters.
         steps: the parameter updates made.
@@ -120,6 +122,7 @@ class RunResult:
     reached_at: int | None
     params: tuple = field(compare=False, repr=False)
     init_draw: int = 0
+    perturbation: int = 0
 
 
 def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress, observer: StepObserver | None = None):
@@ -202,8 +205,9 @@ def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress, ob
     return final_theta, final_loss, steps, status, reached
 
 
-def _validate_runs(seeds, poisoned_flags, max_steps, init_draws=(0,)):
-    """Runs ``(seed, poisoned, draw)``: seeds outer, then draws, then flags."""
+def _validate_runs(seeds, poisoned_flags, max_steps, init_draws=(0,), perturbations=0):
+    """Runs ``(seed, poisoned, draw, k)``: seeds outer, then draws, then flags; then the perturbed re-runs
+    ``(seed, poisoned, 0, k)`` for ``k = 1..perturbations`` (seeds outer, then flags, then k)."""
     seeds = [require_int(f"seeds[{k}]", s, minimum=0) for k, s in enumerate(seeds)]
     flags = list(poisoned_flags)
     if not seeds:
@@ -214,26 +218,34 @@ def _validate_runs(seeds, poisoned_flags, max_steps, init_draws=(0,)):
     if not draws:
         raise ValueError("init_draws must hold at least one draw")
     max_steps = require_int("max_steps", max_steps, minimum=0)
-    return [(s, bool(f), d) for s in seeds for d in draws for f in flags], max_steps
+    K = require_int("perturbations", perturbations, minimum=0)
+    runs = [(s, bool(f), d, 0) for s in seeds for d in draws for f in flags]
+    return runs + [(s, bool(f), 0, k) for s in seeds for f in flags for k in range(1, K + 1)], max_steps
 
 
 def _results(runs, params, loss, steps, status, reached, ext):
     return [
         RunResult(seed=s, poisoned=p, ext_error=float(ext[r]), train_loss=float(loss[r]), steps=int(steps[r]),
                   status=Status(status[r]), reached_at=int(reached[r]) if reached[r] >= 0 else None,
-                  params=tuple(x[r].copy() for x in params), init_draw=d)
-        for r, (s, p, d) in enumerate(runs)
+                  params=tuple(x[r].copy() for x in params), init_draw=d, perturbation=k)
+        for r, (s, p, d, k) in enumerate(runs)
     ]
 
 
 def _train_batch(config, config_type, problem, stepper_type, seeds, poisoned_flags, max_steps, progress, init_draws,
-                 observer=None):
+                 observer=None, perturbations=0, perturbation_size=0.0):
     """Validate, stack every run's problem into one batch and descend; returns ``(runs, (params, loss, steps,
     status, reached))`` with the trained parameters as a tuple of stacked arrays."""
     if not isinstance(config, config_type):
         raise ValueError(f"config must be a {config_type.__name__}, got {type(config).__name__}")
-    runs, max_steps = _validate_runs(seeds, poisoned_flags, max_steps, init_draws)
-    params, U, y, mask = stack_problems([problem(config, s, p, d) for s, p, d in runs])
+    runs, max_steps = _validate_runs(seeds, poisoned_flags, max_steps, init_draws, perturbations)
+    perturbation_size = float(require_real("perturbation_size", perturbation_size, nonnegative=True))
+
+    def perturbed(s, p, d, k):
+        x, U, y = problem(config, s, p, d)
+        return (_gd_data.perturb_initial(x, s, p, k, perturbation_size), U, y) if k else (x, U, y)
+
+    params, U, y, mask = stack_problems([perturbed(*run) for run in runs])
     stepper = stepper_type(config, params, U, y, mask)
     theta, loss, steps, status, reached = _descend(
         stepper, config.tol, config.reported_extra_steps, max_steps, progress, observer)
@@ -241,8 +253,9 @@ def _train_batch(config, config_type, problem, stepper_type, seeds, poisoned_fla
 
 
 def train_beyond(config: BeyondConfig, seeds, poisoned_flags, max_steps: int, progress: Progress | None = None,
-                 init_draws=(0,), observer: StepObserver | None = None) -> list[RunResult]:
-    """Train the beyond row: one run per ``(seed, init_draw, poisoned)``, all in one batch.
+                 init_draws=(0,), observer: StepObserver | None = None, perturbations: int = 0,
+                 perturbation_size: float = 0.0) -> list[RunResult]:
+    """Train the beyond row: one run per ``(seed, init_draw, poisoned)``, all in one batch, and the perturbed re-runs.
 
     A, B, C of the bare SSM by full-batch GD with the adaptive step, from
     :func:`ssmpoison.verify._gd_data.beyond_problem`.
@@ -255,26 +268,31 @@ def train_beyond(config: BeyondConfig, seeds, poisoned_flags, max_steps: int, pr
         progress: ``progress(step, active_runs)`` or None.
         init_draws: the initialisation draws (middle loop).
         observer: sees the batch at chosen steps (:class:`StepObserver`), or None.
+        perturbations: K >= 0; each run of draw 0 is also trained from its initial weights perturbed at relative
+            size ``perturbation_size``, K times (:func:`ssmpoison.verify._gd_data.perturb_initial` with
+            ``index = 1..K``), in the same batch.
+        perturbation_size: eps >= 0, the relative size of the perturbations.
 
     Returns:
-        One :class:`RunResult` per run, seeds outer, then draws, then flags; ``ext_error`` is
+        One :class:`RunResult` per run, seeds outer, then draws, then flags, then the perturbed re-runs
+        (``perturbation = k``; seeds outer, then flags, then k); ``ext_error`` is
         :func:`beyond_extrapolation_error`.
 
     Raises:
-        ValueError: naming the argument (wrong config type, empty or bad seeds, flags, draws, budget).
+        ValueError: naming the argument (wrong config type, empty or bad seeds, flags, draws, budget, perturbations).
     """
     from ssmpoison.verify._gd_config import BeyondConfig
 
     runs, (params, loss, steps, status, reached) = _train_batch(
         config, BeyondConfig, _gd_data.beyond_problem, BeyondStepper, seeds, poisoned_flags, max_steps, progress,
-        init_draws, observer)
+        init_draws, observer, perturbations, perturbation_size)
     ext = [beyond_extrapolation_error(tuple(p[r] for p in params), config.extrapolation_length) for r in range(len(runs))]
     return _results(runs, params, loss, steps, status, reached, ext)
 
 
 def train_nonlinear(config: NonlinearConfig, seeds, poisoned_flags, max_steps: int,
-                    progress: Progress | None = None, init_draws=(0,), observer: StepObserver | None = None
-                    ) -> list[RunResult]:
+                    progress: Progress | None = None, init_draws=(0,), observer: StepObserver | None = None,
+                    perturbations: int = 0, perturbation_size: float = 0.0) -> list[RunResult]:
     """Train the non-linear row (SSM + ReLU head, Adam): one run per ``(seed, init_draw, poisoned)``, in one batch.
 
     Arguments:
@@ -291,10 +309,10 @@ def train_nonlinear(config: NonlinearConfig, seeds, poisoned_flags, max_steps: i
 
     runs, (params, loss, steps, status, reached) = _train_batch(
         config, NonlinearConfig, _gd_data.nonlinear_problem, NonlinearStepper, seeds, poisoned_flags, max_steps,
-        progress, init_draws, observer)
-    tests = {s: nonlinear_test_inputs(config, s) for s in {s for s, _, _ in runs}}
-    ext = np.array([nonlinear_extrapolation_error(config, tests[s], tuple(p[r] for p in params))
-                    for r, (s, _, _) in enumerate(runs)])
+        progress, init_draws, observer, perturbations, perturbation_size)
+    tests = {s: nonlinear_test_inputs(config, s) for s in {run[0] for run in runs}}
+    ext = np.array([nonlinear_extrapolation_error(config, tests[run[0]], tuple(p[r] for p in params))
+                    for r, run in enumerate(runs)])
     return _results(runs, params, loss, steps, status, reached, ext)
 
 

@@ -57,6 +57,8 @@ class RowModel:
     checkable: ClassVar[bool] = False
     #: whether a working precision (``--precision``) applies
     precision_applies: ClassVar[bool] = False
+    #: whether the perturbed re-runs and the skipped seeds apply (``reproduce --perturbations``, ``--skipped-seeds``)
+    perturbations_apply: ClassVar[bool] = False
     def dynamics_method(self, setting) -> str:
         """How a run of ``setting`` is trained, as the dynamics summary says it."""
         raise NotImplementedError
@@ -122,7 +124,11 @@ class RowModel:
         return override(template, {"horizon": H, **values}, source=source)
 
     # -- to be provided by each kind of row
-    def run(self, settings, *, progress: Progress | None = None, precision_bits: int | None = None, jobs: int = 1):
+    def run(self, settings, *, progress: Progress | None = None, precision_bits: int | None = None, jobs: int = 1,
+            perturbations: int | None = None, perturbation_size: float | None = None, skipped_seeds: bool = False):
+        """Run ``settings``; ``perturbations`` (K perturbed re-runs of each run) and ``perturbation_size`` (their
+        relative size) apply to the GD rows, ``skipped_seeds`` (also run the seeds the paper's list skips) to
+        the rows that can run them; ``None`` / ``False``: the row's defaults."""
         raise NotImplementedError
 
     def text(self, result) -> str:
@@ -194,11 +200,21 @@ class TheoryRow(RowModel):
     def dynamics_method(self, setting) -> str:
         return "gradient flow, float64"
 
-    def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> TheoryRowResult:
+    def run(self, settings, *, progress=None, precision_bits=None, jobs=1, perturbations=None, perturbation_size=None,
+            skipped_seeds=False) -> TheoryRowResult:
         """Both flows for every seed of every setting, with certified digits
-        (:func:`ssmpoison.verify._theory_row.run_theory_row`)."""
+        (:func:`ssmpoison.verify._theory_row.run_theory_row`). The perturbed re-runs of the GD rows do not apply
+        (``perturbations`` and ``perturbation_size`` must be ``None``), nor, here, the skipped seeds (registry
+        data of the settings, not run: ``skipped_seeds`` must be False)."""
         from ssmpoison.verify._theory_row import check_theory_row, run_theory_row
 
+        for name, value in (("perturbations", perturbations), ("perturbation_size", perturbation_size)):
+            if value is not None:
+                raise ValueError(f"{name} (--{name.replace('_', '-')}) applies to the GD rows (beyond, nonlinear), "
+                                 f"not to the {self.name} row")
+        if skipped_seeds:
+            raise ValueError(f"skipped_seeds (--skipped-seeds) applies to the GD rows (beyond, nonlinear), not to the "
+                             f"{self.name} row")
         settings = tuple(settings)
         check_theory_row(settings, precision_bits)  # initialisations and reachability, before any progress
         total = sum(2 * len(s.seeds) for s in settings)
@@ -270,6 +286,7 @@ class GDRowsResult:
 
 class _GDRow(RowModel):
     setting_type = GDRowSetting
+    perturbations_apply = True
 
     def dynamics_method(self, setting) -> str:
         return f"gradient descent, {setting.config.dtype}"
@@ -280,8 +297,10 @@ class _GDRow(RowModel):
         if not all(isinstance(s.config, config_type) for s in self._settings.values()):
             raise ValueError(f"settings of the {name} row must hold a {config_type.__name__}")
 
-    def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> GDRowsResult:
-        """Every seed of every setting without and with the special sequences, plus the spread draws
+    def run(self, settings, *, progress=None, precision_bits=None, jobs=1, perturbations=None, perturbation_size=None,
+            skipped_seeds=False) -> GDRowsResult:
+        """Every seed of every setting without and with the special sequences, plus the spread draws, the
+        perturbed re-runs and, if ``skipped_seeds``, the seeds the paper's list skips
         (:func:`ssmpoison.verify._gd_rows.run_gd_row`), in each setting's ``dtype`` (float64 or float32).
         ``precision_bits`` does not apply."""
         from ssmpoison.verify._gd_rows import run_gd_row
@@ -293,7 +312,8 @@ class _GDRow(RowModel):
             label = f"{self.name} row H={s.horizon}"
             callback = None if progress is None else (lambda done, total, step, label=label:
                                                       progress(label, done, total, f"step={step}"))
-            results.append(run_gd_row(s, row=self.name, progress=callback))
+            results.append(run_gd_row(s, row=self.name, progress=callback, perturbations=perturbations,
+                                      perturbation_size=perturbation_size, skipped_seeds=skipped_seeds))
         return GDRowsResult(self.name, tuple(results))
 
     def text(self, result: GDRowsResult) -> str:
