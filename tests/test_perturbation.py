@@ -258,10 +258,20 @@ def test_cli_refuses_bad_perturbation_options(args, param, capsys):
     assert len(err.strip().splitlines()) == 1 and param in err
 
 
-@pytest.mark.parametrize("option", [["--perturbations", "2"], ["--perturbation-size", "1e-6"], ["--skipped-seeds"]])
-def test_cli_refuses_robustness_options_for_the_theory_row(option, capsys):
-    assert main(["reproduce", "--row", "theory", *option]) == 2
-    assert "GD rows" in capsys.readouterr().err
+def test_clean_theory_flows_are_labelled_by_their_exact_oracle():
+    """The theory row's clean flows: the exact oracle from the perturbed initialisations (no integration)."""
+    from ssmpoison.verify._rows import clean_flow_robustness
+
+    setting = published_setting("theory", 7)
+    rob = clean_flow_robustness(setting, 242, 2, 1e-7)
+    assert rob["label"] == "robust" and rob["learned"] == 1 and len(rob["ext_errors"]) == 2
+    assert rob["ext_error"] == pytest.approx(1.18e-3, rel=0.01)  # the certified value, 1.1838...e-3
+    assert all(e != rob["ext_error"] and abs(e / rob["ext_error"] - 1) < 0.01 for e in rob["ext_errors"])
+    same = clean_flow_robustness(setting, 242, 2, 0.0)
+    assert same["ext_errors"] == [same["ext_error"]] * 2 and same["ext_error"] == rob["ext_error"]
+    # a perturbation far larger than the paper's gap (relative 1.5e-5 at H = 7) changes which entry wins, not the outcome
+    big = clean_flow_robustness(setting, 242, 3, 1e-3)
+    assert big["learned_counts"] == {"1": 3}
 
 
 def test_perturbation_size_bound():
@@ -277,3 +287,23 @@ def test_cli_prints_labels_and_statistics(capsys):
     out = capsys.readouterr().out
     assert out.count("  robust") >= 4 and "robustness: 2 re-runs of each run" in out
     assert "under the perturbations, four-seed mean" in out
+
+
+def test_theory_row_runs_skipped_seeds_apart_and_prints_the_clean_labels():
+    from ssmpoison.verify._rows import TheoryRow
+    from ssmpoison.verify._settings import TheoryRowSetting
+
+    setting = TheoryRowSetting(horizon=5, state_dim=3, init_scale=0.01, gap_exponent=2, seeds=(1, 2), extrapolation_length=10,
+                               skipped_seeds=(3,))
+    model = TheoryRow("small", (setting,))
+    result = model.run((setting,), perturbations=2, skipped_seeds=True)
+    assert [r.seed for r in result.runs] == [1, 2, 1, 2] and [r.seed for r in result.skipped_runs] == [3, 3]
+    assert [x["seed"] for x in result.robustness] == [1, 2, 3] and all(x["perturbations"] == 2 for x in result.robustness)
+    payload = result.to_json()
+    assert len(payload["runs"]) == 4 and len(payload["skipped_runs"]) == 2
+    assert [s["runs"] for s in payload["summary"]] == [2, 2] and [s["seeds"] for s in payload["skipped_summary"]] == [[3], [3]]
+    text = model.text(result)
+    assert "Robustness (clean flows, by their exact oracle): 2 re-runs" in text and "seed 3 (skipped seed)" in text
+    assert "Skipped seeds of the paper's lists" in text
+    plain = model.run((setting,), perturbations=0)
+    assert plain.skipped_runs == () and "Robustness" not in model.text(plain)

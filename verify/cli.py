@@ -231,13 +231,14 @@ def _add_reproduce(sub) -> None:
         help=f"theory row: working precision in bits (>= 53, {_bound('reproduce', 'precision')}); default: the fast "
         "path (float64 where it suffices, the exact oracle for the clean flows)",
     )
-    p.add_argument("--perturbations", metavar="K", help="GD rows: re-runs of each run from its initial weights perturbed "
-                   "multiplicatively, p(1 + eps xi), xi ~ N(0,1), to label it robust or a knife edge (integer >= 0; 0: none; "
+    p.add_argument("--perturbations", metavar="K", help="re-runs of each run from its initial weights perturbed "
+                   "multiplicatively, p(1 + eps xi), xi ~ N(0,1), to label it robust or a knife edge (GD rows: every run; "
+                   "theory row: the clean flows, by their exact oracle; integer >= 0, 0: none; "
                    f"default 8, {_bound('reproduce', 'perturbations')})")
-    p.add_argument("--perturbation-size", metavar="EPS", help="GD rows: relative size eps of those perturbations (>= 0; "
+    p.add_argument("--perturbation-size", metavar="EPS", help="relative size eps of those perturbations (>= 0; "
                    f"default 1e-7, float32's rounding level; {_bound('reproduce', 'perturbation_size')})")
-    p.add_argument("--skipped-seeds", action="store_true", help="GD rows: also run the seeds the paper's seed lists skip "
-                   "(e.g. non-linear 4542, 4544), reported beside the published ones, out of their means")
+    p.add_argument("--skipped-seeds", action="store_true", help="also run the seeds the paper's seed lists skip "
+                   "(e.g. non-linear 4542, 4544; theory 245, 343), reported beside the published ones, out of their means")
     p.add_argument("--jobs", default="auto", metavar="N", help="worker processes (default auto: one per CPU)")
     _add_budget(p)
     _add_json(p)
@@ -314,8 +315,7 @@ def _run_reproduce(args) -> int:
             raise ValueError(f"precision applies to the theory row only, not to the {row} row")
         if robustness and not model.perturbations_apply:
             name = next(iter(robustness))
-            raise ValueError(f"{name} (--{name.replace('_', '-')}) applies to the GD rows (beyond, nonlinear), not to "
-                             f"the {row} row")
+            raise ValueError(f"{name} (--{name.replace('_', '-')}) does not apply to the {row} row")
         settings = _reproduce_settings(args, model, config)
         _check_setting_sizes(args, settings)
         jobs = capped_jobs(jobs, _warning)  # warned only once everything is validated
