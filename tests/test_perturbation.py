@@ -153,9 +153,18 @@ def test_means_under_perturbations_and_the_knife_edge_behind_a_small_ratio():
     ratios = perturbation_ratios(perturbed)
     assert ratios["samples"] == 3 and ratios["at_least_10x"] == 2
     responsible = responsible_knife_edges(runs, perturbed)  # ratio 0.2 / 0.0505 < 10: seed 2 clean is the knife edge
-    assert [(x["seed"], x["poisoned"]) for x in responsible] == [(2, False)]
+    assert [(x["seed"], x["poisoned"], x["responsible"]) for x in responsible] == [(2, False, True)]
     assert responsible[0]["label"] == "knife edge (2 of 3 perturbed runs differ)"
-    assert responsible[0]["ratio_at_perturbed_median"] == pytest.approx(0.2 / 1e-3)
+    assert responsible[0]["ratio_max"] == pytest.approx(0.2 / 1e-3) and responsible[0]["ratio_at_least_10x"] == 2
+    assert responsible[0]["ratio_min"] == pytest.approx(0.2 / 0.0505)
+    # a knife edge whose re-runs do not lift the ratio is named, but not as responsible
+    small = [_run(1, True, 0.0, status="stalled", k=k) for k in (1, 2, 3)] + [
+        _run(2, False, 0.09 if k == 1 else 0.1, k=k) for k in (1, 2, 3)] + [_run(1, False, 1e-3, k=k) for k in (1, 2, 3)]
+    flat = [_run(1, False, 1e-3), _run(2, False, 1e-1), _run(1, True, 0.2, status="stalled"), _run(2, True, 0.2)]
+    assert responsible_knife_edges(flat, small) == []  # robust runs only: the ratio (0.2 / 0.05) is robust
+    edge = [r for r in small if r.seed != 2] + [_run(2, False, 0.5 if k == 2 else 0.1, k=k) for k in (1, 2, 3)]
+    (named,) = responsible_knife_edges(flat, edge)
+    assert (named["seed"], named["responsible"], named["ratio_at_least_10x"]) == (2, False, 0)
     fine = [_run(1, False, 1e-3), _run(1, True, 0.2)]
     assert responsible_knife_edges(fine, perturbed) is None  # ratio 200x
     assert perturbation_means([], True) is None and perturbation_ratios([]) is None

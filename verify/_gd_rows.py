@@ -283,11 +283,15 @@ def perturbation_ratios(perturbed: list[RunResult]) -> dict | None:
 def responsible_knife_edges(runs: list[RunResult], perturbed: list[RunResult]) -> list[dict] | None:
     """When the ratio of the means with / without special sequences is below :data:`RATIO_LEVEL`: its knife-edge runs.
 
+    For each converged knife-edge run, the ratio is recomputed with that run's error replaced by each of its
+    converged re-runs' errors in turn (the other runs as they are): the run is *responsible* when one of its
+    re-runs alone lifts the ratio to :data:`RATIO_LEVEL` or more.
+
     Returns:
         ``None`` when the ratio is at least :data:`RATIO_LEVEL` or undefined; else the :func:`run_robustness` of
-        every converged knife-edge run, each with ``ratio_at_perturbed_median``: the ratio with that run's
-        error replaced by the median of its converged re-runs' errors (an empty list: no knife edge, the
-        ratio is robust to these perturbations).
+        every converged knife-edge run (responsible ones first), each with ``ratio_min``, ``ratio_max`` (over its
+        re-runs' errors), ``ratio_at_least_10x`` (how many of its re-runs give a ratio >= :data:`RATIO_LEVEL`) and
+        ``responsible``; an empty list when no run is a knife edge (the ratio is robust to these perturbations).
     """
     means = _means_by(runs, lambda r: 0)
     if (0, False) not in means or (0, True) not in means or means[(0, False)] == 0:
@@ -299,12 +303,16 @@ def responsible_knife_edges(runs: list[RunResult], perturbed: list[RunResult]) -
         rob = run_robustness(run, perturbed)
         if run.status != Status.CONVERGED or rob["robust"] is not False:
             continue
-        if rob["ext_error_median"] is not None:
-            moved = [dataclasses.replace(r, ext_error=rob["ext_error_median"]) if r is run else r for r in runs]
-            m = _means_by(moved, lambda r: 0)
-            rob["ratio_at_perturbed_median"] = m[(0, True)] / m[(0, False)] if m[(0, False)] else None
+        ratios = []
+        for p in perturbed:
+            if p.seed == run.seed and p.poisoned == run.poisoned and p.status == Status.CONVERGED and math.isfinite(p.ext_error):
+                m = _means_by([dataclasses.replace(r, ext_error=p.ext_error) if r is run else r for r in runs], lambda r: 0)
+                if m[(0, False)]:
+                    ratios.append(m[(0, True)] / m[(0, False)])
+        rob.update(ratio_min=min(ratios, default=None), ratio_max=max(ratios, default=None),
+                   ratio_at_least_10x=sum(x >= RATIO_LEVEL for x in ratios), responsible=any(x >= RATIO_LEVEL for x in ratios))
         out.append(rob)
-    return out
+    return sorted(out, key=lambda x: not x["responsible"])
 
 
 # ---------------------------------------------------------------- summaries
@@ -496,11 +504,15 @@ def _robustness_lines(result: GDRowResult, summaries) -> list[str]:
         if not responsible:
             lines.append(f"  with / without is below {RATIO_LEVEL:g}x and no run is a knife edge: the ratio is robust to "
                          "perturbations of this size")
+        elif not any(x["responsible"] for x in responsible):
+            lines.append(f"  with / without is below {RATIO_LEVEL:g}x, and no knife-edge run alone lifts it to {RATIO_LEVEL:g}x")
         for x in responsible:
-            moved = x.get("ratio_at_perturbed_median")
-            lines.append(f"  with / without is below {RATIO_LEVEL:g}x; knife-edge run responsible: seed {x['seed']} "
-                         f"{'with' if x['poisoned'] else 'without'} special ({x['label']})"
-                         + ("" if moved is None else f"; with it at its re-runs' median error the ratio is {moved:.3g}x"))
+            what = "knife-edge run responsible" if x["responsible"] else "also a knife edge, not responsible"
+            span = "" if x["ratio_min"] is None else (
+                f": with its re-runs' errors the ratio is {x['ratio_min']:.3g}x - {x['ratio_max']:.3g}x "
+                f"(>= {RATIO_LEVEL:g}x in {x['ratio_at_least_10x']} of {x['perturbations']})")
+            lines.append(f"  with / without is below {RATIO_LEVEL:g}x; {what}: seed {x['seed']} "
+                         f"{'with' if x['poisoned'] else 'without'} special, {x['label']}{span}")
     return lines
 
 
