@@ -316,3 +316,21 @@ def test_theory_row_runs_skipped_seeds_apart_and_prints_the_clean_labels():
     assert "Skipped seeds of the paper's lists" in text
     plain = model.run((setting,), perturbations=0)
     assert plain.skipped_runs == () and "Robustness" not in model.text(plain)
+
+
+def test_reproduce_all_passes_the_robustness_options_to_every_row(monkeypatch):
+    from ssmpoison.verify import _table1
+    from ssmpoison.verify._registry import TABLE1_ROWS, row_model
+
+    seen = {}
+
+    class Done:
+        ok = True
+
+    for name in TABLE1_ROWS:
+        model = row_model(name)
+        monkeypatch.setattr(model, "run", lambda settings, name=name, **kw: seen.setdefault(name, kw) and Done())
+    _table1.reproduce_table1(perturbations=3, perturbation_size=1e-6, skipped_seeds=True)
+    assert set(seen) == set(TABLE1_ROWS)
+    for kw in seen.values():
+        assert (kw["perturbations"], kw["perturbation_size"], kw["skipped_seeds"]) == (3, 1e-6, True)

@@ -476,7 +476,7 @@ def _robustness_detail(rob: dict) -> str:
             f"re-runs: learned {counts}; {errors}{statuses}")
 
 
-def _robustness_lines(result: GDRowResult, summaries) -> list[str]:
+def _robustness_lines(result: GDRowResult) -> list[str]:
     """The perturbation statistics of a row: the knife-edge runs, the means under the perturbations, and the
     knife-edge runs behind a ratio below :data:`RATIO_LEVEL`."""
     K = result.perturbations
@@ -567,7 +567,7 @@ def row_text(result: GDRowResult) -> str:
     if sr:
         lines.append(f"  over the spread draws: with / without >= 10x in {sr['at_least_10x']} of {sr['draws']} draws "
                      f"(median {sr['median']:.3g}x, range {sr['min']:.3g}x - {sr['max']:.3g}x)")
-    lines += _robustness_lines(result, summaries)
+    lines += _robustness_lines(result)
     lines += _skipped_lines(result)
     first = len(result.runs) + len(result.spread_runs) + len(result.perturbation_runs)
     skipped = len(result.skipped_runs) + len(result.skipped_perturbation_runs)
