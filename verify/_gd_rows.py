@@ -24,8 +24,9 @@ extrapolation error: within a factor :data:`ERROR_FACTOR` of the unperturbed run
 its K re-runs differs, else a *knife edge* (:func:`run_robustness`). Per condition, the mean over
 seeds of the k-th re-runs gives K samples of the mean under the perturbations
 (:func:`perturbation_means`). When the ratio of the means with / without special sequences is
-below :data:`RATIO_LEVEL`, the knife-edge runs are named as its candidate cause, each with the
-ratio the row would have with that run at the median of its re-runs (:func:`responsible_knife_edges`).
+below :data:`RATIO_LEVEL`, the knife-edge runs are named, each with the range of the ratio when that
+run alone takes its re-runs' errors; a knife edge one of whose re-runs lifts the ratio to
+:data:`RATIO_LEVEL` is *responsible* for it (:func:`responsible_knife_edges`).
 
 **Skipped seeds.** A setting's ``skipped_seeds`` (the seeds the paper's list skips) are run on
 request in a second batch (draw 0 and their perturbed re-runs, no spread) and reported beside

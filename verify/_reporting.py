@@ -7,6 +7,8 @@ result's ``to_json()``). A setting that is not the paper's has no published colu
 
 from __future__ import annotations
 
+import statistics
+
 from ssmpoison.verify._theory_row import explain_difference
 
 __all__ = ["theory_row_text"]
@@ -35,10 +37,8 @@ def _robustness_lines(result) -> list[str]:
         own = [x for x in robs if x["seed"] in setting.seeds]
         if own:
             means = [sum(x["ext_errors"][k] for x in own) / len(own) for k in range(K)]
-            means.sort()
-            median = means[K // 2] if K % 2 else (means[K // 2 - 1] + means[K // 2]) / 2
-            lines.append(f"  H = {setting.horizon}: mean without u† under the perturbations (min / median / max over the "
-                         f"{K} re-runs) {means[0]:.4g} / {median:.4g} / {means[-1]:.4g}")
+            lines.append(f"  H = {setting.horizon}: the clean mean under the perturbations (min / median / max over the "
+                         f"{K} re-runs) {min(means):.4g} / {statistics.median(means):.4g} / {max(means):.4g}")
     return lines
 
 
@@ -51,10 +51,13 @@ def _skipped_lines(result) -> list[str]:
         run = r.run
         lines.append(f"  H = {r.horizon} seed {r.seed:>5}  {'poisoned' if r.poisoned else 'clean':<9} {run.quantity.text:<42} "
                      f"digits {run.quantity.digits}  {run.status}")
+    by_horizon: dict[int, dict[bool, dict]] = {}
     for s in result.skipped_summaries:
-        cond = "with u†" if s["poisoned"] else "without u†"
-        lines.append(f"  H = {s['horizon']} mean {cond} over seeds {', '.join(map(str, s['seeds']))}: "
-                     + (s["mean"] if s["mean"] is not None else "no converged run"))
+        by_horizon.setdefault(s["horizon"], {})[s["poisoned"]] = s
+    for H, pair in by_horizon.items():
+        seeds = ", ".join(map(str, pair[False]["seeds"]))
+        clean, poisoned = (pair[p]["mean"] or "no converged run" for p in (False, True))
+        lines.append(f"  H = {H}, the skipped seeds' means (seeds {seeds}): clean {clean}, poisoned {poisoned}")
     return lines
 
 
