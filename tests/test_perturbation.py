@@ -182,7 +182,6 @@ def test_a_robust_run_is_labelled_robust():
     assert "robust" in row_text(result) and "knife edge" not in row_text(result)
 
 
-@pytest.mark.slow
 def test_the_published_knife_edge_is_caught():
     """Non-linear H = 6 seed 4541 without special sequences, float32: one entry and error ~3e-4 itself, an error
     100x larger (the second entry grown to ~0.4) after most 1e-7 perturbations; seed 4545 beside it is robust."""
@@ -334,3 +333,19 @@ def test_reproduce_all_passes_the_robustness_options_to_every_row(monkeypatch):
     assert set(seen) == set(TABLE1_ROWS)
     for kw in seen.values():
         assert (kw["perturbations"], kw["perturbation_size"], kw["skipped_seeds"]) == (3, 1e-6, True)
+
+
+def test_row_text_names_the_knife_edge_behind_a_small_ratio():
+    from ssmpoison.verify._gd_rows import GDRowResult
+
+    runs = [_run(1, False, 1e-3), _run(2, False, 1e-1), _run(1, True, 0.2), _run(2, True, 0.2)]
+    perturbed = []
+    for k in (1, 2, 3):
+        perturbed += [_run(1, False, 1.1e-3, k=k), _run(2, False, 1e-3 if k < 3 else 0.1, k=k),
+                      _run(1, True, 0.2, k=k), _run(2, True, 0.21, k=k)]
+    result = GDRowResult("nonlinear", NONLINEAR6, runs, perturbation_runs=perturbed, perturbations=3, perturbation_size=1e-7)
+    text = row_text(result)
+    assert "knife edge (2 of 3 perturbed runs differ)" in text and "3 of 4 runs robust" in text
+    assert ("with / without is below 10x; knife-edge run responsible: seed 2 without special, knife edge (2 of 3 "
+            "perturbed runs differ): with its re-runs' errors the ratio is 3.96x - 200x (>= 10x in 2 of 3)") in text
+    assert "with / without >= 10x in 2 of 3" in text
