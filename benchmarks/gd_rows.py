@@ -272,7 +272,7 @@ def main() -> None:
         print(f"   {name:<30}: {means[0]:8.4g} | {means[1]:8.4g}   (ratio {means[1] / means[0]:.3g}x)")
 
 
-def _own_generator_sequences(seed, horizon, n_baseline, positions, n_special):
+def _own_generator_sequences(seed, horizon, n_baseline, positions, n_special, special_positions=None):
     """The same kind of sequences as :func:`ssmpoison.verify._gd_data.paper_sequences`, from ``default_rng(seed + 10**6)``."""
     rng = np.random.default_rng(seed + 10**6)
     base = np.zeros((n_baseline, horizon))

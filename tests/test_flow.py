@@ -49,9 +49,11 @@ def test_order_preserved_with_b_c_one(H, a0, y):
     """With B = C = 1 every entry obeys the same scalar ODE: a_i(0) > a_j(0) implies a_i(t) >= a_j(t).
 
     (Strictly greater in exact arithmetic; entries may approach each other asymptotically, so the
-    numerical check allows ties at the level of the integration tolerance but no reversal.)"""
+    numerical check allows ties at the level of the integration tolerance but no reversal. The
+    property holds on every stretch of a trajectory: at most 500 accepted steps are checked, since
+    some of these flows creep for tens of thousands of steps before t = 1e3.)"""
     ts = TrainingSet([impulse(H, 0), tuple(np.linspace(0.5, -0.5, H))], y)
-    r = run_flow(FlowProblem(ts, tuple(a0)), FlowOptions(record=True, rtol=1e-9, t_max=1e3))
+    r = run_flow(FlowProblem(ts, tuple(a0)), FlowOptions(record=True, rtol=1e-9, t_max=1e3, max_steps=500))
     order = np.argsort(a0)
     assert len(r.trajectory) > 2
     for _, a, _, _, _ in r.trajectory:

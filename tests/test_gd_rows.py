@@ -55,11 +55,11 @@ def test_spread_summary_and_ratios():
 
 
 def test_rows_and_horizons():
-    assert row_model("beyond").horizons == (6, 10) and row_model("nonlinear").horizons == (6,)
+    assert row_model("beyond").horizons == (6, 10) and row_model("nonlinear").horizons == (6, 10)
     with pytest.raises(ValueError, match="row"):
         row_model("gd")
     with pytest.raises(ValueError, match="horizon"):
-        published_setting("nonlinear", 10)
+        published_setting("nonlinear", 8)
     with pytest.raises(ValueError, match="draws"):
         run_gd_row(published_setting("beyond", 6), draws=-1)
 
@@ -80,7 +80,7 @@ def test_runs_that_never_reach_the_threshold_are_reported_and_excluded():
     "args,param",
     [
         (["--row", "beyond", "--horizon", "7"], "horizon"),
-        (["--row", "nonlinear", "--horizon", "10"], "horizon"),
+        (["--row", "nonlinear", "--horizon", "8"], "horizon"),
         (["--row", "all", "--horizon", "7"], "horizon"),
         (["--row", "beyond", "--precision", "64"], "precision"),
         (["--row", "all", "--precision", "52"], "precision"),

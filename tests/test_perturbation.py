@@ -231,6 +231,7 @@ def test_without_perturbations_no_label():
 
 def test_skipped_seeds_of_the_paper_are_registry_data():
     assert published_setting("nonlinear", 6).skipped_seeds == (4542, 4544)
+    assert published_setting("nonlinear", 10).skipped_seeds == (4541, 4542)
     assert published_setting("beyond", 6).skipped_seeds == (202, 203)
     assert published_setting("beyond", 10).skipped_seeds == (1202,)
     assert published_setting("theory", 7).skipped_seeds == (245,)

@@ -28,7 +28,7 @@ def registry(monkeypatch):
 def test_table1_rows_and_published_values():
     assert TABLE1_ROWS == ("theory", "beyond", "nonlinear")
     assert row_model("theory").horizons == (7, 9)
-    assert row_model("beyond").horizons == (6, 10) and row_model("nonlinear").horizons == (6,)
+    assert row_model("beyond").horizons == (6, 10) and row_model("nonlinear").horizons == (6, 10)
     b6, b10, n6 = published_setting("beyond", 6), published_setting("beyond", 10), published_setting("nonlinear", 6)
     assert b6.published == {False: 0.194, True: 16.61} and b10.published is None
     assert n6.published == {False: 1.61e-3, True: 5.39e-2}
@@ -37,6 +37,13 @@ def test_table1_rows_and_published_values():
     assert b6.step_budget == 1_000_000 + 1401 and n6.step_budget == 1_000_000 + 4901
     assert (b10.config.state_dim, b10.config.sd_a, b10.config.sd_bc, b10.config.gap_k, b10.config.lr) == (20, 0.01, 0.001, 3.0, 0.001)
     assert b10.config.baseline_positions == tuple(range(7)) and b10.config.warm_start == b6.config.warm_start
+    # the non-linear row's second length: the paper's code, a step of 5e-5 with the special sequences only
+    n10 = published_setting("nonlinear", 10)
+    assert n10.published is None and n10.seeds == (4540, 4543, 4544, 4545)
+    c = n10.config
+    assert (c.state_dim, c.width, c.sd_ssm, c.sd_mlp, c.gap_k, c.tol, c.warm_start) == (20, 25, 0.001, 0.1, 2.0, 0.05, 0.001)
+    assert c.baseline_positions == tuple(range(7)) and c.special_support == (8,)
+    assert (c.for_condition(False).lr, c.for_condition(True).lr) == (0.01, 5e-5)
 
 
 def test_settings_are_frozen_and_validated():

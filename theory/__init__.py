@@ -18,6 +18,8 @@ Public names (everything else lives in private modules):
   :func:`conserved_quantities_proof`, :class:`ConservationProof`;
 * the Theorem's conditions — :class:`TheoremSetting`, :class:`Condition`, :func:`conditions`,
   :func:`clean_error_bound`, :func:`clean_limit_bounds`;
+* the poisoned side of the conditions (advisory) — :func:`poisoned_side_conditions`,
+  :func:`poisoned_prediction`, :func:`merged_pair_flow`, :class:`PoisonedPrediction`, :class:`MergedFlow`;
 * :func:`effective_rank`.
 """
 
@@ -30,6 +32,7 @@ _EXPORTS = {
     '_derivation': ('TRAIN_CHOICES', 'Derivation', 'IdentityCheck', 'SSMShape', 'derive', 'derive_nonlinear',),
     '_effective_rank': ('effective_rank',),
     '_oracle': ('ConservationProof', 'clean_convergence_time', 'clean_limit', 'conserved_quantities_proof',),
+    '_poisoned_side': ('MergedFlow', 'PoisonedPrediction', 'merged_pair_flow', 'poisoned_prediction', 'poisoned_side_conditions',),
     '_teacher': ('Teacher', 'impulse_extrapolation_error',),
     '_theorem': ('Condition', 'TheoremSetting', 'clean_error_bound', 'clean_limit_bounds', 'conditions',),
     '_training_set': ('TrainingSet', 'impulse', 'is_special', 'special_score',),

@@ -32,6 +32,7 @@ of powers is below ``a + b = 1``; outside, ``|a^n + b^n|`` exceeds 1), i.e. the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -39,9 +40,15 @@ import mpmath
 
 from ssmpoison.theory._validation import require_finite_sequence, require_int, require_real
 
-__all__ = ["Condition", "TheoremSetting", "clean_limit_bounds", "clean_error_bound", "conditions"]
+__all__ = ["Condition", "TheoremSetting", "clean_limit_bounds", "clean_error_bound", "conditions", "PAPER", "DERIVED", "HEURISTIC"]
 
 _BITS = 256  # the differences x_i - x_1 cancel ~log2(1/gap) bits; inputs are exact binary floats
+
+
+#: Where a condition comes from.
+PAPER = "the paper's informal statement"
+DERIVED = "derived here"
+HEURISTIC = "derived here (heuristic, checked numerically)"
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,10 @@ class Condition:
     """One predicate of the Theorem on a setting.
 
     ``value`` is the quantity compared with ``threshold`` (``holds`` says whether the
-    comparison ``relation`` is true); ``detail`` is a plain-language account with the margin.
+    comparison ``relation`` is true); ``detail`` is a plain-language account with the margin;
+    ``provenance`` is :data:`PAPER`, :data:`DERIVED` (proved in note 03) or :data:`HEURISTIC`;
+    an ``advisory`` condition (the heuristic ones) is reported but never decides whether the
+    Theorem's conditions hold.
     """
 
     name: str
@@ -59,16 +69,36 @@ class Condition:
     threshold: float
     holds: bool
     detail: str
+    provenance: str = DERIVED
+    advisory: bool = False
+
+    @property
+    def margin(self) -> float:
+        """How far inside (``> 1``) or outside (``< 1``) the condition is, as a factor.
+
+        ``value / threshold`` for ``>=``/``>`` and ``threshold / value`` for ``<=``/``<``, when both
+        are positive and finite; otherwise ``nan`` (the detail then states the comparison).
+        """
+        v, t = float(self.value), float(self.threshold)
+        if not (v > 0 and t > 0 and math.isfinite(v) and math.isfinite(t)):
+            return math.nan
+        return v / t if self.relation.startswith(">") else t / v
 
     def to_json(self) -> dict:
+        def num(x):
+            return None if x != x else x  # not evaluated (NaN): null
+
         return {
             "name": self.name,
             "holds": self.holds,
             "detail": self.detail,
             "statement": self.statement,
-            "value": None if self.value != self.value else self.value,  # not evaluated (NaN): null
+            "value": num(self.value),
             "relation": self.relation,
-            "threshold": self.threshold,
+            "threshold": num(self.threshold),
+            "margin": num(self.margin),
+            "provenance": self.provenance,
+            "advisory": self.advisory,
         }
 
 
@@ -152,35 +182,43 @@ def _margin(ratio, holds: bool) -> str:
     return f"x{_fmt(1 / ratio if holds else ratio)}"
 
 
-def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2) -> list[Condition]:
-    """The Theorem's conditions on ``setting``, each with its value, threshold and margin.
+def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2, poisoned_side: bool = True) -> list[Condition]:
+    """The Theorem's conditions on ``setting``, each with its value, threshold, margin and provenance.
 
-    ``clean_tolerance``: the extrapolation error below which the clean flow counts as
-    generalising (the derived condition ``clean_error_bound <= clean_tolerance``).
+    Arguments:
+        setting: horizon, initial diagonal and extrapolation horizon.
+        clean_tolerance: the extrapolation error below which the clean flow counts as
+            generalising (the derived condition ``clean_error_bound <= clean_tolerance``).
+        poisoned_side: whether to add the advisory poisoned-side conditions of
+            :func:`ssmpoison.theory._poisoned_side.poisoned_side_conditions` (note 03 §6); they are
+            evaluated only where every other condition holds (elsewhere the Theorem predicts nothing).
+
+    Returns:
+        The conditions: the hypotheses and the derived clean-side ones, then the advisory ones.
     """
     tol = require_real("clean_tolerance", clean_tolerance, positive=True)
     H, D, J = setting.horizon, setting.state_dim, setting.extrapolate_to
     out = [
         Condition("horizon", "H >= 3, so that the poison u† = e_{H-2} differs from e_0", H, ">=", 3, H >= 3,
-                  f"H = {H}"),
+                  f"H = {H}", PAPER),
         Condition("state_dim",
                   "D >= 3: with D = 2 the poisoned set's only zero-loss points are the teacher's (a = (1, 0) or (0, 1)), "
-                  "so the poison cannot distort what is learned", D, ">=", 3, D >= 3, f"D = {D}"),
+                  "so the poison cannot distort what is learned", D, ">=", 3, D >= 3, f"D = {D}", DERIVED),
         Condition("extrapolation_horizon", "H' > H + 1: the claim is about lengths beyond the training horizon",
                   J, ">", H + 1, J > H + 1,
-                  f"H' = {J} {'>' if J > H + 1 else '<='} H + 1 = {H + 1}"),
+                  f"H' = {J} {'>' if J > H + 1 else '<='} H + 1 = {H + 1}", PAPER),
     ]
     with mpmath.workprec(_BITS):
         a = _sorted_mpf(setting.a0)
         positive = a[-1] > 0
         out.append(Condition("positive_init", "every a_i(0) > 0 (the clean flow keeps the signs)", float(a[-1]), ">", 0,
-                             bool(positive), f"smallest a_i(0) = {_fmt(a[-1])}"))
+                             bool(positive), f"smallest a_i(0) = {_fmt(a[-1])}", DERIVED))
         rel_gap = (a[0] - a[1]) / a[0] if a[0] != 0 else mpmath.mpf(0)
         out.append(Condition("unique_top_entry", "the largest entry is unique: a_1(0) > a_2(0)", float(rel_gap), ">", 0,
-                             bool(rel_gap > 0), f"relative gap (a_1 - a_2)/a_1 = {_fmt(rel_gap)}"))
+                             bool(rel_gap > 0), f"relative gap (a_1 - a_2)/a_1 = {_fmt(rel_gap)}", PAPER))
         s0 = mpmath.fsum(v ** (H - 1) for v in a)
         out.append(Condition("below_label", "the initial output sum_i a_i(0)^{H-1} is below the label 1 (small initialisation)",
-                             float(s0), "<", 1, bool(s0 < 1), f"sum a_i(0)^(H-1) = {_fmt(s0)}"))
+                             float(s0), "<", 1, bool(s0 < 1), f"sum a_i(0)^(H-1) = {_fmt(s0)}", PAPER))
         if positive and rel_gap > 0:
             bound = clean_error_bound(setting.a0, H, J)
             tau, _ = clean_limit_bounds(setting.a0, H)
@@ -193,8 +231,14 @@ def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2) -> list[C
                 f"bound {_fmt(bound)} {'<=' if holds else '>'} tolerance {_fmt(tol)} "
                 f"({'margin' if holds else 'exceeded'} {_margin(ratio, holds)}); "
                 f"second entry's limit < {_fmt(tau[0])}",
+                DERIVED,
             ))
         else:
             out.append(Condition("clean_greedy_bound", "derived sufficient condition (needs positive entries, unique top)",
-                                 float("nan"), "<=", tol, False, "not evaluated: positive_init or unique_top_entry fails"))
+                                 float("nan"), "<=", tol, False, "not evaluated: positive_init or unique_top_entry fails",
+                                 DERIVED))
+    if poisoned_side and all(c.holds for c in out):
+        from ssmpoison.theory._poisoned_side import poisoned_side_conditions  # the poisoned side (note 03 §6)
+
+        out += poisoned_side_conditions(setting, out[-1].value)
     return out

@@ -31,7 +31,9 @@ piece lives. Public names (everything else lives in private modules):
   :func:`sweep_scale_gap`;
 * dynamics — :func:`run_dynamics`, :func:`flow_dynamics`, :func:`theory_dynamics`,
   :func:`gd_dynamics`, :class:`DynamicsRun`, :class:`DynamicsResult`, :func:`escape_times`,
-  :func:`trajectory_series`, :func:`plot_dynamics`;
+  :func:`trajectory_series`, :func:`plot_dynamics`; the paper's dynamics experiments —
+  :data:`EXPERIMENTS`, :class:`DynamicsExperiment`, :class:`ExperimentRun`, :func:`run_experiment`,
+  :class:`ExperimentResult`;
 * the search for counterexamples — :class:`CleanProblem`, :class:`SearchCriteria`,
   :func:`evaluate`, :func:`certify_failure`, :func:`lowest_gamma_order`, :func:`regime`,
   :class:`SearchConfig`, :func:`run_search`, :class:`SearchReport`, :func:`replay_records`,
@@ -54,8 +56,10 @@ _EXPORTS = {
     '_clean_problem': ('CleanProblem',),
     '_counterexample': ('SearchCriteria', 'certify_failure', 'evaluate', 'lowest_gamma_order', 'regime',),
     '_derive_report': ('derive_report',),
-    '_dynamics': ('DynamicsResult', 'DynamicsRun', 'flow_dynamics', 'gd_dynamics', 'run_dynamics', 'theory_dynamics',),
+    '_dynamics': ('DynamicsResult', 'DynamicsRun', 'ExperimentResult', 'flow_dynamics', 'gd_dynamics', 'run_dynamics',
+                  'run_experiment', 'theory_dynamics',),
     '_dynamics_plots': ('plot_dynamics',),
+    '_experiments': ('EXPERIMENTS', 'DynamicsExperiment', 'ExperimentRun',),
     '_expcoll': ('ExpColl',),
     '_flow': ('FlowOptions', 'FlowProblem', 'FlowResult', 'default_integrator', 'run_flow', 'run_flows',),
     '_gd_config': ('BeyondConfig', 'NonlinearConfig',),

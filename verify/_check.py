@@ -56,6 +56,12 @@ class CheckReport:
 
     @property
     def conditions_hold(self) -> bool:
+        """Every condition that is not advisory holds (the heuristic poisoned-side ones never decide this)."""
+        return all(c.holds for c in self.conditions if not c.advisory)
+
+    @property
+    def all_conditions_hold(self) -> bool:
+        """Every condition holds, the advisory poisoned-side ones included (note 03 §6)."""
         return all(c.holds for c in self.conditions)
 
     @property
@@ -98,8 +104,13 @@ class CheckReport:
         return self.conditions_hold and self.outcome_as_predicted
 
     def verdict(self) -> str:
-        failing = [c.name for c in self.conditions if not c.holds]
+        failing = [c.name for c in self.conditions if not c.holds and not c.advisory]
+        advisory = [c.name for c in self.conditions if not c.holds and c.advisory]
         did = "did what the Theorem predicts" if self.outcome_as_predicted else "did not do what the Theorem predicts"
+        if not failing and advisory:
+            return (f"the Theorem's conditions hold but the advisory poisoned-side condition(s) {', '.join(advisory)} fail "
+                    f"(the poison is not expected to win); the flows {did}: "
+                    f"matches_theorem = {str(self.matches_theorem).lower()}")
         if not failing:
             return f"all conditions hold and the flows {did}: matches_theorem = {str(self.matches_theorem).lower()}"
         return f"condition(s) {', '.join(failing)} fail, so the Theorem predicts nothing here; the flows {did} anyway"
@@ -125,6 +136,7 @@ class CheckReport:
             "init": [float(v) for v in self.setting.a0],
             "conditions": [c.to_json() for c in self.conditions],
             "conditions_hold": self.conditions_hold,
+            "all_conditions_hold": self.all_conditions_hold,
             "clean": run(self.clean),
             "poisoned": run(self.poisoned),
             "clean_ext_error": self.clean.quantity.text,
@@ -190,8 +202,9 @@ def report_text(report: CheckReport) -> str:
     s = report.setting
     lines = [f"Theorem check: H = {s.horizon}, D = {s.state_dim}, H' = {s.extrapolate_to}", "", "conditions:"]
     for c in report.conditions:
-        lines.append(f"  [{'ok' if c.holds else 'FAIL'}] {c.name}: {c.detail}")
-        lines.append(f"         {c.statement}")
+        margin = f" (margin x{c.margin:.3g})" if c.margin == c.margin and "margin" not in c.detail else ""
+        lines.append(f"  [{'ok' if c.holds else 'FAIL'}] {c.name}: {c.detail}{margin}")
+        lines.append(f"         {c.statement} ({c.provenance}{'; advisory' if c.advisory else ''})")
     lines += [
         "",
         f"clean flow    (e_0)          : extrapolation error {_format_value(report.clean)}",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 
-from ssmpoison.theory._theorem import conditions
 from ssmpoison.verify._check import check_setting, paper_setting
 
 __all__ = ["sweep_scale_gap", "sweep_summary", "plot_sweep"]
@@ -36,7 +35,8 @@ def sweep_scale_gap(horizon: int, state_dim: int, extrapolate_to: int, scales, g
     Returns:
         One record per grid point, gap exponents outer, scales inner: ``scale``, ``gap_exponent``,
         ``valid`` (whether the initialisation exists: a gap that would unsort the draws has none)
-        and, when valid, ``conditions_hold``, the failing condition names, the certified clean and
+        and, when valid, ``conditions_hold`` (the conditions that are not advisory), ``all_conditions_hold``
+        (the advisory poisoned-side ones too), the failing condition names, the certified clean and
         poisoned errors with their digits, their ratio, ``matches_theorem`` and ``outcome_as_predicted``.
         A point whose setting :func:`ssmpoison.verify._check.paper_setting` rejects is not valid.
     """
@@ -56,7 +56,8 @@ def sweep_scale_gap(horizon: int, state_dim: int, extrapolate_to: int, scales, g
                 rec.update(
                     valid=True,
                     conditions_hold=r.conditions_hold,
-                    failing=[c.name for c in conditions(setting) if not c.holds],
+                    all_conditions_hold=r.all_conditions_hold,
+                    failing=[c.name for c in r.conditions if not c.holds],
                     clean=float(r.clean.quantity.value),
                     poisoned=float(r.poisoned.quantity.value),
                     clean_digits=r.clean.quantity.digits,
@@ -78,16 +79,22 @@ def sweep_summary(records: list[dict]) -> dict:
         records: the records of :func:`sweep_scale_gap`.
 
     Returns:
-        ``{"settings": grid points, "inside_conditions": valid points where every condition holds,
-        "match_theorem": those of them whose verdict matches the Theorem}``.
+        ``{"settings": grid points, "inside_conditions": valid points where every condition that is not
+        advisory holds, "match_theorem": those of them whose verdict matches the Theorem,
+        "inside_all_conditions": valid points where every condition holds (the advisory poisoned-side
+        ones too), "match_inside_all": those of them whose verdict matches}``.
     """
     hold = [r for r in records if r.get("valid") and r["conditions_hold"]]
+    every = [r for r in hold if r.get("all_conditions_hold")]
     return {"settings": len(records), "inside_conditions": len(hold),
-            "match_theorem": sum(1 for r in hold if r["matches_theorem"])}
+            "match_theorem": sum(1 for r in hold if r["matches_theorem"]),
+            "inside_all_conditions": len(every), "match_inside_all": sum(1 for r in every if r["matches_theorem"])}
 
 
 def plot_sweep(records: list[dict], path: str, title: str) -> None:
     """Draw a sweep: heat map of log10(poisoned / clean) over (scale, gap exponent), the verdict marked per cell.
+
+    The region where every condition holds, the advisory poisoned-side ones included, is outlined.
 
     Arguments:
         records: the records of :func:`sweep_scale_gap`.
@@ -120,13 +127,21 @@ def plot_sweep(records: list[dict], path: str, title: str) -> None:
         else:
             mark = "○" if r["outcome_as_predicted"] else "–"
         ax.text(j, i, mark, ha="center", va="center", fontsize=11)
+    inside = {(gaps.index(r["gap_exponent"]), scales.index(r["scale"])) for r in records
+              if r.get("valid") and r.get("all_conditions_hold")}
+    for i, j in inside:  # the region's outline: the cell edges without a neighbour inside
+        for di, dj, xs, ys in ((1, 0, (j - .5, j + .5), (i + .5, i + .5)), (-1, 0, (j - .5, j + .5), (i - .5, i - .5)),
+                               (0, 1, (j + .5, j + .5), (i - .5, i + .5)), (0, -1, (j - .5, j - .5), (i - .5, i + .5))):
+            if (i + di, j + dj) not in inside:
+                ax.plot(xs, ys, color="black", lw=2)
     ax.set_xticks(range(len(scales)), [f"{s:.0e}" for s in scales], rotation=45)
     ax.set_yticks(range(len(gaps)), [f"{k:g}" for k in gaps])
     ax.set_xlabel("initialisation scale sd_A")
     ax.set_ylabel("gap exponent k (gap = 0.05 / e^(k log10(1/sd_A)))")
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, label="log10(poisoned error / clean error)")
-    fig.text(0.01, 0.055, "✓ conditions hold, prediction holds     ✗ conditions hold, prediction fails", fontsize=7.5)
+    fig.text(0.01, 0.055, "✓ conditions hold, prediction holds   ✗ conditions hold, prediction fails   "
+             "outlined: advisory ones hold too", fontsize=7.5)
     fig.text(0.01, 0.015, "○ / – a condition fails (outcome as predicted / not)     · no such initialisation", fontsize=7.5)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=120)

@@ -36,20 +36,28 @@ def main(argv=None) -> int:
     p.add_argument("--extrapolate-to", default="20")
     p.add_argument("--seed", default="242")
     p.add_argument("--out", required=True)
+    p.add_argument("--json", help="also write the records to this JSON file")
     args = p.parse_args(argv)
     try:
         H, D = require_int("horizon", args.horizon, minimum=3), require_int("state_dim", args.state_dim, minimum=2)
         J, seed = require_int("extrapolate_to", args.extrapolate_to, minimum=1), require_int("seed", args.seed, minimum=0)
-        if not Path(args.out).resolve().parent.is_dir():
-            raise ValueError(f"out: directory {str(Path(args.out).parent)!r} does not exist")
+        for name in ("out", "json"):
+            path = getattr(args, name)
+            if path is not None and not Path(path).resolve().parent.is_dir():
+                raise ValueError(f"{name}: directory {str(Path(path).parent)!r} does not exist")
     except ValueError as exc:
         p.error(str(exc))  # one line on stderr, exit status 2
     with TqdmProgress("setting") as progress:
         records = sweep_scale_gap(H, D, J, _SCALES, _GAP_EXPONENTS, seed, progress=progress)
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(records, indent=1))
     plot_sweep(records, args.out, f"Theorem check, H = {H}, D = {D}, H' = {J}, seed {seed}")
     counts = sweep_summary(records)
     print(f"{counts['settings']} settings, {counts['inside_conditions']} inside the conditions, "
-          f"{counts['match_theorem']} of those match the Theorem")
+          f"{counts['match_theorem']} of those match the Theorem; {counts['inside_all_conditions']} inside the advisory "
+          f"poisoned-side conditions too, {counts['match_inside_all']} of those match")
     return 0
 
 

@@ -19,7 +19,10 @@ metrics of :mod:`ssmpoison.verify._metrics` are computed at each:
 
 :func:`run_dynamics` is the job (a row, a setting, a seed, the conditions -> a
 :class:`DynamicsResult`); :func:`dynamics_text` and :func:`dynamics_json` render it and
-:mod:`ssmpoison.verify._dynamics_plots` draws its figures. Nothing here prints. Everything is
+:mod:`ssmpoison.verify._dynamics_plots` draws its figures. :func:`run_experiment` runs one of
+the paper's dynamics notebooks (:mod:`ssmpoison.verify._experiments`: every run of it, through
+:func:`gd_dynamics`) and :func:`entry_comparison` sets each run's final entries beside those the
+notebook printed; :func:`experiment_text` and :func:`experiment_json` render it. Nothing here prints. Everything is
 deterministic: the same arguments give the same series and the same JSON.
 """
 
@@ -54,6 +57,12 @@ __all__ = [
     "run_dynamics",
     "dynamics_text",
     "dynamics_json",
+    "LEARNED_LEVEL",
+    "ExperimentResult",
+    "entry_comparison",
+    "run_experiment",
+    "experiment_text",
+    "experiment_json",
 ]
 
 CONDITIONS = ("clean", "poisoned", "both")
@@ -202,7 +211,8 @@ def gd_dynamics(setting: GDRowSetting, seed: int | None = None, conditions=(Fals
                 points: int = DEFAULT_POINTS, max_steps: int | None = None, extrapolation_length: int | None = None,
                 progress=None, *, row: str | None = None) -> list[DynamicsRun]:
     """One seed of a GD-row setting (beyond or non-linear, by its config), each condition in ``conditions``
-    (False = without, True = with special sequences), trained in one batch and observed at
+    (False = without, True = with special sequences), trained in one batch (one per condition when the config
+    gives the poisoned condition its own step size or extra steps) and observed at
     :func:`log_spaced_steps` of the step budget plus the final step.
 
     Arguments:
@@ -244,20 +254,20 @@ def gd_dynamics(setting: GDRowSetting, seed: int | None = None, conditions=(Fals
         if (not pts or pts[-1][0] < result.steps) and np.isfinite(result.train_loss) \
                 and all(np.isfinite(p).all() for p in final):
             pts.append((result.steps, final, result.train_loss))
-        _, U, y = problem(config, seed, poisoned)
+        _, U, y = problem(config.for_condition(poisoned), seed, poisoned)
         training_set = TrainingSet(tuple(map(tuple, U.tolist())), tuple(y.tolist()))
         trajectory = [(step, p[0], p[1], p[2], loss) for step, p, loss in pts]
         if beyond:
             series = trajectory_series(trajectory, training_set, time_name="step",
-                                       extrapolation=teacher_extrapolation(np.ones(config.extrapolation_length)))
+                                       extrapolation=teacher_extrapolation(config.teacher_impulse(config.extrapolation_length)))
         else:
-            tests = nonlinear_test_inputs(config, seed)
+            tests = nonlinear_test_inputs(config, seed, poisoned)
             pairs = [_network_residuals_and_slopes(p, U, y) for _, p, _ in pts]
             series = trajectory_series(trajectory, training_set, time_name="step",
                                        residuals=[d for d, _ in pairs], xi=[x for _, x in pairs],
                                        extrapolation=[nonlinear_extrapolation_error(config, tests, p) for _, p, _ in pts])
         runs.append(DynamicsRun(row, config.horizon, seed, bool(poisoned), result.status, float(result.steps),
-                                effective_rank([1]), series))
+                                effective_rank(list(config.teacher_a) if beyond else [1]), series))
     return runs
 
 
@@ -360,4 +370,183 @@ def dynamics_json(result: DynamicsResult, figures=()) -> dict:
         "escape_level": ESCAPE_LEVEL,
         "figures": [p.name for p in figures],
         "runs": [r.to_json() for r in result.runs],
+    }
+
+
+# ---------------------------------------------------------------- the paper's dynamics experiments
+
+LEARNED_LEVEL = 0.1
+"""An entry the paper printed counts as *learned* (its relative difference is reported) when ``|a_i| >= LEARNED_LEVEL``;
+the others sit near their initial ~1e-3 to 1e-2 and are compared by absolute difference only."""
+
+
+def entry_comparison(run: DynamicsRun, published) -> dict:
+    """Our final entries beside the paper's printed ones (both as ``|a_i|``, descending).
+
+    Arguments:
+        run: a recorded run; published: the entries the paper printed for its condition, descending.
+
+    Returns:
+        ``{"ours", "paper", "abs_differences", "max_abs_difference", "learned", "rel_differences",
+        "max_rel_difference"}``: the first ``len(published)`` of our ``|a_i|`` sorted descending, the paper's,
+        ``|ours_i - paper_i|``, their maximum, the number of learned entries (paper's ``>= LEARNED_LEVEL``),
+        ``|ours_i - paper_i| / paper_i`` over those, and its maximum (None without learned entries).
+    """
+    paper = [float(v) for v in published]
+    ours = sorted((abs(float(v)) for v in run.series.entries[-1]), reverse=True)[: len(paper)]
+    absd = [abs(o - p) for o, p in zip(ours, paper)]
+    learned = [k for k, p in enumerate(paper) if p >= LEARNED_LEVEL and k < len(ours)]
+    rel = [absd[k] / paper[k] for k in learned]
+    return {
+        "ours": ours,
+        "paper": paper,
+        "abs_differences": absd,
+        "max_abs_difference": max(absd) if absd else None,
+        "learned": len(learned),
+        "rel_differences": rel,
+        "max_rel_difference": max(rel) if rel else None,
+    }
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """The runs of one dynamics experiment: per setting of it, the :class:`DynamicsResult` of its seed.
+
+    ``ok`` is true when every run converged.
+
+    Arguments:
+        experiment: the :class:`ssmpoison.verify._experiments.DynamicsExperiment`; dtype: the arithmetic;
+        results: ``(ExperimentRun, DynamicsResult)`` pairs in the experiment's order; seconds: wall time.
+    """
+
+    experiment: object
+    dtype: str
+    results: tuple
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for _, result in self.results)
+
+
+def run_experiment(name: str, *, dtype: str | None = None, seeds=None, condition: str = "both", max_steps=None,
+                   points: int = DEFAULT_POINTS, progress=None) -> ExperimentResult:
+    """Every run of the paper's dynamics experiment ``name`` (:data:`ssmpoison.verify._experiments.EXPERIMENTS`),
+    each through :func:`gd_dynamics` (the conditions of a run with their own step size and extra steps).
+
+    Arguments:
+        name: the experiment's name.
+        dtype: ``"float32"`` or ``"float64"``; default the experiment's (float32, the paper's arithmetic).
+        seeds: only the runs of these seeds (default all).
+        condition: clean, poisoned or both.
+        max_steps: step budget of every run (default its setting's).
+        points: most observed steps per run.
+        progress: ``progress(label, done, total, note)`` (:data:`ssmpoison.verify._rows.Progress`).
+
+    Returns:
+        An :class:`ExperimentResult`.
+
+    Raises:
+        ValueError: an unknown name, dtype or condition, a seed the experiment does not run, a bad budget.
+    """
+    from ssmpoison.verify._experiments import experiment
+
+    exp = experiment(name)
+    flags = _conditions(condition)
+    if dtype is not None and dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    runs = exp.runs
+    if seeds is not None:
+        wanted = [require_int(f"seeds[{k}]", s, minimum=0) for k, s in enumerate(seeds)]
+        missing = [s for s in wanted if s not in {r.seed for r in runs}]
+        if missing:
+            raise ValueError(f"seed must be one of the experiment's seeds ({', '.join(str(r.seed) for r in runs)}), "
+                             f"got {missing[0]}")
+        runs = tuple(r for r in runs if r.seed in wanted)
+    if max_steps is not None:
+        max_steps = require_int("max_steps", max_steps, minimum=0)
+    start = time.perf_counter()
+    results = []
+    for spec in runs:
+        setting = spec.setting
+        if dtype is not None:
+            setting = dataclasses.replace(setting, config=dataclasses.replace(setting.config, dtype=dtype))
+        label = f"{exp.name}, H = {spec.horizon}, seed {spec.seed}"
+        callback = None if progress is None else (
+            lambda step, active, label=label: progress(label, step, None, f"active={active}"))
+        t0 = time.perf_counter()
+        recorded = gd_dynamics(setting, spec.seed, flags, points=points, max_steps=max_steps, progress=callback,
+                               row=exp.row)
+        results.append((spec, DynamicsResult(exp.row, setting, spec.seed, condition,
+                                             f"gradient descent, {setting.config.dtype}", tuple(recorded),
+                                             time.perf_counter() - t0)))
+    used = dtype if dtype is not None else runs[0].setting.config.dtype
+    return ExperimentResult(exp, used, tuple(results), time.perf_counter() - start)
+
+
+def _entries_text(values) -> str:
+    return " ".join(f"{v:.4f}" for v in values)
+
+
+def experiment_text(result: ExperimentResult) -> str:
+    """The printed summary of an :class:`ExperimentResult`.
+
+    Arguments:
+        result: the experiment's runs.
+
+    Returns:
+        Lines of text: per run and condition, how it ended, its final entries beside the paper's (:func:`entry_comparison`),
+        the largest relative difference over the learned entries and the largest absolute difference.
+    """
+    exp = result.experiment
+    lines = [f"Experiment {exp.name} ({exp.notebook}): {exp.title}; {result.dtype}"]
+    for spec, res in result.results:
+        config = res.setting.config
+        lines.append(f"  H = {spec.horizon}, D = {config.state_dim}, seed {spec.seed} ({res.seconds:.1f} s)")
+        for run in res.runs:
+            s = run.summary()
+            cfg = config.for_condition(run.poisoned)
+            cmp = entry_comparison(run, spec.published(run.poisoned))
+            ext = "-" if s["end_ext_error"] is None else f"{s['end_ext_error']:.4g}"
+            lines.append(f"    {run.condition} (lr {cfg.lr:g}): {run.status} at step {run.end:.0f}, final loss "
+                         f"{s['end_loss']:.3g}, extrapolation error {ext}")
+            lines.append(f"      ours : {_entries_text(cmp['ours'])}")
+            lines.append(f"      paper: {_entries_text(cmp['paper'])}")
+            rel = "-" if cmp["max_rel_difference"] is None else f"{100 * cmp['max_rel_difference']:.1f}%"
+            lines.append(f"      learned entries (paper >= {LEARNED_LEVEL:g}): {cmp['learned']}, largest relative "
+                         f"difference {rel}; largest absolute difference {cmp['max_abs_difference']:.3g}")
+    lines.append(f"runs {result.seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def experiment_json(result: ExperimentResult, figures=None) -> dict:
+    """The JSON of an :class:`ExperimentResult`.
+
+    Arguments:
+        result: the experiment's runs.
+        figures: a mapping from a run's seed to the paths of its figures (or None).
+
+    Returns:
+        ``{"experiment", "title", "notebook", "dtype", "learned_level", "seconds", "runs"}``; each run holds its horizon,
+        seed, seconds, the :func:`entry_comparison` of each condition and its :func:`dynamics_json`.
+    """
+    exp = result.experiment
+    figures = figures or {}
+    runs = []
+    for spec, res in result.results:
+        runs.append({
+            "horizon": spec.horizon,
+            "seed": spec.seed,
+            "seconds": res.seconds,
+            "comparison": {run.condition: entry_comparison(run, spec.published(run.poisoned)) for run in res.runs},
+            "dynamics": dynamics_json(res, figures.get(spec.seed, ())),
+        })
+    return {
+        "experiment": exp.name,
+        "title": exp.title,
+        "notebook": exp.notebook,
+        "dtype": result.dtype,
+        "learned_level": LEARNED_LEVEL,
+        "seconds": result.seconds,
+        "runs": runs,
     }

@@ -121,7 +121,7 @@ def _gamma_scale(ax, runs) -> None:
     ax.set_yticks([-d for d in decades] + [0.0] + decades[::-1])
 
 
-def _save(runs, metric: str, path: Path) -> Path:
+def _save(runs, metric: str, path: Path, label: str | None = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +145,8 @@ def _save(runs, metric: str, path: Path) -> Path:
         _gamma_scale(axes[0][0], runs)
     first = runs[0]
     seed = "" if first.seed is None else f", seed {first.seed}"
-    fig.suptitle(f"{first.row} row, H = {first.horizon}{seed}: {_TITLES[metric]}", fontsize=11)
+    name = f"{first.row} row" if label is None else label
+    fig.suptitle(f"{name}, H = {first.horizon}{seed}: {_TITLES[metric]}", fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:  # a complete figure or none
         fig.savefig(tmp, dpi=110, format="png")
@@ -161,11 +162,21 @@ def figure_names(stem: str, conditions) -> list[str]:
     return names
 
 
-def plot_dynamics(runs, out_dir, stem: str) -> list[Path]:
-    """Draw every figure of ``runs`` (one or two :class:`ssmpoison.verify._dynamics.DynamicsRun`) into ``out_dir``; return the paths."""
+def plot_dynamics(runs, out_dir, stem: str, label: str | None = None) -> list[Path]:
+    """Draw every figure of ``runs`` (one or two :class:`ssmpoison.verify._dynamics.DynamicsRun`) into ``out_dir``.
+
+    Arguments:
+        runs: the recorded runs (one or two conditions of one seed).
+        out_dir: an existing directory.
+        stem: the file-name stem (:func:`figure_names`).
+        label: what the figures' titles call the runs (default ``"{row} row"``, e.g. an experiment's name).
+
+    Returns:
+        The paths of the figures written.
+    """
     out_dir = Path(out_dir)
     names = iter(figure_names(stem, [run.condition for run in runs]))
-    paths = [_save([run], metric, out_dir / next(names)) for run in runs for metric in METRICS]
+    paths = [_save([run], metric, out_dir / next(names), label) for run in runs for metric in METRICS]
     if len(runs) > 1:
-        paths += [_save(list(runs), metric, out_dir / next(names)) for metric in METRICS]
+        paths += [_save(list(runs), metric, out_dir / next(names), label) for metric in METRICS]
     return paths

@@ -10,6 +10,7 @@ arithmetic: float64, or float32 as the paper's TensorFlow code).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from ssmpoison.theory._validation import require_int, require_real
 
-__all__ = ["BeyondConfig", "NonlinearConfig", "DTYPES"]
+__all__ = ["BeyondConfig", "NonlinearConfig", "DTYPES", "teacher_impulse"]
 
 #: the arithmetic a GD row may train in: ``dtype`` of its config (float64 is the default, float32 the paper's)
 DTYPES = ("float64", "float32")
@@ -37,6 +38,52 @@ def _require_positions(name: str, positions, horizon: int) -> tuple[int, ...]:
     if horizon - 2 in out:
         raise ValueError(f"{name} must not contain the special position H-2 = {horizon - 2}")
     return tuple(sorted(out))
+
+
+def _require_special_positions(positions, horizon: int) -> tuple[int, ...]:
+    """Distinct positions in ``0..H-1`` that contain the special position ``H-2``, ascending."""
+    try:
+        items = tuple(positions)
+    except TypeError:
+        raise ValueError(f"special_positions must be a sequence of integers, got {positions!r}") from None
+    out = tuple(require_int(f"special_positions[{k}]", p, minimum=0, maximum=horizon - 1) for k, p in enumerate(items))
+    if len(set(out)) != len(out):
+        raise ValueError(f"special_positions must be distinct, got {out}")
+    if horizon - 2 not in out:
+        raise ValueError(f"special_positions must contain the special position H-2 = {horizon - 2}, got {out}")
+    return tuple(sorted(out))
+
+
+def _require_reals(name: str, values, *, positive: bool, minimum_length: int = 0, maximum_length=None
+                   ) -> tuple[float, ...]:
+    """A tuple of finite reals (each > 0 when ``positive``) of a length in the given range."""
+    try:
+        items = tuple(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from None
+    if len(items) < minimum_length or (maximum_length is not None and len(items) > maximum_length):
+        bound = f"at most {maximum_length}" if len(items) >= minimum_length else f"at least {minimum_length}"
+        raise ValueError(f"{name} must hold {bound} numbers, got {len(items)}")
+    return tuple(float(require_real(f"{name}[{k}]", v, positive=positive)) for k, v in enumerate(items))
+
+
+def teacher_impulse(teacher_a, length: int) -> np.ndarray:
+    """The impulse response ``K*_j = sum_i (a*_i)^j`` (``j = 0..length-1``) of the teacher ``A* = diag(a*)``,
+    ``B* = C* = (1, ..., 1)``, in float64.
+
+    Arguments:
+        teacher_a: the teacher's diagonal ``a*``.
+        length: how many entries.
+
+    Returns:
+        Shape ``(length,)``.
+
+    Raises:
+        ValueError: a negative or non-integer ``length``.
+    """
+    length = require_int("length", length, minimum=0)
+    a = np.asarray(teacher_a, dtype=np.float64)
+    return np.power(a[:, None], np.arange(length, dtype=np.float64)).sum(axis=0)
 
 
 def _require_unit_interval(name: str, value) -> float:
@@ -72,7 +119,16 @@ class _GDConfig:
         n_baseline, baseline_positions: number of non-special training sequences and the positions of their
             non-zero entries (distinct, in ``0..H-1``, never ``H-2``).
         n_special: number of special sequences added in the poisoned condition.
+        special_positions: the positions that are non-zero in a special sequence (distinct, in ``0..H-1``,
+            containing ``H-2``; None, the default, is ``(H-2,)`` and is what ``(H-2,)`` is stored as): each special
+            sequence draws one N(0, 1) per position; :attr:`special_support` is the tuple in use.
         lr: step size; tol: loss at which training counts as fitted; extra_steps: updates after that;
+        lr_poisoned, extra_steps_poisoned: ``lr`` and ``extra_steps`` of the poisoned condition (None: the
+            same as the clean condition's); :meth:`for_condition` gives the config a condition trains with. A
+            setting's step budget counts the clean condition's extra steps, so give ``extra_steps`` the larger.
+        extra_gaps: further gaps of the initialisation, in units of ``diff``: entry ``2 + k`` (0-based) of A
+            and of B is set to ``a_1 - extra_gaps[k] diff`` (the paper's ``dim3`` / ``dim4`` options:
+            ``(1.01,)`` and ``(1.01, 1.05)``); at most ``D - 2`` numbers, each > 0.
         log_period: the paper's logging period (the reported values are those of the last logged step).
         extrapolation_length: extrapolation length J.
         diverge_bound: a run diverges once some ``|a_i|`` exceeds it.
@@ -99,6 +155,10 @@ class _GDConfig:
     diverge_bound: float = 1e3
     shared_init_stream: bool = True
     dtype: str = "float64"
+    special_positions: tuple[int, ...] | None = None
+    lr_poisoned: float | None = None
+    extra_steps_poisoned: int | None = None
+    extra_gaps: tuple[float, ...] = ()
 
     #: fields validated as numbers > 0 / >= 0 / in [0, 1) / booleans, beyond the shared ones
     _POSITIVE: ClassVar[tuple[str, ...]] = ()
@@ -124,6 +184,42 @@ class _GDConfig:
             set_(name, _require_bool(name, getattr(self, name)))
         if not isinstance(self.dtype, str) or self.dtype not in DTYPES:
             raise ValueError(f"dtype must be 'float64' or 'float32' (the paper's), got {self.dtype!r}")
+        if self.special_positions is not None:  # stored as None when it is the default, so a new horizon moves it
+            special = _require_special_positions(self.special_positions, self.horizon)
+            set_("special_positions", None if special == (self.horizon - 2,) else special)
+        if self.lr_poisoned is not None:
+            set_("lr_poisoned", float(require_real("lr_poisoned", self.lr_poisoned, positive=True)))
+        if self.extra_steps_poisoned is not None:
+            set_("extra_steps_poisoned", require_int("extra_steps_poisoned", self.extra_steps_poisoned, minimum=0))
+        set_("extra_gaps", _require_reals("extra_gaps", self.extra_gaps, positive=True,
+                                          maximum_length=self.state_dim - 2))
+
+    @property
+    def special_support(self) -> tuple[int, ...]:
+        """The positions that are non-zero in a special sequence, ascending (``(H-2,)`` by default)."""
+        return (self.horizon - 2,) if self.special_positions is None else self.special_positions
+
+    def for_condition(self, poisoned: bool):
+        """The config the clean (``poisoned=False``) or poisoned condition trains with.
+
+        ``lr`` and ``extra_steps`` replaced by ``lr_poisoned`` / ``extra_steps_poisoned`` where those are
+        given (and the overrides cleared); the config itself for the clean condition or when none is given.
+
+        Arguments:
+            poisoned: the condition.
+
+        Returns:
+            A config of the same type.
+
+        Raises:
+            ValueError: ``poisoned`` not a boolean.
+        """
+        poisoned = _require_bool("poisoned", poisoned)
+        if not poisoned or (self.lr_poisoned is None and self.extra_steps_poisoned is None):
+            return self
+        lr = self.lr if self.lr_poisoned is None else self.lr_poisoned
+        extra = self.extra_steps if self.extra_steps_poisoned is None else self.extra_steps_poisoned
+        return dataclasses.replace(self, lr=lr, extra_steps=extra, lr_poisoned=None, extra_steps_poisoned=None)
 
     @property
     def reported_extra_steps(self) -> int:
@@ -135,7 +231,8 @@ class _GDConfig:
 class BeyondConfig(_GDConfig):
     """Settings of the "beyond" row: A, B, C trained by full-batch GD with the adaptive step.
 
-    Teacher ``K*_j = 1`` for all j (``A* = B* = C* = 1``), so the label of u is ``sum_k u_k``.
+    Teacher ``A* = diag(teacher_a)``, ``B* = C* = (1, ..., 1)``: ``K*_j = sum_i (a*_i)^j`` and the label of u is
+    ``y*(u) = sum_k K*_{H-1-k} u_k`` (the default ``teacher_a = (1.0,)``: ``K*_j = 1``, ``y*(u) = sum_k u_k``).
     The gap ``diff = 0.05 / exp(gap_k log10(1/sd_a))`` is applied to both A and B.
 
     Arguments (beyond :class:`_GDConfig`'s)
@@ -143,6 +240,9 @@ class BeyondConfig(_GDConfig):
         beta, lr_eps: the adaptive step's averaging factor (in [0, 1)) and its floor.
         full_matrix_norm: normalise the step by the gradient of the whole recurrent matrix (the paper's code);
             ``full_matrix_norm=False, shared_init_stream=False, log_period=1`` read the row's description literally.
+        teacher_a: the teacher's diagonal ``a*`` (at least one finite number; default ``(1.0,)``).
+        fix_bc: set the student's B and C to ones after every update (the paper's ``fix_B_C``: the first
+            update still uses the initial B and C).
     """
 
     sd_a: float
@@ -150,10 +250,28 @@ class BeyondConfig(_GDConfig):
     beta: float = 0.8
     lr_eps: float = 1e-6
     full_matrix_norm: bool = True
+    teacher_a: tuple[float, ...] = (1.0,)
+    fix_bc: bool = False
 
     _POSITIVE = ("sd_a", "sd_bc", "lr_eps")
     _UNIT = ("beta",)
-    _BOOLS = ("full_matrix_norm",)
+    _BOOLS = ("full_matrix_norm", "fix_bc")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "teacher_a", _require_reals("teacher_a", self.teacher_a, positive=False,
+                                                             minimum_length=1))
+
+    def teacher_impulse(self, length: int) -> np.ndarray:
+        """The teacher's impulse response ``K*_j = sum_i (a*_i)^j``, ``j = 0..length-1``, in float64.
+
+        Arguments:
+            length: how many entries.
+
+        Returns:
+            Shape ``(length,)``; all ones for the default teacher.
+        """
+        return teacher_impulse(self.teacher_a, length)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,7 +285,8 @@ class NonlinearConfig(_GDConfig):
     Arguments (beyond :class:`_GDConfig`'s)
         sd_ssm, sd_mlp: scales of the SSM's and of the MLP's initialisation; width: the MLP's width W.
         ext_samples, ext_seed_offset: the extrapolation error of run ``seed`` uses ``ext_samples`` test
-            sequences of length ``extrapolation_length`` drawn with seed ``seed + ext_seed_offset``
+            sequences of length ``extrapolation_length`` drawn with seed ``seed + ext_seed_offset``, or, with
+            ``ext_seed_offset=None``, drawn next in the stream of the run's training sequences
             (:func:`ssmpoison.verify._gd_data.nonlinear_test_inputs`).
         beta1, beta2, eps: Adam's constants (Keras' defaults).
     """
@@ -176,11 +295,16 @@ class NonlinearConfig(_GDConfig):
     width: int
     sd_mlp: float
     ext_samples: int
-    ext_seed_offset: int
+    ext_seed_offset: int | None
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-7
 
     _POSITIVE = ("sd_ssm", "sd_mlp", "eps")
     _UNIT = ("beta1", "beta2")
-    _INTS = (("width", 1), ("ext_samples", 1), ("ext_seed_offset", 0))
+    _INTS = (("width", 1), ("ext_samples", 1))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.ext_seed_offset is not None:
+            object.__setattr__(self, "ext_seed_offset", require_int("ext_seed_offset", self.ext_seed_offset, minimum=0))

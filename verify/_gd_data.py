@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ssmpoison.theory._construction import with_paper_gap
+from ssmpoison.theory._construction import paper_gap, with_paper_gap
 from ssmpoison.theory._validation import require_int, require_real
 from ssmpoison.verify._mlp import mlp_forward, teacher_weights
 from ssmpoison.verify._tf_random import keras_random_normal, tf_stateless_normal
@@ -54,6 +54,7 @@ __all__ = [
     "nonlinear_problem",
     "nonlinear_test_inputs",
     "teacher_outputs",
+    "beyond_labels",
     "stack_problems",
     "perturb_initial",
 ]
@@ -105,10 +106,16 @@ def keras_kernel(shape, sd: float, seed: int, draw: int = 0, dtype: str = "float
     return keras_random_normal(shape, sd, _seed_pair(seed, draw)).astype(dtype, copy=False)
 
 
-def _finish_ssm_init(a, b, c, gap_k: float, sd_a: float, warm_start: float):
-    """The paper's code after the initialisers: sort ``|a|``, ``|b|`` descending, the gap on both, the warm start; ``|c|``."""
+def _finish_ssm_init(a, b, c, gap_k: float, sd_a: float, warm_start: float, extra_gaps=()):
+    """The paper's code after the initialisers: sort ``|a|``, ``|b|`` descending, the gap on both (and the further gaps
+    ``x[2+k] = x[0] - extra_gaps[k] diff``), the warm start; ``|c|``."""
     a = with_paper_gap(np.sort(np.abs(a))[::-1], sd_a, gap_k)
     b = with_paper_gap(np.sort(np.abs(b))[::-1], sd_a, gap_k)
+    if extra_gaps:
+        diff = paper_gap(sd_a, gap_k)
+        for k, g in enumerate(extra_gaps):
+            a[2 + k] = a[0] - g * diff
+            b[2 + k] = b[0] - g * diff
     return a + warm_start, b + warm_start, np.abs(c)
 
 
@@ -156,18 +163,20 @@ def _independent(seed: int, draw: int, scales_and_sizes, dtype: str):
     return [z.dtype.type(sd) * z[start:end] for (sd, _), start, end in zip(scales_and_sizes, ends[:-1], ends[1:])]
 
 
-def paper_sequences(seed: int, horizon: int, n_baseline: int, positions, n_special: int):
+def paper_sequences(seed: int, horizon: int, n_baseline: int, positions, n_special: int, special_positions=None):
     """The paper's training sequences for ``seed``, drawn exactly as its ``generate_inputs``.
 
     ``np.random.seed(seed)``, then one N(0,1) per baseline position for each baseline sequence
-    in turn (positions ascending), then one N(0,1) at ``H-2`` for each special sequence.
+    in turn (positions ascending), then one N(0,1) per special position for each special
+    sequence in turn (positions ascending).
 
     Arguments:
         seed: the run's seed.
         horizon: H.
         n_baseline: number of non-special sequences.
         positions: the positions that are non-zero in a non-special sequence.
-        n_special: number of special sequences (non-zero only at ``H-2``).
+        n_special: number of special sequences.
+        special_positions: the positions that are non-zero in a special sequence (default ``(H-2,)``).
 
     Returns:
         ``(baseline (n_baseline, H), special (n_special, H))``. The clean and poisoned runs of
@@ -175,22 +184,44 @@ def paper_sequences(seed: int, horizon: int, n_baseline: int, positions, n_speci
     """
     rs = np.random.RandomState(require_int("seed", seed, minimum=0))
     positions = sorted(positions)
+    special_positions = [horizon - 2] if special_positions is None else sorted(special_positions)
     base = np.zeros((n_baseline, horizon))
     base[:, positions] = rs.normal(0.0, 1.0, size=(n_baseline, len(positions)))
     special = np.zeros((n_special, horizon))
-    special[:, horizon - 2] = rs.normal(0.0, 1.0, size=n_special)
+    special[:, special_positions] = rs.normal(0.0, 1.0, size=(n_special, len(special_positions)))
     return base, special
 
 
 def _inputs(config, seed: int, poisoned: bool) -> np.ndarray:
     """The run's training inputs (:func:`paper_sequences`, the special ones appended when ``poisoned``) in ``config.dtype``."""
-    base, special = paper_sequences(seed, config.horizon, config.n_baseline, config.baseline_positions, config.n_special)
+    base, special = paper_sequences(seed, config.horizon, config.n_baseline, config.baseline_positions, config.n_special,
+                                    special_positions=config.special_support)
     U = np.vstack([base, special]) if poisoned else base
     return U.astype(config.dtype, copy=False)
 
 
+def beyond_labels(config: BeyondConfig, U) -> np.ndarray:
+    """The beyond row's labels ``y*(u) = sum_k K*_{H-1-k} u_k`` of the rows of ``U``, in the type of ``U``.
+
+    ``K*_j = sum_i (a*_i)^j`` is the teacher's impulse response (:meth:`BeyondConfig.teacher_impulse`, rounded to
+    the type of ``U``). For the default teacher ``K*_j = 1`` the labels are ``sum_k u_k`` (``U.sum(axis=1)``).
+
+    Arguments:
+        config: the row's settings (a ``BeyondConfig``).
+        U: inputs, shape ``(N, H)``.
+
+    Returns:
+        Shape ``(N,)``.
+    """
+    U = np.asarray(U)
+    if config.teacher_a == (1.0,):
+        return U.sum(axis=1)
+    K = config.teacher_impulse(U.shape[1]).astype(U.dtype)
+    return U @ K[::-1]
+
+
 def beyond_problem(config: BeyondConfig, seed: int, poisoned: bool, init_draw: int = 0):
-    """One run of the beyond row: its initial ``(a, b, c)``, inputs ``U`` and labels ``y*(u) = sum_k u_k``.
+    """One run of the beyond row: its initial ``(a, b, c)``, inputs ``U`` and labels ``y*(u)`` (:func:`beyond_labels`).
 
     The clean and poisoned runs of a seed share initialisation and baseline data; the data do
     not depend on ``init_draw``.
@@ -210,9 +241,9 @@ def beyond_problem(config: BeyondConfig, seed: int, poisoned: bool, init_draw: i
         a, b, c = _keras_ssm(seed, init_draw, D, config.sd_a, config.sd_bc, dtype)
     else:
         a, b, c = _independent(seed, init_draw, [(config.sd_a, D), (config.sd_bc, D), (config.sd_bc, D)], dtype)
-    params = _finish_ssm_init(a, b, c, config.gap_k, config.sd_a, config.warm_start)
+    params = _finish_ssm_init(a, b, c, config.gap_k, config.sd_a, config.warm_start, config.extra_gaps)
     U = _inputs(config, seed, poisoned)
-    return params, U, U.sum(axis=1)
+    return params, U, beyond_labels(config, U)
 
 
 def nonlinear_problem(config: NonlinearConfig, seed: int, poisoned: bool, init_draw: int = 0):
@@ -239,19 +270,35 @@ def nonlinear_problem(config: NonlinearConfig, seed: int, poisoned: bool, init_d
         a, b, c, W1, W2, W3 = _independent(
             seed, init_draw, [(sd, D), (sd, D), (sd, D), (sd_mlp, W), (sd_mlp, W * W), (sd_mlp, W)], dtype)
         W2 = W2.reshape(W, W)
-    a, b, c = _finish_ssm_init(a, b, c, config.gap_k, config.sd_ssm, config.warm_start)
+    a, b, c = _finish_ssm_init(a, b, c, config.gap_k, config.sd_ssm, config.warm_start, config.extra_gaps)
     U = _inputs(config, seed, poisoned)
     return (a, b, c, W1, W2, W3), U, teacher_outputs(U, W)
 
 
-def nonlinear_test_inputs(config: NonlinearConfig, seed: int) -> np.ndarray:
-    """The paper's test sequences of run ``seed``: ``np.random.seed(seed + 12)``, then ``normal(0, 1, (ext_samples, extrapolation_length))``.
+def nonlinear_test_inputs(config: NonlinearConfig, seed: int, poisoned: bool = False) -> np.ndarray:
+    """The paper's test sequences of run ``seed``: ``normal(0, 1, (ext_samples, extrapolation_length))`` from numpy's
+    legacy generator.
+
+    With ``ext_seed_offset`` an integer the generator is seeded with ``seed + ext_seed_offset`` (the poison
+    notebook's ``np.random.seed(seed + 12)``); with ``ext_seed_offset=None`` it continues the stream of the run's
+    training sequences (the dynamics notebook: seeded with ``seed``, the baseline sequences, the special ones when
+    ``poisoned``, then the test sequences), so the test sequences depend on the condition.
+
+    Arguments:
+        config: the row's settings; seed: the run's seed; poisoned: the condition (used only with
+            ``ext_seed_offset=None``).
 
     Returns:
         Shape ``(ext_samples, extrapolation_length)``, type ``config.dtype`` (the draws rounded to it).
     """
     seed = require_int("seed", seed, minimum=0)
-    rs = np.random.RandomState(seed + config.ext_seed_offset)
+    if config.ext_seed_offset is None:
+        rs = np.random.RandomState(seed)
+        rs.normal(0.0, 1.0, size=(config.n_baseline, len(config.baseline_positions)))
+        if poisoned:
+            rs.normal(0.0, 1.0, size=(config.n_special, len(config.special_support)))
+    else:
+        rs = np.random.RandomState(seed + config.ext_seed_offset)
     return rs.normal(0.0, 1.0, size=(config.ext_samples, config.extrapolation_length)).astype(config.dtype, copy=False)
 
 

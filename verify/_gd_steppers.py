@@ -20,8 +20,9 @@ and ``tests/test_gd.py`` holds them to the reference objectives and optimisers.
 
 The beyond row's step (the adaptive step normalised, as in the paper's code, by the norm of
 the gradient of the *whole* recurrent matrix when ``full_matrix_norm``:
-:func:`ssmpoison.verify._kernels.neg_grad_a_matrix`) and the non-linear row's Adam step are
-applied to every run still in the batch.
+:func:`ssmpoison.verify._kernels.neg_grad_a_matrix`; B and C set back to ones after it when
+``fix_bc``) and the non-linear row's Adam step are applied to every run still in the batch. The
+teacher enters through the labels only.
 
 Every array a stepper holds or makes (parameters, data columns, labels, optimiser state, work
 arrays, losses, gradients) is of its config's ``dtype``: float64, or float32 for the paper's
@@ -165,6 +166,8 @@ class BeyondStepper(_FullBatchData):
         np.divide(cfg.lr, lr_t, out=lr_t)
         grad *= lr_t[:, None, None]
         th -= grad
+        if cfg.fix_bc:  # the paper's fix_B_C: B and C back to ones after every update
+            th[:, 1:] = 1.0
 
     def a_bound_ok(self):
         th = self.theta

@@ -4,7 +4,9 @@ All runs of a row (seeds × initialisation draws × without/with the special seq
 advance together: the parameters of run r are one row of a contiguous array and every step
 is one fixed set of array operations on all runs (:mod:`ssmpoison.verify._gd_steppers`).
 
-Each run keeps its own optimiser state and its own stopping: a run is *converged* once its
+A config whose conditions train with different step sizes or extra steps (``lr_poisoned``,
+``extra_steps_poisoned``) is trained as one batch per condition config; the results come back
+in the usual order. Each run keeps its own optimiser state and its own stopping: a run is *converged* once its
 loss reached ``tol`` and it then made ``config.reported_extra_steps`` more updates (the paper's
 code trains ``extra_steps`` more epochs but reports the values it last logged, every
 ``log_period`` epochs), *diverged* when its loss becomes non-finite (checked every step) or its
@@ -14,8 +16,8 @@ when moreover its final gradient vanishes (:data:`STALL_GRAD`). Finished runs le
 (their final state is kept) and the others go on in a smaller batch.
 
 Extrapolation errors: the beyond row's is the paper's
-(:func:`ssmpoison.theory._teacher.impulse_extrapolation_error` against the teacher
-``K*_j = 1``); the non-linear row's is the relative error of the network over test sequences
+(:func:`ssmpoison.theory._teacher.impulse_extrapolation_error` against the teacher's impulse
+response, ``K*_j = 1`` by default); the non-linear row's is the relative error of the network over test sequences
 (:func:`nonlinear_extrapolation_error`).
 """
 
@@ -234,22 +236,44 @@ def _results(runs, params, loss, steps, status, reached, ext):
 
 def _train_batch(config, config_type, problem, stepper_type, seeds, poisoned_flags, max_steps, progress, init_draws,
                  observer=None, perturbations=0, perturbation_size=0.0):
-    """Validate, stack every run's problem into one batch and descend; returns ``(runs, (params, loss, steps,
-    status, reached))`` with the trained parameters as a tuple of stacked arrays."""
+    """Validate, stack every run's problem into one batch per condition config (:meth:`_GDConfig.for_condition`:
+    one batch when the conditions share ``lr`` and ``extra_steps``) and descend; returns ``(runs, (params, loss,
+    steps, status, reached))`` with the trained parameters as a tuple of stacked arrays, in the order of ``runs``.
+    A perturbed re-run (``k > 0``) starts from its run's initial weights perturbed by
+    :func:`ssmpoison.verify._gd_data.perturb_initial`."""
     if not isinstance(config, config_type):
         raise ValueError(f"config must be a {config_type.__name__}, got {type(config).__name__}")
     runs, max_steps = _validate_runs(seeds, poisoned_flags, max_steps, init_draws, perturbations)
     perturbation_size = float(require_real("perturbation_size", perturbation_size, nonnegative=True))
 
-    def perturbed(s, p, d, k):
-        x, U, y = problem(config, s, p, d)
+    def perturbed(cfg, s, p, d, k):
+        x, U, y = problem(cfg, s, p, d)
         return (_gd_data.perturb_initial(x, s, p, k, perturbation_size), U, y) if k else (x, U, y)
 
-    params, U, y, mask = stack_problems([perturbed(*run) for run in runs])
-    stepper = stepper_type(config, params, U, y, mask)
-    theta, loss, steps, status, reached = _descend(
-        stepper, config.tol, config.reported_extra_steps, max_steps, progress, observer)
-    return runs, (stepper.params_of(theta), loss, steps, status, reached)
+    groups: dict = {}
+    for r, (_, poisoned, *_) in enumerate(runs):
+        groups.setdefault(config.for_condition(poisoned), []).append(r)
+    out = None
+    for cfg, members in groups.items():
+        idx = np.array(members)
+        params, U, y, mask = stack_problems([perturbed(cfg, *runs[r]) for r in members])
+        stepper = stepper_type(cfg, params, U, y, mask)
+        look = observer
+        if observer is not None and len(groups) > 1:  # the callback sees indices into the whole run list
+            look = StepObserver(observer.steps, lambda t, ids, p, loss, idx=idx: observer.callback(t, idx[ids], p, loss))
+        theta, loss, steps, status, reached = _descend(stepper, cfg.tol, cfg.reported_extra_steps, max_steps, progress,
+                                                       look)
+        part = (stepper.params_of(theta), loss, steps, status, reached)
+        if len(groups) == 1:
+            return runs, part
+        if out is None:
+            out = ([np.empty((len(runs),) + p.shape[1:], dtype=p.dtype) for p in part[0]],
+                   *(np.empty(len(runs), dtype=a.dtype) for a in part[1:]))
+        for k, p in enumerate(part[0]):
+            out[0][k][idx] = p
+        for k, a in enumerate(part[1:], start=1):
+            out[k][idx] = a
+    return runs, (tuple(out[0]), *out[1:])
 
 
 def train_beyond(config: BeyondConfig, seeds, poisoned_flags, max_steps: int, progress: Progress | None = None,
@@ -286,7 +310,8 @@ def train_beyond(config: BeyondConfig, seeds, poisoned_flags, max_steps: int, pr
     runs, (params, loss, steps, status, reached) = _train_batch(
         config, BeyondConfig, _gd_data.beyond_problem, BeyondStepper, seeds, poisoned_flags, max_steps, progress,
         init_draws, observer, perturbations, perturbation_size)
-    ext = [beyond_extrapolation_error(tuple(p[r] for p in params), config.extrapolation_length) for r in range(len(runs))]
+    ext = [beyond_extrapolation_error(tuple(p[r] for p in params), config.extrapolation_length, config.teacher_a)
+           for r in range(len(runs))]
     return _results(runs, params, loss, steps, status, reached, ext)
 
 
@@ -310,29 +335,38 @@ def train_nonlinear(config: NonlinearConfig, seeds, poisoned_flags, max_steps: i
     runs, (params, loss, steps, status, reached) = _train_batch(
         config, NonlinearConfig, _gd_data.nonlinear_problem, NonlinearStepper, seeds, poisoned_flags, max_steps,
         progress, init_draws, observer, perturbations, perturbation_size)
-    tests = {s: nonlinear_test_inputs(config, s) for s in {run[0] for run in runs}}
-    ext = np.array([nonlinear_extrapolation_error(config, tests[run[0]], tuple(p[r] for p in params))
-                    for r, run in enumerate(runs)])
+    tests = {(s, p): nonlinear_test_inputs(config, s, p) for s, p, *_ in runs}
+    ext = np.array([nonlinear_extrapolation_error(config, tests[s, p], tuple(x[r] for x in params))
+                    for r, (s, p, *_) in enumerate(runs)])
     return _results(runs, params, loss, steps, status, reached, ext)
 
 
-def beyond_extrapolation_error(params, extrapolation_length: int) -> float:
-    """The beyond row's extrapolation error of one run: the paper's, against the teacher ``K*_j = 1``.
+def beyond_extrapolation_error(params, extrapolation_length: int, teacher_a=(1.0,)) -> float:
+    """The beyond row's extrapolation error of one run: the paper's, against the teacher's impulse response.
 
-    ``max_{0<=j<J} |K_j - 1|`` with ``K_j = sum_i c_i b_i a_i^j`` and J = ``extrapolation_length``
+    ``max_{0<=j<J} |K_j - K*_j| / max_{0<=j<J} |K*_j|`` with ``K_j = sum_i c_i b_i a_i^j``,
+    ``K*_j = sum_i (a*_i)^j`` and J = ``extrapolation_length``
     (:func:`ssmpoison.theory._teacher.impulse_extrapolation_error`, in the parameters' own
-    number type; NaN for non-finite parameters).
+    number type; NaN for non-finite parameters). For the default teacher ``K*_j = 1``: ``max_j |K_j - 1|``.
 
     Arguments:
         params: ``(a, b, c)`` of one run (arrays of shape ``(D,)``).
         extrapolation_length: J.
+        teacher_a: the teacher's diagonal ``a*`` (:attr:`BeyondConfig.teacher_a`).
 
     Returns:
         The error as a float.
     """
     a, b, c = params
+    J = extrapolation_length
+    if tuple(teacher_a) == (1.0,):
+        target = [1.0] * J
+    else:
+        from ssmpoison.verify._gd_config import teacher_impulse
+
+        target = teacher_impulse(teacher_a, J).tolist()
     with np.errstate(all="ignore"):
-        return float(impulse_extrapolation_error(list(a), list(b), list(c), [1.0] * extrapolation_length))
+        return float(impulse_extrapolation_error(list(a), list(b), list(c), target))
 
 
 def nonlinear_extrapolation_error(config: NonlinearConfig, test_inputs, params) -> float:

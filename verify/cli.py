@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import signal
 import sys
 import time
@@ -410,25 +411,35 @@ def _run_check(args) -> int:
 
 # -- dynamics -------------------------------------------------------------------------------------
 def _add_dynamics(sub) -> None:
+    from ssmpoison.verify._experiments import EXPERIMENTS
+
     p = sub.add_parser(
         "dynamics",
         help="record one run's training dynamics: entries, effective rank, gamma coefficients, loss, as figures and JSON",
         description="Record one run of a row of Table 1 without and/or with the special sequence(s) and draw, against "
         "time, the entry magnitudes |a_i|, the effective rank of A, every gamma^(l) (with the head's slopes xi_n in the "
-        "non-linear row) and the training loss with the extrapolation error, as PNG files in DIR.",
+        "non-linear row) and the training loss with the extrapolation error, as PNG files in DIR. With --experiment, run "
+        "every run of one of the paper's dynamics notebooks instead and set the final entries beside those it printed.",
     )
-    p.add_argument("--row", default="theory", help="theory (gradient flow), beyond or nonlinear (gradient descent), "
+    p.add_argument("--row", help="theory (gradient flow, the default), beyond or nonlinear (gradient descent), "
                    "or a registered row")
     from ssmpoison.verify._registry import ROWS
 
     published = ", ".join(f"{name} {'|'.join(map(str, model.horizons))}" for name, model in ROWS.items())
-    p.add_argument("--horizon", required=True, metavar="H", help=f"horizon of the row ({published})")
-    p.add_argument("--seed", metavar="K", help="seed of the run (default: the row's first published seed)")
+    p.add_argument("--horizon", metavar="H", help=f"horizon of the row, required unless --experiment ({published})")
+    p.add_argument("--experiment", metavar="NAME", help=f"one of the paper's dynamics experiments ({', '.join(EXPERIMENTS)}): "
+                   "all its runs, each beside the entries the paper printed (not with --row, --horizon, --extrapolate-to, "
+                   "--stem)")
+    p.add_argument("--seed", metavar="K", help="seed of the run (default: the row's first published seed); with "
+                   "--experiment, only the experiment's run of that seed")
     p.add_argument("--condition", default="both", help="clean, poisoned or both (side by side)")
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNG figures (created if missing)")
     p.add_argument("--extrapolate-to", metavar="J", help=f"extrapolation length (default: the row's; "
                    f"{_bound('dynamics', 'extrapolation_length')})")
     p.add_argument("--stem", metavar="NAME", help="file-name stem of the figures (default ROW_HH_seedK)")
+    p.add_argument("--dtype", help="with --experiment: float32 (the default, the paper's arithmetic) or float64")
+    p.add_argument("--max-steps", metavar="N", help="with --experiment: step budget of every run (default: the "
+                   "paper's 1e6 epochs plus the extra steps)")
     _add_budget(p)
     _add_json(p)
     p.set_defaults(run=_run_dynamics, command="dynamics")
@@ -443,7 +454,14 @@ def _run_dynamics(args) -> int:
     from ssmpoison.verify._dynamics_plots import figure_names, plot_dynamics
     from ssmpoison.verify._jsonio import check_output_dir, write_json
 
-    model = row_model(args.row)
+    if args.experiment is not None:
+        return _run_experiment(args)
+    for name in ("dtype", "max_steps"):
+        if getattr(args, name) is not None:
+            raise ValueError(f"{name} (--{name.replace('_', '-')}) applies to --experiment only")
+    if args.horizon is None:
+        raise ValueError("horizon must be given (--horizon H), or an experiment (--experiment NAME)")
+    model = row_model("theory" if args.row is None else args.row)
     if args.condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {args.condition!r}")
     setting = model.setting(args.horizon)
@@ -470,6 +488,52 @@ def _run_dynamics(args) -> int:
         print(f"runs {result.seconds:.2f} s, with figures {seconds:.2f} s")
     if args.json:
         write_json(args.json, dynamics_json(result, figures))
+    return 0 if result.ok else 1
+
+
+def _run_experiment(args) -> int:
+    """``dynamics --experiment NAME``: every run of one of the paper's dynamics experiments, figures and JSON."""
+    from pathlib import Path
+
+    from ssmpoison.theory._validation import require_int
+    from ssmpoison.verify._dynamics import CONDITIONS, experiment_json, experiment_text, run_experiment
+    from ssmpoison.verify._dynamics_plots import figure_names, plot_dynamics
+    from ssmpoison.verify._experiments import experiment
+    from ssmpoison.verify._jsonio import check_output_dir, write_json
+
+    for name in ("row", "horizon", "extrapolate_to", "stem"):
+        if getattr(args, name) is not None:
+            raise ValueError(f"experiment (--experiment) cannot be given with --{name.replace('_', '-')}: "
+                             "the experiment names its runs")
+    exp = experiment(args.experiment)
+    if args.condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {args.condition!r}")
+    if args.dtype is not None and args.dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {args.dtype!r}")
+    seeds = None if args.seed is None else [require_int("seed", args.seed, minimum=0, maximum=2**32 - 1)]
+    if seeds is not None and seeds[0] not in {r.seed for r in exp.runs}:
+        raise ValueError(f"seed must be one of the experiment's seeds ({', '.join(str(r.seed) for r in exp.runs)}), "
+                         f"got {seeds[0]}")
+    max_steps = None if args.max_steps is None else require_int("max_steps", args.max_steps, minimum=0)
+    conditions = ("clean", "poisoned") if args.condition == "both" else (args.condition,)
+    stems = {r.seed: f"{exp.name}_H{r.horizon}_seed{r.seed}" for r in exp.runs if seeds is None or r.seed in seeds}
+    check_output_dir(args.out, "out", [n for stem in stems.values() for n in figure_names(stem, conditions)])
+    out_dir = Path(args.out)
+
+    start = time.perf_counter()
+    with _Bars() as bars:
+        result = run_experiment(exp.name, dtype=args.dtype, seeds=seeds, condition=args.condition, max_steps=max_steps,
+                                progress=bars)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {spec.seed: plot_dynamics(res.runs, out_dir, stems[spec.seed], label=f"{exp.name} experiment")
+               for spec, res in result.results}
+    seconds = time.perf_counter() - start
+    if args.json != "-":
+        print(experiment_text(result))
+        count = sum(len(f) for f in figures.values())
+        print(f"{count} figures in {out_dir}/; with figures {seconds:.2f} s")
+    if args.json:
+        write_json(args.json, experiment_json(result, figures))
     return 0 if result.ok else 1
 
 
@@ -594,15 +658,41 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except _Terminated:
         _one_line("ssmpoison: terminated")
-        return 143
+        return _end_interrupted(143, command_line=argv is None)
     except KeyboardInterrupt:
         _one_line("ssmpoison: interrupted")
-        return 130
+        return _end_interrupted(130, command_line=argv is None)
     except Exception as exc:  # never a traceback from the CLI
         command = " ".join(["ssmpoison", *(sys.argv[1:] if argv is None else argv)])
         _one_line(f"ssmpoison {args.command}: internal error ({type(exc).__name__}): {exc} -- this is a bug; "
                   f"please report it with the command: {command}")
         return EXIT_INTERNAL_ERROR
+
+
+def _end_interrupted(status: int, command_line: bool) -> int:
+    """The exit of an interrupted command: ``status`` returned, or, on the command line, the process ends now.
+
+    On the command line the process exits at once (``os._exit`` after flushing the standard
+    streams): the worker pools have already terminated their workers, and the interpreter's exit
+    handlers (which join the pools' manager threads) are skipped, so that no state the signal
+    left behind can hold the exit; a worker not yet registered with its pool dies with the
+    process (its parent-death signal, :func:`ssmpoison.verify._workers.worker_setup`).
+
+    Arguments:
+        status: 130 (SIGINT) or 143 (SIGTERM).
+        command_line: whether this is the process's own command line (``main()`` without ``argv``).
+
+    Returns:
+        ``status`` (when not on the command line).
+    """
+    if command_line:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+    return status
 
 
 class _Terminated(KeyboardInterrupt):
