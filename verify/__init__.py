@@ -22,7 +22,9 @@ piece lives. Public names (everything else lives in private modules):
   :data:`TABLE1_ROWS`, :class:`RowModel`, :class:`TheoryRow`, :class:`BeyondRow`,
   :class:`NonlinearRow`, :class:`TheoryRowResult`, :class:`GDRowsResult`,
   :func:`reproduce_table1`, :class:`Table1Result`, :func:`run_theory_row`,
-  :func:`theory_row_problems`, :func:`run_gd_row`;
+  :func:`theory_row_problems`, :func:`run_gd_row`; the robustness of a GD run under perturbed
+  initial weights — :func:`run_robustness`, :func:`same_outcome`, :func:`learned_entries`,
+  :func:`perturb_initial`;
 * GD trainers — :func:`train_beyond`, :func:`train_nonlinear`, :func:`beyond_problem`,
   :func:`nonlinear_problem`, :class:`RunResult`, :class:`StepObserver`, :class:`AdaptiveStep`,
   :class:`Adam`; the paper's initial weights from TensorFlow's stateless normal stream, in
@@ -65,9 +67,9 @@ _EXPORTS = {
     '_expcoll': ('ExpColl',),
     '_flow': ('FlowOptions', 'FlowProblem', 'FlowResult', 'default_integrator', 'run_flow', 'run_flows',),
     '_gd_config': ('BeyondConfig', 'NonlinearConfig',),
-    '_gd_data': ('beyond_problem', 'nonlinear_problem',),
+    '_gd_data': ('beyond_problem', 'nonlinear_problem', 'perturb_initial',),
     '_gd_optimisers': ('Adam', 'AdaptiveStep',),
-    '_gd_rows': ('run_gd_row',),
+    '_gd_rows': ('run_gd_row', 'run_robustness', 'same_outcome', 'learned_entries',),
     '_gd_training': ('RunResult', 'StepObserver', 'train_beyond', 'train_nonlinear',),
     '_integrator': ('IntegrationResult', 'Integrator',),
     '_metrics': ('escape_times', 'trajectory_series',),

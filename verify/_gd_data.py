@@ -26,6 +26,9 @@
 * **Arithmetic.** A problem is in its config's ``dtype``: in float32 the inputs are the float64
   draws rounded to float32 and the labels are computed from those float32 inputs in float32, as
   the paper's Keras teacher model computes them.
+* **Perturbations.** :func:`perturb_initial` multiplies a run's initial weights by
+  ``1 + eps xi`` with ``xi ~ N(0, 1)`` drawn from the run's identity (seed, condition, index k):
+  the robustness of a run is judged on K such re-runs (:mod:`ssmpoison.verify._gd_rows`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ssmpoison.theory._construction import paper_gap, with_paper_gap
-from ssmpoison.theory._validation import require_int
+from ssmpoison.theory._validation import require_int, require_real
 from ssmpoison.verify._mlp import mlp_forward, teacher_weights
 from ssmpoison.verify._tf_random import keras_random_normal, tf_stateless_normal
 
@@ -53,6 +56,7 @@ __all__ = [
     "teacher_outputs",
     "beyond_labels",
     "stack_problems",
+    "perturb_initial",
 ]
 
 
@@ -327,3 +331,40 @@ def stack_problems(problems):
         U[r, : len(Ur)], y[r, : len(Ur)], mask[r, : len(Ur)] = Ur, yr, 1.0
     params = [np.stack([p[k] for p, _, _ in problems]) for k in range(len(problems[0][0]))]
     return params, U, y, mask
+
+
+def perturb_initial(params, seed: int, poisoned: bool, index: int, size: float):
+    """A run's initial weights perturbed multiplicatively: ``p <- p (1 + size xi)``, entry by entry.
+
+    ``xi ~ N(0, 1)`` are drawn by ``numpy.random.default_rng([seed, poisoned, index])`` (PCG64,
+    one array of each parameter's shape, in the order of ``params``), so the same run and index
+    always get the same perturbation, whatever the arithmetic; the product is taken in float64
+    and rounded to each parameter's type (in float32 a relative size of ``1e-7`` moves an entry
+    by at most about one unit in the last place). ``index = 0`` or ``size = 0`` returns the
+    weights unchanged (bit for bit).
+
+    Arguments:
+        params: the initial parameters of one run (arrays).
+        seed: the run's seed.
+        poisoned: its condition (False without, True with the special sequences).
+        index: k >= 0, which perturbation (0: none).
+        size: eps >= 0, the relative size.
+
+    Returns:
+        The perturbed parameters, a tuple of arrays of the same shapes and types.
+
+    Raises:
+        ValueError: a negative or non-integer ``seed`` or ``index``, or a ``size`` that is negative or not finite.
+    """
+    seed = require_int("seed", seed, minimum=0)
+    index = require_int("index", index, minimum=0)
+    size = float(require_real("size", size, nonnegative=True))
+    if index == 0 or size == 0:
+        return tuple(params)
+    rng = np.random.default_rng([seed, int(bool(poisoned)), index])
+    out = []
+    for p in params:
+        p = np.asarray(p)
+        factor = 1.0 + float(size) * rng.standard_normal(p.shape)
+        out.append((p.astype(np.float64) * factor).astype(p.dtype))
+    return tuple(out)

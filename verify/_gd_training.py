@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ssmpoison.theory._teacher import impulse_extrapolation_error
-from ssmpoison.theory._validation import require_int
+from ssmpoison.theory._validation import require_int, require_real
 from ssmpoison.verify import _gd_data
 from ssmpoison.verify._budget import budget_expired
 from ssmpoison.verify._gd_data import nonlinear_test_inputs, stack_problems, teacher_outputs
@@ -104,6 +104,8 @@ class RunResult:
 
     Attributes:
         seed, poisoned, init_draw: which run (``init_draw`` 0 is the row's own initialisation).
+        perturbation: k > 0 for the k-th perturbed re-run of the run of draw 0
+            (:func:`ssmpoison.verify._gd_data.perturb_initial`), 0 for an unperturbed run.
         ext_error: the row's extrapolation error at the final parameters.
         train_loss: the loss at the final parameters.
         steps: the parameter updates made.
@@ -122,6 +124,7 @@ class RunResult:
     reached_at: int | None
     params: tuple = field(compare=False, repr=False)
     init_draw: int = 0
+    perturbation: int = 0
 
 
 def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress, observer: StepObserver | None = None):
@@ -204,8 +207,9 @@ def _descend(stepper, tol: float, extra_steps: int, max_steps: int, progress, ob
     return final_theta, final_loss, steps, status, reached
 
 
-def _validate_runs(seeds, poisoned_flags, max_steps, init_draws=(0,)):
-    """Runs ``(seed, poisoned, draw)``: seeds outer, then draws, then flags."""
+def _validate_runs(seeds, poisoned_flags, max_steps, init_draws=(0,), perturbations=0):
+    """Runs ``(seed, poisoned, draw, k)``: seeds outer, then draws, then flags; then the perturbed re-runs
+    ``(seed, poisoned, 0, k)`` for ``k = 1..perturbations`` (seeds outer, then flags, then k)."""
     seeds = [require_int(f"seeds[{k}]", s, minimum=0) for k, s in enumerate(seeds)]
     flags = list(poisoned_flags)
     if not seeds:
@@ -216,33 +220,43 @@ def _validate_runs(seeds, poisoned_flags, max_steps, init_draws=(0,)):
     if not draws:
         raise ValueError("init_draws must hold at least one draw")
     max_steps = require_int("max_steps", max_steps, minimum=0)
-    return [(s, bool(f), d) for s in seeds for d in draws for f in flags], max_steps
+    K = require_int("perturbations", perturbations, minimum=0)
+    runs = [(s, bool(f), d, 0) for s in seeds for d in draws for f in flags]
+    return runs + [(s, bool(f), 0, k) for s in seeds for f in flags for k in range(1, K + 1)], max_steps
 
 
 def _results(runs, params, loss, steps, status, reached, ext):
     return [
         RunResult(seed=s, poisoned=p, ext_error=float(ext[r]), train_loss=float(loss[r]), steps=int(steps[r]),
                   status=Status(status[r]), reached_at=int(reached[r]) if reached[r] >= 0 else None,
-                  params=tuple(x[r].copy() for x in params), init_draw=d)
-        for r, (s, p, d) in enumerate(runs)
+                  params=tuple(x[r].copy() for x in params), init_draw=d, perturbation=k)
+        for r, (s, p, d, k) in enumerate(runs)
     ]
 
 
 def _train_batch(config, config_type, problem, stepper_type, seeds, poisoned_flags, max_steps, progress, init_draws,
-                 observer=None):
+                 observer=None, perturbations=0, perturbation_size=0.0):
     """Validate, stack every run's problem into one batch per condition config (:meth:`_GDConfig.for_condition`:
     one batch when the conditions share ``lr`` and ``extra_steps``) and descend; returns ``(runs, (params, loss,
-    steps, status, reached))`` with the trained parameters as a tuple of stacked arrays, in the order of ``runs``."""
+    steps, status, reached))`` with the trained parameters as a tuple of stacked arrays, in the order of ``runs``.
+    A perturbed re-run (``k > 0``) starts from its run's initial weights perturbed by
+    :func:`ssmpoison.verify._gd_data.perturb_initial`."""
     if not isinstance(config, config_type):
         raise ValueError(f"config must be a {config_type.__name__}, got {type(config).__name__}")
-    runs, max_steps = _validate_runs(seeds, poisoned_flags, max_steps, init_draws)
+    runs, max_steps = _validate_runs(seeds, poisoned_flags, max_steps, init_draws, perturbations)
+    perturbation_size = float(require_real("perturbation_size", perturbation_size, nonnegative=True))
+
+    def perturbed(cfg, s, p, d, k):
+        x, U, y = problem(cfg, s, p, d)
+        return (_gd_data.perturb_initial(x, s, p, k, perturbation_size), U, y) if k else (x, U, y)
+
     groups: dict = {}
-    for r, (_, poisoned, _) in enumerate(runs):
+    for r, (_, poisoned, *_) in enumerate(runs):
         groups.setdefault(config.for_condition(poisoned), []).append(r)
     out = None
     for cfg, members in groups.items():
         idx = np.array(members)
-        params, U, y, mask = stack_problems([problem(cfg, *runs[r]) for r in members])
+        params, U, y, mask = stack_problems([perturbed(cfg, *runs[r]) for r in members])
         stepper = stepper_type(cfg, params, U, y, mask)
         look = observer
         if observer is not None and len(groups) > 1:  # the callback sees indices into the whole run list
@@ -263,8 +277,9 @@ def _train_batch(config, config_type, problem, stepper_type, seeds, poisoned_fla
 
 
 def train_beyond(config: BeyondConfig, seeds, poisoned_flags, max_steps: int, progress: Progress | None = None,
-                 init_draws=(0,), observer: StepObserver | None = None) -> list[RunResult]:
-    """Train the beyond row: one run per ``(seed, init_draw, poisoned)``, all in one batch.
+                 init_draws=(0,), observer: StepObserver | None = None, perturbations: int = 0,
+                 perturbation_size: float = 0.0) -> list[RunResult]:
+    """Train the beyond row: one run per ``(seed, init_draw, poisoned)``, all in one batch, and the perturbed re-runs.
 
     A, B, C of the bare SSM by full-batch GD with the adaptive step, from
     :func:`ssmpoison.verify._gd_data.beyond_problem`.
@@ -277,27 +292,32 @@ def train_beyond(config: BeyondConfig, seeds, poisoned_flags, max_steps: int, pr
         progress: ``progress(step, active_runs)`` or None.
         init_draws: the initialisation draws (middle loop).
         observer: sees the batch at chosen steps (:class:`StepObserver`), or None.
+        perturbations: K >= 0; each run of draw 0 is also trained from its initial weights perturbed at relative
+            size ``perturbation_size``, K times (:func:`ssmpoison.verify._gd_data.perturb_initial` with
+            ``index = 1..K``), in the same batch.
+        perturbation_size: eps >= 0, the relative size of the perturbations.
 
     Returns:
-        One :class:`RunResult` per run, seeds outer, then draws, then flags; ``ext_error`` is
+        One :class:`RunResult` per run, seeds outer, then draws, then flags, then the perturbed re-runs
+        (``perturbation = k``; seeds outer, then flags, then k); ``ext_error`` is
         :func:`beyond_extrapolation_error`.
 
     Raises:
-        ValueError: naming the argument (wrong config type, empty or bad seeds, flags, draws, budget).
+        ValueError: naming the argument (wrong config type, empty or bad seeds, flags, draws, budget, perturbations).
     """
     from ssmpoison.verify._gd_config import BeyondConfig
 
     runs, (params, loss, steps, status, reached) = _train_batch(
         config, BeyondConfig, _gd_data.beyond_problem, BeyondStepper, seeds, poisoned_flags, max_steps, progress,
-        init_draws, observer)
+        init_draws, observer, perturbations, perturbation_size)
     ext = [beyond_extrapolation_error(tuple(p[r] for p in params), config.extrapolation_length, config.teacher_a)
            for r in range(len(runs))]
     return _results(runs, params, loss, steps, status, reached, ext)
 
 
 def train_nonlinear(config: NonlinearConfig, seeds, poisoned_flags, max_steps: int,
-                    progress: Progress | None = None, init_draws=(0,), observer: StepObserver | None = None
-                    ) -> list[RunResult]:
+                    progress: Progress | None = None, init_draws=(0,), observer: StepObserver | None = None,
+                    perturbations: int = 0, perturbation_size: float = 0.0) -> list[RunResult]:
     """Train the non-linear row (SSM + ReLU head, Adam): one run per ``(seed, init_draw, poisoned)``, in one batch.
 
     Arguments:
@@ -314,10 +334,10 @@ def train_nonlinear(config: NonlinearConfig, seeds, poisoned_flags, max_steps: i
 
     runs, (params, loss, steps, status, reached) = _train_batch(
         config, NonlinearConfig, _gd_data.nonlinear_problem, NonlinearStepper, seeds, poisoned_flags, max_steps,
-        progress, init_draws, observer)
-    tests = {(s, p): nonlinear_test_inputs(config, s, p) for s, p, _ in runs}
+        progress, init_draws, observer, perturbations, perturbation_size)
+    tests = {(s, p): nonlinear_test_inputs(config, s, p) for s, p, *_ in runs}
     ext = np.array([nonlinear_extrapolation_error(config, tests[s, p], tuple(x[r] for x in params))
-                    for r, (s, p, _) in enumerate(runs)])
+                    for r, (s, p, *_) in enumerate(runs)])
     return _results(runs, params, loss, steps, status, reached, ext)
 
 

@@ -22,6 +22,7 @@ names the phase (a new label starts a new phase), ``done`` of ``total`` units ar
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ class RowModel:
     checkable: ClassVar[bool] = False
     #: whether a working precision (``--precision``) applies
     precision_applies: ClassVar[bool] = False
+    #: whether the perturbed re-runs and the skipped seeds apply (``reproduce --perturbations``, ``--skipped-seeds``)
+    perturbations_apply: ClassVar[bool] = False
     def dynamics_method(self, setting) -> str:
         """How a run of ``setting`` is trained, as the dynamics summary says it."""
         raise NotImplementedError
@@ -122,7 +125,11 @@ class RowModel:
         return override(template, {"horizon": H, **values}, source=source)
 
     # -- to be provided by each kind of row
-    def run(self, settings, *, progress: Progress | None = None, precision_bits: int | None = None, jobs: int = 1):
+    def run(self, settings, *, progress: Progress | None = None, precision_bits: int | None = None, jobs: int = 1,
+            perturbations: int | None = None, perturbation_size: float | None = None, skipped_seeds: bool = False):
+        """Run ``settings``; ``perturbations`` (K perturbed re-runs of each run) and ``perturbation_size`` (their
+        relative size) apply to the GD rows, ``skipped_seeds`` (also run the seeds the paper's list skips) to
+        the rows that can run them; ``None`` / ``False``: the row's defaults."""
         raise NotImplementedError
 
     def text(self, result) -> str:
@@ -144,6 +151,62 @@ class RowModel:
 # ---------------------------------------------------------------- theory row
 
 
+def clean_flow_robustness(setting: TheoryRowSetting, seed: int, perturbations: int, perturbation_size: float) -> dict:
+    """The robustness of one clean theory-row flow, by its exact oracle: the GD rows' labels, for a flow.
+
+    The clean flow's limit is exact (:func:`ssmpoison.theory._oracle.clean_limit`, note 02 §1), so the flow
+    from the paper's initialisation ``a(0)`` and from ``a(0)(1 + eps xi)`` (k = 1..K,
+    :func:`ssmpoison.verify._gd_data.perturb_initial`, condition clean) each cost one root-finding, at 64 bits.
+    The outcome of a flow is its number of learned entries (``|a_i(inf)| >=``
+    :data:`ssmpoison.verify._gd_rows.LEARNED_LEVEL`) and its extrapolation error's class (within a factor
+    :data:`ssmpoison.verify._gd_rows.ERROR_FACTOR` of the unperturbed flow's), as for a GD run
+    (:func:`ssmpoison.verify._gd_rows.run_robustness`).
+
+    Arguments:
+        setting: the theory row's setting; seed: the seed; perturbations: K >= 0; perturbation_size: eps >= 0.
+
+    Returns:
+        The keys of :func:`ssmpoison.verify._gd_rows.run_robustness` (``status`` ``"converged"``), plus
+        ``horizon`` and ``ext_errors``: the K re-runs' errors in order of k.
+    """
+    import mpmath
+    import numpy as np
+
+    from ssmpoison.theory._construction import extrapolation_error, paper_initialisation
+    from ssmpoison.theory._oracle import clean_limit
+    from ssmpoison.verify._gd_data import perturb_initial
+    from ssmpoison.verify._gd_rows import ERROR_FACTOR, LEARNED_LEVEL, _label
+
+    D, H, J = setting.state_dim, setting.horizon, setting.extrapolation_length
+    a0 = np.array(paper_initialisation(seed, D, setting.init_scale, setting.gap_exponent), dtype=float)
+
+    def outcome(k):
+        (a,) = perturb_initial((a0,), seed, False, k, perturbation_size)
+        limit = clean_limit([float(v) for v in a], H, precision_bits=64)
+        with mpmath.workprec(64):
+            error = float(extrapolation_error(limit, [1] * D, [1] * D, D, J))
+        return sum(abs(float(v)) >= LEARNED_LEVEL for v in limit), error
+
+    learned, error = outcome(0)
+    reruns = [outcome(k) for k in range(1, perturbations + 1)]
+    differing = [k for k, (n, e) in enumerate(reruns, start=1)
+                 if n != learned or not 1 / ERROR_FACTOR <= e / error <= ERROR_FACTOR]
+    errors = np.array([e for _, e in reruns])
+    counts: dict[str, int] = {}
+    for n, _ in sorted(reruns):
+        counts[str(n)] = counts.get(str(n), 0) + 1
+    return {
+        "horizon": H, "seed": seed, "poisoned": False, "status": Status.CONVERGED, "learned": learned, "ext_error": error,
+        "perturbations": perturbations, "differ": len(differing), "differing": differing,
+        "robust": None if not perturbations else not differing, "label": _label(len(differing), perturbations),
+        "learned_counts": counts, "statuses": {Status.CONVERGED: perturbations} if perturbations else {},
+        "ext_error_min": float(errors.min()) if perturbations else None,
+        "ext_error_median": float(np.median(errors)) if perturbations else None,
+        "ext_error_max": float(errors.max()) if perturbations else None,
+        "ext_errors": [float(e) for e in errors],
+    }
+
+
 @dataclass(frozen=True)
 class TheoryRowResult:
     """The theory row's certified runs at its settings.
@@ -151,7 +214,9 @@ class TheoryRowResult:
     Arguments:
         row: the row's name; settings: the settings run; precision_bits: the working precision (``None``: the
         default path); runs: :class:`~ssmpoison.verify._theory_row.TheoryRowRun` by setting, condition, seed;
-        seconds: wall time.
+        seconds: wall time; robustness: :func:`clean_flow_robustness` of every clean flow (published seeds, then
+        skipped ones); perturbations, perturbation_size: its K and eps; skipped_runs: the runs of the settings'
+        skipped seeds (empty unless requested), out of the means.
     """
 
     row: str
@@ -159,6 +224,18 @@ class TheoryRowResult:
     precision_bits: int | None
     runs: tuple
     seconds: float
+    robustness: tuple = ()
+    perturbations: int = 0
+    perturbation_size: float = 0.0
+    skipped_runs: tuple = ()
+
+    @property
+    def skipped_summaries(self) -> list[dict]:
+        """The means of the skipped seeds' runs, by setting and condition (no published values)."""
+        from ssmpoison.verify._theory_row import row_summary
+
+        return [{**row_summary(self.skipped_runs, s.unpublished(), p), "seeds": list(s.skipped_seeds)}
+                for s in self.settings if s.skipped_seeds for p in (False, True)] if self.skipped_runs else []
 
     @property
     def summaries(self) -> list[dict]:
@@ -172,11 +249,18 @@ class TheoryRowResult:
         return all(r.run.status == Status.CONVERGED for r in self.runs)
 
     def to_json(self) -> dict:
+        from ssmpoison.verify._gd_rows import ERROR_FACTOR, LEARNED_LEVEL
+
         return {
             "row": self.row,
             "precision_bits": self.precision_bits if self.precision_bits is not None else 53,
             "runs": [r.to_json() for r in self.runs],
             "summary": self.summaries,
+            "robustness": {"perturbations": self.perturbations, "perturbation_size": self.perturbation_size,
+                           "learned_level": LEARNED_LEVEL, "error_factor": ERROR_FACTOR, "method": "exact oracle",
+                           "clean_runs": list(self.robustness), "poisoned_runs": "not labelled"},
+            "skipped_runs": [r.to_json() for r in self.skipped_runs],
+            "skipped_summary": self.skipped_summaries,
         }
 
 
@@ -188,20 +272,34 @@ class TheoryRow(RowModel):
                    "gap_exponent": "gap_exponent", "extrapolate_to": "extrapolation_length"}
     checkable = True
     precision_applies = True
+    perturbations_apply = True
     kind = "theory"
     description = "gradient flow, only A trained, B = C = 1"
 
     def dynamics_method(self, setting) -> str:
         return "gradient flow, float64"
 
-    def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> TheoryRowResult:
+    def run(self, settings, *, progress=None, precision_bits=None, jobs=1, perturbations=None, perturbation_size=None,
+            skipped_seeds=False) -> TheoryRowResult:
         """Both flows for every seed of every setting, with certified digits
-        (:func:`ssmpoison.verify._theory_row.run_theory_row`)."""
+        (:func:`ssmpoison.verify._theory_row.run_theory_row`); the clean flows' robustness under ``perturbations``
+        perturbed initialisations of relative size ``perturbation_size`` by their exact oracle
+        (:func:`clean_flow_robustness`; the poisoned flows have no oracle and are not labelled); and, if
+        ``skipped_seeds``, the settings' skipped seeds, out of the means."""
+        from ssmpoison.verify._gd_rows import DEFAULT_PERTURBATION_SIZE, DEFAULT_PERTURBATIONS
+        from ssmpoison.theory._validation import require_real
         from ssmpoison.verify._theory_row import check_theory_row, run_theory_row
 
+        K = DEFAULT_PERTURBATIONS if perturbations is None else require_int("perturbations", perturbations, minimum=0)
+        eps = DEFAULT_PERTURBATION_SIZE if perturbation_size is None else float(
+            require_real("perturbation_size", perturbation_size, nonnegative=True))
         settings = tuple(settings)
+        skipped = tuple(dataclasses.replace(s, seeds=s.skipped_seeds, skipped_seeds=()).unpublished()
+                        for s in settings if s.skipped_seeds) if skipped_seeds else ()
         check_theory_row(settings, precision_bits)  # initialisations and reachability, before any progress
-        total = sum(2 * len(s.seeds) for s in settings)
+        if skipped:
+            check_theory_row(skipped, precision_bits)
+        total = sum(2 * len(s.seeds) for s in (*settings, *skipped))
         done = [0]
 
         def count(n):
@@ -213,7 +311,11 @@ class TheoryRow(RowModel):
             progress("theory row flows", 0, total, "")
         start = time.perf_counter()
         runs = run_theory_row(settings, precision_bits, progress=count, parallel=jobs)
-        return TheoryRowResult(self.name, settings, precision_bits, tuple(runs), time.perf_counter() - start)
+        skipped_runs = run_theory_row(skipped, precision_bits, progress=count, parallel=jobs) if skipped else []
+        robustness = tuple(clean_flow_robustness(s, seed, K, eps) for s in settings
+                           for seed in (*s.seeds, *(s.skipped_seeds if skipped else ())))
+        return TheoryRowResult(self.name, settings, precision_bits, tuple(runs), time.perf_counter() - start,
+                               robustness, K, eps, tuple(skipped_runs))
 
     def text(self, result: TheoryRowResult) -> str:
         from ssmpoison.verify._reporting import theory_row_text
@@ -270,6 +372,7 @@ class GDRowsResult:
 
 class _GDRow(RowModel):
     setting_type = GDRowSetting
+    perturbations_apply = True
 
     def dynamics_method(self, setting) -> str:
         return f"gradient descent, {setting.config.dtype}"
@@ -280,8 +383,10 @@ class _GDRow(RowModel):
         if not all(isinstance(s.config, config_type) for s in self._settings.values()):
             raise ValueError(f"settings of the {name} row must hold a {config_type.__name__}")
 
-    def run(self, settings, *, progress=None, precision_bits=None, jobs=1) -> GDRowsResult:
-        """Every seed of every setting without and with the special sequences, plus the spread draws
+    def run(self, settings, *, progress=None, precision_bits=None, jobs=1, perturbations=None, perturbation_size=None,
+            skipped_seeds=False) -> GDRowsResult:
+        """Every seed of every setting without and with the special sequences, plus the spread draws, the
+        perturbed re-runs and, if ``skipped_seeds``, the seeds the paper's list skips
         (:func:`ssmpoison.verify._gd_rows.run_gd_row`), in each setting's ``dtype`` (float64 or float32).
         ``precision_bits`` does not apply."""
         from ssmpoison.verify._gd_rows import run_gd_row
@@ -293,7 +398,8 @@ class _GDRow(RowModel):
             label = f"{self.name} row H={s.horizon}"
             callback = None if progress is None else (lambda done, total, step, label=label:
                                                       progress(label, done, total, f"step={step}"))
-            results.append(run_gd_row(s, row=self.name, progress=callback))
+            results.append(run_gd_row(s, row=self.name, progress=callback, perturbations=perturbations,
+                                      perturbation_size=perturbation_size, skipped_seeds=skipped_seeds))
         return GDRowsResult(self.name, tuple(results))
 
     def text(self, result: GDRowsResult) -> str:

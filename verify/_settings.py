@@ -37,6 +37,16 @@ def _seeds(seeds) -> tuple[int, ...]:
     return out
 
 
+def _skipped_seeds(skipped, seeds) -> tuple[int, ...]:
+    """The skipped seeds of a setting: empty, or distinct seeds none of which is in ``seeds``."""
+    if not tuple(skipped):
+        return ()
+    out = _seeds(skipped)
+    if set(out) & set(seeds):
+        raise ValueError(f"skipped_seeds must not repeat a seed of seeds, got {sorted(set(out) & set(seeds))}")
+    return out
+
+
 def _published(name: str, values) -> tuple[tuple[str, float], ...]:
     """``(source, value)`` pairs, in the order given (a mapping or pairs); empty when there is none."""
     items = tuple(values.items()) if isinstance(values, Mapping) else tuple(values)
@@ -58,6 +68,7 @@ class TheoryRowSetting:
             mean the paper's code prints); empty for a setting that is not the paper's.
         final_time_clean, final_time_poisoned: fixed final times of the published float64 integrations
             (``None`` for a setting that is not the paper's).
+        skipped_seeds: seeds the paper's seed list skips (registry data; distinct, none of them in ``seeds``).
 
     Raises:
         ValueError: naming the first invalid argument.
@@ -73,6 +84,7 @@ class TheoryRowSetting:
     published_poisoned: tuple[tuple[str, float], ...] = ()
     final_time_clean: float | None = None
     final_time_poisoned: float | None = None
+    skipped_seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -81,6 +93,7 @@ class TheoryRowSetting:
         set_("init_scale", float(require_real("init_scale", self.init_scale, positive=True)))
         set_("gap_exponent", float(require_real("gap_exponent", self.gap_exponent)))
         set_("seeds", _seeds(self.seeds))
+        set_("skipped_seeds", _skipped_seeds(self.skipped_seeds, self.seeds))
         set_("extrapolation_length", require_int("extrapolation_length", self.extrapolation_length, minimum=1))
         set_("published_clean", _published("published_clean", self.published_clean))
         set_("published_poisoned", _published("published_poisoned", self.published_poisoned))
@@ -113,6 +126,9 @@ class GDRowSetting:
         draws: further initialisation draws per seed for the spread of the mean.
         published_clean, published_poisoned: means of Table 1 without / with the special sequences
             (``None`` where the paper gives none).
+        skipped_seeds: seeds the paper's seed list skips (e.g. 4542 between 4541 and 4543), run beside the
+            published seeds and kept out of their means (``reproduce --skipped-seeds``); distinct, and none
+            of them in ``seeds``. A setting whose ``seeds`` a user changes has none.
 
     Raises:
         ValueError: naming the first invalid argument.
@@ -124,12 +140,14 @@ class GDRowSetting:
     draws: int
     published_clean: float | None = None
     published_poisoned: float | None = None
+    skipped_seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         if not isinstance(self.config, (BeyondConfig, NonlinearConfig)):
             raise ValueError(f"config must be a BeyondConfig or NonlinearConfig, got {type(self.config).__name__}")
         set_("seeds", _seeds(self.seeds))
+        set_("skipped_seeds", _skipped_seeds(self.skipped_seeds, self.seeds))
         set_("epochs", require_int("epochs", self.epochs, minimum=0))
         set_("draws", require_int("draws", self.draws, minimum=0))
         if (self.published_clean is None) != (self.published_poisoned is None):
@@ -206,6 +224,8 @@ def _typed(key: str, value, example, source: str):
 def _replace(setting, key: str, value):
     if isinstance(setting, GDRowSetting) and key not in _GD_OWN_KEYS:
         return dataclasses.replace(setting, config=dataclasses.replace(setting.config, **{key: value}))
+    if key == "seeds" and tuple(value) != setting.seeds:  # the skipped seeds are those of the paper's seed list
+        return dataclasses.replace(setting, seeds=value, skipped_seeds=())
     return dataclasses.replace(setting, **{key: value})
 
 

@@ -30,13 +30,17 @@ class Table1Result:
         return {"row": "all", "rows": [r.to_json() for r in self.rows], "seconds": round(self.seconds, 3)}
 
 
-def reproduce_table1(*, precision_bits: int | None = None, jobs: int = 1, progress=None) -> Table1Result:
+def reproduce_table1(*, precision_bits: int | None = None, jobs: int = 1, progress=None, perturbations: int | None = None,
+                     perturbation_size: float | None = None, skipped_seeds: bool = False) -> Table1Result:
     """Run every row of Table 1 at every published horizon.
 
     Arguments:
         precision_bits: working precision of the rows it applies to (the theory row); ``None``: the default path.
         jobs: worker processes for the rows that use them.
         progress: ``progress(label, done, total, note)`` (:data:`ssmpoison.verify._rows.Progress`).
+        perturbations, perturbation_size: K perturbed re-runs of each run and their relative size, for the GD rows
+            (``None``: their defaults; :func:`ssmpoison.verify._gd_rows.run_gd_row`).
+        skipped_seeds: also run the seeds the paper's lists skip, in the GD rows.
 
     Returns:
         A :class:`Table1Result`.
@@ -46,7 +50,9 @@ def reproduce_table1(*, precision_bits: int | None = None, jobs: int = 1, progre
     for name in TABLE1_ROWS:
         model = row_model(name)
         bits = precision_bits if model.precision_applies else None
-        results.append(model.run(model.settings(), progress=progress, precision_bits=bits, jobs=jobs))
+        gd = {} if not model.perturbations_apply else {"perturbations": perturbations, "perturbation_size": perturbation_size,
+                                                 "skipped_seeds": skipped_seeds}
+        results.append(model.run(model.settings(), progress=progress, precision_bits=bits, jobs=jobs, **gd))
     return Table1Result(tuple(results), time.perf_counter() - start)
 
 

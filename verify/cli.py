@@ -232,10 +232,33 @@ def _add_reproduce(sub) -> None:
         help=f"theory row: working precision in bits (>= 53, {_bound('reproduce', 'precision')}); default: the fast "
         "path (float64 where it suffices, the exact oracle for the clean flows)",
     )
+    p.add_argument("--perturbations", metavar="K", help="re-runs of each run from its initial weights perturbed "
+                   "multiplicatively, p(1 + eps xi), xi ~ N(0,1), to label it robust or a knife edge (GD rows: every run; "
+                   "theory row: the clean flows, by their exact oracle; integer >= 0, 0: none; "
+                   f"default 8, {_bound('reproduce', 'perturbations')})")
+    p.add_argument("--perturbation-size", metavar="EPS", help="relative size eps of those perturbations (>= 0; "
+                   f"default 1e-7, float32's rounding level; {_bound('reproduce', 'perturbation_size')})")
+    p.add_argument("--skipped-seeds", action="store_true", help="also run the seeds the paper's seed lists skip "
+                   "(e.g. non-linear 4542, 4544; theory 245, 343), reported beside the published ones, out of their means")
     p.add_argument("--jobs", default="auto", metavar="N", help="worker processes (default auto: one per CPU)")
     _add_budget(p)
     _add_json(p)
     p.set_defaults(run=_run_reproduce, command="reproduce")
+
+
+def _robustness_options(args) -> dict:
+    """``--perturbations``, ``--perturbation-size`` and ``--skipped-seeds`` as ``run`` keywords (only those given)."""
+    from ssmpoison.theory._validation import require_int, require_real
+
+    out = {}
+    if args.perturbations is not None:
+        out["perturbations"] = _within(args, "perturbations", require_int("perturbations", args.perturbations, minimum=0))
+    if args.perturbation_size is not None:
+        out["perturbation_size"] = _within(args, "perturbation_size", float(require_real(
+            "perturbation_size", args.perturbation_size, nonnegative=True)))
+    if args.skipped_seeds:
+        out["skipped_seeds"] = True
+    return out
 
 
 def _reproduce_settings(args, model, config: dict) -> tuple:
@@ -275,6 +298,7 @@ def _run_reproduce(args) -> int:
     precision = None if args.precision is None else _within(
         args, "precision", require_precision_bits(args.precision, name="precision"))
     jobs = default_jobs() if args.jobs == "auto" else require_int("jobs", args.jobs, minimum=1)
+    robustness = _robustness_options(args)
     if row == "all":
         given = [d for d in ("horizon", "config", *_SETTING_OPTIONS) if getattr(args, d) is not None]
         if given:
@@ -284,17 +308,20 @@ def _run_reproduce(args) -> int:
 
         jobs = capped_jobs(jobs, _warning)  # warned only once everything is validated
         with _Bars() as bars:
-            result = reproduce_table1(precision_bits=precision, jobs=jobs, progress=bars)
+            result = reproduce_table1(precision_bits=precision, jobs=jobs, progress=bars, **robustness)
         text = table1_text(result)
     else:
         model = row_model(row)
         if precision is not None and not model.precision_applies:
             raise ValueError(f"precision applies to the theory row only, not to the {row} row")
+        if robustness and not model.perturbations_apply:
+            name = next(iter(robustness))
+            raise ValueError(f"{name} (--{name.replace('_', '-')}) does not apply to the {row} row")
         settings = _reproduce_settings(args, model, config)
         _check_setting_sizes(args, settings)
         jobs = capped_jobs(jobs, _warning)  # warned only once everything is validated
         with _Bars() as bars:
-            result = model.run(settings, progress=bars, precision_bits=precision, jobs=jobs)
+            result = model.run(settings, progress=bars, precision_bits=precision, jobs=jobs, **robustness)
         text = model.text(result)
     if args.json != "-":
         print(text)
