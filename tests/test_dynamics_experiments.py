@@ -39,12 +39,26 @@ NONLINEAR = published_setting("nonlinear", 6).config
     {"extra_gaps": 1.01},
     {"teacher_a": ()},
     {"teacher_a": (1.0, float("inf"))},
+    {"teacher_a": (0.5, 0.5)},  # repeated: the teacher's dimension is the number of distinct entries
+    {"teacher_a": (0.5, 0.0)},
+    {"teacher_a": (1.5,)},  # unstable
     {"fix_bc": 1},
 ])
 def test_new_config_fields_are_validated(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=name):
         replace(BEYOND, **kwargs)
+
+
+def test_the_gd_teacher_is_the_theory_teacher_with_d_star_equal_to_d():
+    from ssmpoison.theory._teacher import Teacher
+    from ssmpoison.verify._gd_config import teacher_impulse
+
+    for a in ((1.0,), (0.99, 0.8), (0.99, 0.8, 0.5, 0.3)):
+        K = teacher_impulse(a, 12)
+        assert K.dtype == np.float64 and list(K) == [float(k) for k in Teacher(a, len(a)).impulse_response(12)]
+        assert K[0] == len(a) and K[1] == pytest.approx(sum(a), rel=1e-15)
+    assert list(teacher_impulse((1.0,), 5)) == [1.0] * 5 and teacher_impulse((0.5,), 0).shape == (0,)
 
 
 def test_nonlinear_ext_seed_offset_may_be_none_but_not_negative():

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ssmpoison.theory._teacher import Teacher
 from ssmpoison.theory._validation import require_int, require_real
 
 __all__ = ["BeyondConfig", "NonlinearConfig", "DTYPES", "teacher_impulse"]
@@ -76,14 +77,29 @@ def teacher_impulse(teacher_a, length: int) -> np.ndarray:
         length: how many entries.
 
     Returns:
-        Shape ``(length,)``.
+        Shape ``(length,)``: :meth:`ssmpoison.theory._teacher.Teacher.impulse_response` of the teacher with
+        the entries ``a*`` (D* = D), in float64.
 
     Raises:
-        ValueError: a negative or non-integer ``length``.
+        ValueError: a negative or non-integer ``length``; a zero, repeated or unstable entry of ``teacher_a``.
     """
     length = require_int("length", length, minimum=0)
-    a = np.asarray(teacher_a, dtype=np.float64)
-    return np.power(a[:, None], np.arange(length, dtype=np.float64)).sum(axis=0)
+    if length == 0:
+        return np.zeros(0)
+    return np.array(_teacher(teacher_a).impulse_response(length), dtype=np.float64)
+
+
+def _teacher(teacher_a) -> Teacher:
+    """The teacher ``A* = diag(a*)``, ``B* = C* = 1`` as the theory's :class:`ssmpoison.theory._teacher.Teacher`
+    (its D* = D entries, so ``K*_0 = len(a*)``): the one copy of its impulse response.
+
+    Raises:
+        ValueError: ``teacher_a`` with a zero, a repeated or an unstable (``|a*_i| > 1``) entry.
+    """
+    try:
+        return Teacher(tuple(float(v) for v in teacher_a), len(teacher_a))
+    except ValueError as exc:
+        raise ValueError(f"teacher_a: {exc}") from None
 
 
 def _require_unit_interval(name: str, value) -> float:
@@ -261,6 +277,7 @@ class BeyondConfig(_GDConfig):
         super().__post_init__()
         object.__setattr__(self, "teacher_a", _require_reals("teacher_a", self.teacher_a, positive=False,
                                                              minimum_length=1))
+        _teacher(self.teacher_a)  # non-zero, distinct, stable entries
 
     def teacher_impulse(self, length: int) -> np.ndarray:
         """The teacher's impulse response ``K*_j = sum_i (a*_i)^j``, ``j = 0..length-1``, in float64.
