@@ -151,10 +151,15 @@ def test_cli_check_clean_e0_2e0_poison_half_e_h2(tmp_path):
 
 def test_dependent_sequences_are_integrated_by_seulex_and_certified():
     from ssmpoison.theory import extrapolation_error
-    from ssmpoison.verify._certified_flow import dependent_sequences
+    from ssmpoison.verify._expcoll import ExpColl
+    from ssmpoison.verify._flow import default_integrator, linearly_dependent
+    from ssmpoison.verify._seulex import Seulex
 
     p = FlowProblem(Construction((1, 2), (F(1, 2),)).poisoned_set(4, 3), (0.01, 0.005, 0.002))
-    assert dependent_sequences(p) and not dependent_sequences(FlowProblem(poisoned_training_set(4), (0.01, 0.005, 0.002)))
+    independent = poisoned_training_set(4)
+    assert linearly_dependent(p.training_set) and not linearly_dependent(independent)
+    assert isinstance(default_integrator("a", p.training_set), Seulex)
+    assert isinstance(default_integrator("a", independent), ExpColl) and isinstance(default_integrator("a"), ExpColl)
     run = certified_flows([p], lambda a, b, c: extrapolation_error(a, b, c, 3, 10))[0]
     # Seulex in float64 and in longdouble: 5.3163552857e-3 (the exponential collocation strays to 5.2e-3 .. 5.8e-3)
     assert run.quantity.digits >= 8 and abs(float(run.quantity.value) - 5.3163552857e-3) < 1e-10

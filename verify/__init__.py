@@ -13,7 +13,7 @@ piece lives. Public names (everything else lives in private modules):
   (exponential collocation, A-only flows), :class:`Seulex` (extrapolated linearly implicit
   Euler, A, B, C flows);
 * gradient flows — :class:`FlowProblem`, :class:`FlowOptions`, :class:`FlowResult`,
-  :func:`run_flow`, :func:`run_flows`, :func:`default_integrator`;
+  :func:`run_flow`, :func:`run_flows`, :func:`default_integrator`, :func:`linearly_dependent`;
 * certification — :class:`CertificationPolicy`, :data:`FAST_PATH`, :data:`SEARCH_CERTIFICATION`,
   :class:`Certified`, :func:`certify`, :func:`correct_digits`, :func:`digits_supported`,
   :class:`CertifiedRun`, :func:`certified_flows`, :func:`require_precision_bits`;
@@ -65,7 +65,7 @@ _EXPORTS = {
     '_dynamics_plots': ('plot_dynamics',),
     '_experiments': ('EXPERIMENTS', 'DynamicsExperiment', 'ExperimentRun',),
     '_expcoll': ('ExpColl',),
-    '_flow': ('FlowOptions', 'FlowProblem', 'FlowResult', 'default_integrator', 'run_flow', 'run_flows',),
+    '_flow': ('FlowOptions', 'FlowProblem', 'FlowResult', 'default_integrator', 'linearly_dependent', 'run_flow', 'run_flows',),
     '_gd_config': ('BeyondConfig', 'NonlinearConfig',),
     '_gd_data': ('beyond_problem', 'nonlinear_problem', 'perturb_initial',),
     '_gd_optimisers': ('Adam', 'AdaptiveStep',),

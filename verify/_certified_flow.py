@@ -16,9 +16,8 @@ of its re-run, the digit cap; its docstring states the fast path and the ``P``-b
 * **Integration** (everything else): the gradient flows of :mod:`ssmpoison.verify._flow`, run and re-run
   at the policy's precisions. The reference also carries its own loss threshold, so the
   truncation of the flow at convergence is part of what is certified. A training set whose
-  sequences are linearly dependent (e.g. ``{e_0, 2 e_0}``) is integrated with ``Seulex``: the
-  default exponential collocation converges there to limits that differ from run to run
-  (note 03 §7), which the certification would only report as digits lost.
+  sequences are linearly dependent (e.g. ``{e_0, 2 e_0}``) is integrated with ``Seulex``, the
+  flows' default there (:func:`ssmpoison.verify._flow.default_integrator`; note 03 §7).
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from ssmpoison.verify._status import Status
 from ssmpoison.verify._certify import Certified, certify, to_mpf
 from ssmpoison.verify._flow import FlowOptions, FlowProblem, run_flows
 
-__all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "require_reachable", "dependent_sequences"]
+__all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "require_reachable"]
 
 
 @dataclass(frozen=True)
@@ -233,29 +232,12 @@ def _oracle_runs(problems, quantity, policy: CertificationPolicy, t_max: float) 
     return out
 
 
-def dependent_sequences(problem: FlowProblem) -> bool:
-    """True when the training sequences are linearly dependent (rank below their number)."""
-    from ssmpoison.theory._proposition import sequence_rank
-
-    ts = problem.training_set
-    return ts.samples > 1 and sequence_rank(ts.inputs) < ts.samples
-
-
-def _for_problem(options: FlowOptions, problem: FlowProblem) -> FlowOptions:
-    """``options``, with ``Seulex`` for an A-only flow on linearly dependent sequences (module docstring)."""
-    if options.integrator is None and problem.train == "a" and dependent_sequences(problem):
-        from ssmpoison.verify._seulex import Seulex
-
-        return dataclasses.replace(options, integrator=Seulex())
-    return options
-
-
 def _integration_runs(problems, quantity, policy: CertificationPolicy, t_max: float) -> list[CertifiedRun]:
     run_opts, ref_opts = policy.run_options(t_max), policy.reference_options(t_max)
     cap = policy.digits_cap
     # one flow per integration: batched flows share one step size, which costs more than it saves
-    runs = [run_flows([p], _for_problem(run_opts, p))[0] for p in problems]
-    refs = [run_flows([p], _for_problem(ref_opts, p))[0] for p in problems]
+    runs = [run_flows([p], run_opts)[0] for p in problems]
+    refs = [run_flows([p], ref_opts)[0] for p in problems]
     out = [_certified(p, r, f, quantity, cap, run_opts, ref_opts) for p, r, f in zip(problems, runs, refs)]
     if policy.fast_path:
         # where float64 cannot carry the digits asked for (ill-conditioned flows), report the
@@ -263,7 +245,7 @@ def _integration_runs(problems, quantity, policy: CertificationPolicy, t_max: fl
         weak = [k for k, c in enumerate(out) if c.status == Status.CONVERGED and c.quantity.digits < policy.target_digits]
         if weak:
             hi_opts = policy.escalation_options(t_max)
-            his = [run_flows([problems[k]], _for_problem(hi_opts, problems[k]))[0] for k in weak]
+            his = [run_flows([problems[k]], hi_opts)[0] for k in weak]
             for k, hi in zip(weak, his):
                 better = _certified(problems[k], refs[k], hi, quantity, policy.escalation_digits_cap, ref_opts, hi_opts)
                 if better.quantity.digits > out[k].quantity.digits:

@@ -5,10 +5,11 @@ SymPy derivation by the tests). The integrator is a value of the interface of
 :mod:`ssmpoison.verify._integrator`, chosen with :attr:`FlowOptions.integrator`; its default,
 :func:`default_integrator`, depends on what is trained:
 
-* only A trained (B, C fixed): exponential collocation (:class:`ssmpoison.verify._expcoll.ExpColl`)
-  with the frozen stiff part ``-(2/N) G^T G`` of the Jacobian (rank N, exact exponential);
-  when every ``c_i b_i`` is one number and ``D >= 2`` in the anchored coordinates of
-  :mod:`ssmpoison.verify._anchored` (``FlowOptions.anchored``);
+* only A trained (B, C fixed), linearly independent sequences: exponential collocation
+  (:class:`ssmpoison.verify._expcoll.ExpColl`) with the frozen stiff part ``-(2/N) G^T G`` of the
+  Jacobian (rank N, exact exponential); when every ``c_i b_i`` is one number and ``D >= 2`` in
+  the anchored coordinates of :mod:`ssmpoison.verify._anchored` (``FlowOptions.anchored``);
+  linearly dependent sequences (rank below N): SEULEX, as below;
 * A, B, C trained: SEULEX (:class:`ssmpoison.verify._seulex.Seulex`) with the dense
   ``3D x 3D`` Jacobian of :func:`ssmpoison.verify._kernels.jacobian_abc` (:mod:`ssmpoison.verify._linalg`).
 
@@ -51,23 +52,44 @@ from ssmpoison.verify._expcoll import ExpColl
 from ssmpoison.verify._linalg import dense_solver, diag_plus_lowrank_solver
 from ssmpoison.verify._seulex import Seulex
 
-__all__ = ["FlowProblem", "FlowOptions", "FlowResult", "run_flow", "run_flows", "default_integrator", "FLOW_STATUSES"]
+__all__ = ["FlowProblem", "FlowOptions", "FlowResult", "run_flow", "run_flows", "default_integrator", "linearly_dependent",
+           "FLOW_STATUSES"]
 
 #: The statuses a flow ends with.
 FLOW_STATUSES = (Status.CONVERGED, Status.DIVERGED, Status.STALLED, Status.TIME_LIMIT)
 
 
-def default_integrator(train: str) -> Integrator:
+def default_integrator(train: str, training_set=None) -> Integrator:
     """The integrator a flow uses when :attr:`FlowOptions.integrator` is ``None``.
 
     Arguments:
         train: ``"a"`` (only A trained) or ``"abc"``.
+        training_set: the flow's training set, or ``None`` (then taken to have linearly independent sequences).
 
     Returns:
-        ``ExpColl()`` — exponential collocation — for ``"a"`` (its stiff part is the exact
-        low-rank ``-(2/N) G^T G``); ``Seulex()`` for ``"abc"``.
+        ``ExpColl()`` — exponential collocation — for ``"a"`` on linearly independent sequences
+        (its stiff part is the exact low-rank ``-(2/N) G^T G``, of rank N); ``Seulex()`` for
+        ``"abc"``, and for ``"a"`` on linearly dependent sequences (e.g. ``{e_0, 2 e_0}``):
+        there ``G^T G`` has rank below N, and the frozen directions of its null space that the
+        collocation builds from rounding noise make it converge to wrong limits.
     """
-    return ExpColl() if train == "a" else Seulex()
+    if train != "a":
+        return Seulex()
+    return Seulex() if training_set is not None and linearly_dependent(training_set) else ExpColl()
+
+
+def linearly_dependent(training_set) -> bool:
+    """Whether the training sequences are linearly dependent (exact rank of the inputs below their number).
+
+    Arguments:
+        training_set: a :class:`ssmpoison.theory._training_set.TrainingSet`.
+
+    Returns:
+        ``True`` when ``rank(U) < N`` (never for a single non-zero sequence).
+    """
+    from ssmpoison.theory._proposition import sequence_rank
+
+    return training_set.samples > 1 and sequence_rank(training_set.inputs) < training_set.samples
 
 
 @dataclass(frozen=True)
@@ -266,7 +288,7 @@ def run_flows(problems: list[FlowProblem], options: FlowOptions = FlowOptions())
     for p in problems[1:]:
         if (p.training_set, p.b, p.c, p.train, p.state_dim) != (first.training_set, first.b, first.c, first.train, first.state_dim):
             raise ValueError("problems: batched flows must share training_set, b, c, train and state_dim")
-    integrator = options.integrator if options.integrator is not None else default_integrator(first.train)
+    integrator = options.integrator if options.integrator is not None else default_integrator(first.train, first.training_set)
     if first.train != "a" and isinstance(integrator, ExpColl):
         raise ValueError(
             f"integrator: exponential collocation integrates flows of A alone (train='a'), not train={first.train!r}; use Seulex()"

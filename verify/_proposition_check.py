@@ -191,10 +191,7 @@ def check_proposition(problem: CleanProblem, precision_bits: int | None = None, 
     (error,) = certified_flows([fp], lambda a, b, c: problem.teacher.extrapolation_error(a, length=J), policy)
     if progress is not None:
         progress("proposition: flows", 2, 3, f"running={steps[2]}")
-    from ssmpoison.verify._certified_flow import _for_problem
-    from ssmpoison.verify._flow import FlowOptions
-
-    _, series = flow_dynamics(fp, options=_for_problem(FlowOptions(), fp))
+    _, series = flow_dynamics(fp)
     times = tuple(None if t is None else float(t) for t in escape_times(series, criteria.escape_level(problem)))
     if progress is not None:
         progress("proposition: flows", 3, 3, "")
