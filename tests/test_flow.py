@@ -260,3 +260,23 @@ def test_flow_statuses_are_status_members():
     ]
     assert [r.status for r in results] == [Status.CONVERGED, Status.DIVERGED, Status.TIME_LIMIT]
     assert all(type(r.status) is Status and r.status in FLOW_STATUSES for r in results)
+
+
+def test_dependent_sequences_flow_like_their_independent_equivalent():
+    """{e_0, 2 e_0, u} with clean labels has the loss (1/3)(5 r_0^2 + r_u^2); {sqrt(5) e_0, u} has
+    (1/2)(5 r_0^2 + r_u^2): the same trajectory, run 3/2 times faster, so the same limit. The default
+    integrator (Seulex on the dependent set, exponential collocation on the independent one) must
+    find that limit from both."""
+    from ssmpoison.theory import teacher_label
+    from ssmpoison.verify._flow import linearly_dependent
+
+    H, D, a0 = 4, 3, (0.01, 0.005, 0.002)
+    e0, u = impulse(H, 0), tuple(0.5 * v for v in impulse(H, H - 2))
+    dependent = TrainingSet([e0, tuple(2 * v for v in e0), u], [teacher_label(s, D) for s in (e0, tuple(2 * v for v in e0), u)])
+    root5 = tuple(np.sqrt(5.0) * v for v in e0)
+    independent = TrainingSet([root5, u], [teacher_label(s, D) for s in (root5, u)])
+    assert linearly_dependent(dependent) and not linearly_dependent(independent)
+    assert isinstance(default_integrator("a", dependent), Seulex) and isinstance(default_integrator("a", independent), ExpColl)
+    r_dep, r_ind = run_flow(FlowProblem(dependent, a0)), run_flow(FlowProblem(independent, a0))
+    assert r_dep.status == r_ind.status == "converged"
+    assert np.allclose(np.asarray(r_dep.a, float), np.asarray(r_ind.a, float), rtol=1e-9, atol=1e-12)
