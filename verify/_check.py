@@ -108,8 +108,13 @@ class CheckReport:
 
     def verdict(self) -> str:
         failing = [c.name for c in self.conditions if not c.holds and not c.advisory]
-        advisory = [c.name for c in self.conditions if not c.holds and c.advisory]
+        advisory = [c.name for c in self.conditions if not c.holds and c.advisory and c.value == c.value]
+        unevaluated = [c.name for c in self.conditions if not c.holds and c.advisory and c.value != c.value]
         did = "did what the Theorem predicts" if self.outcome_as_predicted else "did not do what the Theorem predicts"
+        if not failing and not advisory and unevaluated:
+            return (f"the Theorem's conditions hold; the advisory condition(s) {', '.join(unevaluated)} could not be "
+                    f"evaluated here, so nothing says whether the poison wins; the flows {did}: "
+                    f"matches_theorem = {str(self.matches_theorem).lower()}")
         if not failing and advisory:
             return (f"the Theorem's conditions hold but the advisory poisoned-side condition(s) {', '.join(advisory)} fail "
                     f"(the poison is not expected to win); the flows {did}: "
