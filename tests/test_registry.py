@@ -192,3 +192,21 @@ def test_bad_options_exit_2_with_one_line(capsys, args, needle):
     assert main(["reproduce", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_settings_files_are_read_by_one_reader_toml_or_json(tmp_path):
+    from ssmpoison.verify._jsonio import read_settings_file
+
+    (tmp_path / "s.toml").write_text('row = "beyond"\nhorizon = 4\nseeds = [1, 2]\n')
+    (tmp_path / "s.json").write_text('{"row": "beyond", "horizon": 4, "seeds": [1, 2]}')
+    assert read_settings_file(str(tmp_path / "s.toml"), "config") == read_settings_file(str(tmp_path / "s.json"), "config")
+    for text, message in (("[1, 2]", "must hold a JSON object"), ('{"row": ', "not valid JSON"), ("row = ", "not valid TOML")):
+        path = tmp_path / ("bad.json" if text.startswith(("[", "{")) else "bad.toml")
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f"^config: .*{message}"):
+            read_settings_file(str(path), "config")
+    (tmp_path / "latin.toml").write_bytes(b'row = "\xe9"\n')
+    with pytest.raises(ValueError, match="^config: .*not UTF-8 text"):
+        read_settings_file(str(tmp_path / "latin.toml"), "config")
+    with pytest.raises(ValueError, match="^config: cannot read"):
+        read_settings_file(str(tmp_path / "missing.toml"), "config")

@@ -1,4 +1,5 @@
-"""Writing machine-readable results: ``--json PATH`` with ``-`` meaning standard output."""
+"""Machine-readable files: results written with ``--json PATH`` (``-`` meaning standard output), and the
+settings files the commands read (``--config``, ``--training-set``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_json", "check_json_path", "check_output_dir", "atomic_path"]
+__all__ = ["write_json", "check_json_path", "check_output_dir", "atomic_path", "read_settings_file"]
 
 
 def check_json_path(path: str | None) -> None:
@@ -184,3 +185,39 @@ def write_json(path: str, payload: dict) -> None:
             raise
     except OSError as exc:
         raise ValueError(f"json: could not write {path!r}: {exc.strerror or exc}") from None
+
+
+def read_settings_file(path: str, name: str) -> dict:
+    """The keys of a settings file: JSON when the file is ``.json`` or its text starts with ``{``, TOML otherwise.
+
+    Arguments:
+        path: the file.
+        name: the option that named it (``config``, ``training_set``), the start of every error message.
+
+    Returns:
+        The file's top-level table (a ``dict``).
+
+    Raises:
+        ValueError: one line starting with ``name``: the file cannot be read, is not UTF-8 text, is not
+            valid JSON or TOML, or its JSON is not an object.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot read {path!r} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{name}: {path!r} is not UTF-8 text") from None
+    if path.lower().endswith(".json") or text.lstrip().startswith("{"):
+        try:
+            payload = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ValueError(f"{name}: {path!r} is not valid JSON ({getattr(exc, 'msg', exc)})") from None
+        if not isinstance(payload, dict):
+            raise ValueError(f"{name}: {path!r} must hold a JSON object")
+        return payload
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{name}: {path!r} is not valid TOML ({exc})") from None

@@ -17,9 +17,7 @@ a counterexample record holding one) or from a settings file (TOML or JSON with 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from ssmpoison.theory._effective_rank import effective_rank
 from ssmpoison.theory._proposition import Hypothesis, proposition_hypotheses
@@ -28,6 +26,7 @@ from ssmpoison.verify._certification import CertificationPolicy
 from ssmpoison.verify._certified_flow import CertifiedRun, certified_flows
 from ssmpoison.verify._clean_problem import CleanProblem, decode_number
 from ssmpoison.verify._counterexample import SearchCriteria
+from ssmpoison.verify._jsonio import read_settings_file
 from ssmpoison.verify._status import Status
 
 __all__ = ["PropositionReport", "check_proposition", "load_problem", "problem_from_settings", "proposition_report_text",
@@ -281,34 +280,6 @@ def _require_non_special(problem: CleanProblem) -> None:
                          f"{special[0]}); the Proposition concerns non-special sets")
 
 
-def _read(path: str, name: str):
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{name}: cannot read {path!r} ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{name}: {path!r} is not UTF-8 text") from None
-    return text
-
-
-def _parse_settings_text(path: str, text: str, name: str) -> dict:
-    """JSON when the file is ``.json`` or starts with ``{``, TOML otherwise."""
-    if path.lower().endswith(".json") or text.lstrip().startswith("{"):
-        try:
-            payload = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise ValueError(f"{name}: {path!r} is not valid JSON ({getattr(exc, 'msg', exc)})") from None
-        if not isinstance(payload, dict):
-            raise ValueError(f"{name}: {path!r} must hold a JSON object")
-        return payload
-    import tomllib
-
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{name}: {path!r} is not valid TOML ({exc})") from None
-
-
 def load_problem(path: str, kind: str = "training_set") -> CleanProblem:
     """Read a non-special problem.
 
@@ -325,7 +296,7 @@ def load_problem(path: str, kind: str = "training_set") -> CleanProblem:
         ValueError: one line naming the file or the field: unreadable, malformed, or special.
     """
     name = "training_set" if kind == "training_set" else "config"
-    payload = _parse_settings_text(path, _read(path, name), name)
+    payload = read_settings_file(path, name)
     if kind == "config":
         return problem_from_settings(payload)
     if "problem" in payload and isinstance(payload["problem"], dict):

@@ -139,19 +139,6 @@ class _Bars:
 
 
 
-def _read_config(path: str) -> dict:
-    """The keys of a TOML settings file (read with the standard library's ``tomllib``)."""
-    import tomllib
-
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise ValueError(f"config: cannot read {path!r} ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"config: {path!r} is not valid TOML ({exc})") from None
-
-
 #: setting options of ``reproduce`` (``--state-dim`` ...): dest -> (parse as, help)
 _SETTING_OPTIONS = {
     "state_dim": ("int", "student dimension D"),
@@ -285,10 +272,10 @@ def _run_reproduce(args) -> int:
     from ssmpoison.theory._validation import require_int
     from ssmpoison.verify._numbers import require_precision_bits
     from ssmpoison.verify._registry import row_model
-    from ssmpoison.verify._jsonio import write_json
+    from ssmpoison.verify._jsonio import read_settings_file, write_json
     from ssmpoison.verify._workers import capped_jobs, default_jobs
 
-    config = {} if args.config is None else _read_config(args.config)
+    config = {} if args.config is None else read_settings_file(args.config, "config")
     file_row = config.pop("row", None)
     if file_row is not None and not isinstance(file_row, str):
         raise ValueError(f"config key 'row' must be a string, got {file_row!r}")
@@ -395,9 +382,9 @@ def _check_values(args) -> dict:
     values = {k: getattr(args, k) for k in _CHECK_KEYS if getattr(args, k) is not None}
     if args.config is None:
         return values
-    from ssmpoison.verify._proposition_check import _parse_settings_text, _read
+    from ssmpoison.verify._jsonio import read_settings_file
 
-    config = _parse_settings_text(args.config, _read(args.config, "config"), "config")
+    config = read_settings_file(args.config, "config")
     for key, value in config.items():
         if key not in _CHECK_KEYS:
             raise ValueError(f"config: unknown key {key!r} (known: {', '.join(_CHECK_KEYS)})")
