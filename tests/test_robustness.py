@@ -181,12 +181,13 @@ def test_cli_time_limit_reports_time_limit_statuses():
 def test_every_bound_is_named_with_its_value_and_the_way_past_it():
     for (command, quantity), limit in LIMITS.items():
         cmd = "check" if command == "*" else command
+        over = limit.maximum + (1 if isinstance(limit.maximum, int) else limit.maximum)  # above the bound, below the hard one
         assert require_within(cmd, quantity, limit.maximum, False) == limit.maximum
         with pytest.raises(ValueError) as info:
-            require_within(cmd, quantity, limit.maximum + 1, False)
+            require_within(cmd, quantity, over, False)
         message = str(info.value)
         assert message.startswith(quantity) and f"<= {limit.maximum}" in message and "--no-limits" in message
-        assert require_within(cmd, quantity, limit.maximum + 1, True) == limit.maximum + 1
+        assert require_within(cmd, quantity, over, True) == over
         assert require_within(cmd, quantity, limit.hard, True) == limit.hard
         with pytest.raises(ValueError, match=f"<= {limit.hard} even with --no-limits"):
             require_within(cmd, quantity, limit.hard + 1, True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Limit", "LIMITS", "REAL_LIMITS", "require_within", "limit_help"]
+__all__ = ["Limit", "LIMITS", "require_within", "limit_help"]
 
 
 @dataclass(frozen=True)
@@ -44,19 +44,15 @@ LIMITS: dict[tuple[str, str], Limit] = {
     ("*", "perturbations"): Limit(64, "one run per perturbation, seed and condition", 10_000),
     ("*", "epochs"): Limit(10_000_000, "the step budget of a training run", 1_000_000_000),
     ("search", "budget"): Limit(5_000, "one float64 flow per example", 1_000_000),
-}
-
-#: The same for real-valued quantities (their ``hard`` bound: past it the quantity no longer means what it says).
-REAL_LIMITS: dict[tuple[str, str], Limit] = {
+    # a real-valued quantity: past its hard bound it no longer means what it says
     ("*", "perturbation_size"): Limit(0.01, "a perturbation of the initial weights, not a new initialisation", 1.0),
 }
 
 
 def _limit(command: str, quantity: str) -> Limit:
-    for table in (LIMITS, REAL_LIMITS):
-        if (command, quantity) in table or ("*", quantity) in table:
-            return table.get((command, quantity)) or table[("*", quantity)]
-    raise KeyError(quantity)
+    if (command, quantity) in LIMITS:
+        return LIMITS[(command, quantity)]
+    return LIMITS[("*", quantity)]
 
 
 def require_within(command: str, quantity: str, value, no_limits: bool, name: str | None = None):
@@ -64,7 +60,7 @@ def require_within(command: str, quantity: str, value, no_limits: bool, name: st
 
     Arguments:
         command: the subcommand (``derive``, ``check``, ...).
-        quantity: the bounded quantity, a key of :data:`LIMITS` or :data:`REAL_LIMITS`.
+        quantity: the bounded quantity, a key of :data:`LIMITS`.
         value: the requested value (an integer, or a real for ``perturbation_size``).
         no_limits: the user passed ``--no-limits``.
         name: the parameter named in the message (default ``quantity``).
