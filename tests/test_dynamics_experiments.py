@@ -339,3 +339,16 @@ def test_standalone_seed_105_with_special_sequences_learns_the_papers_entries():
     cmp = entry_comparison(run, spec.published_poisoned)
     assert run.status == "converged" and cmp["learned"] == 5
     assert cmp["max_rel_difference"] < 0.10
+
+
+def test_progress_counts_every_run_of_a_batch_split_by_condition():
+    """The non-linear row at H = 10 trains its two conditions as two batches (two step sizes): the progress
+    callback still counts the runs of both, so the number of active runs never grows."""
+    from ssmpoison.verify._gd_training import train_nonlinear
+    from ssmpoison.verify._registry import published_setting
+
+    config = published_setting("nonlinear", 10).config
+    assert config.for_condition(False) != config.for_condition(True)
+    seen = []
+    runs = train_nonlinear(config, (4540, 4543), [False, True], 30, progress=lambda t, active: seen.append(active))
+    assert len(runs) == 4 and seen[0] == 4 and all(a >= b for a, b in zip(seen, seen[1:]))

@@ -254,18 +254,17 @@ def _train_batch(config, config_type, problem, stepper_type, seeds, poisoned_fla
     for r, (_, poisoned, *_) in enumerate(runs):
         groups.setdefault(config.for_condition(poisoned), []).append(r)
     out = None
+    waiting = len(runs)  # runs of this batch and of the batches after it, for the progress callback
     for cfg, members in groups.items():
         idx = np.array(members)
+        waiting -= len(members)
         params, U, y, mask = stack_problems([perturbed(cfg, *runs[r]) for r in members])
         stepper = stepper_type(cfg, params, U, y, mask)
-        look = observer
-        if observer is not None and len(groups) > 1:  # the callback sees indices into the whole run list
-            look = StepObserver(observer.steps, lambda t, ids, p, loss, idx=idx: observer.callback(t, idx[ids], p, loss))
-        theta, loss, steps, status, reached = _descend(stepper, cfg.tol, cfg.reported_extra_steps, max_steps, progress,
-                                                       look)
-        part = (stepper.params_of(theta), loss, steps, status, reached)
-        if len(groups) == 1:
-            return runs, part
+        look = None if observer is None else StepObserver(  # the callback sees indices into the whole run list
+            observer.steps, lambda t, ids, p, loss, idx=idx: observer.callback(t, idx[ids], p, loss))
+        report = None if progress is None else (lambda t, active, later=waiting: progress(t, active + later))
+        part = _descend(stepper, cfg.tol, cfg.reported_extra_steps, max_steps, report, look)
+        part = (stepper.params_of(part[0]), *part[1:])
         if out is None:
             out = ([np.empty((len(runs),) + p.shape[1:], dtype=p.dtype) for p in part[0]],
                    *(np.empty(len(runs), dtype=a.dtype) for a in part[1:]))
