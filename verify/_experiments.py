@@ -24,12 +24,9 @@ from dataclasses import dataclass
 
 from ssmpoison.theory._validation import require_real
 from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
-from ssmpoison.verify._settings import GDRowSetting
+from ssmpoison.verify._settings import PAPER_EPOCHS, GDRowSetting
 
 __all__ = ["ExperimentRun", "DynamicsExperiment", "EXPERIMENTS", "experiment"]
-
-#: Updates allowed before the loss must reach ``tol``: the notebooks' ``epochs = 1e6``.
-_PAPER_EPOCHS = 1_000_000
 
 
 def _entries(name: str, values) -> tuple[float, ...]:
@@ -123,7 +120,7 @@ _STANDALONE_10 = dataclasses.replace(_STANDALONE_6, horizon=10, state_dim=20, sd
 
 
 def _one(config, seed: int, clean, poisoned) -> ExperimentRun:
-    return ExperimentRun(GDRowSetting(config=config, seeds=(seed,), epochs=_PAPER_EPOCHS, draws=0), tuple(clean),
+    return ExperimentRun(GDRowSetting(config=config, seeds=(seed,), epochs=PAPER_EPOCHS, draws=0), tuple(clean),
                          tuple(poisoned))
 
 

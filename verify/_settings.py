@@ -21,7 +21,11 @@ from typing import Any, Mapping
 from ssmpoison.theory._validation import require_int, require_real
 from ssmpoison.verify._gd_config import BeyondConfig, NonlinearConfig
 
-__all__ = ["TheoryRowSetting", "GDRowSetting", "override", "setting_keys"]
+__all__ = ["TheoryRowSetting", "GDRowSetting", "PAPER_EPOCHS", "override", "setting_keys"]
+
+#: Updates a GD run of the paper may make before its loss must reach ``tol``: its code's ``epochs = 1e6``
+#: (Table 1's rows and every dynamics notebook).
+PAPER_EPOCHS = 1_000_000
 
 
 def _seeds(seeds) -> tuple[int, ...]:
