@@ -133,3 +133,23 @@ def test_cli_init_accepts_rationals_like_the_other_reals(tmp_path):
     assert codes[0] == codes[1] in (0, 1)
     assert [c["holds"] for c in data[0]["conditions"]] == [c["holds"] for c in data[1]["conditions"]]
     assert abs(float(data[0]["clean_ext_error"]) / float(data[1]["clean_ext_error"]) - 1) < 1e-9
+
+
+def test_sweep_over_dimension_and_horizon_records_every_point():
+    """``sweep_checks`` over D x H: one record per point with both varied parameters; bad axes are refused."""
+    from ssmpoison.verify import sweep_checks
+    from ssmpoison.verify._check_sweep import sweep_summary
+
+    base = {"extrapolate_to": 20, "init_scale": 1e-3, "gap_exponent": 5, "seed": 242}
+    records = sweep_checks(base, x=("state_dim", [2, 4]), y=("horizon", [7]))
+    assert [(r["horizon"], r["state_dim"]) for r in records] == [(7, 2), (7, 4)]
+    d2, d4 = records
+    assert d2["valid"] and not d2["conditions_hold"] and "state_dim" in d2["failing"]  # D = 2 cannot be poisoned
+    assert d4["valid"] and d4["all_conditions_hold"] and d4["matches_theorem"]
+    assert sweep_summary(records)["inside_all_conditions"] == sweep_summary(records)["match_inside_all"] == 1
+    unreachable = sweep_checks(base | {"state_dim": 3}, x=("init_scale", [1e-6]), y=("horizon", [12]))[0]
+    assert not unreachable["valid"] and "time limit" in unreachable["reason"]
+    with pytest.raises(ValueError, match="sweep axis must be one of"):
+        sweep_checks(base, x=("depth", [1]), y=("horizon", [7]))
+    with pytest.raises(ValueError, match="fixed parameter"):
+        sweep_checks({"seed": 1}, x=("state_dim", [3]), y=("horizon", [7]))

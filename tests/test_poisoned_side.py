@@ -2,17 +2,19 @@
 
 import json
 import math
+from fractions import Fraction as F
 
 import numpy as np
 import pytest
 
-from ssmpoison.theory import TheoremSetting, conditions, paper_initialisation
+from ssmpoison.theory import Construction, TheoremSetting, conditions, paper_initialisation
 from ssmpoison.theory._poisoned_side import (
     ESCAPE_FRACTION,
     escape_gap,
     merged_pair_flow,
     poisoned_prediction,
     second_limit,
+    set_weights,
     two_escape_limit,
 )
 from ssmpoison.theory._theorem import DERIVED, HEURISTIC, PAPER
@@ -148,3 +150,61 @@ def test_inside_every_condition_the_theorem_holds_fast():
 def test_inside_every_condition_the_theorem_holds():
     """Thirty random settings inside every condition (advisory ones included): certified flows match the Theorem."""
     _assert_all_match(_inside_settings(30, seed=1600))
+
+
+# ------------------------------------------------------------------------------ scaled constructions (note 03 §7)
+SCALED = TheoremSetting(5, (0.01, 0.005, 0.002), 12, Construction((1, 2), (F(1, 2),)))
+
+
+def test_common_weight_is_a_change_of_time():
+    """Multiplying both drives' weights by one factor moves neither the merged limit nor the amplification."""
+    a0 = (0.004, 0.0039, 0.002, 0.001)
+    one, three = merged_pair_flow(a0, 6, 2.0, 0.5), merged_pair_flow(a0, 6, 6.0, 1.5)
+    assert one.converged and three.converged
+    assert one.pair_limit == pytest.approx(three.pair_limit, rel=1e-7)
+    assert one.log_amplification == pytest.approx(three.log_amplification, rel=1e-6)
+    assert three.time == pytest.approx(one.time / 3, rel=0.2)
+    assert merged_pair_flow(a0, 6, 1.0, 0.05).log_amplification != pytest.approx(one.log_amplification, rel=1e-3)
+
+
+def test_scaled_construction_gets_the_poisoned_side_with_its_weights():
+    """Clean {e_0, 2 e_0}, poison {e_(H-2)/2}: the poisoned side is evaluated with weights (5, 1/4) and fails by name."""
+    assert set_weights(SCALED.construction) == (5.0, 0.25) and set_weights(None) == (1.0, 1.0)
+    by = {c.name: c for c in conditions(SCALED)}
+    assert all(c.holds for c in by.values() if not c.advisory)
+    assert set(POISONED_SIDE) <= set(by) and "poisoned_side" not in by
+    assert not by["both_top_entries_escape"].holds  # the certified flows: poisoned 1.93e-3 < clean 2.60e-3
+    unit = {c.name: c for c in conditions(TheoremSetting(5, SCALED.a0, 12))}
+    assert by["both_top_entries_escape"].threshold != unit["both_top_entries_escape"].threshold
+    other = TheoremSetting(5, SCALED.a0, 12, Construction((1,), (1,), poison_support="H-2,H-1"))
+    names = [c.name for c in conditions(other)]
+    assert "poisoned_side" in names and not set(POISONED_SIDE) & set(names)
+
+
+def _inside_scaled_settings(count: int, seed: int):
+    """``count`` random scaled constructions (paper's initialisation) where every condition holds."""
+    rng = np.random.default_rng(seed)
+    found = []
+    while len(found) < count:
+        H, D = int(rng.integers(4, 10)), int(rng.integers(3, 17))
+        scale, k, s = 10 ** rng.uniform(-3.5, -1.5), rng.uniform(1.5, 8.0), int(rng.integers(0, 10_000))
+        cs = tuple(round(float(10 ** rng.uniform(-0.7, 0.7)), 3) for _ in range(int(rng.integers(1, 4))))
+        ps = tuple(round(float(10 ** rng.uniform(-1, 0.5)), 3) for _ in range(int(rng.integers(1, 3))))
+        try:
+            setting = paper_setting(H, D, 20, scale, k, s, construction=Construction(cs, ps))
+        except ValueError:  # the gap would unsort the draws
+            continue
+        if all(c.holds for c in conditions(setting)):
+            found.append(setting)
+    return found
+
+
+def test_inside_every_condition_scaled_constructions_match_fast():
+    """Three random scaled constructions inside every condition: certified flows match the Theorem."""
+    _assert_all_match(_inside_scaled_settings(3, seed=17))
+
+
+@pytest.mark.slow
+def test_inside_every_condition_scaled_constructions_match():
+    """Thirty random scaled constructions inside every condition: certified flows match the Theorem."""
+    _assert_all_match(_inside_scaled_settings(30, seed=1700))

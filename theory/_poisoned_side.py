@@ -18,7 +18,9 @@ midpoint, an exact flow of the problem by (1)) gives (P3)
 with ``x(t)`` the merged pair's trajectory; ``A`` does not depend on ``delta(0)``. Carried into
 the limit in the coordinate ``w`` this predicts the second entry's limit (:func:`second_limit`),
 the learned diagonal (:func:`predicted_limit`) and its extrapolation error, and the upper side
-of the gap condition (:func:`escape_gap`). The conditions built on it
+of the gap condition (:func:`escape_gap`). For scaled sets ``{alpha_k e_0}`` and ``{beta_m e_(H-2)}``
+the drives carry the weights ``c = sum alpha_k^2`` and ``b = sum beta_m^2`` (:func:`set_weights`):
+``g = -c n r_n``, ``h = -b r_1``, with the same zero-loss set (note 03 §7). The conditions built on it
 (:func:`poisoned_side_conditions`) are *heuristic* — the linearisation's error is not bounded —
 checked numerically (note 03 §6, ``tests/test_poisoned_side.py``): they are advisory and never
 decide :attr:`ssmpoison.verify._check.CheckReport.conditions_hold`.
@@ -36,7 +38,7 @@ import numpy as np
 
 from ssmpoison.theory._validation import require_finite_sequence, require_int, require_real
 
-__all__ = ["MergedFlow", "PoisonedPrediction", "merged_pair_flow", "poisoned_prediction", "poisoned_side_conditions",
+__all__ = ["MergedFlow", "PoisonedPrediction", "covers", "merged_pair_flow", "set_weights", "poisoned_prediction", "poisoned_side_conditions",
            "POISONED_SAFETY"]
 
 #: The factor by which the predicted poisoned error must exceed the clean bound (room for the
@@ -64,20 +66,25 @@ class MergedFlow:
     time: float
 
 
-def merged_pair_flow(a0, horizon: int) -> MergedFlow:
+def merged_pair_flow(a0, horizon: int, clean_weight=1.0, poison_weight=1.0) -> MergedFlow:
     """Integrate the merged poisoned flow and the gap's log-amplification along it.
 
     Arguments:
         a0: the initial diagonal, at least two entries, positive, sorted or not; the two largest
             are merged into their midpoint ``x(0)``.
         horizon: the training horizon ``H >= 3`` (``n = H - 1``, ``m = H - 2`` in equation (1)).
+        clean_weight: ``c = sum_k alpha_k^2`` of a scaled clean set ``{alpha_k e_0}`` (1 for ``{e_0}``).
+        poison_weight: ``b = sum_m beta_m^2`` of a scaled poison set ``{beta_m e_(H-2)}`` (1 for ``{e_(H-2)}``).
+            With them the drives of (1) are ``g = -c n r_n`` and ``h = -b r_1`` (the loss's ``1/N`` is
+            a change of time, which moves neither the limit nor ``A``).
 
     Returns:
         The :class:`MergedFlow`: the state ``(x, rest)`` follows (1) with weights ``(2, 1, ..., 1)``
         in ``S_q = 2 x^q + sum rest^q``, and ``log A`` integrates ``g m x^(m-1)``.
 
     Raises:
-        ValueError: naming the parameter, for ``horizon < 3`` or fewer than two finite entries.
+        ValueError: naming the parameter, for ``horizon < 3``, fewer than two finite entries or a
+            weight that is not a positive real number.
     """
     from scipy.integrate import LSODA  # here only: the exact modules need not pay SciPy's import
 
@@ -85,6 +92,8 @@ def merged_pair_flow(a0, horizon: int) -> MergedFlow:
     a = sorted((float(v) for v in require_finite_sequence("a0", a0)), reverse=True)
     if len(a) < 2:
         raise ValueError(f"a0 must have at least two entries, got {len(a)}")
+    c = float(require_real("clean_weight", clean_weight, positive=True))
+    b = float(require_real("poison_weight", poison_weight, positive=True))
     n, m = H - 1, H - 2
     w = np.array([2.0] + [1.0] * (len(a) - 2))
     z0 = np.array([0.5 * (a[0] + a[1])] + a[2:] + [0.0])
@@ -96,16 +105,16 @@ def merged_pair_flow(a0, horizon: int) -> MergedFlow:
     def rhs(t, z):
         v = z[:-1]
         rn, r1, vm1 = parts(v)  # rn, r1 are minus the residuals
-        g = n * rn
-        return np.append(g * v**m + r1, g * m * vm1[0])
+        g = c * n * rn
+        return np.append(g * v**m + b * r1, g * m * vm1[0])
 
     def jac(t, z):
         v = z[:-1]
         rn, r1, vm1 = parts(v)
-        g = n * rn
-        dg = -n * n * w * v ** (n - 1)  # d g / d v
+        g = c * n * rn
+        dg = -c * n * n * w * v ** (n - 1)  # d g / d v
         J = np.zeros((len(z), len(z)))
-        J[:-1, :-1] = np.diag(g * m * vm1) + np.outer(v**m, dg) - np.outer(np.ones_like(v), w)
+        J[:-1, :-1] = np.diag(g * m * vm1) + np.outer(v**m, dg) - b * np.outer(np.ones_like(v), w)
         J[-1, :-1] = m * vm1[0] * dg
         if m >= 2:
             J[-1, 0] += g * m * (m - 1) * v[0] ** (m - 2)
@@ -222,13 +231,14 @@ def predicted_limit(pair_limit: float, rest_limit, gap_limit: float, horizon: in
     return tuple(sorted([pair_limit + gap_limit / 2, pair_limit - gap_limit / 2, *rest_limit], reverse=True))
 
 
-def poisoned_prediction(a0, horizon: int, extrapolate_to: int) -> PoisonedPrediction:
+def poisoned_prediction(a0, horizon: int, extrapolate_to: int, clean_weight=1.0, poison_weight=1.0) -> PoisonedPrediction:
     """Predict the poisoned flow's limit and its extrapolation error from the merged flow.
 
     Arguments:
         a0: the initial diagonal (``D >= 3`` entries, positive, a unique largest one).
         horizon: the training horizon ``H >= 3``.
         extrapolate_to: the extrapolation horizon ``H' >= 1``.
+        clean_weight, poison_weight: the scaled sets' weights of :func:`merged_pair_flow`.
 
     Returns:
         The :class:`PoisonedPrediction`; errors are ``max_{1 <= j < H'} |K_j - 1| / D`` with
@@ -243,7 +253,7 @@ def poisoned_prediction(a0, horizon: int, extrapolate_to: int) -> PoisonedPredic
     a = sorted((float(v) for v in require_finite_sequence("a0", a0)), reverse=True)
     if len(a) < 3:
         raise ValueError(f"a0 must have at least three entries (D >= 3), got {len(a)}")
-    flow = merged_pair_flow(a, H)
+    flow = merged_pair_flow(a, H, clean_weight, poison_weight)
     gap = a[0] - a[1]
     logA = flow.log_amplification
     A = math.exp(logA) if logA < 700 else math.inf
@@ -343,12 +353,41 @@ def escape_gap(pair_limit: float, amplification: float, horizon: int) -> float:
     return limit_gap / amplification
 
 
+def covers(construction) -> bool:
+    """Whether the poisoned side is derived for ``construction``: scaled copies of ``e_0`` and of ``e_(H-2)``.
+
+    Arguments:
+        construction: a :class:`ssmpoison.theory._construction.Construction`, or ``None`` (the Theorem's sets).
+
+    Returns:
+        True for ``None`` and for constructions with the default supports (any scales).
+    """
+    return construction is None or (construction.clean_is_scaled_e0 and construction.poison_support == ("H-2",))
+
+
+def set_weights(construction) -> tuple:
+    """The weights ``(sum_k alpha_k^2, sum_m beta_m^2)`` of the drives of (1) for a scaled construction.
+
+    Arguments:
+        construction: a construction :func:`covers`, or ``None`` (the Theorem's sets: ``(1, 1)``).
+
+    Returns:
+        The two weights as floats (see :func:`merged_pair_flow`).
+    """
+    if construction is None:
+        return 1.0, 1.0
+    return (float(sum(v * v for v in construction.clean_scales)),
+            float(sum(v * v for v in construction.poison_scales)))
+
+
 def poisoned_side_conditions(setting, clean_bound, safety: float = POISONED_SAFETY) -> list:
     """The advisory poisoned-side conditions on ``setting`` (note 03 §6), each with value, threshold, margin.
 
     Arguments:
         setting: a :class:`ssmpoison.theory._theorem.TheoremSetting` with ``D >= 3`` positive entries
-            and a unique largest one.
+            and a unique largest one, on the Theorem's sets or a construction the poisoned side
+            :func:`covers` (scaled copies of ``e_0`` and ``e_(H-2)``: the drives take the weights of
+            :func:`set_weights`).
         clean_bound: the derived upper bound ``E_bound`` on the clean flow's extrapolation error.
         safety: the factor (>= 1) by which a predicted poisoned error must exceed ``E_bound``.
 
@@ -368,7 +407,7 @@ def poisoned_side_conditions(setting, clean_bound, safety: float = POISONED_SAFE
     s = require_safety(safety)
     H, J = setting.horizon, setting.extrapolate_to
     target = s * float(clean_bound)
-    pred = poisoned_prediction(setting.a0, H, J)
+    pred = poisoned_prediction(setting.a0, H, J, *set_weights(setting.construction))
     names = ("poison_can_beat_clean", "both_top_entries_escape", "poisoned_error_exceeds_clean")
     statements = (
         f"heuristic: with the two top entries merged (the gap closed: the poison at its strongest) the poisoned "

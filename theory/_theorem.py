@@ -206,8 +206,8 @@ def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2, poisoned_
         poisoned_side: whether to add the advisory poisoned-side conditions of
             :func:`ssmpoison.theory._poisoned_side.poisoned_side_conditions` (note 03 §6); they are
             evaluated only where every other condition holds (elsewhere the Theorem predicts nothing),
-            and only on the Theorem's own sets {e_0} and {e_0, e_{H-2}}, for which they are derived; on a
-            scaled construction one advisory condition ``poisoned_side`` says that they were not evaluated.
+            and only on sets of scaled copies of e_0 and e_{H-2}, for which they are derived; on another
+            construction one advisory condition ``poisoned_side`` says that they were not evaluated.
 
     Returns:
         The conditions: the hypotheses and the derived clean-side ones, then the advisory ones.
@@ -259,15 +259,14 @@ def conditions(setting: TheoremSetting, clean_tolerance: float = 1e-2, poisoned_
             out.append(Condition("clean_greedy_bound", "derived sufficient condition (needs positive entries, unique top)",
                                  float("nan"), "<=", tol, False, "not evaluated: positive_init or unique_top_entry fails",
                                  DERIVED))
-    paper_sets = setting.construction is None or setting.construction.is_paper
     if poisoned_side and all(c.holds for c in out):
-        if paper_sets:
-            from ssmpoison.theory._poisoned_side import poisoned_side_conditions  # the poisoned side (note 03 §6)
+        from ssmpoison.theory._poisoned_side import covers, poisoned_side_conditions  # the poisoned side (note 03 §6)
 
+        if covers(setting.construction):
             out += poisoned_side_conditions(setting, out[-1].value)
         else:  # said, not left out: every other condition may hold while the poison does not win
-            out.append(Condition("poisoned_side", "the poisoned side of the conditions (derived for the Theorem's own "
-                                 "sets {e_0} and {e_0, e_(H-2)} only)", float("nan"), ">=", float("nan"), False,
-                                 "not evaluated: the construction is scaled, and the poisoned side is derived for unit "
-                                 "e_0 and e_(H-2) only", HEURISTIC, True))
+            out.append(Condition("poisoned_side", "the poisoned side of the conditions (derived for scaled copies of "
+                                 "e_0 and of e_(H-2) only)", float("nan"), ">=", float("nan"), False,
+                                 "not evaluated: the construction's sequences are not scaled copies of e_0 and e_(H-2), "
+                                 "for which the poisoned side is derived", HEURISTIC, True))
     return out

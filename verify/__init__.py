@@ -30,7 +30,7 @@ piece lives. Public names (everything else lives in private modules):
   :class:`Adam`; the paper's initial weights from TensorFlow's stateless normal stream, in
   numpy bit for bit — :func:`tf_stateless_normal`, :func:`keras_random_normal`;
 * the Theorem's checker — :func:`check_setting`, :func:`paper_setting`, :class:`CheckReport`,
-  :func:`sweep_scale_gap`; the Proposition's — :func:`check_proposition`, :class:`PropositionReport`,
+  :func:`sweep_checks`; the Proposition's — :func:`check_proposition`, :class:`PropositionReport`,
   :func:`load_problem`;
 * dynamics — :func:`run_dynamics`, :func:`flow_dynamics`, :func:`theory_dynamics`,
   :func:`gd_dynamics`, :class:`DynamicsRun`, :class:`DynamicsResult`, :func:`escape_times`,
@@ -55,7 +55,7 @@ _EXPORTS = {
     '_certified_flow': ('CertifiedRun', 'certified_flows',),
     '_certify': ('Certified', 'certify', 'correct_digits', 'digits_supported',),
     '_check': ('CheckReport', 'check_setting', 'paper_setting',),
-    '_check_sweep': ('sweep_scale_gap',),
+    '_check_sweep': ('sweep_checks',),
     '_proposition_check': ('PropositionReport', 'check_proposition', 'load_problem',),
     '_clean_problem': ('CleanProblem',),
     '_counterexample': ('SearchCriteria', 'certify_failure', 'evaluate', 'lowest_gamma_order', 'regime',),

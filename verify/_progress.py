@@ -1,7 +1,7 @@
 """Progress bars of the command line: a ``progress(phase, done, total)`` callback drawn with tqdm on stderr.
 
 Library jobs (:func:`ssmpoison.verify._search.run_search`, :func:`ssmpoison.verify._replay.replay_records`,
-:func:`ssmpoison.verify._check_sweep.sweep_scale_gap`) take such a callback and never draw anything
+:func:`ssmpoison.verify._check_sweep.sweep_checks`) take such a callback and never draw anything
 themselves; the command line passes a :class:`TqdmProgress`.
 """
 
