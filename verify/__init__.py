@@ -41,6 +41,10 @@ piece lives. Public names (everything else lives in private modules):
   :func:`evaluate`, :func:`certify_failure`, :func:`lowest_gamma_order`, :func:`regime`,
   :class:`SearchConfig`, :func:`run_search`, :class:`SearchReport`, :func:`replay_records`,
   :class:`ReplayReport`, :class:`ReplayDifference`, :func:`load_records`;
+* sweeps — :class:`SweepSpec`, :func:`read_sweep_file`, :func:`run_sweep`, :class:`SweepReport`, the
+  job registry :data:`SWEEP_JOBS` (:class:`SweepJob`, :func:`register_job`, :func:`sweep_job`), the
+  results store :class:`Store`, the backends :class:`Backend` (:func:`run_unordered`,
+  :func:`run_ordered`), :func:`plot_grid`, :func:`sweep_summary`;
 * the derivation report — :func:`derive_report`.
 """
 
@@ -55,7 +59,12 @@ _EXPORTS = {
     '_certified_flow': ('CertifiedRun', 'certified_flows',),
     '_certify': ('Certified', 'certify', 'correct_digits', 'digits_supported',),
     '_check': ('CheckReport', 'check_setting', 'paper_setting',),
-    '_check_sweep': ('sweep_checks',),
+    '_check_sweep': ('sweep_checks', 'sweep_summary',),
+    '_parallel': ('Backend', 'run_ordered', 'run_unordered',),
+    '_store': ('Store',),
+    '_sweep': ('SweepReport', 'SweepSpec', 'read_sweep_file', 'run_sweep',),
+    '_sweep_jobs': ('SWEEP_JOBS', 'SweepJob', 'register_job', 'sweep_job',),
+    '_sweep_plots': ('plot_grid',),
     '_proposition_check': ('PropositionReport', 'check_proposition', 'load_problem',),
     '_clean_problem': ('CleanProblem',),
     '_counterexample': ('SearchCriteria', 'certify_failure', 'evaluate', 'lowest_gamma_order', 'regime',),

@@ -37,6 +37,11 @@ class TqdmProgress:
             self._phase = phase
         self._bar.update(done - self._bar.n)
 
+    def set_postfix(self, **values) -> None:
+        """Show ``values`` after the current bar's counts (e.g. ``failed=2``); nothing when no bar is drawn."""
+        if self._bar is not None:
+            self._bar.set_postfix(values)
+
     def close(self) -> None:
         """Remove the current bar, if any."""
         if self._bar is not None:

@@ -35,6 +35,7 @@ report is rendered by :mod:`ssmpoison.verify._search_text`. Nothing here prints.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
@@ -324,8 +325,10 @@ def _draw(config: SearchConfig) -> list[CleanProblem]:
     return drawn
 
 
-def _evaluate_within(problem, criteria, seconds: float):
-    """:func:`evaluate` under a wall-clock budget of ``seconds`` (``inf``: none), for a worker process."""
+def _evaluate_within(task):
+    """:func:`evaluate` of ``(problem, criteria, deadline)`` until the wall-clock ``deadline`` (``time.time()``; ``inf``: none), for a worker."""
+    problem, criteria, deadline = task
+    seconds = deadline - time.time()
     with wall_clock_budget(None if math.isinf(seconds) else max(seconds, 1e-9)):
         return evaluate(problem, criteria)
 
@@ -338,26 +341,15 @@ def _evaluate_all(problems, criteria, jobs: int, step) -> list:
             out.append(evaluate(p, criteria))
             step(1)
         return out
-    import warnings
+    from ssmpoison.verify._parallel import Backend, run_ordered
 
-    from joblib import Parallel, delayed
-
-    from ssmpoison.verify._workers import joblib_worker_args
-
-    # the workers start in worker_setup: they ignore SIGINT and die with this process
-    # the workers are fresh interpreters: each task carries what is left of the command's wall-clock budget
-    outcomes = Parallel(n_jobs=jobs, return_as="generator", **joblib_worker_args())(
-        delayed(_evaluate_within)(p, criteria, budget_seconds_left()) for p in problems)
+    # joblib workers (the one way to run many jobs): they ignore SIGINT and die with this process;
+    # they are fresh interpreters, so each task carries the command's wall-clock deadline
+    deadline = time.time() + budget_seconds_left()
     out = []
-    try:
-        for outcome in outcomes:
-            out.append(outcome)
-            step(1)
-    except BaseException:  # KeyboardInterrupt included: closing the generator makes joblib kill its workers
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            outcomes.close()
-        raise
+    for outcome in run_ordered(_evaluate_within, [(p, criteria, deadline) for p in problems], Backend("joblib", jobs)):
+        out.append(outcome)
+        step(1)
     return out
 
 

@@ -1,4 +1,4 @@
-"""The one status enumeration: how an integration, a flow or a training run ended.
+"""The one status enumeration: how an integration, a flow, a training run or a sweep's point ended.
 
 Every engine returns a :class:`Status`, and every JSON ``status`` field is a
 :class:`Status` value (a ``str`` enum, so ``json.dumps`` writes its value and
@@ -32,6 +32,12 @@ class Status(enum.StrEnum):
     * ``STALLED`` — the run stopped moving above tolerance (a flow's state fixed to rounding, or a
       gradient-descent gradient below its floor): a critical point that is not a zero of the loss;
     * ``MAX_STEPS`` — the update budget ran out above tolerance.
+
+    Sweep level (one point of ``ssmpoison sweep``):
+
+    * ``DONE`` — the point's job ran (its own outcome is in its metrics);
+    * ``REFUSED`` — the point is outside the job's domain (the job refused its parameters);
+    * ``FAILED`` — the job raised an unexpected error (recorded, re-run by ``--resume``).
     """
 
     CONVERGED = "converged"
@@ -43,3 +49,6 @@ class Status(enum.StrEnum):
     STOPPED = "stopped"
     BLOWUP = "blowup"
     STEP_TOO_SMALL = "step_too_small"
+    DONE = "done"
+    REFUSED = "refused"
+    FAILED = "failed"

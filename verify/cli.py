@@ -691,7 +691,172 @@ def _run_replay(args) -> int:
     return 0 if report.all_identical else 1
 
 
-_SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check, _add_dynamics, _add_search, _add_replay)
+# -- sweep ---------------------------------------------------------------------------------------
+_SWEEP_ACTIONS = ("run", "plot", "export")
+
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="map a job over a parameter grid into a resumable results store (SQLite), locally or on Dask; plot and export it",
+        description="'ssmpoison sweep SPEC' runs the sweep file SPEC (TOML or JSON: name, job, fixed parameters, a grid or "
+        "a random design), writing each point to the store as it finishes; 'sweep plot STORE' draws a heat map; "
+        "'sweep export STORE' writes the points as CSV or JSON.",
+    )
+    actions = p.add_subparsers(title="actions", metavar="ACTION", parser_class=_Parser)
+    run = actions.add_parser("run", help="run a sweep file (the default action: 'sweep SPEC' = 'sweep run SPEC')")
+    run.add_argument("spec", metavar="SPEC", help="the sweep file (TOML or JSON)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--jobs", default="1", metavar="N", help="joblib worker processes on this machine (default 1)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://127.0.0.1:8786")
+    where.add_argument("--dask-local", metavar="N", help="start a local Dask cluster of N worker processes")
+    run.add_argument("--store", metavar="PATH", help="the SQLite results store (default: SPEC with the suffix .sqlite)")
+    run.add_argument("--resume", action="store_true", help="complete a sweep already in the store: skip its points stored "
+                     "with this code, re-run failed points and those computed by other code")
+    _add_budget(run, limits=False)
+    _add_json(run)
+    run.set_defaults(run=_run_sweep, command="sweep")
+    plot = actions.add_parser("plot", help="heat map of one metric over two parameters, as PNG")
+    plot.add_argument("store", metavar="STORE", help="the results store")
+    plot.add_argument("--sweep", metavar="NAME", help="the sweep (default: the store's only one)")
+    plot.add_argument("--x", required=True, metavar="PARAM", help="the parameter on the horizontal axis")
+    plot.add_argument("--y", required=True, metavar="PARAM", help="the parameter on the vertical axis")
+    plot.add_argument("--color", default="ratio", metavar="METRIC", help="the metric that colours the cells (default ratio)")
+    plot.add_argument("--linear", action="store_true", help="colour by the metric itself, not its log10")
+    plot.add_argument("--out", required=True, metavar="FILE", help="the image to write (PNG)")
+    _add_json(plot)
+    plot.set_defaults(run=_run_sweep_plot, command="sweep plot")
+    export = actions.add_parser("export", help="write a sweep's points as CSV or JSON")
+    export.add_argument("store", metavar="STORE", help="the results store")
+    export.add_argument("--sweep", metavar="NAME", help="the sweep (default: the store's only one)")
+    export.add_argument("--format", choices=("csv", "json"), default="csv", help="the format (default csv)")
+    export.add_argument("--out", metavar="FILE", help="the file to write (default: standard output)")
+    export.add_argument("--timing", action="store_true", help="add each point's seconds, finish time and code fingerprint")
+    _add_json(export)
+    export.set_defaults(run=_run_sweep_export, command="sweep export")
+
+
+def _sweep_argv(argv: list[str]) -> list[str]:
+    """``sweep SPEC …`` is ``sweep run SPEC …``: insert the default action."""
+    if len(argv) >= 2 and argv[0] == "sweep" and argv[1] not in (*_SWEEP_ACTIONS, "-h", "--help"):
+        return ["sweep", "run", *argv[1:]]
+    return argv
+
+
+def _run_sweep(args) -> int:
+    from pathlib import Path
+
+    from ssmpoison.theory._validation import require_int
+    from ssmpoison.verify._jsonio import write_json
+    from ssmpoison.verify._parallel import Backend
+    from ssmpoison.verify._progress import TqdmProgress
+    from ssmpoison.verify._store import Store
+    from ssmpoison.verify._sweep import read_sweep_file, run_sweep
+    from ssmpoison.verify._workers import capped_jobs
+
+    spec = read_sweep_file(args.spec)
+    if args.scheduler is not None:
+        backend = Backend("dask", scheduler=args.scheduler)
+    elif args.dask_local is not None:
+        backend = Backend("dask", dask_local=require_int("dask_local", args.dask_local, minimum=1))
+    else:
+        backend = Backend("joblib", require_int("jobs", args.jobs, minimum=1))
+        backend = Backend("joblib", capped_jobs(backend.jobs, _warning))
+    path = args.store if args.store is not None else str(Path(args.spec).with_suffix(".sqlite"))
+    with Store(path) as store, TqdmProgress("point") as bar:
+        def progress(done, failed, total):
+            bar("sweep", done, total)
+            if failed:
+                bar.set_postfix(failed=failed)
+
+        report = run_sweep(spec, store, backend, resume=args.resume, progress=progress)
+    if args.json != "-":
+        print(report.text())
+    if args.json:
+        write_json(args.json, report.to_json())
+    return 0 if report.failed == 0 else 1
+
+
+def _sweep_rows(args):
+    from pathlib import Path
+
+    from ssmpoison.verify._store import Store
+
+    if not Path(args.store).is_file():
+        raise ValueError(f"store: no such file {args.store!r}")
+    with Store(args.store) as store:
+        held = store.sweeps()
+        name = args.sweep
+        if name is None:
+            if len(held) != 1:
+                raise ValueError(f"sweep: the store holds {len(held)} sweeps ({', '.join(s['name'] for s in held) or 'none'}); "
+                                 "name one with --sweep")
+            name = held[0]["name"]
+        job = next((s["job"] for s in held if s["name"] == name), None)
+        return name, job, store.rows(name)
+
+
+def _run_sweep_plot(args) -> int:
+    from pathlib import Path
+
+    from ssmpoison.verify._jsonio import check_output_dir, write_json
+    from ssmpoison.verify._sweep_plots import flatten, plot_grid
+
+    out = Path(args.out)
+    check_output_dir(str(out.parent), "out", (out.name,))
+    name, job, rows = _sweep_rows(args)
+    records = flatten(rows)
+    plot_grid(records, args.out, f"sweep {name} ({job}): {args.color} over {args.x} x {args.y}", args.x, args.y,
+              args.color, log=not args.linear)
+    if args.json != "-":
+        print(f"{len(records)} points of sweep {name} drawn to {args.out}")
+    if args.json:
+        write_json(args.json, {"sweep": name, "job": job, "points": len(records), "figure": args.out})
+    return 0
+
+
+def _run_sweep_export(args) -> int:
+    import csv
+    import io
+    import json
+
+    from ssmpoison.verify._jsonio import atomic_path, write_json
+
+    if args.out is not None:
+        from pathlib import Path
+
+        from ssmpoison.verify._jsonio import check_output_dir
+
+        out = Path(args.out)
+        check_output_dir(str(out.parent), "out", (out.name,))
+    name, job, rows = _sweep_rows(args)
+    keep = ("point", "params", "metrics", "status", "reason") + (("seconds", "finished", "fingerprint") if args.timing else ())
+    points = [{k: r[k] for k in keep} for r in rows]
+    if args.format == "json":
+        text = json.dumps({"sweep": name, "job": job, "points": points}, indent=1, allow_nan=False, default=str)
+    else:
+        params = list(dict.fromkeys(k for r in rows for k in r["params"]))
+        metrics = list(dict.fromkeys(k for r in rows for k in r["metrics"]))
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        extra = ["seconds", "finished", "fingerprint"] if args.timing else []
+        writer.writerow(["point", *params, *metrics, "status", "reason", *extra])
+        for r in rows:
+            writer.writerow([r["point"], *(r["params"].get(k) for k in params), *(r["metrics"].get(k) for k in metrics),
+                             r["status"], r["reason"], *(r[k] for k in extra)])
+        text = buf.getvalue()
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        with atomic_path(args.out) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+    if args.json:
+        write_json(args.json, {"sweep": name, "job": job, "points": len(points), "format": args.format, "out": args.out})
+    return 0
+
+
+_SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check, _add_dynamics, _add_search, _add_replay, _add_sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -722,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
         terminated (SIGTERM); worker processes are stopped in every case.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_sweep_argv(sys.argv[1:] if argv is None else list(argv)))
     if not hasattr(args, "run"):
         parser.print_help(sys.stderr)
         return 2

@@ -1,0 +1,206 @@
+"""Sweeps: sweep files, the results store, resuming, backends, interrupts (``ssmpoison sweep``)."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ssmpoison.verify._parallel import Backend, run_ordered, run_unordered
+from ssmpoison.verify._store import Store
+from ssmpoison.verify._sweep import SweepSpec, read_sweep_file, run_sweep
+from ssmpoison.verify.cli import main
+
+#: the job of the fast tests: the clean flow's exact limit (milliseconds a point)
+FIXED = {"horizon": 7, "state_dim": 10, "extrapolate_to": 20, "seed": 242}
+
+
+def _spec(**kw):
+    args = dict(name="t", job="clean_limit", fixed=dict(FIXED), grid={"gap_exponent": [0.01, 5], "init_scale": [1e-3, 2e-3]})
+    args.update(kw)
+    return SweepSpec(**args)
+
+
+def _exported(store, name):
+    return [{k: r[k] for k in ("point", "params", "metrics", "status", "reason")} for r in store.rows(name)]
+
+
+def test_grid_points_in_order_with_defaults_and_refusals(tmp_path):
+    spec = _spec()
+    points = spec.points()
+    assert [(p["gap_exponent"], p["init_scale"]) for p in points] == [(0.01, 1e-3), (0.01, 2e-3), (5.0, 1e-3), (5.0, 2e-3)]
+    assert all(p["extrapolate_to"] == 20 and isinstance(p["horizon"], int) for p in points)
+    with Store(str(tmp_path / "s.sqlite")) as store:
+        report = run_sweep(spec, store)
+        rows = store.rows("t")
+    assert (report.ran, report.done, report.refused, report.failed) == (4, 2, 2, 0)
+    assert [r["status"] for r in rows] == ["refused", "refused", "done", "done"]
+    assert "gap" in rows[0]["reason"] and rows[0]["metrics"] == {}
+    assert rows[2]["metrics"]["clean_error"] == pytest.approx(1.1842367161638e-3, rel=1e-12)  # note 03 §4
+    assert rows[2]["metrics"]["top_limit"] > 0.99 > 0.1 > rows[2]["metrics"]["second_limit"]
+
+
+def test_random_design_is_deterministic():
+    rule = {"points": 6, "seed": 3, "init_scale": {"low": 1e-4, "high": 1e-2, "log": True}, "horizon": {"low": 5, "high": 9},
+            "gap_exponent": [3, 5]}
+    fixed = {"state_dim": 6, "seed": 1}
+    a = SweepSpec("r", "clean_limit", fixed, random=rule).points()
+    assert a == SweepSpec("r", "clean_limit", fixed, random=rule).points()
+    assert a != SweepSpec("r", "clean_limit", fixed, random=rule | {"seed": 4}).points()
+    assert all(1e-4 <= p["init_scale"] <= 1e-2 and 5 <= p["horizon"] <= 9 and p["gap_exponent"] in (3, 5) for p in a)
+    assert all(isinstance(p["horizon"], int) for p in a)
+
+
+def test_resume_skips_stored_points_and_reruns_other_code(tmp_path, monkeypatch):
+    import ssmpoison.verify._sweep as sweep
+
+    path = str(tmp_path / "s.sqlite")
+    with Store(path) as store:
+        run_sweep(_spec(), store)
+        first = _exported(store, "t")
+        with pytest.raises(ValueError, match="already holds 4 of its points"):
+            run_sweep(_spec(), store)
+        again = run_sweep(_spec(), store, resume=True)
+        assert (again.skipped, again.ran, again.other_code) == (4, 0, 0)
+        monkeypatch.setattr(sweep, "job_fingerprint", lambda: "0" * 16)
+        newer = run_sweep(_spec(), store, resume=True)
+        assert (newer.skipped, newer.ran, newer.other_code) == (0, 4, 4)
+        assert "computed by other code" in newer.text()
+        assert _exported(store, "t") == first and {r["fingerprint"] for r in store.rows("t")} == {"0" * 16}
+        with pytest.raises(ValueError, match="made from another sweep file"):
+            run_sweep(_spec(grid={"gap_exponent": [5], "init_scale": [1e-3]}), store, resume=True)
+
+
+def test_backends_give_identical_results(tmp_path):
+    """Serial, two joblib processes and a local Dask cluster of two workers store the same points."""
+    spec = _spec(grid={"gap_exponent": [4, 5, 6], "init_scale": [1e-3, 2e-3]})
+    results = []
+    for k, backend in enumerate([Backend(), Backend("joblib", 2), Backend("dask", dask_local=2)]):
+        with Store(str(tmp_path / f"{k}.sqlite")) as store:
+            assert run_sweep(spec, store, backend).done == 6
+            results.append(_exported(store, "t"))
+    assert results[0] == results[1] == results[2]
+
+
+def test_run_unordered_and_ordered_cover_every_job():
+    args = list(range(7))
+    assert sorted(run_unordered(abs, args, Backend("joblib", 2))) == [(i, i) for i in args]
+    assert list(run_ordered(abs, [-a for a in args], Backend("joblib", 2))) == args
+    with pytest.raises(ValueError, match="dask backend: give exactly one"):
+        Backend("dask")
+    with pytest.raises(ValueError, match="jobs must be"):
+        Backend("joblib", 0)
+
+
+def test_two_writers_share_one_store(tmp_path):
+    """Two sweeps writing to one store at the same time: both complete, the database is intact."""
+    store = tmp_path / "shared.sqlite"
+    files = []
+    for name in ("a", "b"):
+        f = tmp_path / f"{name}.toml"
+        f.write_text(f'name = "{name}"\njob = "clean_limit"\n[fixed]\nhorizon = 7\nstate_dim = 10\nseed = 242\n'
+                     '[random]\npoints = 40\nseed = 1\ninit_scale = {low = 1e-3, high = 3e-3}\ngap_exponent = [4, 5, 6]\n')
+        files.append(f)
+    procs = [subprocess.Popen([sys.executable, "-m", "ssmpoison.verify.cli", "sweep", str(f), "--store", str(store)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in files]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    db = sqlite3.connect(store)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert [db.execute(f"SELECT COUNT(*), COUNT(DISTINCT point) FROM sweep_{n}").fetchone() for n in "ab"] == [(40, 40)] * 2
+
+
+def _rows(store):
+    try:
+        db = sqlite3.connect(store)
+        return db.execute("SELECT COUNT(*) FROM sweep_big").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def _start_and_stop_at(spec, store, rows, signum):
+    proc = subprocess.Popen([sys.executable, "-m", "ssmpoison.verify.cli", "sweep", str(spec), "--store", str(store),
+                             "--jobs", "2", "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while _rows(store) < rows and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    proc.wait(timeout=60)
+    return proc.returncode, _rows(store)
+
+
+def test_interrupted_sweeps_resume_to_the_uninterrupted_result(tmp_path):
+    """A 200-point sweep stopped by SIGINT and then by SIGKILL: --resume completes it, every point once, same results."""
+    spec = tmp_path / "big.toml"
+    spec.write_text('name = "big"\njob = "clean_limit"\n[fixed]\nhorizon = 7\nstate_dim = 10\nseed = 242\n'
+                    '[random]\npoints = 200\nseed = 5\ninit_scale = {low = 1e-3, high = 4e-3, log = true}\n'
+                    'gap_exponent = {low = 3, high = 8}\n')
+    store = tmp_path / "big.sqlite"
+    code, done = _start_and_stop_at(spec, store, 60, signal.SIGINT)
+    assert code == 130 and 60 <= done < 200
+    code, done2 = _start_and_stop_at(spec, store, 120, signal.SIGKILL)
+    assert code == -signal.SIGKILL and done <= done2 < 200
+    assert main(["sweep", str(spec), "--store", str(store), "--resume", "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["skipped"] == done2 and report["ran"] == 200 - done2 and report["stored"] == {"done": 200}
+    with Store(str(store)) as s:
+        resumed = _exported(s, "big")
+    with Store(str(tmp_path / "whole.sqlite")) as s:
+        run_sweep(read_sweep_file(str(spec)), s)
+        whole = _exported(s, "big")
+    assert [r["point"] for r in resumed] == list(range(200)) and resumed == whole
+
+
+def test_cli_export_and_plot(tmp_path, capsys):
+    spec = tmp_path / "t.toml"
+    spec.write_text('name = "t"\njob = "clean_limit"\n[fixed]\nhorizon = 7\nstate_dim = 10\nseed = 242\n'
+                    '[grid]\ngap_exponent = [4, 5]\ninit_scale = [1e-3, 2e-3]\n')
+    assert main(["sweep", str(spec)]) == 0
+    store = str(tmp_path / "t.sqlite")
+    capsys.readouterr()
+    assert main(["sweep", "export", store, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["sweep"] == "t" and len(data["points"]) == 4 and data["points"][0]["status"] == "done"
+    assert main(["sweep", "export", store, "--out", str(tmp_path / "t.csv")]) == 0
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert len(lines) == 5 and "clean_error" in lines[0] and lines[1].startswith("0,")
+    assert main(["sweep", "plot", store, "--x", "init_scale", "--y", "gap_exponent", "--color", "clean_error",
+                 "--out", str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ('name = "t"\njob = "nope"\n[grid]\nseed = [1]\n', "job must be one of"),
+        ('name = "t"\njob = "clean_limit"\n[fixed]\nhorizon = 7\n', "exactly one of the tables grid and random"),
+        ('name = "t"\njob = "clean_limit"\n[grid]\ndepth = [1]\n', "has no parameter 'depth'"),
+        ('name = "t"\njob = "clean_limit"\n[grid]\nhorizon = []\n', "grid.horizon must be a non-empty list"),
+        ('name = "t"\njob = "clean_limit"\ncolour = 1\n[grid]\nhorizon = [7]\n', "unknown key 'colour'"),
+        ('name = "1t"\njob = "clean_limit"\n[grid]\nhorizon = [7]\n', "name must be a letter"),
+        ('name = "t"\njob = "clean_limit"\n[fixed]\nhorizon = 7.5\nstate_dim = 3\ninit_scale = 1e-3\ngap_exponent = 5\n'
+         '[grid]\nseed = [1]\n', "parameter 'horizon' must be an integer"),
+        ('name = "t"\njob = "clean_limit"\nmetrics = ["speed"]\n[grid]\nhorizon = [7]\n', "has no metric 'speed'"),
+        ('name = "t"\njob = "clean_limit"\n[random]\npoints = 0\nhorizon = [7]\n', "random.points"),
+        ('name = "t"\njob = "clean_limit"\n[random]\npoints = 3\ninit_scale = {low = 0, high = 1, log = true}\n',
+         "log-uniform range needs low > 0"),
+        ('name = "t"\njob = [\n', "is not valid TOML"),
+    ],
+)
+def test_malformed_sweep_files_exit_two_with_one_line(tmp_path, capsys, text, message):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(text)
+    assert main(["sweep", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "bad.sqlite").exists()  # refused before the store is made
+
+
+def test_store_errors_name_the_option(tmp_path, capsys):
+    (tmp_path / "junk.sqlite").write_text("not a database at all " * 100)
+    assert main(["sweep", "export", str(tmp_path / "junk.sqlite")]) == 2
+    assert "store:" in capsys.readouterr().err
+    assert main(["sweep", "export", str(tmp_path / "missing.sqlite")]) == 2
+    assert "no such file" in capsys.readouterr().err
