@@ -204,3 +204,25 @@ def test_store_errors_name_the_option(tmp_path, capsys):
     assert "store:" in capsys.readouterr().err
     assert main(["sweep", "export", str(tmp_path / "missing.sqlite")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_theorem_map_h7_on_joblib_and_dask_stores_identical_results(tmp_path):
+    """Note 03's H = 7 map as a sweep file: 88 points, the note's counts, identical stores from joblib x2 and Dask x2."""
+    from pathlib import Path
+
+    from ssmpoison.verify import sweep_summary
+    from ssmpoison.verify._sweep_plots import flatten
+
+    spec = str(Path(__file__).parent.parent / "proofs_notes" / "sweeps" / "theorem_H7.toml")
+    exports = []
+    for k, backend in enumerate((["--jobs", "2"], ["--dask-local", "2"])):
+        store = str(tmp_path / f"{k}.sqlite")
+        assert main(["sweep", spec, "--store", store, *backend]) == 0
+        with Store(store) as s:
+            exports.append(_exported(s, "theorem_H7"))
+    assert exports[0] == exports[1]
+    records = flatten([r | {"fingerprint": None, "seconds": None, "finished": None} for r in exports[0]])
+    assert sweep_summary(records) == {"settings": 88, "inside_conditions": 40, "match_theorem": 30,
+                                      "inside_all_conditions": 22, "match_inside_all": 22}
+    assert sum(r["status"] == "refused" for r in records) == 10

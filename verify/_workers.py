@@ -4,8 +4,9 @@
 forked where the platform allows it: they start with every module already imported, where a
 freshly spawned interpreter (joblib's default ``loky`` backend) first imports NumPy, SymPy and
 gmpy2 again. Elsewhere (no ``fork``) the platform's default start method is used. Results do not
-depend on the number of workers: every run is computed by the same deterministic code. (A sweep
-that outgrows one machine goes through joblib instead, whose backends include Dask.)
+depend on the number of workers: every run is computed by the same deterministic code. (Many independent
+jobs — a sweep, the search's screen — go through :mod:`ssmpoison.verify._parallel` instead: joblib
+processes started here, or Dask distributed.)
 
 Workers never outlive their command. Each one starts in :func:`worker_setup`: it ignores SIGINT
 (a terminal's Ctrl-C reaches the whole process group; the parent alone handles it and stops the

@@ -792,8 +792,8 @@ def _sweep_rows(args):
                 raise ValueError(f"sweep: the store holds {len(held)} sweeps ({', '.join(s['name'] for s in held) or 'none'}); "
                                  "name one with --sweep")
             name = held[0]["name"]
-        job = next((s["job"] for s in held if s["name"] == name), None)
-        return name, job, store.rows(name)
+        spec = next((s["spec"] for s in held if s["name"] == name), {})
+        return name, spec.get("job"), store.rows(name), spec
 
 
 def _run_sweep_plot(args) -> int:
@@ -804,9 +804,10 @@ def _run_sweep_plot(args) -> int:
 
     out = Path(args.out)
     check_output_dir(str(out.parent), "out", (out.name,))
-    name, job, rows = _sweep_rows(args)
+    name, job, rows, spec = _sweep_rows(args)
     records = flatten(rows)
-    plot_grid(records, args.out, f"sweep {name} ({job}): {args.color} over {args.x} x {args.y}", args.x, args.y,
+    fixed = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}" for k, v in spec.get("fixed", {}).items())
+    plot_grid(records, args.out, f"sweep {name} ({job}{'; ' + fixed if fixed else ''})", args.x, args.y,
               args.color, log=not args.linear)
     if args.json != "-":
         print(f"{len(records)} points of sweep {name} drawn to {args.out}")
@@ -829,7 +830,7 @@ def _run_sweep_export(args) -> int:
 
         out = Path(args.out)
         check_output_dir(str(out.parent), "out", (out.name,))
-    name, job, rows = _sweep_rows(args)
+    name, job, rows, _ = _sweep_rows(args)
     keep = ("point", "params", "metrics", "status", "reason") + (("seconds", "finished", "fingerprint") if args.timing else ())
     points = [{k: r[k] for k in keep} for r in rows]
     if args.format == "json":
