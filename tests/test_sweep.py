@@ -226,3 +226,19 @@ def test_theorem_map_h7_on_joblib_and_dask_stores_identical_results(tmp_path):
     assert sweep_summary(records) == {"settings": 88, "inside_conditions": 40, "match_theorem": 30,
                                       "inside_all_conditions": 22, "match_inside_all": 22}
     assert sum(r["status"] == "refused" for r in records) == 10
+
+
+def test_unreachable_scheduler_is_refused_before_the_store_is_made(tmp_path, capsys):
+    spec = tmp_path / "t.toml"
+    spec.write_text('name = "t"\njob = "clean_limit"\n[fixed]\nhorizon = 7\nstate_dim = 10\nseed = 242\n'
+                    '[grid]\ngap_exponent = [5]\ninit_scale = [1e-3]\n')
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["sweep", str(spec), "--scheduler", f"tcp://127.0.0.1:{port}"]) == 2
+    assert "scheduler: cannot reach" in capsys.readouterr().err
+    assert main(["sweep", str(spec), "--scheduler", "nonsense"]) == 2
+    assert "scheduler must be an address" in capsys.readouterr().err
+    assert not (tmp_path / "t.sqlite").exists()

@@ -63,6 +63,36 @@ class Backend:
         elif self.scheduler is not None or self.dask_local is not None:
             raise ValueError(f"scheduler and dask_local belong to the dask backend, not {self.kind!r}")
 
+    def probe(self) -> None:
+        """Check, before any work, that the backend can start: Dask is installed, the scheduler answers.
+
+        Raises:
+            ValueError: naming ``scheduler`` (no TCP connection to its host and port within 5 s, or
+                not a ``tcp://host:port`` address) or the Dask extra (not installed).
+        """
+        if self.kind != "dask":
+            return
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ValueError("the dask backend needs Dask distributed: pip install 'ssmpoison[dask]'") from None
+        if self.scheduler is None:
+            return
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.scheduler if "://" in self.scheduler else f"tcp://{self.scheduler}")
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            host = port = None
+        if parts.scheme != "tcp" or not host or not port:
+            raise ValueError(f"scheduler must be an address such as tcp://127.0.0.1:8786, got {self.scheduler!r}")
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as exc:
+            raise ValueError(f"scheduler: cannot reach {self.scheduler!r} ({exc.strerror or exc})") from None
+
     @property
     def label(self) -> str:
         """A short description (``serial``, ``joblib x2``, ``dask local x2``, ``dask tcp://…``)."""

@@ -762,6 +762,7 @@ def _run_sweep(args) -> int:
     else:
         backend = Backend("joblib", require_int("jobs", args.jobs, minimum=1))
         backend = Backend("joblib", capped_jobs(backend.jobs, _warning))
+    backend.probe()  # Dask installed, the scheduler answers: before the store is touched
     path = args.store if args.store is not None else str(Path(args.spec).with_suffix(".sqlite"))
     with Store(path) as store, TqdmProgress("point") as bar:
         def progress(done, failed, total):
