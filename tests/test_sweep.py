@@ -169,6 +169,10 @@ def test_cli_export_and_plot(tmp_path, capsys):
     assert main(["sweep", "plot", store, "--x", "init_scale", "--y", "gap_exponent", "--color", "clean_error",
                  "--out", str(tmp_path / "t.png")]) == 0
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["sweep", "plot", store, "--x", "init_scale", "--color", "second_limit", "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["sweep", "plot", store, "--x", "init_scale", "--color", "speed", "--out", str(tmp_path / "d.png")]) == 2
+    assert "color: no point has the metric 'speed'" in capsys.readouterr().err and not (tmp_path / "d.png").exists()
 
 
 @pytest.mark.parametrize(

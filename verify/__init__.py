@@ -44,7 +44,7 @@ piece lives. Public names (everything else lives in private modules):
 * sweeps — :class:`SweepSpec`, :func:`read_sweep_file`, :func:`run_sweep`, :class:`SweepReport`, the
   job registry :data:`SWEEP_JOBS` (:class:`SweepJob`, :func:`register_job`, :func:`sweep_job`), the
   results store :class:`Store`, the backends :class:`Backend` (:func:`run_unordered`,
-  :func:`run_ordered`), :func:`plot_grid`, :func:`sweep_summary`;
+  :func:`run_ordered`), :func:`plot_grid`, :func:`plot_curves`, :func:`sweep_summary`;
 * the derivation report — :func:`derive_report`.
 """
 
@@ -64,7 +64,7 @@ _EXPORTS = {
     '_store': ('Store',),
     '_sweep': ('SweepReport', 'SweepSpec', 'read_sweep_file', 'run_sweep',),
     '_sweep_jobs': ('SWEEP_JOBS', 'SweepJob', 'register_job', 'sweep_job',),
-    '_sweep_plots': ('plot_grid',),
+    '_sweep_plots': ('plot_curves', 'plot_grid',),
     '_proposition_check': ('PropositionReport', 'check_proposition', 'load_problem',),
     '_clean_problem': ('CleanProblem',),
     '_counterexample': ('SearchCriteria', 'certify_failure', 'evaluate', 'lowest_gamma_order', 'regime',),

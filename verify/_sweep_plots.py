@@ -1,4 +1,4 @@
-"""Figures of sweeps (rendering only): a heat map of one metric over two parameters.
+"""Figures of sweeps (rendering only): a heat map of one metric over two parameters, or curves over one.
 
 :func:`plot_grid` draws the records of a sweep (parameters and metrics flattened into one
 mapping per point, as :func:`flatten` makes them from a store's rows). For the Theorem's checker
@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["flatten", "plot_grid"]
+__all__ = ["flatten", "plot_grid", "plot_curves"]
+
+
+def _wrapped(title: str) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, 80))
 
 
 def flatten(rows: list[dict]) -> list[dict]:
@@ -107,7 +113,7 @@ def plot_grid(records: list[dict], path: str, title: str, x: str, y: str, color:
     ax.set_yticks(range(len(ys)), ticks(y, ys))
     ax.set_xlabel(_LABELS.get(x, x))
     ax.set_ylabel(_LABELS.get(y, y))
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrapped(title), fontsize=10)
     label = "log10(poisoned error / clean error)" if check and color == "ratio" else color
     fig.colorbar(im, ax=ax, label=f"log10({label})" if log and label == color else label)
     if check:
@@ -120,3 +126,54 @@ def plot_grid(records: list[dict], path: str, title: str, x: str, y: str, color:
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_curves(records: list[dict], path: str, title: str, x: str, color: str, params, log: bool = True) -> None:
+    """Draw a sweep as curves: one metric against one parameter, one curve per value of the other varied parameters.
+
+    Arguments:
+        records: flattened records (:func:`flatten`); refused or failed points are left out.
+        path: the image file to write (its format from the suffix, e.g. PNG).
+        title: the figure's title.
+        x: the parameter on the horizontal axis (log scale when all its values are positive and span a factor of 10 or more).
+        color: the numeric metric on the vertical axis.
+        params: the sweep's parameter names (those other than ``x`` that vary label the curves).
+        log: a log scale on the vertical axis (non-positive values are left out).
+
+    Raises:
+        ValueError: naming ``x`` or ``color`` when no record has it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not any(x in r for r in records):
+        raise ValueError(f"x: no point has the parameter {x!r}")
+    if not any(color in r for r in records):
+        raise ValueError(f"color: no point has the metric {color!r}")
+    varied = [k for k in params if k != x and len({repr(r.get(k)) for r in records}) > 1]
+    curves: dict = {}
+    for r in records:
+        v = r.get(color) if r.get("valid") else None
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not log):
+            curves.setdefault(tuple(r[k] for k in varied), []).append((r[x], v))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for values, pts in sorted(curves.items()):
+        pts.sort()
+        label = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}" for k, v in zip(varied, values))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=label or None)
+    xs = [r[x] for r in records if isinstance(r.get(x), (int, float))]
+    if xs and min(xs) > 0 and max(xs) >= 10 * min(xs):
+        ax.set_xscale("log")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(_LABELS.get(x, x))
+    ax.set_ylabel(color)
+    ax.set_title(_wrapped(title), fontsize=10)
+    if any(curves) and len(curves) <= 12:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+

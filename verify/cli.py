@@ -716,11 +716,12 @@ def _add_sweep(sub) -> None:
     _add_budget(run, limits=False)
     _add_json(run)
     run.set_defaults(run=_run_sweep, command="sweep")
-    plot = actions.add_parser("plot", help="heat map of one metric over two parameters, as PNG")
+    plot = actions.add_parser("plot", help="heat map of one metric over two parameters, or curves over one, as PNG")
     plot.add_argument("store", metavar="STORE", help="the results store")
     plot.add_argument("--sweep", metavar="NAME", help="the sweep (default: the store's only one)")
     plot.add_argument("--x", required=True, metavar="PARAM", help="the parameter on the horizontal axis")
-    plot.add_argument("--y", required=True, metavar="PARAM", help="the parameter on the vertical axis")
+    plot.add_argument("--y", metavar="PARAM", help="the parameter on the vertical axis (a heat map); without it, curves "
+                      "of the metric against --x, one per value of the other varied parameters")
     plot.add_argument("--color", default="ratio", metavar="METRIC", help="the metric that colours the cells (default ratio)")
     plot.add_argument("--linear", action="store_true", help="colour by the metric itself, not its log10")
     plot.add_argument("--out", required=True, metavar="FILE", help="the image to write (PNG)")
@@ -801,15 +802,18 @@ def _run_sweep_plot(args) -> int:
     from pathlib import Path
 
     from ssmpoison.verify._jsonio import check_output_dir, write_json
-    from ssmpoison.verify._sweep_plots import flatten, plot_grid
+    from ssmpoison.verify._sweep_plots import flatten, plot_curves, plot_grid
 
     out = Path(args.out)
     check_output_dir(str(out.parent), "out", (out.name,))
     name, job, rows, spec = _sweep_rows(args)
     records = flatten(rows)
     fixed = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}" for k, v in spec.get("fixed", {}).items())
-    plot_grid(records, args.out, f"sweep {name} ({job}{'; ' + fixed if fixed else ''})", args.x, args.y,
-              args.color, log=not args.linear)
+    title = f"sweep {name} ({job}{'; ' + fixed if fixed else ''})"
+    if args.y is None:
+        plot_curves(records, args.out, title, args.x, args.color, list(rows[0]["params"]) if rows else [], log=not args.linear)
+    else:
+        plot_grid(records, args.out, title, args.x, args.y, args.color, log=not args.linear)
     if args.json != "-":
         print(f"{len(records)} points of sweep {name} drawn to {args.out}")
     if args.json:
