@@ -246,3 +246,17 @@ def test_unreachable_scheduler_is_refused_before_the_store_is_made(tmp_path, cap
     assert main(["sweep", str(spec), "--scheduler", "nonsense"]) == 2
     assert "scheduler must be an address" in capsys.readouterr().err
     assert not (tmp_path / "t.sqlite").exists()
+
+
+def test_time_limit_ends_the_sweep_and_resume_completes_it(tmp_path, monkeypatch):
+    import ssmpoison.verify._sweep as sweep
+
+    calls = iter(range(10**6))
+    monkeypatch.setattr(sweep, "budget_expired", lambda: next(calls) >= 1)  # expires after the second point
+    spec = _spec(grid={"gap_exponent": [4, 5, 6], "init_scale": [1e-3, 2e-3]})
+    with Store(str(tmp_path / "s.sqlite")) as store:
+        first = run_sweep(spec, store)
+        assert first.time_limit and first.ran == 2 and "--resume completes" in first.text()
+        monkeypatch.setattr(sweep, "budget_expired", lambda: False)
+        rest = run_sweep(spec, store, resume=True)
+        assert not rest.time_limit and (rest.skipped, rest.ran) == (2, 4) and rest.stored == {"done": 6}

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from ssmpoison.theory._validation import require_int
+from ssmpoison.verify._budget import budget_expired
 from ssmpoison.verify._parallel import Backend, run_unordered
 from ssmpoison.verify._store import Store, canonical, table_name
 from ssmpoison.verify._sweep_jobs import run_point, sweep_job
@@ -201,8 +202,10 @@ class SweepReport:
 
     ``points`` is the design's size, ``skipped`` the points already stored with this code,
     ``other_code`` the stored points computed by other code (re-run and replaced), ``ran`` the
-    points run now, ``done``/``refused``/``failed`` their statuses, ``stored`` the points now in the
-    store (by status), ``fingerprint`` the code's fingerprint and ``seconds`` the wall-clock time.
+    points run (and stored) now, ``done``/``refused``/``failed`` their statuses, ``stored`` the points now in the
+    store (by status), ``fingerprint`` the code's fingerprint and ``seconds`` the wall-clock time;
+    ``time_limit`` says that the command's wall-clock budget ended the sweep before every point ran
+    (``--resume`` completes it).
     """
 
     name: str
@@ -219,6 +222,7 @@ class SweepReport:
     stored: dict
     fingerprint: str
     seconds: float
+    time_limit: bool = False
 
     def to_json(self) -> dict:
         """The report as JSON-ready values."""
@@ -231,6 +235,9 @@ class SweepReport:
                  f"{self.seconds:.1f} s; {self.skipped} already stored with this code"]
         if self.other_code:
             lines.append(f"  {self.other_code} stored points were computed by other code: re-run and replaced")
+        if self.time_limit:
+            lines.append(f"  stopped at the time limit with {self.points - sum(self.stored.values())} points to go: "
+                         "--resume completes the sweep")
         lines.append("  in the store: " + ", ".join(f"{n} {s}" for s, n in sorted(self.stored.items())))
         return "\n".join(lines)
 
@@ -247,6 +254,10 @@ def run_sweep(spec: SweepSpec, store: Store, backend: Backend = Backend(), resum
             computed by other code. Without it a store that already holds points of this sweep is refused.
         progress: ``None``, or ``progress(done, failed, total)`` called before the first point
             and after each one (``done`` counts every finished point, ``failed`` those that failed).
+
+    When the command's wall-clock budget (:mod:`ssmpoison.verify._budget`) passes, no further point is
+    waited for: the points in flight are stopped and lost, the stored ones kept, and the report says
+    ``time_limit`` (a point never runs under a shortened budget, so a stored point never depends on it).
 
     Returns:
         The :class:`SweepReport`.
@@ -278,15 +289,23 @@ def run_sweep(spec: SweepSpec, store: Store, backend: Backend = Backend(), resum
     if progress is not None:
         progress(0, 0, len(todo))
     tasks = [(spec.job, points[i]) for i in todo]
-    for n, (j, result) in enumerate(run_unordered(run_point, tasks, backend), start=1):
-        i = todo[j]
-        store.put(spec.name, i, keys[i], points[i], result, fingerprint)
-        counts[result["status"]] += 1
-        if progress is not None:
-            progress(n, counts["failed"], len(todo))
+    stopped = False
+    results = run_unordered(run_point, tasks, backend)
+    try:
+        for n, (j, result) in enumerate(results, start=1):
+            i = todo[j]
+            store.put(spec.name, i, keys[i], points[i], result, fingerprint)
+            counts[result["status"]] += 1
+            if progress is not None:
+                progress(n, counts["failed"], len(todo))
+            if n < len(todo) and budget_expired():
+                stopped = True
+                break
+    finally:
+        results.close()  # stops the workers still running
     stored = {}
     for s, _ in store.stored(spec.name).values():
         stored[s] = stored.get(s, 0) + 1
-    return SweepReport(spec.name, spec.job, store.path, backend.label, len(points), skipped, other, len(todo),
+    return SweepReport(spec.name, spec.job, store.path, backend.label, len(points), skipped, other, sum(counts.values()),
                        counts["done"], counts["refused"], counts["failed"], stored, fingerprint,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, stopped)

@@ -776,7 +776,7 @@ def _run_sweep(args) -> int:
         print(report.text())
     if args.json:
         write_json(args.json, report.to_json())
-    return 0 if report.failed == 0 else 1
+    return 0 if report.failed == 0 and not report.time_limit else 1
 
 
 def _sweep_rows(args):
