@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from ssmpoison.theory._validation import require_real
 
-__all__ = ["wall_clock_budget", "budget_expired", "budget_seconds_left"]
+__all__ = ["wall_clock_budget", "without_budget", "budget_expired", "budget_seconds_left"]
 
 _deadline: float | None = None
 
@@ -35,6 +35,17 @@ def wall_clock_budget(seconds: float | None):
     if seconds is not None:
         seconds = float(require_real("time_limit", seconds, positive=True))
         _deadline = time.monotonic() + seconds if previous is None else min(previous, time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline = previous
+
+
+@contextmanager
+def without_budget():
+    """Lift the deadline for the block (a job whose result must not depend on when it ran); restores it after."""
+    global _deadline
+    previous, _deadline = _deadline, None
     try:
         yield
     finally:
