@@ -260,3 +260,19 @@ def test_time_limit_ends_the_sweep_and_resume_completes_it(tmp_path, monkeypatch
         monkeypatch.setattr(sweep, "budget_expired", lambda: False)
         rest = run_sweep(spec, store, resume=True)
         assert not rest.time_limit and (rest.skipped, rest.ran) == (2, 4) and rest.stored == {"done": 6}
+
+
+def test_a_registered_job_runs_and_non_finite_metrics_are_stored_as_null(tmp_path):
+    from ssmpoison.verify._sweep_jobs import SWEEP_JOBS, SweepJob, register_job, run_point
+
+    job = register_job(SweepJob("halves", "x / 2, and 0/0 as NaN", {"x": ("int", None)}, ("half", "nan"), (),
+                                lambda p: {"half": p["x"] / 2, "nan": float("nan")}))
+    try:
+        assert run_point(("halves", {"x": 3}))["metrics"] == {"half": 1.5, "nan": None}
+        with Store(str(tmp_path / "s.sqlite")) as store:
+            report = run_sweep(SweepSpec("h", "halves", grid={"x": [1, 2]}), store)
+            assert report.done == 2 and [r["metrics"]["half"] for r in store.rows("h")] == [0.5, 1.0]
+        with pytest.raises(ValueError, match="kind 'text'"):
+            register_job(SweepJob("bad", "", {"x": ("text", None)}, (), (), abs))
+    finally:
+        SWEEP_JOBS.pop(job.name)

@@ -204,6 +204,7 @@ def run_point(task: tuple) -> dict:
         ``refused`` with the reason when the job raised ``ValueError`` (the point is outside its
         domain), ``failed`` with the error otherwise; ``seconds`` is the job's wall-clock time. The job
         runs without the command's wall-clock budget, so its result does not depend on when it ran.
+        A metric that is not a finite number (not evaluated) is stored as ``None`` (JSON ``null``).
     """
     from ssmpoison.verify._budget import without_budget
 
@@ -212,6 +213,7 @@ def run_point(task: tuple) -> dict:
     try:
         with without_budget():  # a stored point never depends on when it ran (the sweep itself stops at the limit)
             metrics, status, reason = SWEEP_JOBS[name].fn(params), Status.DONE, ""
+        metrics = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()}
     except ValueError as exc:
         metrics, status, reason = {}, Status.REFUSED, str(exc)
     except Exception as exc:  # one bad point never stops a sweep; the store says what happened
