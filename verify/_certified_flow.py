@@ -37,7 +37,7 @@ from ssmpoison.verify._status import Status
 from ssmpoison.verify._certify import Certified, certify, to_mpf
 from ssmpoison.verify._flow import FlowOptions, FlowProblem, run_flows
 
-__all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "require_reachable"]
+__all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "require_reachable", "serial_flows"]
 
 
 @dataclass(frozen=True)
@@ -232,12 +232,24 @@ def _oracle_runs(problems, quantity, policy: CertificationPolicy, t_max: float) 
     return out
 
 
-def _integration_runs(problems, quantity, policy: CertificationPolicy, t_max: float) -> list[CertifiedRun]:
+def serial_flows(items) -> list:
+    """Integrate ``(problem, options)`` pairs one after another in this process, one flow per integration.
+
+    Arguments:
+        items: ``(FlowProblem, FlowOptions)`` pairs.
+
+    Returns:
+        Their :class:`~ssmpoison.verify._flow.FlowResult`, in order.
+    """
+    # one flow per integration: batched flows share one step size, which costs more than it saves
+    return [run_flows([p], options)[0] for p, options in items]
+
+
+def _integration_runs(problems, quantity, policy: CertificationPolicy, t_max: float, flows=serial_flows) -> list[CertifiedRun]:
     run_opts, ref_opts = policy.run_options(t_max), policy.reference_options(t_max)
     cap = policy.digits_cap
-    # one flow per integration: batched flows share one step size, which costs more than it saves
-    runs = [run_flows([p], run_opts)[0] for p in problems]
-    refs = [run_flows([p], ref_opts)[0] for p in problems]
+    both = flows([(p, run_opts) for p in problems] + [(p, ref_opts) for p in problems])
+    runs, refs = both[: len(problems)], both[len(problems):]
     out = [_certified(p, r, f, quantity, cap, run_opts, ref_opts) for p, r, f in zip(problems, runs, refs)]
     if policy.fast_path:
         # where float64 cannot carry the digits asked for (ill-conditioned flows), report the
@@ -245,7 +257,7 @@ def _integration_runs(problems, quantity, policy: CertificationPolicy, t_max: fl
         weak = [k for k, c in enumerate(out) if c.status == Status.CONVERGED and c.quantity.digits < policy.target_digits]
         if weak:
             hi_opts = policy.escalation_options(t_max)
-            his = [run_flows([problems[k]], hi_opts)[0] for k in weak]
+            his = flows([(problems[k], hi_opts) for k in weak])
             for k, hi in zip(weak, his):
                 better = _certified(problems[k], refs[k], hi, quantity, policy.escalation_digits_cap, ref_opts, hi_opts)
                 if better.quantity.digits > out[k].quantity.digits:
@@ -289,6 +301,7 @@ def certified_flows(
     *,
     use_oracle: bool = True,
     t_max: float = 1e20,
+    flows=serial_flows,
 ) -> list[CertifiedRun]:
     """Run every flow and certify ``quantity(a, b, c)`` of its limit (see the module docstring).
 
@@ -300,6 +313,9 @@ def certified_flows(
             path (:data:`ssmpoison.verify._certification.FAST_PATH`).
         use_oracle: use the exact oracle where it applies (else integrate every flow).
         t_max: time limit of the integrations.
+        flows: integrates a list of ``(problem, options)`` pairs and returns their flow results in order
+            (:func:`serial_flows`, the default, in this process; the theory row passes one that looks up
+            the flows it started in worker processes).
 
     Returns:
         One :class:`CertifiedRun` per problem, in order.
@@ -313,6 +329,6 @@ def certified_flows(
         if k not in results:
             groups.setdefault((p.training_set, p.b, p.c, p.train, p.state_dim), []).append(k)
     for members in groups.values():
-        for k, run in zip(members, _integration_runs([problems[k] for k in members], quantity, policy, t_max)):
+        for k, run in zip(members, _integration_runs([problems[k] for k in members], quantity, policy, t_max, flows)):
             results[k] = run
     return [results[k] for k in range(len(problems))]

@@ -228,20 +228,21 @@ def _weights(M: int, precision_bits: int, z_values):
     points, Lc, _ = _gmpy_tables(M, guarded_bits)
     with gmpy2.context(precision=guarded_bits):
         flat = np.asarray(z_values).reshape(-1)
-        out, seen = [], {}
-        for z in flat:
-            zg = _to_gmpy(z)
-            if zg not in seen:
-                I = _monomial_weights(points, M, zg, guarded_bits)  # (p, j)
-                # W[p, k] = sum_j I[p, j] Lc[k, j]: cancellation is bounded by the monomial basis's
-                # conditioning (< 2^40 up to 24 nodes), far inside the guard bits
-                seen[zg] = I @ _lagrange_matrix(M, guarded_bits).T
-            out.append(seen[zg])
-        W = np.stack(out) if out else np.empty((0, M + 1, M), dtype=object)
-        if dtype != object:  # hi + lo: 106 bits of every weight, then one rounding to the working type
+        keys = [_to_gmpy(z) for z in flat]
+        unique = {zg: k for k, zg in enumerate(dict.fromkeys(keys))}
+        if unique:
+            I = np.stack([_monomial_weights(points, M, zg, guarded_bits) for zg in unique])  # (z, p, j)
+            # W[p, k] = sum_j I[p, j] Lc[k, j]: cancellation is bounded by the monomial basis's
+            # conditioning (< 2^40 up to 24 nodes), far inside the guard bits
+            W = (I @ _lagrange_matrix(M, guarded_bits).T)[[unique[zg] for zg in keys]]
+        else:
+            W = np.empty((0, M + 1, M), dtype=object)
+        if dtype == np.float64:  # mpfr -> float64 is correctly rounded
+            arr = W.astype(np.float64)
+        elif dtype != object:  # hi + lo: 106 bits of every weight, then one rounding to the working type
             hi = W.astype(np.float64)
             lo = (W - hi.astype(object)).astype(np.float64)
-            arr = hi.astype(dtype) + lo.astype(dtype) if dtype != np.float64 else hi
+            arr = hi.astype(dtype) + lo.astype(dtype)
     if dtype == object:
         with gmpy2.context(precision=precision_bits):
             arr = W * 1  # rounds every entry to the working precision
@@ -418,6 +419,7 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
         ok = False
         previous = math.inf
         contraction = 0.0  # largest ratio of successive Picard changes above the noise level
+        W_minus_A = W - A[None, None]  # (B, R, M+1, M)
         for it in range(K):
             F = fun(stages)  # (M, B, D)
             nfev += 1
@@ -425,7 +427,7 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
             G = F + (mu[None, :, :, None] * VS[..., None] * P[None]).sum(axis=2)  # g = f - L (y - y_n)
             VG = (Q[None] * G[:, :, None, :]).sum(axis=-1)  # (M, B, R)
             AG = np.tensordot(A, G, axes=([1], [0]))  # (M+1, B, D)
-            corr = ((W - A[None, None]) * VG.transpose(1, 2, 0)[:, :, None, :]).sum(axis=-1)  # (B, R, M+1)
+            corr = (W_minus_A * VG.transpose(1, 2, 0)[:, :, None, :]).sum(axis=-1)  # (B, R, M+1)
             incr = h * (AG + (corr.transpose(2, 0, 1)[..., None] * P[None]).sum(axis=2))
             new = base + incr
             if not np.all(np.isfinite(np.asarray(new, dtype=float))):
