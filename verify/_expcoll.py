@@ -195,13 +195,11 @@ def _monomial_weights(points, M: int, z, precision_bits: int):
     multiplied by ``z/j < 1``; ``J_0`` is chosen so the starting error is damped below the
     working precision).
     """
-    xs = np.array(points, dtype=object)  # vectorised over the points (object arrays of mpfr)
     if z >= M:
+        powers = _point_powers(points, M, precision_bits, M - 1)
         cols = [np.array([-gmpy2.expm1(-x * z) / z for x in points], dtype=object)]
-        xp = np.ones_like(xs)
         for j in range(1, M):
-            xp = xp * xs
-            cols.append((xp - j * cols[-1]) / z)
+            cols.append((powers[j] - j * cols[-1]) / z)
         return np.stack(cols, axis=1)
     # backward: damping prod_{j=M}^{J} z/j must reach 2^-precision_bits
     J, damp = M, 0.0
@@ -209,16 +207,31 @@ def _monomial_weights(points, M: int, z, precision_bits: int):
     while damp > -precision_bits * math.log(2) and J < M + 4 * precision_bits:
         J += 1
         damp += math.log(zf / J) if z > 0 else -math.inf
-    powers = [np.ones_like(xs)]
-    for _ in range(J):
-        powers.append(powers[-1] * xs)
-    I = xs * 0
+    powers = _point_powers(points, M, precision_bits, J)
+    I = powers[1] * 0
     cols = [None] * M
     for j in range(J, 0, -1):  # I_{j-1} from I_j
         I = (powers[j] - z * I) / j
         if j - 1 < M:
             cols[j - 1] = I
     return np.stack(cols, axis=1)
+
+
+_POWERS: dict = {}
+
+
+def _point_powers(points, M: int, precision_bits: int, J: int) -> list:
+    """``[x^0, x^1, ..., x^J]`` of the points (object arrays; ``x^0`` the integer 1), by repeated
+    multiplication at ``precision_bits``; computed once per node count and precision, extended on demand."""
+    powers = _POWERS.get((M, precision_bits))
+    if powers is None:
+        powers = _POWERS[(M, precision_bits)] = [np.ones_like(np.array(points, dtype=object))]
+    if len(powers) <= J:
+        xs = np.array(points, dtype=object)
+        with gmpy2.context(precision=precision_bits):
+            while len(powers) <= J:
+                powers.append(powers[-1] * xs)
+    return powers
 
 
 def _weights(M: int, precision_bits: int, z_values):
@@ -326,9 +339,10 @@ def _continuation_cached(M: int, ratio: float) -> np.ndarray:
     diff = x[:, None] - X[None, :]  # (M, P)
     denom = X[:, None] - X[None, :]
     np.fill_diagonal(denom, 1.0)
-    L = np.empty((M, X.size))
-    for j in range(X.size):  # l_j(x) = prod_{m != j} (x - X_m) / (X_j - X_m)
-        L[:, j] = np.prod(np.delete(diff, j, axis=1), axis=1) / np.prod(denom[j])
+    # l_j(x) = prod_{m != j} (x - X_m) / (X_j - X_m); the factor m = j is replaced by 1 (exact), for all j at once
+    factors = np.broadcast_to(diff[:, None, :], (M, X.size, X.size)).copy()  # (M, j, m)
+    factors[:, np.arange(X.size), np.arange(X.size)] = 1.0
+    L = np.prod(factors, axis=2) / np.prod(denom, axis=1)
     L[:, -1] -= 1.0  # increments from the last step's end point
     return L[:, 1:]  # the value at x = 0 is 0
 
