@@ -23,6 +23,7 @@ of its re-run, the digit cap; its docstring states the fast path and the ``P``-b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -103,6 +104,7 @@ def _oracle_reduction(ts):
     return y, sum(alpha * alpha for alpha in alphas) / len(alphas)
 
 
+@functools.lru_cache(maxsize=1024)
 def _oracle_time(a0, horizon: int, label, loss_tol: float) -> float:
     """Time at which the clean flow's loss reaches ``loss_tol`` (float64 quadrature of the exact reduction).
 

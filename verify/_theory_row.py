@@ -85,7 +85,8 @@ def check_theory_row(settings, precision_bits: int | None = None) -> None:
         require_reachable([p for _, p in theory_row_problems(s, poisoned=False)], policy)
 
 
-def run_theory_row(settings, precision_bits: int | None = None, progress=None, parallel: int = 1) -> list[TheoryRowRun]:
+def run_theory_row(settings, precision_bits: int | None = None, progress=None, parallel: int = 1,
+                   meanwhile=None) -> list[TheoryRowRun]:
     """Run the row at ``settings`` (a sequence of :class:`TheoryRowSetting` with distinct horizons).
 
     Arguments:
@@ -96,6 +97,8 @@ def run_theory_row(settings, precision_bits: int | None = None, progress=None, p
         parallel: ``> 1`` runs the integrations (each poisoned flow's run and re-run, each one task) in
             that many worker processes (:func:`ssmpoison.verify._workers.worker_pool`), costliest first so that
             the processes finish together, while the clean flows (exact oracle) run in this process.
+        meanwhile: ``None``, or work for this process while the workers integrate: called once with no
+            arguments after the clean flows (after every run when ``parallel == 1``).
 
     Returns:
         The runs, by setting, condition (clean first) and seed.
@@ -123,10 +126,15 @@ def run_theory_row(settings, precision_bits: int | None = None, progress=None, p
         with worker_pool(parallel) as pool:
             flows = _started_flows(pool, settings, policy)
             for H, p in sorted(groups, key=lambda g: g[1]):  # clean first: the oracle runs here while the workers integrate
+                if p and meanwhile is not None:
+                    meanwhile()
+                    meanwhile = None
                 finished(_run_group(by_horizon[H], p, policy, flows))
     else:
         for H, p in groups:
             finished(_run_group(by_horizon[H], p, policy))
+    if meanwhile is not None:
+        meanwhile()
     order = {(H, p): k for k, (H, p) in enumerate(groups)}
     return sorted(out, key=lambda r: (order[(r.horizon, r.poisoned)], r.seed))
 
