@@ -104,8 +104,14 @@ def _oracle_reduction(ts):
     return y, sum(alpha * alpha for alpha in alphas) / len(alphas)
 
 
-@functools.lru_cache(maxsize=1024)
 def _oracle_time(a0, horizon: int, label, loss_tol: float) -> float:
+    """:func:`_oracle_time_of` of the entries ``a0`` (any sequence), computed once per flow (the
+    reachability check and the run both ask for it)."""
+    return _oracle_time_of(tuple(a0), horizon, label, loss_tol)
+
+
+@functools.lru_cache(maxsize=1024)
+def _oracle_time_of(a0: tuple, horizon: int, label, loss_tol: float) -> float:
     """Time at which the clean flow's loss reaches ``loss_tol`` (float64 quadrature of the exact reduction).
 
     With ``x_i = a_i(0)^-p`` and ``d_i = x_i - min x`` (formed at high precision), ``w = min x - s``
