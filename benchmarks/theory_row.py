@@ -7,18 +7,26 @@ Baselines, written here from their description (note 00 §6, §8):
 * **careful** — ``solve_ivp`` LSODA with the analytic Jacobian, rtol 1e-13, atol 1e-30 and a
   terminal event at training loss 1e-30.
 
-For each method the wall time, the ratio to ours, and the correct significant digits of each
-run's extrapolation error are printed, measured against high-precision values: the exact
-oracle at 256 bits for clean runs, one run of our engine at ``--reference-bits`` (default 100)
-for the poisoned ones (100-bit runs of two integrators agree to 25 digits there).
+Speed (always printed first): ``ssmpoison reproduce --row theory`` as a user runs it (a fresh
+process, start-up included, its default workers), by default and with ``--precision 128``, each
+timed right after the careful baseline in this process, with the machine's other core idle
+("quiet") and with it running a busy loop ("loaded"); the ratio careful / ours of each pair is
+printed with the load average at the time.
 
-Usage: ``python benchmarks/theory_row.py [--horizon 7] [--reference-bits 100]``
+Digits (unless ``--no-digits``): for each method the wall time, the ratio to ours, and the correct
+significant digits of each run's extrapolation error are printed, measured against high-precision
+values: the exact oracle at 256 bits for clean runs, one run of our engine at ``--reference-bits``
+(default 100) for the poisoned ones (100-bit runs of two integrators agree to 25 digits there).
+
+Usage: ``python benchmarks/theory_row.py [--horizon 7] [--reference-bits 100] [--precision default --precision 128]
+[--load quiet --load loaded] [--repeats 1] [--no-digits]``
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -101,22 +109,79 @@ def _truth(problem, horizon, bits):
         return extrapolation_error([to_mpf(v) for v in r.a], [1] * D, [1] * D, D, J)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--horizon", type=int, action="append")
-    parser.add_argument("--reference-bits", type=int, default=100)
-    args = parser.parse_args()
-    horizons = tuple(args.horizon or row_model("theory").horizons)
-
-    # ours as a user runs it: a fresh process, start-up (imports) included
+def _cli_seconds(horizons, precision) -> float:
+    """Wall time of ``ssmpoison reproduce --row theory`` in a fresh process (start-up included)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-c", "import sys; from ssmpoison.verify.cli import main; sys.exit(main(sys.argv[1:]))",
                "reproduce", "--row", "theory", "--json", os.path.join(tmp, "out.json")]
         for H in horizons:
             cmd += ["--horizon", str(H)]
+        if precision is not None:
+            cmd += ["--precision", str(precision)]
+        before = _children_cpu()
         start = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        t_cli = time.perf_counter() - start
+        return time.perf_counter() - start, _children_cpu() - before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _careful_seconds(cases):
+    """Wall and CPU seconds of the careful baseline on every flow, in this process."""
+    start, cpu = time.perf_counter(), time.process_time()
+    for c in cases:
+        careful_method(c[3])
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def _busy_loop():
+    """A process spinning on one core (the "loaded" machine), until it is terminated."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def speed(horizons, precisions, loads, repeats: int) -> None:
+    """Print careful / ours for each precision and load, each pair measured back to back in this run."""
+    cases = [(H, p, seed, prob) for H in horizons for p in (False, True) for seed, prob in theory_row_problems(published_setting("theory", H), p)]
+    print("wall and CPU seconds (the CLI's CPU time includes its worker processes)")
+    print(f"{'load':<7} {'precision':<9} {'careful wall':>12} {'ours wall':>9} {'ratio':>6} | {'careful CPU':>11} {'ours CPU':>8} "
+          f"{'ratio':>6} | load average")
+    for load in loads:
+        busy = _busy_loop() if load == "loaded" else None
+        try:
+            if busy is not None:
+                time.sleep(0.5)
+            for precision in precisions:
+                for _ in range(repeats):
+                    (w_careful, c_careful), (w_ours, c_ours) = _careful_seconds(cases), _cli_seconds(horizons, precision)
+                    print(f"{load:<7} {precision or 'default':<9} {w_careful:12.2f} {w_ours:9.2f} {w_careful / w_ours:6.2f} | "
+                          f"{c_careful:11.2f} {c_ours:8.2f} {c_careful / c_ours:6.2f} | {os.getloadavg()[0]:.2f}", flush=True)
+        finally:
+            if busy is not None:
+                busy.terminate()
+                busy.wait()
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--horizon", type=int, action="append")
+    parser.add_argument("--reference-bits", type=int, default=100)
+    parser.add_argument("--precision", action="append", help="'default' or a number of bits (repeatable; default: both default and 128)")
+    parser.add_argument("--load", action="append", choices=("quiet", "loaded"), help="repeatable; default: both")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--no-digits", action="store_true", help="print the speed table only")
+    args = parser.parse_args()
+    horizons = tuple(args.horizon or row_model("theory").horizons)
+    precisions = [None if p == "default" else int(p) for p in (args.precision or ["default", "128"])]
+    speed(horizons, precisions, args.load or ["quiet", "loaded"], args.repeats)
+    if args.no_digits:
+        return
+
+    # ours as a user runs it: a fresh process, start-up (imports) included
+    t_cli, _ = _cli_seconds(horizons, None)
     start = time.perf_counter()
     ours = run_theory_row(row_model("theory").settings(horizons))
     t_ours = time.perf_counter() - start

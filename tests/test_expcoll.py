@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ssmpoison.verify import Status
-from ssmpoison.verify._expcoll import ExpColl, _weights
+from ssmpoison.verify._expcoll import ExpColl, _continuation_cached, _nodes_tables, _weights
 
 S2 = 1 / math.sqrt(2)
 
@@ -86,3 +86,36 @@ def test_float64_run_ends_with_a_status_member():
     fun, lin = _problem(1e3, np.float64)
     res = ExpColl().integrate(fun, np.array([[0.8, 0.3]]), 0, 5, precision_bits=53, rtol=1e-10, atol=1e-14, linear_part=lin)
     assert isinstance(res.status, Status) and res.status is Status.T_END
+
+
+@pytest.mark.parametrize("precision_bits", [53, 64, 128])
+def test_weights_of_a_step_equal_those_of_each_rate_alone(precision_bits):
+    """The weights of all the rates of a step (batched, repeated rates computed once) are, entry for
+    entry, those of each rate computed alone: backward recurrence (z < M), forward (z >= M), z = 0."""
+    dtype = np.float64 if precision_bits == 53 else (np.longdouble if precision_bits == 64 else object)
+    M = 7
+    zs = [0.0, 1e-17, 0.43, 6.9, 7.0, 7.5e4, 0.43]
+    z = np.array(zs, dtype=dtype) if dtype is not object else np.array([gmpy2.mpfr(v, precision_bits) for v in zs], dtype=object)
+    batched = _weights(M, precision_bits, z.reshape(7, 1))
+    assert batched.shape == (7, 1, M + 1, M)
+    for k in range(7):
+        alone = _weights(M, precision_bits, z[k : k + 1])[0]
+        assert (batched[k, 0] == alone).all()
+
+
+@pytest.mark.parametrize("M", [2, 7, 16])
+def test_picard_start_basis_is_the_lagrange_basis(M):
+    """The continuation matrix (all the Lagrange basis polynomials at once, the omitted factor an exact 1)
+    equals the products of the other factors taken one basis polynomial at a time."""
+    c = np.array([float(v) for v in _nodes_tables(M, 64)[0]])
+    X = np.concatenate([[0.0], c, [1.0]])
+    for ratio in (0.37, 1.0, 2.0):
+        x = 1.0 + c * ratio
+        diff = x[:, None] - X[None, :]
+        denom = X[:, None] - X[None, :]
+        np.fill_diagonal(denom, 1.0)
+        L = np.empty((M, X.size))
+        for j in range(X.size):
+            L[:, j] = np.prod(np.delete(diff, j, axis=1), axis=1) / np.prod(denom[j])
+        L[:, -1] -= 1.0
+        assert np.array_equal(_continuation_cached(M, ratio), L[:, 1:])

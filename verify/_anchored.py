@@ -53,7 +53,11 @@ def _mask(r, D):
 
 
 def _anchor_value(z, r):
-    idx = np.broadcast_to(np.asarray(r)[..., None], z.shape[:-1] + (1,))
+    r = np.asarray(r)
+    first = r.flat[0] if r.size else 0
+    if r.ndim <= z.ndim - 1 and (r.ndim == 0 or bool((r == first).all())):
+        return z[..., first : first + 1]  # one anchor for every flow (a single flow): a slice, (..., 1)
+    idx = np.broadcast_to(r[..., None], z.shape[:-1] + (1,))
     return np.take_along_axis(z, idx, axis=-1)  # (..., 1)
 
 

@@ -23,6 +23,7 @@ of its re-run, the digit cap; its docstring states the fast path and the ``P``-b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from ssmpoison.verify._status import Status
 from ssmpoison.verify._certify import Certified, certify, to_mpf
 from ssmpoison.verify._flow import FlowOptions, FlowProblem, run_flows
 
-__all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "require_reachable"]
+__all__ = ["CertifiedRun", "certified_flows", "oracle_applies", "require_reachable", "serial_flows"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,13 @@ def _oracle_reduction(ts):
 
 
 def _oracle_time(a0, horizon: int, label, loss_tol: float) -> float:
+    """:func:`_oracle_time_of` of the entries ``a0`` (any sequence), computed once per flow (the
+    reachability check and the run both ask for it)."""
+    return _oracle_time_of(tuple(a0), horizon, label, loss_tol)
+
+
+@functools.lru_cache(maxsize=1024)
+def _oracle_time_of(a0: tuple, horizon: int, label, loss_tol: float) -> float:
     """Time at which the clean flow's loss reaches ``loss_tol`` (float64 quadrature of the exact reduction).
 
     With ``x_i = a_i(0)^-p`` and ``d_i = x_i - min x`` (formed at high precision), ``w = min x - s``
@@ -232,12 +240,24 @@ def _oracle_runs(problems, quantity, policy: CertificationPolicy, t_max: float) 
     return out
 
 
-def _integration_runs(problems, quantity, policy: CertificationPolicy, t_max: float) -> list[CertifiedRun]:
+def serial_flows(items) -> list:
+    """Integrate ``(problem, options)`` pairs one after another in this process, one flow per integration.
+
+    Arguments:
+        items: ``(FlowProblem, FlowOptions)`` pairs.
+
+    Returns:
+        Their :class:`~ssmpoison.verify._flow.FlowResult`, in order.
+    """
+    # one flow per integration: batched flows share one step size, which costs more than it saves
+    return [run_flows([p], options)[0] for p, options in items]
+
+
+def _integration_runs(problems, quantity, policy: CertificationPolicy, t_max: float, flows=serial_flows) -> list[CertifiedRun]:
     run_opts, ref_opts = policy.run_options(t_max), policy.reference_options(t_max)
     cap = policy.digits_cap
-    # one flow per integration: batched flows share one step size, which costs more than it saves
-    runs = [run_flows([p], run_opts)[0] for p in problems]
-    refs = [run_flows([p], ref_opts)[0] for p in problems]
+    both = flows([(p, run_opts) for p in problems] + [(p, ref_opts) for p in problems])
+    runs, refs = both[: len(problems)], both[len(problems):]
     out = [_certified(p, r, f, quantity, cap, run_opts, ref_opts) for p, r, f in zip(problems, runs, refs)]
     if policy.fast_path:
         # where float64 cannot carry the digits asked for (ill-conditioned flows), report the
@@ -245,7 +265,7 @@ def _integration_runs(problems, quantity, policy: CertificationPolicy, t_max: fl
         weak = [k for k, c in enumerate(out) if c.status == Status.CONVERGED and c.quantity.digits < policy.target_digits]
         if weak:
             hi_opts = policy.escalation_options(t_max)
-            his = [run_flows([problems[k]], hi_opts)[0] for k in weak]
+            his = flows([(problems[k], hi_opts) for k in weak])
             for k, hi in zip(weak, his):
                 better = _certified(problems[k], refs[k], hi, quantity, policy.escalation_digits_cap, ref_opts, hi_opts)
                 if better.quantity.digits > out[k].quantity.digits:
@@ -289,6 +309,7 @@ def certified_flows(
     *,
     use_oracle: bool = True,
     t_max: float = 1e20,
+    flows=serial_flows,
 ) -> list[CertifiedRun]:
     """Run every flow and certify ``quantity(a, b, c)`` of its limit (see the module docstring).
 
@@ -300,6 +321,9 @@ def certified_flows(
             path (:data:`ssmpoison.verify._certification.FAST_PATH`).
         use_oracle: use the exact oracle where it applies (else integrate every flow).
         t_max: time limit of the integrations.
+        flows: integrates a list of ``(problem, options)`` pairs and returns their flow results in order
+            (:func:`serial_flows`, the default, in this process; the theory row passes one that looks up
+            the flows it started in worker processes).
 
     Returns:
         One :class:`CertifiedRun` per problem, in order.
@@ -313,6 +337,6 @@ def certified_flows(
         if k not in results:
             groups.setdefault((p.training_set, p.b, p.c, p.train, p.state_dim), []).append(k)
     for members in groups.values():
-        for k, run in zip(members, _integration_runs([problems[k] for k in members], quantity, policy, t_max)):
+        for k, run in zip(members, _integration_runs([problems[k] for k in members], quantity, policy, t_max, flows)):
             results[k] = run
     return [results[k] for k in range(len(problems))]

@@ -195,13 +195,11 @@ def _monomial_weights(points, M: int, z, precision_bits: int):
     multiplied by ``z/j < 1``; ``J_0`` is chosen so the starting error is damped below the
     working precision).
     """
-    xs = np.array(points, dtype=object)  # vectorised over the points (object arrays of mpfr)
     if z >= M:
+        powers = _point_powers(points, M, precision_bits, M - 1)
         cols = [np.array([-gmpy2.expm1(-x * z) / z for x in points], dtype=object)]
-        xp = np.ones_like(xs)
         for j in range(1, M):
-            xp = xp * xs
-            cols.append((xp - j * cols[-1]) / z)
+            cols.append((powers[j] - j * cols[-1]) / z)
         return np.stack(cols, axis=1)
     # backward: damping prod_{j=M}^{J} z/j must reach 2^-precision_bits
     J, damp = M, 0.0
@@ -209,16 +207,31 @@ def _monomial_weights(points, M: int, z, precision_bits: int):
     while damp > -precision_bits * math.log(2) and J < M + 4 * precision_bits:
         J += 1
         damp += math.log(zf / J) if z > 0 else -math.inf
-    powers = [np.ones_like(xs)]
-    for _ in range(J):
-        powers.append(powers[-1] * xs)
-    I = xs * 0
+    powers = _point_powers(points, M, precision_bits, J)
+    I = powers[1] * 0
     cols = [None] * M
     for j in range(J, 0, -1):  # I_{j-1} from I_j
         I = (powers[j] - z * I) / j
         if j - 1 < M:
             cols[j - 1] = I
     return np.stack(cols, axis=1)
+
+
+_POWERS: dict = {}
+
+
+def _point_powers(points, M: int, precision_bits: int, J: int) -> list:
+    """``[x^0, x^1, ..., x^J]`` of the points (object arrays; ``x^0`` the integer 1), by repeated
+    multiplication at ``precision_bits``; computed once per node count and precision, extended on demand."""
+    powers = _POWERS.get((M, precision_bits))
+    if powers is None:
+        powers = _POWERS[(M, precision_bits)] = [np.ones_like(np.array(points, dtype=object))]
+    if len(powers) <= J:
+        xs = np.array(points, dtype=object)
+        with gmpy2.context(precision=precision_bits):
+            while len(powers) <= J:
+                powers.append(powers[-1] * xs)
+    return powers
 
 
 def _weights(M: int, precision_bits: int, z_values):
@@ -228,20 +241,21 @@ def _weights(M: int, precision_bits: int, z_values):
     points, Lc, _ = _gmpy_tables(M, guarded_bits)
     with gmpy2.context(precision=guarded_bits):
         flat = np.asarray(z_values).reshape(-1)
-        out, seen = [], {}
-        for z in flat:
-            zg = _to_gmpy(z)
-            if zg not in seen:
-                I = _monomial_weights(points, M, zg, guarded_bits)  # (p, j)
-                # W[p, k] = sum_j I[p, j] Lc[k, j]: cancellation is bounded by the monomial basis's
-                # conditioning (< 2^40 up to 24 nodes), far inside the guard bits
-                seen[zg] = I @ _lagrange_matrix(M, guarded_bits).T
-            out.append(seen[zg])
-        W = np.stack(out) if out else np.empty((0, M + 1, M), dtype=object)
-        if dtype != object:  # hi + lo: 106 bits of every weight, then one rounding to the working type
+        keys = [_to_gmpy(z) for z in flat]
+        unique = {zg: k for k, zg in enumerate(dict.fromkeys(keys))}
+        if unique:
+            I = np.stack([_monomial_weights(points, M, zg, guarded_bits) for zg in unique])  # (z, p, j)
+            # W[p, k] = sum_j I[p, j] Lc[k, j]: cancellation is bounded by the monomial basis's
+            # conditioning (< 2^40 up to 24 nodes), far inside the guard bits
+            W = (I @ _lagrange_matrix(M, guarded_bits).T)[[unique[zg] for zg in keys]]
+        else:
+            W = np.empty((0, M + 1, M), dtype=object)
+        if dtype == np.float64:  # mpfr -> float64 is correctly rounded
+            arr = W.astype(np.float64)
+        elif dtype != object:  # hi + lo: 106 bits of every weight, then one rounding to the working type
             hi = W.astype(np.float64)
             lo = (W - hi.astype(object)).astype(np.float64)
-            arr = hi.astype(dtype) + lo.astype(dtype) if dtype != np.float64 else hi
+            arr = hi.astype(dtype) + lo.astype(dtype)
     if dtype == object:
         with gmpy2.context(precision=precision_bits):
             arr = W * 1  # rounds every entry to the working precision
@@ -325,9 +339,10 @@ def _continuation_cached(M: int, ratio: float) -> np.ndarray:
     diff = x[:, None] - X[None, :]  # (M, P)
     denom = X[:, None] - X[None, :]
     np.fill_diagonal(denom, 1.0)
-    L = np.empty((M, X.size))
-    for j in range(X.size):  # l_j(x) = prod_{m != j} (x - X_m) / (X_j - X_m)
-        L[:, j] = np.prod(np.delete(diff, j, axis=1), axis=1) / np.prod(denom[j])
+    # l_j(x) = prod_{m != j} (x - X_m) / (X_j - X_m); the factor m = j is replaced by 1 (exact), for all j at once
+    factors = np.broadcast_to(diff[:, None, :], (M, X.size, X.size)).copy()  # (M, j, m)
+    factors[:, np.arange(X.size), np.arange(X.size)] = 1.0
+    L = np.prod(factors, axis=2) / np.prod(denom, axis=1)
     L[:, -1] -= 1.0  # increments from the last step's end point
     return L[:, 1:]  # the value at x = 0 is 0
 
@@ -418,6 +433,7 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
         ok = False
         previous = math.inf
         contraction = 0.0  # largest ratio of successive Picard changes above the noise level
+        W_minus_A = W - A[None, None]  # (B, R, M+1, M)
         for it in range(K):
             F = fun(stages)  # (M, B, D)
             nfev += 1
@@ -425,7 +441,7 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
             G = F + (mu[None, :, :, None] * VS[..., None] * P[None]).sum(axis=2)  # g = f - L (y - y_n)
             VG = (Q[None] * G[:, :, None, :]).sum(axis=-1)  # (M, B, R)
             AG = np.tensordot(A, G, axes=([1], [0]))  # (M+1, B, D)
-            corr = ((W - A[None, None]) * VG.transpose(1, 2, 0)[:, :, None, :]).sum(axis=-1)  # (B, R, M+1)
+            corr = (W_minus_A * VG.transpose(1, 2, 0)[:, :, None, :]).sum(axis=-1)  # (B, R, M+1)
             incr = h * (AG + (corr.transpose(2, 0, 1)[..., None] * P[None]).sum(axis=2))
             new = base + incr
             if not np.all(np.isfinite(np.asarray(new, dtype=float))):

@@ -70,10 +70,14 @@ def powers(a, count: int):
         ``V`` of shape ``(..., D, count)``.
     """
     a = np.asarray(a)
-    cols = [np.ones_like(a), a]
-    for _ in range(2, count):
-        cols.append(cols[-1] * a)
-    return np.stack(cols[:count], axis=-1)
+    V = np.empty(a.shape + (count,), dtype=a.dtype)
+    if count:
+        V[..., 0] = np.ones_like(a)
+    if count > 1:
+        V[..., 1] = a
+    for j in range(2, count):
+        np.multiply(V[..., j - 1], a, out=V[..., j])
+    return V
 
 
 def _reversed_inputs(U):

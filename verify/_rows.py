@@ -310,10 +310,15 @@ class TheoryRow(RowModel):
         if progress is not None:
             progress("theory row flows", 0, total, "")
         start = time.perf_counter()
-        runs = run_theory_row(settings, precision_bits, progress=count, parallel=jobs)
+        robustness = []  # the clean flows' robustness (oracle, this process) while the workers integrate
+
+        def robustness_runs():
+            robustness.extend(clean_flow_robustness(s, seed, K, eps) for s in settings
+                              for seed in (*s.seeds, *(s.skipped_seeds if skipped else ())))
+
+        runs = run_theory_row(settings, precision_bits, progress=count, parallel=jobs, meanwhile=robustness_runs)
         skipped_runs = run_theory_row(skipped, precision_bits, progress=count, parallel=jobs) if skipped else []
-        robustness = tuple(clean_flow_robustness(s, seed, K, eps) for s in settings
-                           for seed in (*s.seeds, *(s.skipped_seeds if skipped else ())))
+        robustness = tuple(robustness)
         return TheoryRowResult(self.name, settings, precision_bits, tuple(runs), time.perf_counter() - start,
                                robustness, K, eps, tuple(skipped_runs))
 

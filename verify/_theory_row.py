@@ -9,7 +9,6 @@ reported with its certified digits (:mod:`ssmpoison.verify._certified_flow`).
 
 from __future__ import annotations
 
-from concurrent.futures import as_completed
 from dataclasses import dataclass
 
 import mpmath
@@ -18,8 +17,8 @@ from ssmpoison.theory._construction import clean_training_set, extrapolation_err
 from ssmpoison.theory._validation import require_int
 from ssmpoison.verify._certification import CertificationPolicy
 from ssmpoison.verify._settings import TheoryRowSetting
-from ssmpoison.verify._certified_flow import CertifiedRun, certified_flows, require_reachable
-from ssmpoison.verify._flow import FlowProblem
+from ssmpoison.verify._certified_flow import CertifiedRun, certified_flows, oracle_applies, require_reachable, serial_flows
+from ssmpoison.verify._flow import FlowProblem, run_flows
 from ssmpoison.verify._status import Status
 from ssmpoison.verify._workers import worker_pool
 
@@ -28,6 +27,8 @@ __all__ = ["TheoryRowRun", "theory_row_problems", "check_theory_row", "run_theor
 # The published numbers came from float64 odeint, default tolerances, fixed final times (note 00 §6, §8):
 # re-running that method gets 3.1-4.4 correct digits per run (benchmarks/theory_row.py measures it).
 PUBLISHED_METHOD_DIGITS = 3
+
+_T_MAX = 1e20  # the time limit of the row's flows (certified_flows' default)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def check_theory_row(settings, precision_bits: int | None = None) -> None:
         require_reachable([p for _, p in theory_row_problems(s, poisoned=False)], policy)
 
 
-def run_theory_row(settings, precision_bits: int | None = None, progress=None, parallel: int = 1) -> list[TheoryRowRun]:
+def run_theory_row(settings, precision_bits: int | None = None, progress=None, parallel: int = 1,
+                   meanwhile=None) -> list[TheoryRowRun]:
     """Run the row at ``settings`` (a sequence of :class:`TheoryRowSetting` with distinct horizons).
 
     Arguments:
@@ -92,9 +94,11 @@ def run_theory_row(settings, precision_bits: int | None = None, progress=None, p
         precision_bits: ``None`` for the fast path, else the working precision in bits (>= 53)
             (:class:`~ssmpoison.verify._certification.CertificationPolicy`).
         progress: ``progress(n)`` is called as runs finish (``n`` runs each time).
-        parallel: ``> 1`` runs the integrated (poisoned) flows in that many worker processes
-            (:func:`ssmpoison.verify._workers.worker_pool`), longer horizons first so that the processes finish
-            together, while the clean flows (exact oracle) run in this process.
+        parallel: ``> 1`` runs the integrations (each poisoned flow's run and re-run, each one task) in
+            that many worker processes (:func:`ssmpoison.verify._workers.worker_pool`), costliest first so that
+            the processes finish together, while the clean flows (exact oracle) run in this process.
+        meanwhile: ``None``, or work for this process while the workers integrate: called once with no
+            arguments after the clean flows (after every run when ``parallel == 1``).
 
     Returns:
         The runs, by setting, condition (clean first) and seed.
@@ -119,18 +123,18 @@ def run_theory_row(settings, precision_bits: int | None = None, progress=None, p
             progress(len(runs))
 
     if parallel > 1:
-        # the integrated (poisoned) flows go to worker processes, costliest first; the clean
-        # flows (exact oracle, fast) run here meanwhile
-        tasks = [(by_horizon[H], True, seed) for H in sorted(by_horizon, reverse=True) for seed in by_horizon[H].seeds]
         with worker_pool(parallel) as pool:
-            futures = [pool.submit(_run_one, s, p, seed, policy) for s, p, seed in tasks]
-            for s in settings:
-                finished(_run_group(s, False, policy))
-            for future in as_completed(futures):
-                finished(future.result())
+            flows = _started_flows(pool, settings, policy)
+            for H, p in sorted(groups, key=lambda g: g[1]):  # clean first: the oracle runs here while the workers integrate
+                if p and meanwhile is not None:
+                    meanwhile()
+                    meanwhile = None
+                finished(_run_group(by_horizon[H], p, policy, flows))
     else:
         for H, p in groups:
             finished(_run_group(by_horizon[H], p, policy))
+    if meanwhile is not None:
+        meanwhile()
     order = {(H, p): k for k, (H, p) in enumerate(groups)}
     return sorted(out, key=lambda r: (order[(r.horizon, r.poisoned)], r.seed))
 
@@ -141,16 +145,47 @@ def _quantity(setting: TheoryRowSetting):
     return lambda a, b, c: extrapolation_error(a, b, c, D, J)
 
 
-def _run_group(setting: TheoryRowSetting, poisoned: bool, policy: CertificationPolicy) -> list[TheoryRowRun]:
+def _run_group(setting: TheoryRowSetting, poisoned: bool, policy: CertificationPolicy, flows=serial_flows) -> list[TheoryRowRun]:
     seeds_problems = theory_row_problems(setting, poisoned)
-    runs = certified_flows([p for _, p in seeds_problems], _quantity(setting), policy)
+    runs = certified_flows([p for _, p in seeds_problems], _quantity(setting), policy, flows=flows)
     return [TheoryRowRun(setting.horizon, seed, poisoned, run) for (seed, _), run in zip(seeds_problems, runs)]
 
 
-def _run_one(setting: TheoryRowSetting, poisoned: bool, seed: int, policy: CertificationPolicy) -> list[TheoryRowRun]:
-    problem = dict(theory_row_problems(setting, poisoned))[seed]
-    (run,) = certified_flows([problem], _quantity(setting), policy)
-    return [TheoryRowRun(setting.horizon, seed, poisoned, run)]
+def _flow(problem: FlowProblem, options) -> object:
+    """One integration (a worker's task): :func:`ssmpoison.verify._flow.run_flows` of one problem."""
+    return run_flows([problem], options)[0]
+
+
+def _started_flows(pool, settings, policy: CertificationPolicy):
+    """Start every integration of the row in ``pool`` at once, costliest first; return the ``flows``
+    function of :func:`~ssmpoison.verify._certified_flow.certified_flows` that collects them.
+
+    The integrations are each flow's run and its re-run (every flow without an exact oracle), each one
+    task, ordered by an estimate of their cost: the re-runs (more bits, tighter tolerance) before the
+    runs, longer horizons first within each; so the last tasks to start are the shortest, and the
+    workers finish together. Integrations asked for that were not started (the fast path's escalations,
+    decided by the digits of the first two) go to the pool when asked for.
+
+    Arguments:
+        pool: a :func:`ssmpoison.verify._workers.worker_pool`.
+        settings: the row's settings.
+        policy: the certification policy.
+
+    Returns:
+        ``flows(items)``: the flow results of ``(problem, options)`` pairs, in order.
+    """
+    problems = [p for s in sorted(settings, key=lambda s: -s.horizon) for poisoned in (True, False)
+                for _, p in theory_row_problems(s, poisoned) if not oracle_applies(p)]
+    started = {}
+    for options in (policy.reference_options(_T_MAX), policy.run_options(_T_MAX)):
+        for p in problems:
+            started.setdefault((p, options), pool.submit(_flow, p, options))
+
+    def flows(items):
+        futures = [started.pop((p, options), None) or pool.submit(_flow, p, options) for p, options in items]
+        return [f.result() for f in futures]
+
+    return flows
 
 
 def row_summary(runs, setting: TheoryRowSetting, poisoned: bool) -> dict:
