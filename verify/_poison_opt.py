@@ -38,7 +38,7 @@ __all__ = ["NORMS", "PoisonResult", "optimise_poison", "MinimalPoison", "minimal
 NORMS = ("2", "inf")
 
 #: SEULEX's tolerance of the float64 damage evaluations inside the optimiser (the reported damage is certified)
-SEARCH_RTOL = 1e-10
+SEARCH_RTOL = 1e-8
 
 
 def require_budget(budget) -> float:
@@ -236,7 +236,7 @@ def optimise_poison(setting: PoisonSetting, budget: float, norm: str = "2", *, n
     for i, start in enumerate(starts):
         x0 = start[free]
         res = minimize(lambda x: -evaluate(x)[0], x0, jac=lambda x: -evaluate(x)[1], method="SLSQP",
-                       constraints=constraints, bounds=bounds, options={"maxiter": max_iterations, "ftol": 1e-12})
+                       constraints=constraints, bounds=bounds, options={"maxiter": max_iterations, "ftol": 1e-9})
         x = np.asarray(res.x, dtype=float)
         if norm_of(x, norm) > rho:  # SLSQP may end a hair outside: back onto the ball
             x = x * (rho / norm_of(x, norm)) if norm == "2" else np.clip(x, -rho, rho)
