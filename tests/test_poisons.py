@@ -141,3 +141,36 @@ def test_optimiser_respects_the_budget_beats_the_special_poison_and_is_determini
     assert again.u == r.u
     ns = optimise_poison(s, 0.5, "inf", non_special=True, restarts=1, seed=0, max_iterations=5, certify=False)
     assert ns.u[s.horizon - 2] == 0 and max(abs(v) for v in ns.u) <= 0.5 * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--budget", "0"], "budget"),
+    (["--budget", "-0.5"], "budget"),
+    (["--budget", "nan"], "budget"),
+    (["--budget", "inf"], "budget"),
+    ([], "budget"),
+    (["--budget", "1", "--norm", "1"], "norm"),
+    (["--budget", "1", "--restarts", "-1"], "restarts"),
+    (["--budget", "1", "--target-error", "0"], "target_error"),
+    (["--budget", "1", "--horizon", "2"], "horizon"),
+])
+def test_cli_refuses_bad_input_with_one_line(argv, field, capsys, tmp_path):
+    from ssmpoison.verify.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["poison", *argv, "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ssmpoison poison: error: ") and field in err[0]
+    assert not out.exists()
+
+
+def test_cli_config_keys_must_agree_with_the_options(capsys, tmp_path):
+    from ssmpoison.verify.cli import main
+
+    config = tmp_path / "p.toml"
+    config.write_text("budget = 0.5\nnorm = 'inf'\n")
+    assert main(["poison", "--config", str(config), "--budget", "1"]) == 2
+    assert "budget given twice" in capsys.readouterr().err
+    config.write_text("budget = 0.5\ncolour = 1\n")
+    assert main(["poison", "--config", str(config)]) == 2
+    assert "unknown key 'colour'" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ssmpoison.theory._validation import require_int, require_real
+from ssmpoison.verify._budget import budget_expired
 from ssmpoison.verify._certification import CertificationPolicy
 from ssmpoison.verify._poisons import PoisonSetting, certified_damage, damage, special_poison
 from ssmpoison.verify._status import Status
@@ -234,6 +235,8 @@ def optimise_poison(setting: PoisonSetting, budget: float, norm: str = "2", *, n
     if progress is not None:
         progress("poison: starts", 0, total, "")
     for i, start in enumerate(starts):
+        if i and budget_expired():
+            break
         x0 = start[free]
         res = minimize(lambda x: -evaluate(x)[0], x0, jac=lambda x: -evaluate(x)[1], method="SLSQP",
                        constraints=constraints, bounds=bounds, options={"maxiter": max_iterations, "ftol": 1e-9})
@@ -411,3 +414,128 @@ def damage_curve(setting: PoisonSetting, budgets, norm: str = "2", *, non_specia
         if progress is not None:
             progress("poison: damage vs budget", k + 1, len(rhos), f"rho={rho:g}")
     return DamageCurve(rhos, tuple(out), require_norm(norm), non_special)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _value(run) -> str:
+    if run is None:
+        return "—"
+    if run.status != Status.CONVERGED:
+        return f"— ({run.status})"
+    q = run.quantity
+    if q.digits == 0:
+        return f"no digit certified: {float(q.value):.1e}, the re-run {float(q.reference):.1e}"
+    return f"{q.text} ({q.digits} certified digits)"
+
+
+def _entries(values, digits: int = 4) -> str:
+    return "(" + ", ".join(f"{float(v):.{digits}g}" for v in values) + ")"
+
+
+def poison_text(result: PoisonResult, minimal: MinimalPoison | None = None, curve: DamageCurve | None = None) -> str:
+    """The printed report of :func:`optimise_poison` (and of a minimal poison and a damage curve, when given)."""
+    s = result.setting
+    H = s.horizon
+    kind = "non-special (u_(H-2) = 0 forced)" if result.non_special else "special allowed"
+    norm = "||u||_2" if result.norm == "2" else "||u||_inf"
+    lines = [f"Poison: H = {H}, D = {s.state_dim}, H' = {s.extrapolation_length}, trained {s.train}; "
+             f"budget {norm} <= {result.budget:g}, {kind}", ""]
+    lines.append(f"clean error (no poison)          : {_value(result.clean)}")
+    lines.append(f"optimised poison u               : {_entries(result.u, 6)}   {norm} = {norm_of(result.u, result.norm):.6g}")
+    lines.append(f"  its damage E(u)                : {_value(result.poisoned)}")
+    lines.append(f"{result.budget:g} e_(H-2) (the Theorem's poison): {_value(result.special)}")
+    if result.converged and result.special_damage and result.clean_error:
+        lines.append(f"  E(u) / E({result.budget:g} e_(H-2)) = {result.damage / result.special_damage:.4g};  "
+                     f"E(u) / clean = {result.damage / result.clean_error:.4g};  "
+                     f"E({result.budget:g} e_(H-2)) / clean = {result.special_damage / result.clean_error:.4g}")
+    lines.append(f"  projected gradient at u: max |g| = {max(abs(v) for v in result.projected_gradient):.3g}"
+                 + ("" if not result.special_projected_gradient else
+                    f"; at {result.budget:g} e_(H-2): max |g| = {max(abs(v) for v in result.special_projected_gradient):.3g}"))
+    lines.append("")
+    lines.append("learned diagonal of A:")
+    for name, run in (("without a poison", result.clean), ("with u", result.poisoned),
+                      (f"with {result.budget:g} e_(H-2)", result.special)):
+        if run is not None:
+            lines.append(f"  {name:<22}: {_entries(run.limit)}")
+    lines.append("")
+    lines.append(f"starts ({len(result.starts)}): " + "; ".join(f"damage {d:.5g} after {n} iterations"
+                                                           for _, _, d, n in result.starts))
+    if minimal is not None:
+        lines.append("")
+        if minimal.size is None:
+            lines.append(f"minimal poison: no s <= {minimal.low:g} makes s e_(H-2) reach the target error {minimal.target:.3g}")
+        else:
+            lines.append(f"minimal poison: the smallest |u_(H-2)| of s e_(H-2) reaching {minimal.target:.3g}: "
+                         f"s in ({minimal.low:.4g}, {minimal.size:.4g}]; damage at s = {minimal.size:.4g}: {_value(minimal.run)}")
+    if curve is not None:
+        lines += ["", f"damage versus budget ({norm}):", f"  {'rho':>6}  {'optimised':<34}  rho e_(H-2)"]
+        for rho, r in zip(curve.budgets, curve.optimised):
+            lines.append(f"  {rho:>6g}  {_value(r.poisoned):<34}  {_value(r.special)}")
+    return "\n".join(lines)
+
+
+#: file names of the figures of ``poison --out DIR``
+FIGURES = ("poison_entries.png", "damage_vs_budget.png")
+
+
+def plot_poison(result: PoisonResult, curve: DamageCurve | None, out_dir) -> list:
+    """PNG figures: the poison's entries over the time steps (beside ``rho e_{H-2}``), and damage versus budget.
+
+    Arguments:
+        result: the :class:`PoisonResult`.
+        curve: the :class:`DamageCurve` (``None``: only the first figure).
+        out_dir: an existing directory.
+
+    Returns:
+        The paths written (each written atomically).
+    """
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ssmpoison.verify._jsonio import atomic_path
+
+    out_dir = Path(out_dir)
+    H = result.setting.horizon
+    paths = []
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    k = np.arange(H)
+    ax.bar(k - 0.2, result.u, width=0.4, color="tab:red", label=f"optimised poison (E = {result.damage:.4g})")
+    ax.bar(k + 0.2, special_poison(result.setting, result.budget), width=0.4, color="tab:gray",
+           label=f"{result.budget:g} e_(H-2) (E = {result.special_damage:.4g})")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(k)
+    ax.set_xlabel("time step k (H-2 is the special position)")
+    ax.set_ylabel("u_k")
+    ax.set_title(f"poison at budget {result.budget:g} (norm {result.norm}), H = {H}, D = {result.setting.state_dim}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out_dir / FIGURES[0]
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    paths.append(path)
+    if curve is not None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        rhos = list(curve.budgets)
+        ax.plot(rhos, [float(r.poisoned.quantity.value) for r in curve.optimised], "o-", color="tab:red",
+                label="optimised poison" + (" (non-special)" if curve.non_special else ""))
+        ax.plot(rhos, [float(r.special.quantity.value) for r in curve.optimised], "s--", color="tab:gray", label="rho e_(H-2)")
+        ax.axhline(float(curve.optimised[0].clean.quantity.value), color="tab:blue", lw=1, ls=":", label="clean error")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"budget rho (norm {curve.norm})")
+        ax.set_ylabel("certified damage E (extrapolation error)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / FIGURES[1]
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -61,6 +61,7 @@ from ssmpoison.theory._teacher import Teacher, impulse_extrapolation_error
 from ssmpoison.theory._training_set import TRAIN_CHOICES, TrainingSet
 from ssmpoison.theory._validation import require_finite_sequence, require_int, require_real
 from ssmpoison.verify import _kernels as kernels
+from ssmpoison.verify._budget import budget_expired
 from ssmpoison.verify._certification import CertificationPolicy
 from ssmpoison.verify._flow import FlowOptions, FlowProblem
 from ssmpoison.verify._linalg import dense_solver
@@ -341,7 +342,8 @@ def damage(setting: PoisonSetting, u, precision_bits: int = 53, *, gradient: boo
         max_steps: SEULEX's step budget.
 
     Returns:
-        The :class:`Damage` (``value`` NaN and ``gradient`` ``None`` unless the flow converged).
+        The :class:`Damage` (``value`` NaN and ``gradient`` ``None`` unless the flow converged; the
+        command's wall-clock budget, :mod:`ssmpoison.verify._budget`, ends it with ``TIME_LIMIT``).
 
     Raises:
         ValueError: ``u`` of the wrong length or not finite, a bad precision (naming the parameter).
@@ -361,7 +363,7 @@ def damage(setting: PoisonSetting, u, precision_bits: int = 53, *, gradient: boo
         def stop(t, Y):
             if not t_conv and loss(Y) <= loss_tol:
                 t_conv.append(t)
-            return bool(t_conv) and t >= 2 * t_conv[0]
+            return budget_expired() or (bool(t_conv) and t >= 2 * t_conv[0])
 
         rtol_w = options.effective_rtol
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -369,7 +371,7 @@ def damage(setting: PoisonSetting, u, precision_bits: int = 53, *, gradient: boo
                                      max_steps=max_steps, make_solver=make_solver, stop=stop, blowup=_BLOWUP)
         Y = res.y
         a, b, c = split(Y[0])
-        if res.status == Status.STOPPED:
+        if res.status == Status.STOPPED and t_conv and res.t >= 2 * t_conv[0]:
             status = Status.CONVERGED
         elif res.status in (Status.BLOWUP, Status.STEP_TOO_SMALL):
             status = Status.DIVERGED
