@@ -62,13 +62,13 @@ def test_zero_poison_gives_the_clean_error_and_the_damage_is_even():
     s = _small()
     u = (0.1, -0.2, 0.3, 0.05)
     clean = certified_damage(s, None)
-    zero = damage(s, (0, 0, 0, 0), gradient=False)
+    zero = damage(s, (0, 0, 0, 0), gradient=False, rtol=1e-10)
     assert zero.status == Status.CONVERGED
-    assert float(zero.value) == pytest.approx(float(clean.quantity.value), rel=1e-8)
-    plus, minus = damage(s, u), damage(s, tuple(-v for v in u))
-    assert float(plus.value) == pytest.approx(float(minus.value), rel=1e-8)
-    assert np.allclose(np.asarray(plus.gradient, float), -np.asarray(minus.gradient, float), rtol=1e-5, atol=1e-9)
-    # the certified engine agrees with the sensitivity flow's value
+    assert float(zero.value) == pytest.approx(float(clean.quantity.value), rel=1e-7)
+    plus = damage(s, u, gradient=False, rtol=1e-10)
+    minus = damage(s, tuple(-v for v in u), gradient=False, rtol=1e-10)
+    assert float(plus.value) == pytest.approx(float(minus.value), rel=1e-7)
+    # the certified engine agrees with the sensitivity engine's value
     assert float(certified_damage(s, u).quantity.value) == pytest.approx(float(plus.value), rel=1e-7)
 
 
@@ -89,12 +89,13 @@ def _agreement_digits(g, fd):
 
 
 def test_gradient_matches_finite_differences_fast():
-    """A small setting at 64 bits (x86 long double): sensitivities and central differences agree to 6 digits."""
-    s = _small(3, 2, (0.7, 0.3), length=6)
-    u = (0.2, -0.3, 0.1)
-    g = damage(s, u, 64, rtol=1e-15).gradient
-    fd = damage_fd_gradient(s, u, 1e-4, 64, rtol=1e-15)
-    assert _agreement_digits(g, fd) >= 6
+    """A small setting in float64: sensitivities and central differences (step 1e-4) agree to 4 digits."""
+    s = _small()
+    u = (0.1, -0.2, 0.3, 0.05)
+    d = damage(s, u, 53, rtol=1e-10)
+    assert d.status == Status.CONVERGED and d.gradient[-1] == 0  # u_(H-1) meets K_0 = D, which A does not move
+    fd = damage_fd_gradient(s, u, 1e-4, 53, rtol=1e-10)
+    assert _agreement_digits(d.gradient, fd) >= 4
 
 
 @pytest.mark.slow
@@ -131,16 +132,23 @@ def test_projected_gradient_removes_the_outward_radial_part():
     assert np.allclose(g, [0.5, 0.0])
 
 
+@pytest.mark.slow
 def test_optimiser_respects_the_budget_beats_the_special_poison_and_is_deterministic():
     s = _small(4, 3, (0.6, 0.4, 0.2))
     r = optimise_poison(s, 0.5, "2", restarts=1, seed=3, max_iterations=8)
     assert np.linalg.norm(r.u) <= 0.5 * (1 + 1e-9)
-    assert r.search_damage >= float(damage(s, special_poison(s, 0.5), gradient=False).value) * (1 - 1e-6)
+    assert r.search_damage >= float(damage(s, special_poison(s, 0.5), gradient=False, rtol=1e-10).value) * (1 - 1e-6)
     assert r.poisoned.quantity.digits >= 6 and r.special.quantity.digits >= 6
     again = optimise_poison(s, 0.5, "2", restarts=1, seed=3, max_iterations=8, certify=False)
     assert again.u == r.u
-    ns = optimise_poison(s, 0.5, "inf", non_special=True, restarts=1, seed=0, max_iterations=5, certify=False)
+
+
+def test_non_special_optimiser_keeps_the_special_entry_zero_and_the_box():
+    s = _small(4, 3, (0.6, 0.4, 0.2))
+    ns = optimise_poison(s, 0.5, "inf", non_special=True, restarts=1, seed=0, max_iterations=1, certify=False)
     assert ns.u[s.horizon - 2] == 0 and max(abs(v) for v in ns.u) <= 0.5 * (1 + 1e-9)
+    assert len(ns.starts) == 1 and ns.starts[0][0][s.horizon - 2] == 0
+    assert ns.search_damage == max(d for _, _, d, _ in ns.starts)
 
 
 @pytest.mark.parametrize("argv, field", [
