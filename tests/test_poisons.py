@@ -43,9 +43,7 @@ def test_forcing_is_the_derivative_of_the_flow_in_u_exactly(train):
     exact = [[sp.diff(g.subs(s.y[1], label), s.u[1][k]).xreplace(point) for k in range(H)] for g in neg_grad]
     bits = 200
     with gmpy2.context(precision=bits):
-        fixed = setting if train == "a" else PoisonSetting(setting.base, setting.a0, setting.teacher, 8, b, c, "abc")
-        if train == "a":
-            fixed = PoisonSetting(setting.base, setting.a0, setting.teacher, 8, b, c, "a")
+        fixed = PoisonSetting(setting.base, setting.a0, setting.teacher, 8, b, c, train)  # B, C not ones: c_i b_i enter
         u_w = np.array([gmpy2.mpfr(gmpy2.mpq(v.numerator, v.denominator), bits) for v in u], dtype=object)
         fun, _, _, initial, _ = _system(fixed, u_w, bits, True, gmpy2.mpfr(1, bits))
         Y = initial()

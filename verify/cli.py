@@ -719,7 +719,7 @@ def _add_poison(sub) -> None:
     p.add_argument("--non-special", action="store_true", help="force u_(H-2) = 0 (a non-special poison)")
     p.add_argument("--target-error", metavar="E", help="also find the smallest |u_(H-2)| of s e_(H-2) whose damage "
                    "reaches E (> 0)")
-    p.add_argument("--restarts", metavar="R", help="seeded random starts besides rho e_(H-2) (integer >= 0, default 2, "
+    p.add_argument("--restarts", metavar="R", help="random starts besides rho e_(H-2), drawn from seed 0 (integer >= 0, default 2, "
                    f"{_bound('poison', 'restarts')})")
     p.add_argument("--out", metavar="DIR", help="directory for the PNG figures (created if missing)")
     _add_budget(p)
@@ -785,7 +785,8 @@ def _run_poison(args) -> int:
     setting = theory_poison_setting(H, D, seed, J)
     with _Bars() as bars:
         result = optimise_poison(setting, rho, norm, non_special=non_special, restarts=restarts, seed=0, progress=bars)
-        minimal = None if target is None else minimal_special_scale(setting, target, high=max(10.0, 10 * rho), progress=bars)
+        minimal = None if target is None else minimal_special_scale(setting, target, low=1e-3, high=max(10.0, 10 * rho),
+                                                                    steps=12, progress=bars)
         curve = None
         if args.out is not None:
             budgets = sorted({0.01, 0.03, 0.1, 0.3, 1.0, rho})
