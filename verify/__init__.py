@@ -41,6 +41,11 @@ piece lives. Public names (everything else lives in private modules):
   :func:`evaluate`, :func:`certify_failure`, :func:`lowest_gamma_order`, :func:`regime`,
   :class:`SearchConfig`, :func:`run_search`, :class:`SearchReport`, :func:`replay_records`,
   :class:`ReplayReport`, :class:`ReplayDifference`, :func:`load_records`;
+* poisons — :class:`PoisonSetting`, :func:`theory_poison_setting`, :func:`poisoned_set`,
+  :func:`special_poison`, :func:`damage` (E(u) and dE/du by forward sensitivities),
+  :class:`Damage`, :func:`damage_fd_gradient`, :func:`certified_damage`; optimised poisons —
+  :func:`optimise_poison`, :class:`PoisonResult`, :func:`minimal_special_scale`,
+  :func:`minimal_budget`, :class:`MinimalPoison`, :func:`damage_curve`, :class:`DamageCurve`;
 * sweeps — :class:`SweepSpec`, :func:`read_sweep_file`, :func:`run_sweep`, :class:`SweepReport`, the
   job registry :data:`SWEEP_JOBS` (:class:`SweepJob`, :func:`register_job`, :func:`sweep_job`), the
   results store :class:`Store`, the backends :class:`Backend` (:func:`run_unordered`,
@@ -69,6 +74,10 @@ _EXPORTS = {
     '_clean_problem': ('CleanProblem',),
     '_counterexample': ('SearchCriteria', 'certify_failure', 'evaluate', 'lowest_gamma_order', 'regime',),
     '_derive_report': ('derive_report',),
+    '_poisons': ('Damage', 'PoisonSetting', 'certified_damage', 'damage', 'damage_fd_gradient', 'poisoned_set',
+                  'special_poison', 'theory_poison_setting',),
+    '_poison_opt': ('DamageCurve', 'MinimalPoison', 'PoisonResult', 'damage_curve', 'minimal_budget', 'minimal_special_scale',
+                    'optimise_poison',),
     '_dynamics': ('DynamicsResult', 'DynamicsRun', 'ExperimentResult', 'flow_dynamics', 'gd_dynamics', 'run_dynamics',
                   'run_experiment', 'theory_dynamics',),
     '_dynamics_plots': ('plot_dynamics',),

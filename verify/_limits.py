@@ -44,6 +44,7 @@ LIMITS: dict[tuple[str, str], Limit] = {
     ("*", "perturbations"): Limit(64, "one run per perturbation, seed and condition", 10_000),
     ("*", "epochs"): Limit(10_000_000, "the step budget of a training run", 1_000_000_000),
     ("search", "budget"): Limit(5_000, "one float64 flow per example", 1_000_000),
+    ("poison", "restarts"): Limit(64, "one optimisation per start", 10_000),
     # a real-valued quantity: past its hard bound it no longer means what it says
     ("*", "perturbation_size"): Limit(0.01, "a perturbation of the initial weights, not a new initialisation", 1.0),
 }

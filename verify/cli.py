@@ -862,7 +862,127 @@ def _run_sweep_export(args) -> int:
     return 0
 
 
-_SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check, _add_dynamics, _add_search, _add_replay, _add_sweep)
+# -- poison ---------------------------------------------------------------------------------------
+def _add_poison(sub) -> None:
+    p = sub.add_parser(
+        "poison",
+        help="optimise a clean-label poison: the most damaging sequence within a budget, certified, beside e_(H-2)",
+        description="Append one sequence u, labelled by the teacher, to the Theorem's clean set {e_0} and train A "
+        "(B = C = 1) by gradient flow from the paper's initialisation: the damage E(u) is the extrapolation error of the "
+        "limit. Maximise it over ||u|| <= RHO (SLSQP with the gradient dE/du by forward sensitivities along the flow, "
+        "from rho e_(H-2) and seeded random starts), optionally with u_(H-2) = 0 forced (--non-special); re-run the "
+        "poison found, rho e_(H-2) and the clean set by the certified engine. With --target-error: the smallest "
+        "|u_(H-2)| of s e_(H-2) whose damage reaches it. With --out: figures of the poison's entries and of damage "
+        "versus budget (rho = 0.01 ... 1, one optimisation per point). Exit 0 when every certified flow converged "
+        "(and the target, if any, was reached), 1 otherwise.",
+    )
+    p.add_argument("--horizon", metavar="H", help=f"training horizon H (integer >= 3, {_bound('poison', 'horizon')}; "
+                   "default 7)")
+    p.add_argument("--state-dim", metavar="D", help=f"student dimension D (integer >= 2, {_bound('poison', 'state_dim')}; "
+                   "default the theory row's at H)")
+    p.add_argument("--seed", metavar="K", help="seed of the paper's initialisation (default the theory row's first)")
+    p.add_argument("--extrapolate-to", metavar="H2", help="extrapolation length H' (integer >= 1, "
+                   f"{_bound('poison', 'extrapolation_length')}; default the theory row's)")
+    p.add_argument("--config", metavar="FILE", help="a TOML or JSON file with the same settings as keys (horizon, "
+                   "state_dim, seed, extrapolate_to, budget, norm, non_special, target_error, restarts)")
+    p.add_argument("--budget", metavar="RHO", help="the poison's budget rho > 0: ||u|| <= rho (required, here or in --config)")
+    p.add_argument("--norm", metavar="2|inf", help="the norm of the budget: 2 (default) or inf")
+    p.add_argument("--non-special", action="store_true", help="force u_(H-2) = 0 (a non-special poison)")
+    p.add_argument("--target-error", metavar="E", help="also find the smallest |u_(H-2)| of s e_(H-2) whose damage "
+                   "reaches E (> 0)")
+    p.add_argument("--restarts", metavar="R", help="random starts besides rho e_(H-2), drawn from seed 0 (integer >= 0, default 2, "
+                   f"{_bound('poison', 'restarts')})")
+    p.add_argument("--out", metavar="DIR", help="directory for the PNG figures (created if missing)")
+    _add_budget(p)
+    _add_json(p)
+    p.set_defaults(run=_run_poison, command="poison")
+
+
+#: the keys of a ``poison --config`` file (the options' names with underscores)
+_POISON_KEYS = ("horizon", "state_dim", "seed", "extrapolate_to", "budget", "norm", "non_special", "target_error", "restarts")
+
+
+def _poison_values(args) -> dict:
+    """The poison's settings from the options and the ``--config`` file (a key in both must agree)."""
+    values = {k: getattr(args, k) for k in _POISON_KEYS if getattr(args, k) not in (None, False)}
+    if args.config is None:
+        return values
+    from ssmpoison.verify._jsonio import read_settings_file
+
+    for key, value in read_settings_file(args.config, "config").items():
+        if key not in _POISON_KEYS:
+            raise ValueError(f"config: unknown key {key!r} (known: {', '.join(_POISON_KEYS)})")
+        if key == "non_special":
+            if not isinstance(value, bool):
+                raise ValueError(f"config: key 'non_special' must be true or false, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"config: key {key!r} must be a number or a string, got {value!r}")
+        else:
+            value = repr(value) if isinstance(value, float) else str(value)
+        if key in values and str(values[key]).strip() != str(value).strip():
+            raise ValueError(f"{key} given twice with different values: --{key.replace('_', '-')} {values[key]} and "
+                             f"config key {key!r} = {value!r}")
+        values[key] = value
+    return values
+
+
+def _run_poison(args) -> int:
+    from pathlib import Path
+
+    from ssmpoison.theory._validation import require_int, require_real
+    from ssmpoison.verify._jsonio import check_output_dir, write_json
+    from ssmpoison.verify._poison_opt import (FIGURES, damage_curve, minimal_special_scale, optimise_poison, plot_poison,
+                                              poison_text, require_budget, require_norm)
+    from ssmpoison.verify._poisons import theory_poison_setting
+    from ssmpoison.verify._registry import row_model
+
+    v = _poison_values(args)
+    model = row_model("theory")
+    H = _within(args, "horizon", require_int("horizon", v.get("horizon", model.horizons[0]), minimum=3))
+    row = model.setting(H) if H in model.horizons else model.setting(model.horizons[0])
+    D = _within(args, "state_dim", require_int("state_dim", v.get("state_dim", row.state_dim), minimum=2))
+    J = _within(args, "extrapolation_length", require_int(
+        "extrapolate_to", v.get("extrapolate_to", row.extrapolation_length), minimum=1), name="extrapolate_to")
+    seed = require_int("seed", v.get("seed", row.seeds[0]), minimum=0, maximum=2**32 - 1)
+    if "budget" not in v:
+        raise ValueError("budget must be given (--budget RHO, or the config key 'budget')")
+    rho = require_budget(v["budget"])
+    norm = require_norm(v.get("norm", "2"))
+    restarts = _within(args, "restarts", require_int("restarts", v.get("restarts", 2), minimum=0))
+    target = None if "target_error" not in v else float(require_real("target_error", v["target_error"], positive=True))
+    non_special = bool(v.get("non_special", False))
+    if args.out is not None:
+        check_output_dir(args.out, "out", FIGURES)
+    setting = theory_poison_setting(H, D, seed, J)
+    with _Bars() as bars:
+        result = optimise_poison(setting, rho, norm, non_special=non_special, restarts=restarts, seed=0, progress=bars)
+        minimal = None if target is None else minimal_special_scale(setting, target, low=1e-3, high=max(10.0, 10 * rho),
+                                                                    steps=12, progress=bars)
+        curve = None
+        if args.out is not None:
+            budgets = sorted({0.01, 0.03, 0.1, 0.3, 1.0, rho})
+            curve = damage_curve(setting, budgets, norm, non_special=non_special, restarts=min(restarts, 1),
+                                 max_iterations=12, progress=bars)
+    figures = []
+    if args.out is not None:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        figures = plot_poison(result, curve, args.out)
+    if args.json != "-":
+        print(poison_text(result, minimal, curve))
+        if figures:
+            print(f"{len(figures)} figures in {args.out}/: " + ", ".join(p.name for p in figures))
+    if args.json:
+        payload = result.to_json()
+        payload["minimal_poison"] = None if minimal is None else minimal.to_json()
+        payload["damage_vs_budget"] = None if curve is None else curve.to_json()
+        payload["figures"] = [str(p) for p in figures]
+        write_json(args.json, payload)
+    ok = result.converged and (minimal is None or minimal.size is not None)
+    return 0 if ok else 1
+
+
+_SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check, _add_dynamics, _add_search, _add_replay, _add_poison,
+               _add_sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:
