@@ -276,3 +276,13 @@ def test_a_registered_job_runs_and_non_finite_metrics_are_stored_as_null(tmp_pat
             register_job(SweepJob("bad", "", {"x": ("text", None)}, (), (), abs))
     finally:
         SWEEP_JOBS.pop(job.name)
+
+
+def test_special_poison_job_gives_the_certified_damage():
+    """The job ``special_poison`` at budget 0.1 on the paper's H = 7 setting: the poisons module's certified damage."""
+    from ssmpoison.verify._sweep_jobs import run_point
+
+    r = run_point(("special_poison", FIXED | {"init_scale": 1e-3, "gap_exponent": 5, "budget": 0.1}))
+    assert r["status"] == "done" and r["metrics"]["damage_digits"] >= 10
+    assert r["metrics"]["damage"] == pytest.approx(5.727851444390e-2, rel=1e-11)
+    assert r["metrics"]["clean"] == pytest.approx(1.1842367161638e-3, rel=1e-12) and r["metrics"]["ratio"] > 40

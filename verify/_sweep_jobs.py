@@ -145,6 +145,20 @@ def _clean_limit_point(p: dict) -> dict:
             "clean_error": float(extrapolation_error(limit, ones, ones, setting.state_dim, setting.extrapolate_to))}
 
 
+def _special_poison_point(p: dict) -> dict:
+    """The certified damage of the poison ``budget * e_(H-2)`` appended to the Theorem's clean set, and the clean error."""
+    from ssmpoison.verify._poisons import certified_damage, special_poison, theory_poison_setting
+
+    setting = theory_poison_setting(p["horizon"], p["state_dim"], p["seed"], p["extrapolate_to"], p["init_scale"],
+                                    p["gap_exponent"])
+    poisoned = certified_damage(setting, special_poison(setting, p["budget"]))
+    clean = certified_damage(setting, None)
+    damage, error = float(poisoned.quantity.value), float(clean.quantity.value)
+    return {"damage": damage, "damage_digits": poisoned.quantity.digits, "clean": error,
+            "clean_digits": clean.quantity.digits, "ratio": damage / error if error > 0 else math.nan,
+            "poisoned_status": str(poisoned.status), "clean_status": str(clean.status)}
+
+
 SWEEP_JOBS: dict[str, SweepJob] = {}
 
 
@@ -177,6 +191,11 @@ register_job(SweepJob(
     "conditions", "the Theorem's conditions alone (no flows) on the paper's initialisation",
     _SETTING | {"clean_tolerance": ("real", 1e-2)},
     ("conditions_hold", "all_conditions_hold", "failing", "clean_bound", "smallest_margin"), (), _conditions_point))
+register_job(SweepJob(
+    "special_poison", "the certified damage of budget * e_(H-2) appended to the Theorem's clean set, beside the clean error",
+    _SETTING | {"budget": ("real", 1.0)},
+    ("damage", "damage_digits", "clean", "clean_digits", "ratio", "poisoned_status", "clean_status"),
+    ("damage_digits", "clean_digits"), _special_poison_point))
 register_job(SweepJob(
     "clean_limit", "the clean flow's exact limit from its conserved quantities (milliseconds a point)",
     dict(_SETTING), ("top_limit", "second_limit", "clean_error"), (), _clean_limit_point))
