@@ -45,7 +45,11 @@ piece lives. Public names (everything else lives in private modules):
   job registry :data:`SWEEP_JOBS` (:class:`SweepJob`, :func:`register_job`, :func:`sweep_job`), the
   results store :class:`Store`, the backends :class:`Backend` (:func:`run_unordered`,
   :func:`run_ordered`), :func:`plot_grid`, :func:`sweep_summary`;
-* the derivation report — :func:`derive_report`.
+* the derivation report — :func:`derive_report`;
+* adversarial robustness of an LTI SSM — the exact worst case :func:`worst_case_attack`,
+  :func:`worst_case_error`, :class:`Attack`, :func:`lti_impulse_response`; PGD against it
+  :func:`pgd_attack`, :class:`PGDResult`, :func:`pgd_gap_study`; inside the ReLU head
+  :func:`head_bounds`, :class:`HeadBounds`.
 """
 
 from ssmpoison.theory._lazy import lazy_surface
@@ -85,6 +89,8 @@ _EXPORTS = {
     '_numbers': ('require_precision_bits',),
     '_registry': ('TABLE1_ROWS', 'published_setting', 'register_row', 'row_model',),
     '_replay': ('ReplayDifference', 'ReplayReport', 'load_records', 'replay_records',),
+    '_robust': ('Attack', 'HeadBounds', 'PGDResult', 'head_bounds', 'lti_impulse_response', 'pgd_attack', 'pgd_gap_study',
+                'worst_case_attack', 'worst_case_error',),
     '_rows': ('BeyondRow', 'GDRowsResult', 'NonlinearRow', 'RowModel', 'TheoryRow', 'TheoryRowResult',),
     '_search': ('SearchConfig', 'SearchReport', 'run_search',),
     '_settings': ('GDRowSetting', 'TheoryRowSetting',),
