@@ -121,3 +121,96 @@ def test_worst_case_error_without_target_is_the_dual_norm_times_epsilon():
     assert attack.clean_error == 0 and attack.error == attack.bound
     floats = [float(k) for k in K]
     assert robust.worst_case_error(floats, 0.25, "2") == pytest.approx(0.25 * np.linalg.norm(floats), rel=1e-15)
+
+
+# ---------------------------------------------------------------- the robust loss and adversarial training
+
+from ssmpoison.theory._robust_loss import derive_robust  # noqa: E402
+from ssmpoison.verify import _robust_training as training  # noqa: E402
+
+_POINT = {"a": (F(1, 2), F(-1, 3)), "b": (F(1), F(2)), "c": (F(3), F(-1, 2)),
+          "u": ((F(1), F(0), F(2)), (F(-1), F(1, 2), F(1))), "y": (F(1), F(-3)), "epsilon": F(1, 10)}
+
+
+def _substitutions(d, point, eta=None):
+    sub = {d.epsilon: sp_rational(point["epsilon"])}
+    for name in ("a", "b", "c", "y"):
+        sub.update({s: sp_rational(v) for s, v in zip(getattr(d, name), point[name])})
+    for row_s, row_v in zip(d.u, point["u"]):
+        sub.update({s: sp_rational(v) for s, v in zip(row_s, row_v)})
+    if eta is not None:
+        sub[d.eta] = sp_rational(eta)
+    return sub
+
+
+def sp_rational(v):
+    v = F(v)
+    return sympy.Rational(v.numerator, v.denominator)
+
+
+def _numeric(point, norm, smoothing=0, dtype=object):
+    conv = (lambda v: F(v)) if dtype == object else float
+    arr = lambda vals: np.array([conv(v) for v in vals], dtype=dtype)  # noqa: E731
+    U = np.array([[conv(v) for v in row] for row in point["u"]], dtype=dtype)
+    return (arr(point["a"]), arr(point["b"]), arr(point["c"]), U, arr(point["y"]), conv(point["epsilon"]), norm, smoothing)
+
+
+def test_robust_loss_gradient_from_sympy_equals_the_numeric_one_exactly_for_linf():
+    d = derive_robust(2, 3, 2, "inf")
+    sub = _substitutions(d, _POINT)
+    symbolic = [sympy.nsimplify(g.xreplace(sub)) for g in d.neg_gradient]
+    numeric = training.neg_grad_robust(*_numeric(_POINT, "inf"))
+    assert [sp_rational(v) for v in numeric] == symbolic  # exact rationals
+    assert sp_rational(training.robust_loss(*_numeric(_POINT, "inf"))) == d.loss.xreplace(sub)
+
+
+@pytest.mark.parametrize("norm,smoothing", [("2", 0), ("inf", F(1, 1000)), ("2", F(1, 1000))])
+def test_robust_loss_gradient_from_sympy_equals_the_numeric_one_for_l2_and_smoothed(norm, smoothing):
+    d = derive_robust(2, 3, 2, norm, smoothing=bool(smoothing))
+    sub = _substitutions(d, _POINT, smoothing if smoothing else None)
+    symbolic = [float(g.xreplace(sub).evalf(30)) for g in d.neg_gradient]
+    numeric = training.neg_grad_robust(*_numeric(_POINT, norm, float(smoothing), dtype=np.float64))
+    np.testing.assert_allclose(numeric, symbolic, rtol=1e-13)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_sympy_gradient_of_the_robust_loss_is_the_stated_closed_form(norm):
+    assert derive_robust(2, 3, 2, norm).verify()
+
+
+def test_robust_loss_at_zero_epsilon_is_the_standard_loss_and_bad_epsilon_is_refused():
+    args = _numeric(_POINT, "inf")
+    a, b, c, U, y = args[:5]
+    assert training.robust_loss(a, b, c, U, y, 0) == kernels.loss(a, b, c, U, y)
+    assert list(training.neg_grad_robust(a, b, c, U, y, 0)) == list(kernels.neg_grad_a(a, b, c, U, y))
+    for bad in (-1, float("nan")):
+        with pytest.raises(ValueError, match="epsilon"):
+            training.neg_grad_robust(a, b, c, U, y, bad)
+
+
+def test_robust_flow_at_zero_epsilon_is_the_engines_flow_and_positive_epsilon_stops_at_a_kink():
+    from ssmpoison.theory._construction import poisoned_training_set
+    from ssmpoison.verify._flow import FlowProblem, run_flow
+
+    ts = poisoned_training_set(4, 3)
+    a0 = (0.3, 0.2, 0.1)
+    flow = training.robust_flow(ts, a0, 0)
+    engine = run_flow(FlowProblem(ts, a0))
+    assert flow.stop == "converged"
+    np.testing.assert_allclose(flow.a, np.asarray(engine.a, dtype=float), rtol=1e-7)
+    robust = training.robust_flow(ts, a0, 0.01)
+    check = training.robust_flow(ts, a0, 0.01, method="LSODA")
+    assert robust.stop == check.stop and robust.stop.startswith("kink")
+    np.testing.assert_allclose(robust.a, check.a, rtol=1e-8)
+
+
+@pytest.mark.slow
+def test_robust_training_table_on_the_paper_setting():
+    rows = training.robust_training_table()
+    by = {(r.poisoned, r.flow.epsilon, r.flow.norm): r for r in rows}
+    assert all(r.digits >= 6 for r in rows)
+    assert by[(False, 0.0, "inf")].engine_digits >= 6 and by[(True, 0.0, "inf")].engine_digits >= 6
+    assert by[(False, 0.0, "inf")].flow.error < 0.01 < by[(True, 0.0, "inf")].flow.error
+    for (poisoned, eps, norm), r in by.items():
+        if eps > 0:  # adversarial training from the paper's small initialisation learns nothing of the clean rule
+            assert r.flow.error == pytest.approx(0.1, abs=1e-3)
