@@ -214,3 +214,44 @@ def test_robust_training_table_on_the_paper_setting():
     for (poisoned, eps, norm), r in by.items():
         if eps > 0:  # adversarial training from the paper's small initialisation learns nothing of the clean rule
             assert r.flow.error == pytest.approx(0.1, abs=1e-3)
+
+
+# ---------------------------------------------------------------- the command line
+
+import json  # noqa: E402
+
+from ssmpoison.verify.cli import main  # noqa: E402
+
+
+@pytest.mark.parametrize("argv", [
+    ["robust", "attack", "--epsilon", "-1"],
+    ["robust", "attack", "--epsilon", "nan"],
+    ["robust", "attack", "--epsilon", "-0.5", "--a", "1/2", "--input", "1,2"],
+    ["robust", "train", "--epsilon", "0,nan"],
+    ["robust", "train", "--epsilon=-1e-3"],
+])
+def test_bad_epsilon_exits_2_with_one_line_naming_epsilon(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "epsilon" in err
+
+
+def test_robust_attack_study_and_exact_attack_from_the_command_line(capsys):
+    assert main(["robust", "attack", "--count", "3", "--restarts", "5", "--norm", "2", "--json", "-"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["ok"] and len(payload["rows"]) == 3 and payload["largest_relative_gap"] <= 1e-6
+    assert main(["robust", "attack", "--a", "1/2,-1/3", "--input", "1,2,3", "--epsilon", "1/10", "--target", "1",
+                 "--json", "-"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["K"] == ["2", "1/6", "13/36"] and payload["exact"]["bound"] == "91/360"
+    assert F(payload["exact"]["error"]) == abs(F(241, 36) - 1) + F(91, 360)
+    assert main(["robust", "attack", "--b", "1,2"]) == 2
+
+
+def test_robust_train_from_the_command_line(capsys):
+    argv = ["robust", "train", "--horizon", "4", "--state-dim", "3", "--init-scale", "0.3", "--gap-exponent", "1",
+            "--epsilon", "0.01", "--norm", "inf", "--seed", "1", "--json", "-"]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["complete"] and len(payload["rows"]) == 2
+    assert all(r["digits"] >= 6 and r["stop"].startswith("kink") for r in payload["rows"])

@@ -197,7 +197,7 @@ def robust_flow(training_set: TrainingSet, a0, epsilon, norm: str = "inf", *, b=
         return float(kernels.loss(a, b, c, U, y)) - loss_tol
 
     converged.terminal, converged.direction = True, -1
-    events, names = [converged], ["converged"]
+    events, names = ([converged], ["converged"]) if eps == 0 else ([], [])  # eps > 0: a zero residual is a kink
     if eps > 0:
         for n in range(N):
             def residual(t, a, n=n):
@@ -271,19 +271,30 @@ def robust_training_table(epsilons=(0, 1e-3, 1e-2), norms=("inf", "2"), *, horiz
         t_max: the time limit of every flow.
 
     Returns:
-        One :class:`RobustTrainingRow` per ``(eps, norm, poisoned)``.
+        One :class:`RobustTrainingRow` per ``(eps, norm, poisoned)`` (``eps = 0`` once, with the first norm),
+        without and then with the poison; fewer when the command's wall-clock budget
+        (:mod:`ssmpoison.verify._budget`) passes between flows.
+
+    Raises:
+        ValueError: naming ``epsilon``, ``norm`` or a parameter of the setting.
     """
+    from ssmpoison.verify._budget import budget_expired
+
     a0 = paper_initialisation(seed, state_dim, init_scale, gap_exponent)
+    epsilons = tuple(require_epsilon(e) for e in epsilons)
+    norms = tuple(require_norm(n) for n in norms)
     rows = []
     for poisoned in (False, True):
         ts = (poisoned_training_set if poisoned else clean_training_set)(horizon, state_dim)
         for eps in epsilons:
-            for norm in (norms[:1] if require_epsilon(eps) == 0 else norms):
+            for norm in (norms[:1] if eps == 0 else norms):
+                if budget_expired():  # the command's wall-clock budget: the rows done so far
+                    return rows
                 kwargs = dict(t_max=t_max, extrapolation_length=extrapolation_length)
                 flow = robust_flow(ts, a0, eps, norm, method="Radau", **kwargs)
                 check = robust_flow(ts, a0, eps, norm, method="LSODA", **kwargs)
                 engine = None
-                if require_epsilon(eps) == 0:  # L_rob = L_H: the project's engine integrates the same flow
+                if eps == 0:  # L_rob = L_H: the project's engine integrates the same flow
                     from ssmpoison.verify._flow import FlowProblem, run_flow
 
                     engine = _digits(flow.a, run_flow(FlowProblem(ts, tuple(a0))).a)
