@@ -255,3 +255,16 @@ def test_robust_train_from_the_command_line(capsys):
     payload = json.loads(capsys.readouterr().out)
     assert payload["complete"] and len(payload["rows"]) == 2
     assert all(r["digits"] >= 6 and r["stop"].startswith("kink") for r in payload["rows"])
+
+
+def test_sliding_flow_stays_on_the_zero_residual_and_below_the_threshold_still_learns():
+    from ssmpoison.theory._construction import clean_training_set, paper_initialisation
+
+    a0 = paper_initialisation(242, 10, 0.001, 5)
+    ts = clean_training_set(7, 10)
+    flow = training.robust_flow_sliding(ts, a0, 1e-15, "inf")
+    assert flow.stop == "sliding at t_max"
+    assert flow.loss < 1e-18  # on the kink r = 0
+    assert flow.error < 0.0011  # below the standard flow's 0.00118: the penalty shrinks the small entries
+    above = training.robust_flow(ts, a0, 3e-15, "inf", method="LSODA")  # above eps* ~ 6 a_1^5: nothing escapes
+    assert above.stop == "kink K_j = 0" and above.error == pytest.approx(0.1, abs=1e-6)

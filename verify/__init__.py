@@ -50,7 +50,7 @@ piece lives. Public names (everything else lives in private modules):
   :func:`worst_case_error`, :class:`Attack`, :func:`lti_impulse_response`; PGD against it
   :func:`pgd_attack`, :class:`PGDResult`, :func:`pgd_gap_study`; inside the ReLU head
   :func:`head_bounds`, :class:`HeadBounds`; adversarial training on the exact robust loss —
-  :func:`robust_loss`, :func:`neg_grad_robust`, :func:`robust_flow`, :class:`RobustFlowResult`,
+  :func:`robust_loss`, :func:`neg_grad_robust`, :func:`robust_flow`, :func:`robust_flow_sliding`, :class:`RobustFlowResult`,
   :func:`robust_training_table`, :class:`RobustTrainingRow`.
 """
 
@@ -93,7 +93,7 @@ _EXPORTS = {
     '_replay': ('ReplayDifference', 'ReplayReport', 'load_records', 'replay_records',),
     '_robust': ('Attack', 'HeadBounds', 'PGDResult', 'head_bounds', 'lti_impulse_response', 'pgd_attack', 'pgd_gap_study',
                 'worst_case_attack', 'worst_case_error',),
-    '_robust_training': ('RobustFlowResult', 'RobustTrainingRow', 'neg_grad_robust', 'robust_flow', 'robust_loss',
+    '_robust_training': ('RobustFlowResult', 'RobustTrainingRow', 'neg_grad_robust', 'robust_flow', 'robust_flow_sliding', 'robust_loss',
                          'robust_training_table',),
     '_rows': ('BeyondRow', 'GDRowsResult', 'NonlinearRow', 'RowModel', 'TheoryRow', 'TheoryRowResult',),
     '_search': ('SearchConfig', 'SearchReport', 'run_search',),

@@ -48,6 +48,7 @@ __all__ = [
     "neg_grad_robust",
     "RobustFlowResult",
     "robust_flow",
+    "robust_flow_sliding",
     "RobustTrainingRow",
     "robust_training_table",
 ]
@@ -300,3 +301,135 @@ def robust_training_table(epsilons=(0, 1e-3, 1e-2), norms=("inf", "2"), *, horiz
                     engine = _digits(flow.a, run_flow(FlowProblem(ts, tuple(a0))).a)
                 rows.append(RobustTrainingRow(poisoned, flow, check, engine))
     return rows
+
+
+def _pieces(a, b, c, U, y, eps, norm):
+    """Float64 ``K``, ``r``, ``S``, ``G`` (N, D), ``dK`` (D, H-1) of the exact robust loss."""
+    H = U.shape[1]
+    K = kernels.impulse_response(a, b, c, H)
+    r = kernels.response_outputs(K, U) - y
+    dK = (c * b)[:, None] * kernels.powers(a, H - 1) * np.arange(1, H)
+    S = np.abs(K).sum() if norm == "inf" else np.sqrt(K @ K)
+    return K, r, S, kernels.output_jacobian_a(a, b, c, U), dK
+
+
+def _field(a, b, c, U, y, eps, norm, zero=None):
+    """``-dL_rob/da`` with the sign of the kink ``zero = ("r", n)`` or ``("K", j)`` set to 0 (its convex hull's middle)."""
+    K, r, S, G, dK = _pieces(a, b, c, U, y, eps, norm)
+    sr = np.sign(r)
+    if norm == "inf":
+        sK = np.sign(K[1:])
+        if zero is not None and zero[0] == "K":
+            sK[zero[1] - 1] = 0.0
+        dS = dK @ sK
+    else:
+        dS = dK @ K[1:] / S
+    if zero is not None and zero[0] == "r":
+        sr[zero[1]] = 0.0
+    e = np.abs(r) + eps * S
+    return -2 * ((e * sr) @ G + e.sum() * eps * dS) / r.size
+
+
+def _kink(a, b, c, U, y, eps, norm, which):
+    """``(phi, grad phi, jump)``: the kink's function, its gradient and the field's jump coefficient across it."""
+    K, r, S, G, dK = _pieces(a, b, c, U, y, eps, norm)
+    N = r.size
+    if which[0] == "r":
+        n = which[1]
+        return r[n], G[n], 2 * (abs(r[n]) + eps * S) / N
+    j = which[1]
+    return K[j], dK[:, j - 1], 2 * eps * (np.abs(r) + eps * S).sum() / N
+
+
+def robust_flow_sliding(training_set: TrainingSet, a0, epsilon, norm: str = "inf", *, b=None, c=None, t_max: float = 1e18,
+                        rtol: float = 1e-12, method: str = "LSODA", extrapolation_length: int = 20, max_segments: int = 200,
+                        ) -> RobustFlowResult:
+    """The robust gradient flow continued through its kinks as a Filippov solution (``eps > 0``), float64.
+
+    Away from the kinks (zero residuals ``r_n``; ℓ∞: zero entries ``K_j``, ``j >= 1``) the field is
+    :func:`neg_grad_robust`'s. On reaching a kink ``phi = 0`` the two one-sided fields differ by
+    ``2 c grad phi`` (``c = (2/N) eps S`` for a residual, ``(2/N) eps sum_n (|r_n| + eps S)`` for an entry
+    of ``K``); with ``f0`` the field with that sign set to 0, the flow *slides* on ``phi = 0`` when
+    ``|grad phi · f0| <= c |grad phi|^2``, with the projected field
+    ``f0 - (grad phi · f0 + phi) grad phi / |grad phi|^2`` (the last term holds it on the kink), until that
+    condition fails; otherwise it crosses. One kink at a time: a second kink met while sliding ends the
+    flow (``stop = "second kink while sliding"``).
+
+    Arguments:
+        as :func:`robust_flow`; ``max_segments`` bounds the number of kinks met.
+
+    Returns:
+        A :class:`RobustFlowResult` whose ``stop`` is ``"time_limit"``, ``"sliding at t_max"``,
+        ``"second kink while sliding"``, ``"segments"`` (more than ``max_segments`` kinks) or ``"failed"``.
+    """
+    from scipy.integrate import solve_ivp
+
+    eps = float(require_epsilon(epsilon))
+    if not eps > 0:
+        raise ValueError(f"epsilon must be > 0 for the sliding flow (eps = 0 has no kink), got {eps}")
+    norm = require_norm(norm)
+    a = np.asarray(require_finite_sequence("a0", a0), dtype=np.float64)
+    D = a.size
+    b = np.ones(D) if b is None else np.asarray(b, dtype=np.float64)
+    c = np.ones(D) if c is None else np.asarray(c, dtype=np.float64)
+    U = np.asarray(training_set.inputs, dtype=np.float64)
+    y = np.asarray(training_set.labels, dtype=np.float64)
+    H, N = U.shape[1], U.shape[0]
+    kinks = [("r", n) for n in range(N)] + ([("K", j) for j in range(1, H)] if norm == "inf" else [])
+    atol = 1e-12 * rtol * float(np.max(np.abs(a)))
+    t, active, skip, steps, stop = 0.0, None, None, 0, "segments"
+    for _ in range(max_segments):
+        events = []
+        for which in kinks:
+            if which == active or which == skip:
+                continue
+
+            def ev(t, x, which=which):
+                return float(_kink(x, b, c, U, y, eps, norm, which)[0])
+
+            ev.terminal = True
+            ev.which = which
+            events.append(ev)
+        if active is None:
+            def fun(t, x):
+                return _field(x, b, c, U, y, eps, norm)
+        else:
+            def fun(t, x, which=active):
+                f0 = _field(x, b, c, U, y, eps, norm, zero=which)
+                phi, g, _ = _kink(x, b, c, U, y, eps, norm, which)
+                return f0 - ((g @ f0) + phi) * g / (g @ g)
+
+            def leave(t, x, which=active):
+                f0 = _field(x, b, c, U, y, eps, norm, zero=which)
+                _, g, jump = _kink(x, b, c, U, y, eps, norm, which)
+                return float(jump * (g @ g) - abs(g @ f0))
+
+            leave.terminal = True
+            leave.which = "leave"
+            events.append(leave)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sol = solve_ivp(fun, (t, float(t_max)), a, method=method, rtol=rtol, atol=atol, events=events)
+        steps += sol.t.size - 1
+        t, a = float(sol.t[-1]), sol.y[:, -1]
+        if sol.status == 0:
+            stop = "time_limit" if active is None else "sliding at t_max"
+            break
+        if sol.status < 0:
+            stop = "failed"
+            break
+        hit = next(ev.which for ev, te in zip(events, sol.t_events) if len(te))
+        if hit == "leave":
+            skip, active = active, None
+            continue
+        if active is not None:
+            stop = "second kink while sliding"
+            break
+        f0 = _field(a, b, c, U, y, eps, norm, zero=hit)
+        _, g, jump = _kink(a, b, c, U, y, eps, norm, hit)
+        if abs(g @ f0) <= jump * (g @ g):
+            active, skip = hit, None
+        else:
+            skip = hit  # it crosses: leave its event out of the next segment
+    err = float(extrapolation_error(a, b, c, D, extrapolation_length))
+    return RobustFlowResult(eps, norm, method + " sliding", stop, t, a, float(robust_loss(a, b, c, U, y, eps, norm)),
+                            float(kernels.loss(a, b, c, U, y)), err, int(steps))
