@@ -313,19 +313,21 @@ def _pieces(a, b, c, U, y, eps, norm):
     return K, r, S, kernels.output_jacobian_a(a, b, c, U), dK
 
 
-def _field(a, b, c, U, y, eps, norm, zero=None):
-    """``-dL_rob/da`` with the sign of the kink ``zero = ("r", n)`` or ``("K", j)`` set to 0 (its convex hull's middle)."""
+def _field(a, b, c, U, y, eps, norm, zero=()):
+    """``-dL_rob/da`` with the signs of the kinks in ``zero`` (``("r", n)`` or ``("K", j)``) set to 0."""
     K, r, S, G, dK = _pieces(a, b, c, U, y, eps, norm)
     sr = np.sign(r)
+    for kind, k in zero:
+        if kind == "r":
+            sr[k] = 0.0
     if norm == "inf":
         sK = np.sign(K[1:])
-        if zero is not None and zero[0] == "K":
-            sK[zero[1] - 1] = 0.0
+        for kind, k in zero:
+            if kind == "K":
+                sK[k - 1] = 0.0
         dS = dK @ sK
     else:
         dS = dK @ K[1:] / S
-    if zero is not None and zero[0] == "r":
-        sr[zero[1]] = 0.0
     e = np.abs(r) + eps * S
     return -2 * ((e * sr) @ G + e.sum() * eps * dS) / r.size
 
@@ -341,26 +343,37 @@ def _kink(a, b, c, U, y, eps, norm, which):
     return K[j], dK[:, j - 1], 2 * eps * (np.abs(r) + eps * S).sum() / N
 
 
+def _sliding(a, b, c, U, y, eps, norm, active):
+    """The sliding field on the active kinks and its multipliers over their bounds (``|lambda_k| / c_k``)."""
+    f0 = _field(a, b, c, U, y, eps, norm, zero=active)
+    parts = [_kink(a, b, c, U, y, eps, norm, w) for w in active]
+    phi = np.array([p[0] for p in parts])
+    Gk = np.array([p[1] for p in parts])
+    jump = np.array([p[2] for p in parts])
+    lam = np.linalg.lstsq(Gk @ Gk.T, -(Gk @ f0) - phi, rcond=None)[0]
+    return f0 + lam @ Gk, np.abs(lam) / jump
+
+
 def robust_flow_sliding(training_set: TrainingSet, a0, epsilon, norm: str = "inf", *, b=None, c=None, t_max: float = 1e18,
                         rtol: float = 1e-12, method: str = "LSODA", extrapolation_length: int = 20, max_segments: int = 200,
                         ) -> RobustFlowResult:
     """The robust gradient flow continued through its kinks as a Filippov solution (``eps > 0``), float64.
 
     Away from the kinks (zero residuals ``r_n``; ℓ∞: zero entries ``K_j``, ``j >= 1``) the field is
-    :func:`neg_grad_robust`'s. On reaching a kink ``phi = 0`` the two one-sided fields differ by
-    ``2 c grad phi`` (``c = (2/N) eps S`` for a residual, ``(2/N) eps sum_n (|r_n| + eps S)`` for an entry
-    of ``K``); with ``f0`` the field with that sign set to 0, the flow *slides* on ``phi = 0`` when
-    ``|grad phi · f0| <= c |grad phi|^2``, with the projected field
-    ``f0 - (grad phi · f0 + phi) grad phi / |grad phi|^2`` (the last term holds it on the kink), until that
-    condition fails; otherwise it crosses. One kink at a time: a second kink met while sliding ends the
-    flow (``stop = "second kink while sliding"``).
+    :func:`neg_grad_robust`'s. Across a kink ``phi_k = 0`` the two one-sided fields are ``f0 -+ c_k grad phi_k``
+    (``f0``: that sign set to 0; ``c_k = (2/N)(|r_n| + eps S)`` for a residual, ``(2/N) eps sum_n (|r_n| + eps S)``
+    for an entry of ``K``), so Filippov's set is ``f0 + sum_k lambda_k grad phi_k`` with ``|lambda_k| <= c_k``.
+    On an active set of kinks the flow slides with the multipliers that keep every ``phi_k`` at zero
+    (``grad phi_m · f = -phi_m``, the right-hand side pulling the state back onto the kinks), as long as every
+    ``|lambda_k| <= c_k``; a kink whose multiplier reaches its bound leaves the set, and a kink met is
+    added unless its multiplier would exceed its bound (the flow crosses it).
 
     Arguments:
-        as :func:`robust_flow`; ``max_segments`` bounds the number of kinks met.
+        as :func:`robust_flow`; ``max_segments`` bounds the number of kink events.
 
     Returns:
-        A :class:`RobustFlowResult` whose ``stop`` is ``"time_limit"``, ``"sliding at t_max"``,
-        ``"second kink while sliding"``, ``"segments"`` (more than ``max_segments`` kinks) or ``"failed"``.
+        A :class:`RobustFlowResult` whose ``stop`` is ``"time_limit"`` (off every kink at ``t_max``),
+        ``"sliding at t_max"``, ``"segments"`` (more than ``max_segments`` events) or ``"failed"``.
     """
     from scipy.integrate import solve_ivp
 
@@ -377,59 +390,59 @@ def robust_flow_sliding(training_set: TrainingSet, a0, epsilon, norm: str = "inf
     H, N = U.shape[1], U.shape[0]
     kinks = [("r", n) for n in range(N)] + ([("K", j) for j in range(1, H)] if norm == "inf" else [])
     atol = 1e-12 * rtol * float(np.max(np.abs(a)))
-    t, active, skip, steps, stop = 0.0, None, None, 0, "segments"
+    t, active, skip, steps, stop = 0.0, (), (), 0, "segments"
     for _ in range(max_segments):
         events = []
         for which in kinks:
-            if which == active or which == skip:
+            if which in active or which in skip:
                 continue
 
             def ev(t, x, which=which):
                 return float(_kink(x, b, c, U, y, eps, norm, which)[0])
 
             ev.terminal = True
-            ev.which = which
+            ev.which = ("enter", which)
             events.append(ev)
-        if active is None:
+        if not active:
             def fun(t, x):
                 return _field(x, b, c, U, y, eps, norm)
         else:
-            def fun(t, x, which=active):
-                f0 = _field(x, b, c, U, y, eps, norm, zero=which)
-                phi, g, _ = _kink(x, b, c, U, y, eps, norm, which)
-                return f0 - ((g @ f0) + phi) * g / (g @ g)
+            def fun(t, x, active=active):
+                return _sliding(x, b, c, U, y, eps, norm, active)[0]
 
-            def leave(t, x, which=active):
-                f0 = _field(x, b, c, U, y, eps, norm, zero=which)
-                _, g, jump = _kink(x, b, c, U, y, eps, norm, which)
-                return float(jump * (g @ g) - abs(g @ f0))
+            for k, which in enumerate(active):
+                def leave(t, x, active=active, k=k):
+                    return float(1.0 - _sliding(x, b, c, U, y, eps, norm, active)[1][k])
 
-            leave.terminal = True
-            leave.which = "leave"
-            events.append(leave)
-        with np.errstate(over="ignore", invalid="ignore"):
-            sol = solve_ivp(fun, (t, float(t_max)), a, method=method, rtol=rtol, atol=atol, events=events)
+                leave.terminal = True
+                leave.which = ("leave", which)
+                events.append(leave)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                sol = solve_ivp(fun, (t, float(t_max)), a, method=method, rtol=rtol, atol=atol, events=events)
+        except ValueError:  # an event's root could not be bracketed (a multiplier at its bound from the start)
+            stop = "failed"
+            break
         steps += sol.t.size - 1
         t, a = float(sol.t[-1]), sol.y[:, -1]
         if sol.status == 0:
-            stop = "time_limit" if active is None else "sliding at t_max"
+            stop = "time_limit" if not active else "sliding at t_max"
             break
         if sol.status < 0:
             stop = "failed"
             break
-        hit = next(ev.which for ev, te in zip(events, sol.t_events) if len(te))
-        if hit == "leave":
-            skip, active = active, None
+        what, which = next(ev.which for ev, te in zip(events, sol.t_events) if len(te))
+        if what == "leave":
+            active, skip = tuple(w for w in active if w != which), (which,)
             continue
-        if active is not None:
-            stop = "second kink while sliding"
-            break
-        f0 = _field(a, b, c, U, y, eps, norm, zero=hit)
-        _, g, jump = _kink(a, b, c, U, y, eps, norm, hit)
-        if abs(g @ f0) <= jump * (g @ g):
-            active, skip = hit, None
-        else:
-            skip = hit  # it crosses: leave its event out of the next segment
+        candidate = active + (which,)
+        while candidate:
+            ratio = _sliding(a, b, c, U, y, eps, norm, candidate)[1]
+            if np.all(ratio <= 1.0):
+                break
+            candidate = tuple(w for k, w in enumerate(candidate) if k != int(np.argmax(ratio)))
+        active = candidate
+        skip = () if which in active else (which,)  # crossed: leave its event out of the next segment
     err = float(extrapolation_error(a, b, c, D, extrapolation_length))
     return RobustFlowResult(eps, norm, method + " sliding", stop, t, a, float(robust_loss(a, b, c, U, y, eps, norm)),
                             float(kernels.loss(a, b, c, U, y)), err, int(steps))
