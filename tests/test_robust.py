@@ -268,3 +268,31 @@ def test_sliding_flow_stays_on_the_zero_residual_and_below_the_threshold_still_l
     assert flow.error < 0.0011  # below the standard flow's 0.00118: the penalty shrinks the small entries
     above = training.robust_flow(ts, a0, 3e-15, "inf", method="LSODA")  # above eps* ~ 6 a_1^5: nothing escapes
     assert above.stop == "kink K_j = 0" and above.error == pytest.approx(0.1, abs=1e-6)
+
+
+# ---------------------------------------------------------------- the selective SSM
+
+from ssmpoison.verify import _selective as selective  # noqa: E402
+
+
+def test_selective_input_gradient_is_the_finite_difference_one():
+    model = selective.SelectiveSSM(w=3.0)
+    u = np.random.default_rng(3).standard_normal(30)
+    _, grad = selective.selective_input_gradient(model, u[None])
+    h = 1e-6
+    fd = [(selective.selective_output(model, (u + h * e)[None])[0] - selective.selective_output(model, (u - h * e)[None])[0])
+          / (2 * h) for e in np.eye(30)]
+    np.testing.assert_allclose(grad[0], fd, rtol=0, atol=1e-7 * np.max(np.abs(fd)))
+
+
+def test_selective_ssm_with_a_constant_step_is_the_lti_one_and_pgd_attains_its_bound():
+    frozen = selective.SelectiveSSM(w=0.0)
+    u = np.random.default_rng(4).standard_normal(40)
+    K = frozen.lti_response(40)
+    assert selective.selective_output(frozen, u[None])[0] == pytest.approx(float(K @ u[::-1]), rel=1e-12)
+    assert selective.selective_pgd(frozen, u, 0.1, restarts=3, steps=20) == pytest.approx(
+        float(robust.worst_case_error(K, 0.1)), rel=1e-12)
+    rows = selective.selective_growth((10, 40), 0.1, selective.SelectiveSSM(w=3.0), restarts=5, steps=30)
+    assert all(r["selective_pgd"] > r["lti_bound"] for r in rows)  # the input-dependent step enlarges the worst case
+    with pytest.raises(ValueError, match="A"):
+        selective.SelectiveSSM(A=(0.1,))

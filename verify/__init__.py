@@ -51,7 +51,8 @@ piece lives. Public names (everything else lives in private modules):
   :func:`pgd_attack`, :class:`PGDResult`, :func:`pgd_gap_study`; inside the ReLU head
   :func:`head_bounds`, :class:`HeadBounds`; adversarial training on the exact robust loss —
   :func:`robust_loss`, :func:`neg_grad_robust`, :func:`robust_flow`, :func:`robust_flow_sliding`, :class:`RobustFlowResult`,
-  :func:`robust_training_table`, :class:`RobustTrainingRow`.
+  :func:`robust_training_table`, :class:`RobustTrainingRow`; a selective SSM (input-dependent step) under
+  attack — :class:`SelectiveSSM`, :func:`selective_growth`, :func:`selective_pgd`, :func:`fit_growth`.
 """
 
 from ssmpoison.theory._lazy import lazy_surface
@@ -95,6 +96,7 @@ _EXPORTS = {
                 'worst_case_attack', 'worst_case_error',),
     '_robust_training': ('RobustFlowResult', 'RobustTrainingRow', 'neg_grad_robust', 'robust_flow', 'robust_flow_sliding', 'robust_loss',
                          'robust_training_table',),
+    '_selective': ('SelectiveSSM', 'fit_growth', 'selective_growth', 'selective_pgd',),
     '_rows': ('BeyondRow', 'GDRowsResult', 'NonlinearRow', 'RowModel', 'TheoryRow', 'TheoryRowResult',),
     '_search': ('SearchConfig', 'SearchReport', 'run_search',),
     '_settings': ('GDRowSetting', 'TheoryRowSetting',),
