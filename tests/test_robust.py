@@ -296,3 +296,16 @@ def test_selective_ssm_with_a_constant_step_is_the_lti_one_and_pgd_attains_its_b
     assert all(r["selective_pgd"] > r["lti_bound"] for r in rows)  # the input-dependent step enlarges the worst case
     with pytest.raises(ValueError, match="A"):
         selective.SelectiveSSM(A=(0.1,))
+
+
+def test_robust_selective_from_the_command_line(tmp_path, capsys):
+    figure = tmp_path / "sel.png"
+    argv = ["robust", "selective", "--horizons", "10,30", "--gain", "0,3", "--restarts", "3", "--steps", "20",
+            "--figure", str(figure), "--json", "-"]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert set(payload["curves"]) == {"0", "3"} and figure.stat().st_size > 0
+    zero = payload["curves"]["0"]
+    assert all(r["selective_pgd"] == pytest.approx(r["lti_bound"], rel=1e-9) for r in zero)
+    assert main(["robust", "selective", "--epsilon=-0.1"]) == 2
+    assert "epsilon" in capsys.readouterr().err

@@ -894,6 +894,18 @@ def _add_robust(sub) -> None:
     _add_budget(train)
     _add_json(train)
     train.set_defaults(run=_run_robust_train, command="robust train")
+    sel = actions.add_parser("selective", help="a selective SSM's worst-case error against the sequence length, beside the LTI bound")
+    sel.add_argument("--epsilon", default="0.1", metavar="EPS", help="the l_inf budget, >= 0 (default 0.1)")
+    sel.add_argument("--horizons", default="10,25,50,100,150,200", metavar="H1,H2,...",
+                     help="sequence lengths (default 10,25,50,100,150,200; each 2..1000)")
+    sel.add_argument("--gain", default="0,1,3,10", metavar="W1,W2,...", help="the step's input gains w (default 0,1,3,10)")
+    sel.add_argument("--a", default="-0.002,-0.2,-1", metavar="A1,A2,...", help="the diagonal of A, negative (default -0.002,-0.2,-1)")
+    sel.add_argument("--restarts", default="20", metavar="R", help="PGD's restarts (default 20, at most 1000)")
+    sel.add_argument("--steps", default="100", metavar="K", help="PGD's steps per restart (default 100, at most 10000)")
+    sel.add_argument("--seed", default="0", metavar="S", help="seed of the clean input and of PGD (default 0)")
+    sel.add_argument("--figure", metavar="FILE.png", help="draw the curves to FILE.png")
+    _add_json(sel)
+    sel.set_defaults(run=_run_robust_selective, command="robust selective")
 
 
 def _exact_reals(name: str, text: str) -> tuple:
@@ -1010,6 +1022,49 @@ def _run_robust_train(args) -> int:
                                "rows": [r.to_json() for r in rows], "complete": len(rows) == expected})
     return 0 if len(rows) == expected and all(r.digits >= 1 for r in rows) else 1
 
+
+
+def _run_robust_selective(args) -> int:
+    from ssmpoison.theory._validation import require_int
+    from ssmpoison.verify._jsonio import check_output_dir, write_json
+    from ssmpoison.verify._robust import require_epsilon
+    from ssmpoison.verify._selective import SelectiveSSM, fit_growth, plot_selective_growth, selective_growth
+
+    eps = float(require_epsilon(args.epsilon))
+    horizons = tuple(sorted(set(require_int(f"horizons[{k}]", v.strip(), minimum=2, maximum=1000)
+                                for k, v in enumerate(str(args.horizons).split(",")))))
+    if len(horizons) < 2:
+        raise ValueError("horizons must hold at least two distinct lengths (for the growth fit)")
+    gains = _reals("gain", args.gain)
+    A = _reals("a", args.a)
+    restarts = require_int("restarts", args.restarts, minimum=1, maximum=1000)
+    steps = require_int("steps", args.steps, minimum=0, maximum=10_000)
+    seed = require_int("seed", args.seed, minimum=0)
+    models = {float(w): SelectiveSSM(A=A, B=(1,) * len(A), C=(1,) * len(A), w=w) for w in gains}
+    if args.figure is not None:
+        from pathlib import Path
+
+        check_output_dir(str(Path(args.figure).parent) or ".", "figure", [Path(args.figure).name])
+    curves = {w: selective_growth(horizons, eps, m, seed=seed, restarts=restarts, steps=steps) for w, m in models.items()}
+    fits = {w: fit_growth(horizons, [r["selective_pgd"] for r in rows]) for w, rows in curves.items()}
+    lti = next(iter(curves.values()))
+    lti_fit = fit_growth(horizons, [r["lti_bound"] for r in lti])
+    if args.json != "-":
+        print(f"selective SSM, A = diag({', '.join(f'{float(v):g}' for v in A)}), B = C = 1, step softplus(w u): worst case "
+              f"of |y_H(u + delta) - y_H(u)| under ||delta||_inf <= {eps:g} (PGD, {restarts} restarts x {steps} steps: a lower bound)")
+        print(f"{'H':>5} " + " ".join(f"{'w = ' + format(w, 'g'):>10}" for w in curves) + f" {'LTI exact':>10}")
+        for k, H in enumerate(horizons):
+            print(f"{H:>5} " + " ".join(f"{rows[k]['selective_pgd']:>10.4g}" for rows in curves.values())
+                  + f" {lti[k]['lti_bound']:>10.4g}")
+        print("fitted power p (error ~ H^p): " + ", ".join(f"w = {w:g}: {f['power']:.2f}" for w, f in fits.items())
+              + f"; LTI: {lti_fit['power']:.2f}")
+    if args.figure is not None:
+        plot_selective_growth({f"selective, w = {w:g} (PGD)": rows for w, rows in curves.items()}, lti, args.figure)
+    if args.json:
+        write_json(args.json, {"epsilon": eps, "a": [float(v) for v in A], "horizons": list(horizons),
+                               "curves": {format(w, "g"): rows for w, rows in curves.items()},
+                               "fits": {format(w, "g"): f for w, f in fits.items()}, "lti_fit": lti_fit})
+    return 0
 
 
 _SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check, _add_dynamics, _add_search, _add_replay, _add_sweep, _add_robust)
