@@ -52,7 +52,8 @@ piece lives. Public names (everything else lives in private modules):
   :func:`head_bounds`, :class:`HeadBounds`; adversarial training on the exact robust loss —
   :func:`robust_loss`, :func:`neg_grad_robust`, :func:`robust_flow`, :func:`robust_flow_sliding`, :class:`RobustFlowResult`,
   :func:`robust_training_table`, :class:`RobustTrainingRow`; a selective SSM (input-dependent step) under
-  attack — :class:`SelectiveSSM`, :func:`selective_growth`, :func:`selective_pgd`, :func:`fit_growth`.
+  attack — :class:`SelectiveSSM`, :func:`selective_growth`, :func:`selective_pgd`, :func:`fit_growth`; adaptive
+  scaling (AdS) against no AdS and a fixed gain — :func:`ads_table`.
 """
 
 from ssmpoison.theory._lazy import lazy_surface
@@ -96,6 +97,7 @@ _EXPORTS = {
                 'worst_case_attack', 'worst_case_error',),
     '_robust_training': ('RobustFlowResult', 'RobustTrainingRow', 'neg_grad_robust', 'robust_flow', 'robust_flow_sliding', 'robust_loss',
                          'robust_training_table',),
+    '_ads': ('ads_table',),
     '_selective': ('SelectiveSSM', 'fit_growth', 'selective_growth', 'selective_pgd',),
     '_rows': ('BeyondRow', 'GDRowsResult', 'NonlinearRow', 'RowModel', 'TheoryRow', 'TheoryRowResult',),
     '_search': ('SearchConfig', 'SearchReport', 'run_search',),
