@@ -23,7 +23,8 @@ Public names (everything else lives in private modules):
   :func:`poisoned_prediction`, :func:`merged_pair_flow`, :class:`PoisonedPrediction`, :class:`MergedFlow`;
 * the Proposition's hypotheses — :class:`Hypothesis`, :func:`proposition_hypotheses`,
   :func:`lowest_excited_lag`, :func:`lag_rank`;
-* :func:`effective_rank`.
+* :func:`effective_rank`;
+* the robust (adversarial) loss and its gradient — :func:`derive_robust`, :class:`RobustDerivation`.
 """
 
 from ssmpoison.theory._lazy import lazy_surface
@@ -34,6 +35,7 @@ _EXPORTS = {
     '_construction': ('Construction', 'scaled_training_set', 'clean_training_set', 'extrapolation_error', 'paper_gap', 'paper_initialisation', 'poisoned_training_set', 'teacher_impulse_response', 'teacher_label', 'teacher_matrices',),
     '_derivation': ('TRAIN_CHOICES', 'Derivation', 'IdentityCheck', 'SSMShape', 'derive', 'derive_nonlinear',),
     '_effective_rank': ('effective_rank',),
+    '_robust_loss': ('RobustDerivation', 'derive_robust',),
     '_proposition': ('Hypothesis', 'lag_rank', 'lowest_excited_lag', 'proposition_hypotheses',),
     '_oracle': ('ConservationProof', 'clean_convergence_time', 'clean_limit', 'conserved_quantities_proof',),
     '_poisoned_side': ('MergedFlow', 'PoisonedPrediction', 'merged_pair_flow', 'poisoned_prediction', 'poisoned_side_conditions',),

@@ -50,7 +50,15 @@ piece lives. Public names (everything else lives in private modules):
   job registry :data:`SWEEP_JOBS` (:class:`SweepJob`, :func:`register_job`, :func:`sweep_job`), the
   results store :class:`Store`, the backends :class:`Backend` (:func:`run_unordered`,
   :func:`run_ordered`), :func:`plot_grid`, :func:`plot_curves`, :func:`sweep_summary`;
-* the derivation report — :func:`derive_report`.
+* the derivation report — :func:`derive_report`;
+* adversarial robustness of an LTI SSM — the exact worst case :func:`worst_case_attack`,
+  :func:`worst_case_error`, :class:`Attack`, :func:`lti_impulse_response`; PGD against it
+  :func:`pgd_attack`, :class:`PGDResult`, :func:`pgd_gap_study`; inside the ReLU head
+  :func:`head_bounds`, :class:`HeadBounds`; adversarial training on the exact robust loss —
+  :func:`robust_loss`, :func:`neg_grad_robust`, :func:`robust_flow`, :func:`robust_flow_sliding`, :class:`RobustFlowResult`,
+  :func:`robust_training_table`, :class:`RobustTrainingRow`; a selective SSM (input-dependent step) under
+  attack — :class:`SelectiveSSM`, :func:`selective_growth`, :func:`selective_pgd`, :func:`fit_growth`; adaptive
+  scaling (AdS) against no AdS and a fixed gain — :func:`ads_table`.
 """
 
 from ssmpoison.theory._lazy import lazy_surface
@@ -94,6 +102,12 @@ _EXPORTS = {
     '_numbers': ('require_precision_bits',),
     '_registry': ('TABLE1_ROWS', 'published_setting', 'register_row', 'row_model',),
     '_replay': ('ReplayDifference', 'ReplayReport', 'load_records', 'replay_records',),
+    '_robust': ('Attack', 'HeadBounds', 'PGDResult', 'head_bounds', 'lti_impulse_response', 'pgd_attack', 'pgd_gap_study',
+                'worst_case_attack', 'worst_case_error',),
+    '_robust_training': ('RobustFlowResult', 'RobustTrainingRow', 'neg_grad_robust', 'robust_flow', 'robust_flow_sliding', 'robust_loss',
+                         'robust_training_table',),
+    '_ads': ('ads_table',),
+    '_selective': ('SelectiveSSM', 'fit_growth', 'selective_growth', 'selective_pgd',),
     '_rows': ('BeyondRow', 'GDRowsResult', 'NonlinearRow', 'RowModel', 'TheoryRow', 'TheoryRowResult',),
     '_search': ('SearchConfig', 'SearchReport', 'run_search',),
     '_settings': ('GDRowSetting', 'TheoryRowSetting',),

@@ -861,6 +861,217 @@ def _run_sweep_export(args) -> int:
         write_json(args.json, {"sweep": name, "job": job, "points": len(points), "format": args.format, "out": args.out})
     return 0
 
+# -- robust ---------------------------------------------------------------------------------------
+def _add_robust(sub) -> None:
+    p = sub.add_parser(
+        "robust",
+        help="adversarial robustness of the SSM: the exact worst-case attack against PGD, and adversarial training",
+        description="'robust attack' compares the closed-form worst case of an LTI SSM under an l_inf or l_2 budget "
+        "(eps sum|K_j| or eps ||K||_2, with the attacking input) with PGD on random diagonal SSMs, or gives the exact attack "
+        "on one SSM (--a, --b, --c, --input; exact for rationals); 'robust train' runs adversarial training on the exact "
+        "robust loss (|r| + eps S)^2 from the paper's initialisation, without and with the poison.",
+    )
+    actions = p.add_subparsers(title="actions", metavar="ACTION", parser_class=_Parser)
+    attack = actions.add_parser("attack", help="closed-form worst case against PGD (random SSMs), or the exact attack on one SSM")
+    attack.add_argument("--epsilon", default="0.1", metavar="EPS", help="the budget, >= 0 (default 0.1)")
+    attack.add_argument("--norm", default="inf", metavar="inf|2", help="the budget's norm (default inf)")
+    attack.add_argument("--count", default="20", metavar="N", help="random diagonal SSMs (default 20, at most 1000)")
+    attack.add_argument("--state-dim", default="20", metavar="D", help="largest state dimension drawn (default 20)")
+    attack.add_argument("--horizon", default="40", metavar="H", help="largest horizon drawn (default 40)")
+    attack.add_argument("--restarts", default="50", metavar="R", help="PGD's random restarts (default 50, at most 10000)")
+    attack.add_argument("--steps", default="50", metavar="K", help="PGD's steps per restart (default 50, at most 10000)")
+    attack.add_argument("--seed", default="0", metavar="S", help="seed of the SSMs and of PGD (default 0)")
+    attack.add_argument("--a", metavar="A1,A2,...", help="one SSM: the diagonal of A (exact for integers and ratios)")
+    attack.add_argument("--b", metavar="B1,B2,...", help="one SSM: B (default ones)")
+    attack.add_argument("--c", metavar="C1,C2,...", help="one SSM: C (default ones)")
+    attack.add_argument("--input", metavar="U0,U1,...", help="one SSM: the input u_0..u_{H-1}")
+    attack.add_argument("--target", metavar="T", help="one SSM: the label (default: the clean output)")
+    _add_json(attack)
+    attack.set_defaults(run=_run_robust_attack, command="robust attack")
+    train = actions.add_parser("train", help="adversarial training on the exact robust loss, without and with the poison")
+    train.add_argument("--epsilon", default="0,1e-3,1e-2", metavar="E1,E2,...", help="the budgets, >= 0 (default 0,1e-3,1e-2)")
+    train.add_argument("--norm", default="inf,2", metavar="inf,2", help="the budgets' norms (default inf,2)")
+    train.add_argument("--horizon", default="7", metavar="H", help="the horizon (default 7)")
+    train.add_argument("--state-dim", default="10", metavar="D", help="the state dimension (default 10)")
+    train.add_argument("--seed", default="242", metavar="S", help="the seed of the paper's initialisation (default 242)")
+    train.add_argument("--init-scale", default="0.001", metavar="S", help="the initialisation's scale (default 0.001)")
+    train.add_argument("--gap-exponent", default="5", metavar="K", help="the initialisation's gap exponent (default 5)")
+    train.add_argument("--extrapolate-to", default="20", metavar="J", help="lags of the extrapolation error (default 20)")
+    _add_budget(train)
+    _add_json(train)
+    train.set_defaults(run=_run_robust_train, command="robust train")
+    sel = actions.add_parser("selective", help="a selective SSM's worst-case error against the sequence length, beside the LTI bound")
+    sel.add_argument("--epsilon", default="0.1", metavar="EPS", help="the l_inf budget, >= 0 (default 0.1)")
+    sel.add_argument("--horizons", default="10,25,50,100,150,200", metavar="H1,H2,...",
+                     help="sequence lengths (default 10,25,50,100,150,200; each 2..1000)")
+    sel.add_argument("--gain", default="0,1,3,10", metavar="W1,W2,...", help="the step's input gains w (default 0,1,3,10)")
+    sel.add_argument("--a", default="-0.002,-0.2,-1", metavar="A1,A2,...", help="the diagonal of A, negative (default -0.002,-0.2,-1)")
+    sel.add_argument("--restarts", default="20", metavar="R", help="PGD's restarts (default 20, at most 1000)")
+    sel.add_argument("--steps", default="100", metavar="K", help="PGD's steps per restart (default 100, at most 10000)")
+    sel.add_argument("--seed", default="0", metavar="S", help="seed of the clean input and of PGD (default 0)")
+    sel.add_argument("--figure", metavar="FILE.png", help="draw the curves to FILE.png")
+    _add_json(sel)
+    sel.set_defaults(run=_run_robust_selective, command="robust selective")
+
+
+def _exact_reals(name: str, text: str) -> tuple:
+    """Comma-separated reals, validated; integers, ratios and decimals kept exact (``Fraction``)."""
+    from fractions import Fraction
+
+    return tuple(Fraction(str(v)) if not isinstance(v, Fraction) else v for v in _reals(name, text))
+
+
+def _fmt(value) -> str:
+    from fractions import Fraction
+
+    return str(value) if isinstance(value, (int, Fraction)) else f"{float(value):.12g}"
+
+
+def _run_robust_attack(args) -> int:
+    from ssmpoison.theory._validation import require_int
+    from ssmpoison.verify._jsonio import write_json
+    from ssmpoison.verify._robust import pgd_gap_study, require_epsilon, require_norm, worst_case_attack
+
+    if args.a is None:
+        for name in ("b", "c", "input", "target"):
+            if getattr(args, name) is not None:
+                raise ValueError(f"{name}: give --a (one SSM) with it, or drop it (the random SSMs' study)")
+        eps = float(require_epsilon(args.epsilon))
+        norm = require_norm(args.norm)
+        count = require_int("count", args.count, minimum=1, maximum=1000)
+        D = require_int("state_dim", args.state_dim, minimum=1, maximum=64)
+        H = require_int("horizon", args.horizon, minimum=2, maximum=1000)
+        restarts = require_int("restarts", args.restarts, minimum=1, maximum=10_000)
+        steps = require_int("steps", args.steps, minimum=0, maximum=10_000)
+        seed = require_int("seed", args.seed, minimum=0)
+        rows = [r for r in pgd_gap_study(count, restarts, steps, eps, seed, D, H) if r["norm"] == norm]
+        worst = max(abs(r["relative_gap"]) for r in rows)
+        above = [r["index"] for r in rows if r["pgd"] > r["closed_form"] * (1 + 1e-12)]
+        ok = worst <= 1e-6 and not above
+        if args.json != "-":
+            print(f"closed-form worst case against PGD ({restarts} random restarts, {steps} steps), eps = {eps:g}, "
+                  f"l_{norm} budget, {count} random diagonal SSMs (D <= {D}, H <= {H})")
+            print(f"{'#':>3} {'D':>3} {'H':>3} {'closed form':>14} {'PGD':>14} {'relative gap':>13}")
+            for r in rows:
+                print(f"{r['index']:>3} {r['state_dim']:>3} {r['horizon']:>3} {r['closed_form']:>14.8g} {r['pgd']:>14.8g} "
+                      f"{r['relative_gap']:>13.2e}")
+            print(f"largest |relative gap| {worst:.2e}; PGD above the closed form: {len(above)} "
+                  f"-> {'the closed form is the maximum' if ok else 'MISMATCH'}")
+        if args.json:
+            write_json(args.json, {"epsilon": eps, "norm": norm, "restarts": restarts, "steps": steps, "rows": rows,
+                                   "largest_relative_gap": worst, "pgd_above_closed_form": above, "ok": ok})
+        return 0 if ok else 1
+    from ssmpoison.verify._kernels import impulse_response
+    import numpy as np
+
+    eps = require_epsilon(_exact_reals("epsilon", args.epsilon)[0] if "," not in args.epsilon else args.epsilon)
+    norm = require_norm(args.norm)
+    a = _exact_reals("a", args.a)
+    D = len(a)
+    b = _exact_reals("b", args.b) if args.b is not None else (1,) * D
+    c = _exact_reals("c", args.c) if args.c is not None else (1,) * D
+    if len(b) != D or len(c) != D:
+        raise ValueError(f"b and c must have the {D} entries of a, got {len(b)} and {len(c)}")
+    if args.input is None:
+        raise ValueError("input: give the input u_0,...,u_{H-1} of the one SSM")
+    u = _exact_reals("input", args.input)
+    if len(u) < 2 or len(u) > 4096:
+        raise ValueError(f"input must have 2 to 4096 entries (the horizon H), got {len(u)}")
+    target = None if args.target is None else _exact_reals("target", args.target)[0]
+    K = list(impulse_response(*(np.array(v, dtype=object) for v in (a, b, c)), len(u)))
+    attack = worst_case_attack(K, u, eps, norm, target=target)
+    if args.json != "-":
+        print(f"K = ({', '.join(_fmt(k) for k in K)})")
+        print(f"worst-case attack, l_{norm} budget eps = {_fmt(eps)}: delta = ({', '.join(_fmt(d) for d in attack.perturbation)})")
+        print(f"output {_fmt(attack.clean_output)} -> {_fmt(attack.attacked_output)}; error {_fmt(attack.clean_error)} -> "
+              f"{_fmt(attack.error)} = clean error + bound {_fmt(attack.bound)}")
+    if args.json:
+        payload = attack.to_json()
+        payload.update({"K": [str(k) for k in K], "exact": {k: str(getattr(attack, k)) for k in ("bound", "error")}})
+        write_json(args.json, payload)
+    return 0
+
+
+def _run_robust_train(args) -> int:
+    from ssmpoison.theory._validation import require_int, require_real
+    from ssmpoison.verify._jsonio import write_json
+    from ssmpoison.verify._robust import require_epsilon, require_norm
+    from ssmpoison.verify._robust_training import robust_training_table
+
+    epsilons = tuple(require_epsilon(e) for e in _reals("epsilon", args.epsilon))
+    norms = tuple(dict.fromkeys(require_norm(n) for n in str(args.norm).split(",")))
+    H = _within(args, "horizon", require_int("horizon", args.horizon, minimum=3))
+    D = _within(args, "state_dim", require_int("state_dim", args.state_dim, minimum=2))
+    J = _within(args, "extrapolation_length", require_int("extrapolate_to", args.extrapolate_to, minimum=1), "extrapolate_to")
+    kwargs = dict(horizon=H, state_dim=D, seed=require_int("seed", args.seed, minimum=0),
+                  init_scale=require_real("init_scale", args.init_scale, positive=True),
+                  gap_exponent=require_real("gap_exponent", args.gap_exponent), extrapolation_length=J)
+    from ssmpoison.theory._construction import paper_initialisation
+
+    paper_initialisation(kwargs["seed"], D, kwargs["init_scale"], kwargs["gap_exponent"])  # refuse a bad setting first
+    rows = robust_training_table(epsilons, norms, **kwargs)
+    expected = 2 * sum(1 if e == 0 else len(norms) for e in epsilons)
+    if args.json != "-":
+        print(f"adversarial training on the exact robust loss (|r| + eps S)^2, A trained, B = C = 1: H = {H}, D = {D}, "
+              f"seed {kwargs['seed']}; error over {J} lags; digits = agreement of Radau and LSODA (rtol 1e-12)")
+        print(f"{'set':<9} {'eps':>7} {'norm':>4} {'stopped':<14} {'t':>10} {'error':>12} {'digits':>6}  top entries")
+        for r in rows:
+            f = r.flow
+            top = ", ".join(f"{v:.6g}" for v in sorted(f.a, reverse=True)[:3])
+            print(f"{'poisoned' if r.poisoned else 'clean':<9} {f.epsilon:>7g} {f.norm if f.epsilon else '-':>4} {f.stop:<14} "
+                  f"{f.t:>10.4g} {f.error:>12.6g} {r.digits:>6}  {top}")
+        if len(rows) < expected:
+            print(f"time limit: {len(rows)} of {expected} flows ran")
+    if args.json:
+        write_json(args.json, {"horizon": H, "state_dim": D, **{k: (float(v) if not isinstance(v, int) else v)
+                                                                  for k, v in kwargs.items() if k not in ("horizon", "state_dim")},
+                               "rows": [r.to_json() for r in rows], "complete": len(rows) == expected})
+    return 0 if len(rows) == expected and all(r.digits >= 1 for r in rows) else 1
+
+
+
+def _run_robust_selective(args) -> int:
+    from ssmpoison.theory._validation import require_int
+    from ssmpoison.verify._jsonio import check_output_dir, write_json
+    from ssmpoison.verify._robust import require_epsilon
+    from ssmpoison.verify._selective import SelectiveSSM, fit_growth, plot_selective_growth, selective_growth
+
+    eps = float(require_epsilon(args.epsilon))
+    horizons = tuple(sorted(set(require_int(f"horizons[{k}]", v.strip(), minimum=2, maximum=1000)
+                                for k, v in enumerate(str(args.horizons).split(",")))))
+    if len(horizons) < 2:
+        raise ValueError("horizons must hold at least two distinct lengths (for the growth fit)")
+    gains = _reals("gain", args.gain)
+    A = _reals("a", args.a)
+    restarts = require_int("restarts", args.restarts, minimum=1, maximum=1000)
+    steps = require_int("steps", args.steps, minimum=0, maximum=10_000)
+    seed = require_int("seed", args.seed, minimum=0)
+    models = {float(w): SelectiveSSM(A=A, B=(1,) * len(A), C=(1,) * len(A), w=w) for w in gains}
+    if args.figure is not None:
+        from pathlib import Path
+
+        check_output_dir(str(Path(args.figure).parent) or ".", "figure", [Path(args.figure).name])
+    curves = {w: selective_growth(horizons, eps, m, seed=seed, restarts=restarts, steps=steps) for w, m in models.items()}
+    fits = {w: fit_growth(horizons, [r["selective_pgd"] for r in rows]) for w, rows in curves.items()}
+    lti = next(iter(curves.values()))
+    lti_fit = fit_growth(horizons, [r["lti_bound"] for r in lti])
+    if args.json != "-":
+        print(f"selective SSM, A = diag({', '.join(f'{float(v):g}' for v in A)}), B = C = 1, step softplus(w u): worst case "
+              f"of |y_H(u + delta) - y_H(u)| under ||delta||_inf <= {eps:g} (PGD, {restarts} restarts x {steps} steps: a lower bound)")
+        print(f"{'H':>5} " + " ".join(f"{'w = ' + format(w, 'g'):>10}" for w in curves) + f" {'LTI exact':>10}")
+        for k, H in enumerate(horizons):
+            print(f"{H:>5} " + " ".join(f"{rows[k]['selective_pgd']:>10.4g}" for rows in curves.values())
+                  + f" {lti[k]['lti_bound']:>10.4g}")
+        print("fitted power p (error ~ H^p): " + ", ".join(f"w = {w:g}: {f['power']:.2f}" for w, f in fits.items())
+              + f"; LTI: {lti_fit['power']:.2f}")
+    if args.figure is not None:
+        plot_selective_growth({f"selective, w = {w:g} (PGD)": rows for w, rows in curves.items()}, lti, args.figure)
+    if args.json:
+        write_json(args.json, {"epsilon": eps, "a": [float(v) for v in A], "horizons": list(horizons),
+                               "curves": {format(w, "g"): rows for w, rows in curves.items()},
+                               "fits": {format(w, "g"): f for w, f in fits.items()}, "lti_fit": lti_fit})
+    return 0
+
 
 # -- poison ---------------------------------------------------------------------------------------
 def _add_poison(sub) -> None:
@@ -982,7 +1193,7 @@ def _run_poison(args) -> int:
 
 
 _SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check, _add_dynamics, _add_search, _add_replay, _add_poison,
-               _add_sweep)
+               _add_sweep, _add_robust)
 
 
 def build_parser() -> argparse.ArgumentParser:
