@@ -695,14 +695,12 @@ def defend(report: AuditReport, *, precision_bits: int | None = None, jobs: int 
     ds = report.dataset
     sets = defence_sets(report)
     policy = CertificationPolicy(precision_bits=precision_bits)
-    todo = [k for k, (_, ts, _) in enumerate(sets) if ts is not None and ts != ds.training_set]
-    problems = [FlowProblem(sets[k][1], ds.a0) for k in todo]
-    runs = dict(zip(todo, certified_errors(problems, [ds.target()] * len(problems), policy, jobs, progress,
-                                           label="audit: defences")))
-    out = []
-    for k, (name, ts, note) in enumerate(sets):
-        run = runs.get(k, report.full if ts is not None else None)
-        out.append(DefenceResult(name, ts, run, note))
+    distinct = list(dict.fromkeys(ts for _, ts, _ in sets if ts is not None and ts != ds.training_set))
+    problems = [FlowProblem(ts, ds.a0) for ts in distinct]  # a set two defences share is trained once
+    runs = dict(zip(distinct, certified_errors(problems, [ds.target()] * len(problems), policy, jobs, progress,
+                                               label="audit: defence flows")))
+    runs[ds.training_set] = report.full
+    out = [DefenceResult(name, ts, None if ts is None else runs[ts], note) for name, ts, note in sets]
     return tuple(out)
 
 
