@@ -41,7 +41,11 @@ piece lives. Public names (everything else lives in private modules):
   :func:`evaluate`, :func:`certify_failure`, :func:`lowest_gamma_order`, :func:`regime`,
   :class:`SearchConfig`, :func:`run_search`, :class:`SearchReport`, :func:`replay_records`,
   :class:`ReplayReport`, :class:`ReplayDifference`, :func:`load_records`;
-* the derivation report — :func:`derive_report`.
+* the derivation report — :func:`derive_report`;
+* auditing a training set for poisons — :class:`AuditDataset`, :func:`load_dataset`,
+  :func:`dataset_from_json`, :func:`audit`, :class:`AuditReport`, :class:`SequenceAudit`, :func:`defend`,
+  :class:`DefenceResult`; the planted-poison experiment — :func:`audit_experiment`,
+  :class:`AuditExperiment`, :func:`random_special_poison`, :func:`roc_auc`.
 """
 
 from ssmpoison.theory._lazy import lazy_surface
@@ -51,6 +55,8 @@ __version__ = "0.1.0"
 #: private module -> the public names it provides (imported on first use)
 _EXPORTS = {
     '_kernels': ('kernels',),
+    '_audit': ('AuditDataset', 'AuditExperiment', 'AuditReport', 'DefenceResult', 'SequenceAudit', 'audit',
+               'audit_experiment', 'dataset_from_json', 'defend', 'load_dataset', 'random_special_poison', 'roc_auc',),
     '_certification': ('FAST_PATH', 'SEARCH_CERTIFICATION', 'CertificationPolicy',),
     '_certified_flow': ('CertifiedRun', 'certified_flows',),
     '_certify': ('Certified', 'certify', 'correct_digits', 'digits_supported',),

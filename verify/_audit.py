@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import mpmath
+import numpy as np
 
 from ssmpoison.theory._proposition import lowest_excited_lag
 from ssmpoison.theory._teacher import Teacher, impulse_extrapolation_error
@@ -62,7 +63,7 @@ from ssmpoison.verify._status import Status
 
 __all__ = ["AuditDataset", "SequenceAudit", "AuditReport", "DefenceResult", "audit", "defend", "dataset_from_json",
            "load_dataset", "audit_text", "sequence_lowest_lag", "DEFENCES", "certified_errors",
-           "defence_sets"]
+           "defence_sets", "audit_experiment", "AuditExperiment", "PlantedSet", "random_special_poison", "roc_auc"]
 
 #: the defences of :func:`defend`, in order
 DEFENCES = ("strip_special", "drop_flagged", "reweight")
@@ -545,7 +546,8 @@ def _factor(full: CertifiedRun | None, without: CertifiedRun | None) -> float | 
 
 
 def audit(dataset: AuditDataset, *, poison_factor: float = 10.0, label_tolerance: float = 1e-9,
-          precision_bits: int | None = None, jobs: int = 1, defences: bool = False, progress=None) -> AuditReport:
+          precision_bits: int | None = None, jobs: int = 1, defences: bool = False, max_steps: int | None = None,
+          progress=None) -> AuditReport:
     """Audit a dataset: specialness, label check, leave-one-out influence (N + 1 certified flows), flags, ranking.
 
     Arguments:
@@ -556,6 +558,8 @@ def audit(dataset: AuditDataset, *, poison_factor: float = 10.0, label_tolerance
         precision_bits: ``None`` for the certified fast path, else the working precision in bits.
         jobs: worker processes for the flows (>= 1).
         defences: also run the defences of :func:`defend` (three more flows at most).
+        max_steps: step budget of every flow (``None``: the engine's); a flow that exhausts it ends with status
+            ``time_limit`` and its error is not certified.
         progress: ``progress(label, done, total, note)`` as flows finish (or ``None``).
 
     Returns:
@@ -571,7 +575,7 @@ def audit(dataset: AuditDataset, *, poison_factor: float = 10.0, label_tolerance
         raise ValueError(f"poison_factor must be > 1, got {factor:g}")
     tolerance = float(require_real("label_tolerance", label_tolerance, nonnegative=True))
     jobs = require_int("jobs", jobs, minimum=1)
-    policy = CertificationPolicy(precision_bits=precision_bits)
+    policy = CertificationPolicy(precision_bits=precision_bits, max_steps=max_steps)
     start = time.perf_counter()
     ts, N, H = dataset.training_set, dataset.samples, dataset.horizon
     teacher = dataset.teacher
@@ -613,7 +617,7 @@ def audit(dataset: AuditDataset, *, poison_factor: float = 10.0, label_tolerance
     report = AuditReport(dataset, full, tuple(sequences), factor, tolerance, (), 0.0)
     defended = ()
     if defences and teacher is not None:
-        defended = defend(report, precision_bits=precision_bits, jobs=jobs, progress=progress)
+        defended = defend(report, precision_bits=precision_bits, jobs=jobs, max_steps=max_steps, progress=progress)
     return AuditReport(dataset, full, tuple(sequences), factor, tolerance, defended, time.perf_counter() - start)
 
 
@@ -675,7 +679,8 @@ def defence_sets(report: AuditReport) -> list[tuple[str, TrainingSet | None, str
     return out
 
 
-def defend(report: AuditReport, *, precision_bits: int | None = None, jobs: int = 1, progress=None) -> tuple:
+def defend(report: AuditReport, *, precision_bits: int | None = None, jobs: int = 1, max_steps: int | None = None,
+           progress=None) -> tuple:
     """Run the three defences (module docstring) on an audited dataset: one certified flow each.
 
     A defended set equal to the dataset reuses the whole set's flow.
@@ -684,6 +689,7 @@ def defend(report: AuditReport, *, precision_bits: int | None = None, jobs: int 
         report: the :class:`AuditReport` of the dataset (with a teacher).
         precision_bits: as for :func:`audit`.
         jobs: worker processes.
+        max_steps: as for :func:`audit`.
         progress: as for :func:`audit`.
 
     Returns:
@@ -694,7 +700,7 @@ def defend(report: AuditReport, *, precision_bits: int | None = None, jobs: int 
     """
     ds = report.dataset
     sets = defence_sets(report)
-    policy = CertificationPolicy(precision_bits=precision_bits)
+    policy = CertificationPolicy(precision_bits=precision_bits, max_steps=max_steps)
     distinct = list(dict.fromkeys(ts for _, ts, _ in sets if ts is not None and ts != ds.training_set))
     problems = [FlowProblem(ts, ds.a0) for ts in distinct]  # a set two defences share is trained once
     runs = dict(zip(distinct, certified_errors(problems, [ds.target()] * len(problems), policy, jobs, progress,
@@ -737,3 +743,272 @@ def audit_text(report: AuditReport) -> str:
             lines.append(f"  {d.name:<14} error {_error_text(d.run):>16}   {d.note}")
     lines.append(f"\naudit {report.seconds:.1f} s")
     return "\n".join(lines)
+
+
+# -- the experiment: planted poisons --------------------------------------------------------------
+def random_special_poison(rng, horizon: int, norm) -> tuple:
+    """The default ``poison_generator``: a random special sequence of Euclidean norm about ``norm``.
+
+    Entries ``N(0, 1)`` rounded to multiples of 1/16, ``u_{H-2}`` kept non-zero, the whole scaled by a
+    power of two close to ``norm / ||u||`` (so that every entry stays a dyadic rational and the
+    teacher's labels are exact in float64).
+
+    Arguments:
+        rng: a :class:`numpy.random.Generator`.
+        horizon: the length H.
+        norm: the target norm (> 0).
+
+    Returns:
+        A tuple of ``H`` Fractions with ``u_{H-2} != 0``.
+    """
+    while True:
+        u = [Fraction(round(16 * float(x)), 16) for x in rng.normal(size=horizon)]
+        if u[horizon - 2] != 0:
+            break
+    current = math.sqrt(sum(float(v) ** 2 for v in u))
+    shift = round(math.log2(float(norm) / current))
+    scale = Fraction(2) ** shift
+    return tuple(v * scale for v in u)
+
+
+def _dyadic_norm(rng, low: float, high: float) -> Fraction:
+    """A log-uniform norm in ``[low, high]``, rounded to a multiple of 1/64 (at least 1/64)."""
+    value = math.exp(rng.uniform(math.log(low), math.log(high)))
+    return max(Fraction(round(64 * value), 64), Fraction(1, 64))
+
+
+def _base_set(rng, horizon: int, state_dim: int, samples: int, teacher_dim: int):
+    """A random non-special clean set in the manner of the search's strategies (``l* >= 2``), float64-screened.
+
+    Teacher entries from the search's grid (positive: the initialisation is positive and entries never change
+    sign across zero), inputs integers in ``[-3, 3]`` at positions ``<= H-2-l*`` and ``H-1``, the inputs' rank on
+    positions ``0..H-2`` equal to ``samples`` (each sequence adds an equation), ``a0_i = (k_i / 64) 2^-10``
+    with distinct ``k_i``. Redrawn until its float64 flow converges and extrapolates (error <= 0.1).
+    """
+    from ssmpoison.theory._proposition import lag_rank
+    from ssmpoison.verify._flow import FlowOptions, run_flow
+    from ssmpoison.verify._strategies import TEACHER_GRID
+
+    grid = sorted({v for v in TEACHER_GRID if v > 0})
+    H = horizon
+    while True:
+        entries = tuple(grid[k] for k in rng.choice(len(grid), teacher_dim, replace=False))
+        teacher = Teacher(entries, state_dim)
+        lag = int(rng.integers(2, H - 1))  # l* in [2, H-2]
+        allowed = list(range(H - 1 - lag)) + [H - 1]
+        rows = []
+        for n in range(samples):
+            u = [0] * H
+            for p in allowed:
+                if rng.random() < 0.5:
+                    u[p] = int(rng.choice([-3, -2, -1, 1, 2, 3]))
+            if n == 0:
+                u[H - 2 - lag] = int(rng.choice([1, 2, 3]))
+            if not any(u[: H - 2]):
+                u[0] = 1
+            rows.append(tuple(u))
+        if len(set(rows)) < samples or lag_rank(rows) < samples:
+            continue
+        levels = sorted(rng.choice(np.arange(1, 65), state_dim, replace=False), reverse=True)
+        a0 = tuple(Fraction(int(k), 64) / 2**10 for k in levels)
+        ts = teacher.training_set(rows)
+        run = run_flow(FlowProblem(ts, a0), FlowOptions(max_steps=400))
+        if run.status != Status.CONVERGED:
+            continue
+        error = impulse_extrapolation_error(list(run.a), [1] * state_dim, [1] * state_dim,
+                                            teacher.impulse_response(2 * H))
+        if error <= 0.1:
+            return teacher, ts, a0
+
+
+@dataclass(frozen=True)
+class PlantedSet:
+    """One generated set of the experiment: its audit, the planted poison's index (``None``: unpoisoned), its kind."""
+
+    kind: str  # "e_H-2", "generated" or "none"
+    poison_norm: object
+    planted: int | None
+    base_error: CertifiedRun | None
+    report: AuditReport
+
+    @property
+    def damage(self) -> float | None:
+        """``E(set) / E(set without the planted poison)`` (the planted sequence's leave-one-out factor)."""
+        return None if self.planted is None else self.report.sequences[self.planted].factor
+
+    @property
+    def ranked_first(self) -> bool | None:
+        return None if self.planted is None else self.report.ranking[0] == self.planted
+
+    def to_json(self) -> dict:
+        d = self.damage
+        return {"kind": self.kind, "poison_norm": None if self.poison_norm is None else float(self.poison_norm),
+                "planted": self.planted, "damage": None if d is None or not math.isfinite(d) else d,
+                "ranked_first": self.ranked_first, "audit": self.report.to_json()}
+
+
+def roc_auc(positives, negatives) -> float:
+    """The area under the ROC curve of a score: ``P(score(positive) > score(negative))``, ties counting one half.
+
+    Arguments:
+        positives, negatives: the scores of each class (non-empty).
+
+    Returns:
+        The AUC in ``[0, 1]``.
+    """
+    positives, negatives = list(positives), list(negatives)
+    if not positives or not negatives:
+        raise ValueError("positives and negatives must both be non-empty")
+    wins = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p in positives for q in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+@dataclass(frozen=True)
+class AuditExperiment:
+    """The planted-poison experiment (:func:`audit_experiment`): every set, the summary figures, the mislabelled example."""
+
+    settings: dict
+    sets: tuple
+    mislabelled_example: AuditReport | None
+    seconds: float
+
+    def summary(self) -> dict:
+        poisoned = [s for s in self.sets if s.planted is not None]
+        clean = [s for s in self.sets if s.planted is None]
+        damaging = [s for s in poisoned if s.damage is not None and s.damage >= 10]
+        set_auc = roc_auc([s.report.score for s in poisoned], [s.report.score for s in clean]) if poisoned and clean else None
+        pos = [s.report.sequences[s.planted].score for s in poisoned]
+        neg = [q.score for s in self.sets for q in s.report.sequences if q.index != s.planted]
+        seq_auc = roc_auc(pos, neg) if pos and neg else None
+        flagged_clean = sum(1 for s in clean if s.report.poisons)
+        defences = {}
+        for name in DEFENCES:
+            rows = {}
+            for label, group in (("poisoned", poisoned), ("damaging", damaging), ("unpoisoned", clean)):
+                ratios = []
+                for s in group:
+                    d = next(x for x in s.report.defences if x.name == name)
+                    if _converged(d.run) and _converged(s.base_error) and s.base_error.quantity.value > 0:
+                        ratios.append(float(d.run.quantity.value / s.base_error.quantity.value))
+                ratios.sort()
+                rows[label] = {
+                    "sets": len(group), "measured": len(ratios),
+                    "median_ratio_to_clean": ratios[len(ratios) // 2] if ratios else None,
+                    "max_ratio_to_clean": ratios[-1] if ratios else None,
+                    "within_2x_of_clean": sum(1 for r in ratios if r <= 2),
+                }
+            defences[name] = rows
+        return {
+            "poisoned_sets": len(poisoned), "unpoisoned_sets": len(clean),
+            "damaging_sets": len(damaging),
+            "damaging_ranked_first": sum(1 for s in damaging if s.ranked_first),
+            "poisoned_ranked_first": sum(1 for s in poisoned if s.ranked_first),
+            "poisoned_flagged": sum(1 for s in poisoned if s.planted in s.report.poisons),
+            "unpoisoned_with_a_flag": flagged_clean,
+            "set_auc": set_auc, "sequence_auc": seq_auc,
+            "defences": defences,
+            "mislabelled_example": None if self.mislabelled_example is None else {
+                "poisons": list(self.mislabelled_example.poisons),
+                "mislabelled": list(self.mislabelled_example.mislabelled)},
+        }
+
+    def to_json(self) -> dict:
+        return {"settings": self.settings, "summary": self.summary(), "sets": [s.to_json() for s in self.sets],
+                "mislabelled_example": None if self.mislabelled_example is None else self.mislabelled_example.to_json(),
+                "seconds": round(self.seconds, 1)}
+
+    def text(self) -> str:
+        s = self.summary()
+        lines = [f"planted-poison audit: {self.settings}",
+                 f"poisoned sets {s['poisoned_sets']}, unpoisoned {s['unpoisoned_sets']}; damage >= 10x in "
+                 f"{s['damaging_sets']}, of which the planted poison ranks first in {s['damaging_ranked_first']}",
+                 f"planted poison ranked first in {s['poisoned_ranked_first']} of {s['poisoned_sets']} poisoned sets, "
+                 f"flagged in {s['poisoned_flagged']}; unpoisoned sets with a flag: {s['unpoisoned_with_a_flag']}",
+                 f"ROC AUC of the set score (largest clean-label influence): {s['set_auc']}; of the sequence score "
+                 f"(planted poison vs every other sequence): {s['sequence_auc']}", "", "per set:"]
+        for k, p in enumerate(self.sets):
+            d = p.damage
+            lines.append(f"  {k:>2} {p.kind:<9} norm {'-' if p.poison_norm is None else f'{float(p.poison_norm):.3g}':>6} "
+                         f"E {_error_text(p.report.full):>18} damage {'-' if d is None else f'{d:.3g}':>8} "
+                         f"ranking {list(p.report.ranking)} flags {[q.flag or '.' for q in p.report.sequences]}")
+        lines += ["", "defences (error / error of the set without the planted poison; unpoisoned: the set's own):"]
+        for name, rows in s["defences"].items():
+            cells = []
+            for label, r in rows.items():
+                med = r["median_ratio_to_clean"]
+                cells.append(f"{label}: median {'-' if med is None else f'{med:.3g}'}, "
+                             f"max {'-' if r['max_ratio_to_clean'] is None else format(r['max_ratio_to_clean'], '.3g')}, "
+                             f"within 2x {r['within_2x_of_clean']}/{r['measured']}")
+            lines.append(f"  {name:<14} " + "; ".join(cells))
+        if self.mislabelled_example is not None:
+            m = self.mislabelled_example
+            lines += ["", f"mislabelled example: POISON {list(m.poisons)}, MISLABELLED {list(m.mislabelled)}"]
+        lines.append(f"\n{self.seconds:.0f} s")
+        return "\n".join(lines)
+
+
+def audit_experiment(poisoned: int = 20, unpoisoned: int = 20, *, horizon: int = 6, state_dim: int = 6,
+                     samples: int = 2, teacher_dim: int = 2, seed: int = 0, poison_generator=None,
+                     norms=(0.25, 4.0), precision_bits: int | None = None, jobs: int = 1,
+                     max_steps: int | None = None, progress=None) -> AuditExperiment:
+    """Audit generated sets with one planted poison each and sets with none; defences on every set.
+
+    Base sets: :func:`_base_set` (non-special, ``l* >= 2``, clean labels, extrapolating in float64).
+    Half of the poisoned sets get ``rho e_{H-2}``, the other half ``poison_generator(rng, H, rho)``
+    (default :func:`random_special_poison`), ``rho`` log-uniform in ``norms``; every poison carries the
+    teacher's clean label. Every set is audited with its defences; the set without the planted poison
+    (its leave-one-out flow) is the clean reference of the defence table. One more set, the first
+    poisoned one with its first base sequence's label raised by 1, shows a mislabelled sequence told
+    apart from the clean-label poison.
+
+    Arguments:
+        poisoned, unpoisoned: how many sets of each kind (>= 0).
+        horizon, state_dim, samples, teacher_dim: H, D, the base sets' N and the teacher's D* (``samples <= teacher_dim``
+            keeps the base flows converging: N equations, D* escaped entries).
+        seed: the generator's seed.
+        poison_generator: ``f(rng, horizon, norm) -> sequence``, or ``None`` for :func:`random_special_poison`.
+        norms: the range of the poisons' norms.
+        precision_bits: as for :func:`audit`.
+        jobs: worker processes.
+        max_steps: as for :func:`audit`.
+        progress: as for :func:`audit`.
+
+    Returns:
+        The :class:`AuditExperiment`.
+    """
+    import numpy as np
+
+    start = time.perf_counter()
+    generator = random_special_poison if poison_generator is None else poison_generator
+    rng = np.random.default_rng(require_int("seed", seed, minimum=0))
+    J = 2 * horizon
+    plans = []
+    for k in range(poisoned + unpoisoned):
+        teacher, ts, a0 = _base_set(rng, horizon, state_dim, samples, teacher_dim)
+        if k < poisoned:
+            kind = "e_H-2" if k % 2 == 0 else "generated"
+            rho = _dyadic_norm(rng, *norms)
+            u = tuple(rho if p == horizon - 2 else 0 for p in range(horizon)) if kind == "e_H-2" else tuple(generator(rng, horizon, rho))
+            at = int(rng.integers(0, ts.samples + 1))
+            rows = list(ts.inputs)
+            rows.insert(at, u)
+            plans.append((kind, rho, at, AuditDataset(teacher.training_set(rows), a0, J, teacher)))
+        else:
+            plans.append(("none", None, None, AuditDataset(ts, a0, J, teacher)))
+    sets = []
+    for k, (kind, rho, at, ds) in enumerate(plans):
+        report = audit(ds, precision_bits=precision_bits, jobs=jobs, defences=True, max_steps=max_steps, progress=progress)
+        base = report.full if at is None else report.sequences[at].without
+        sets.append(PlantedSet(kind, rho, at, base, report))
+    example = None
+    if poisoned:
+        kind, rho, at, ds = plans[0]
+        victim = 0 if at != 0 else 1
+        labels = list(ds.training_set.labels)
+        labels[victim] = labels[victim] + 1
+        wrong = AuditDataset(TrainingSet(ds.training_set.inputs, tuple(labels)), ds.a0, ds.extrapolate_to, ds.teacher)
+        example = audit(wrong, precision_bits=precision_bits, jobs=jobs, max_steps=max_steps, progress=progress)
+    settings = {"horizon": horizon, "state_dim": state_dim, "samples": samples, "teacher_dim": teacher_dim,
+                "extrapolate_to": J, "seed": seed, "norms": list(norms), "poisoned": poisoned, "unpoisoned": unpoisoned,
+                "poison_generator": getattr(generator, "__name__", repr(generator)), "max_steps": max_steps}
+    return AuditExperiment(settings, tuple(sets), example, time.perf_counter() - start)
