@@ -64,14 +64,11 @@ def test_a_wrong_label_is_mislabelled_not_a_clean_label_poison():
 
 
 def test_float_labels_are_compared_with_a_relative_tolerance():
-    ds = dataset_from_json(dict(POISONED, labels=[1.0 + 1e-13, 1.0], teacher=None))
-    ts = ds.training_set
-    teacher = Teacher((1,), 3)
-    ds = AuditDataset(ts, ds.a0, ds.extrapolate_to, teacher)
-    r = audit(ds, label_tolerance=1e-9)
-    assert r.mislabelled == ()
-    r = audit(ds, label_tolerance=0)
-    assert r.mislabelled == (0,)
+    from ssmpoison.verify._audit import _label_clean
+
+    assert _label_clean(1.0 + 1e-13, 1, 1e-9) and not _label_clean(1.0 + 1e-13, 1, 0)
+    assert _label_clean(Fraction(1, 3), Fraction(1, 3), 0) and not _label_clean(Fraction(1, 3), Fraction(1, 3) + Fraction(1, 2**60), 1e-9)
+    assert not _label_clean(2e6 * (1 + 1e-8), 2e6, 1e-9) and _label_clean(2e6 * (1 + 1e-10), 2e6, 1e-9)
 
 
 def test_without_a_teacher_only_specialness_is_reported():
@@ -161,10 +158,11 @@ def test_cli_exit_1_with_a_poison_and_json_with_every_number(tmp_path, capsys):
 
 
 def test_cli_exit_0_when_nothing_is_flagged(tmp_path, capsys):
-    clean = dict(POISONED, inputs=[[1, 0, 0, 0, 0, 0], [0, 2, 0, 0, 0, 1]], labels=[1, 5])
-    assert main(["audit", _write(tmp_path, clean), "--json", "-"]) == 0
+    no_teacher = {k: v for k, v in POISONED.items() if k != "teacher"}  # no flows: specialness only
+    assert main(["audit", _write(tmp_path, no_teacher), "--json", "-"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["flagged"] is False and payload["poisons"] == []
+    assert payload["flagged"] is False and payload["poisons"] == [] and payload["teacher_given"] is False
+    assert [s["special_score"] for s in payload["sequences"]] == [0.0, 1.0]
 
 
 @pytest.mark.parametrize("payload, field", [
@@ -188,6 +186,7 @@ def test_cli_refuses_a_bad_factor(tmp_path, capsys):
     assert "factor" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_jobs_give_the_same_numbers():
     ds = dataset_from_json(POISONED)
     one, two = audit(ds), audit(ds, jobs=2)
