@@ -46,10 +46,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
-import mpmath
 import numpy as np
 
 from ssmpoison.theory._proposition import lowest_excited_lag
