@@ -50,7 +50,6 @@ piece lives. Public names (everything else lives in private modules):
   job registry :data:`SWEEP_JOBS` (:class:`SweepJob`, :func:`register_job`, :func:`sweep_job`), the
   results store :class:`Store`, the backends :class:`Backend` (:func:`run_unordered`,
   :func:`run_ordered`), :func:`plot_grid`, :func:`plot_curves`, :func:`sweep_summary`;
-* the derivation report — :func:`derive_report`;
 * adversarial robustness of an LTI SSM — the exact worst case :func:`worst_case_attack`,
   :func:`worst_case_error`, :class:`Attack`, :func:`lti_impulse_response`; PGD against it
   :func:`pgd_attack`, :class:`PGDResult`, :func:`pgd_gap_study`; inside the ReLU head
@@ -58,7 +57,12 @@ piece lives. Public names (everything else lives in private modules):
   :func:`robust_loss`, :func:`neg_grad_robust`, :func:`robust_flow`, :func:`robust_flow_sliding`, :class:`RobustFlowResult`,
   :func:`robust_training_table`, :class:`RobustTrainingRow`; a selective SSM (input-dependent step) under
   attack — :class:`SelectiveSSM`, :func:`selective_growth`, :func:`selective_pgd`, :func:`fit_growth`; adaptive
-  scaling (AdS) against no AdS and a fixed gain — :func:`ads_table`.
+  scaling (AdS) against no AdS and a fixed gain — :func:`ads_table`;
+* auditing a training set for poisons — :class:`AuditDataset`, :func:`load_dataset`,
+  :func:`dataset_from_json`, :func:`audit`, :class:`AuditReport`, :class:`SequenceAudit`, :func:`defend`,
+  :class:`DefenceResult`; the planted-poison experiment — :func:`audit_experiment`,
+  :class:`AuditExperiment`, :func:`random_special_poison`, :func:`roc_auc`;
+* the derivation report — :func:`derive_report`.
 """
 
 from ssmpoison.theory._lazy import lazy_surface
@@ -68,6 +72,8 @@ __version__ = "0.1.0"
 #: private module -> the public names it provides (imported on first use)
 _EXPORTS = {
     '_kernels': ('kernels',),
+    '_audit': ('AuditDataset', 'AuditExperiment', 'AuditReport', 'DefenceResult', 'SequenceAudit', 'audit',
+               'audit_experiment', 'dataset_from_json', 'defend', 'load_dataset', 'random_special_poison', 'roc_auc',),
     '_certification': ('FAST_PATH', 'SEARCH_CERTIFICATION', 'CertificationPolicy',),
     '_certified_flow': ('CertifiedRun', 'certified_flows',),
     '_certify': ('Certified', 'certify', 'correct_digits', 'digits_supported',),
