@@ -861,6 +861,7 @@ def _run_sweep_export(args) -> int:
         write_json(args.json, {"sweep": name, "job": job, "points": len(points), "format": args.format, "out": args.out})
     return 0
 
+
 # -- robust ---------------------------------------------------------------------------------------
 def _add_robust(sub) -> None:
     p = sub.add_parser(
