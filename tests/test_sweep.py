@@ -286,3 +286,17 @@ def test_special_poison_job_gives_the_certified_damage():
     assert r["status"] == "done" and r["metrics"]["damage_digits"] >= 10
     assert r["metrics"]["damage"] == pytest.approx(5.727851444390e-2, rel=1e-11)
     assert r["metrics"]["clean"] == pytest.approx(1.1842367161638e-3, rel=1e-12) and r["metrics"]["ratio"] > 40
+
+
+def test_output_paths_are_checked_before_the_store_is_read(tmp_path, capsys):
+    spec = tmp_path / "t.toml"
+    spec.write_text('name = "t"\njob = "clean_limit"\n[fixed]\nhorizon = 7\nstate_dim = 10\nseed = 242\n'
+                    '[grid]\ngap_exponent = [5]\ninit_scale = [1e-3]\n')
+    assert main(["sweep", str(spec)]) == 0
+    store = str(tmp_path / "t.sqlite")
+    capsys.readouterr()
+    assert main(["sweep", "export", store, "--out", str(tmp_path / "new" / "dir" / "t.csv")]) == 0
+    assert (tmp_path / "new" / "dir" / "t.csv").read_text().startswith("point,")
+    for out, message in (("", "out: the path is empty"), (str(tmp_path), "is a directory")):
+        assert main(["sweep", "plot", store, "--x", "init_scale", "--color", "clean_error", "--out", out]) == 2
+        assert message in capsys.readouterr().err

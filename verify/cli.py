@@ -779,6 +779,21 @@ def _run_sweep(args) -> int:
     return 0 if report.failed == 0 and not report.time_limit else 1
 
 
+def _sweep_output(path: str) -> None:
+    """Check, before any work, that the file ``--out`` can be written (its directory made if missing)."""
+    from pathlib import Path
+
+    from ssmpoison.verify._jsonio import check_output_dir
+
+    if not path.strip():
+        raise ValueError("out: the path is empty (give a file, e.g. sweep.png)")
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"out: {path!r} is a directory (give a file)")
+    check_output_dir(str(out.parent), "out", (out.name,))
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
 def _sweep_rows(args):
     from pathlib import Path
 
@@ -799,13 +814,10 @@ def _sweep_rows(args):
 
 
 def _run_sweep_plot(args) -> int:
-    from pathlib import Path
-
-    from ssmpoison.verify._jsonio import check_output_dir, write_json
+    from ssmpoison.verify._jsonio import write_json
     from ssmpoison.verify._sweep_plots import flatten, plot_curves, plot_grid
 
-    out = Path(args.out)
-    check_output_dir(str(out.parent), "out", (out.name,))
+    _sweep_output(args.out)
     name, job, rows, spec = _sweep_rows(args)
     records = flatten(rows)
     fixed = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}" for k, v in spec.get("fixed", {}).items())
@@ -829,12 +841,7 @@ def _run_sweep_export(args) -> int:
     from ssmpoison.verify._jsonio import atomic_path, write_json
 
     if args.out is not None:
-        from pathlib import Path
-
-        from ssmpoison.verify._jsonio import check_output_dir
-
-        out = Path(args.out)
-        check_output_dir(str(out.parent), "out", (out.name,))
+        _sweep_output(args.out)
     name, job, rows, _ = _sweep_rows(args)
     keep = ("point", "params", "metrics", "status", "reason") + (("seconds", "finished", "fingerprint") if args.timing else ())
     points = [{k: r[k] for k in keep} for r in rows]
