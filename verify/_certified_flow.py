@@ -62,6 +62,21 @@ class CertifiedRun:
     steps: int = 0
     note: str = ""
 
+    def value_text(self) -> str:
+        """The quantity as printed everywhere: its certified digits, or why there are none.
+
+        Returns:
+            ``"<value> (<k> certified digits)"``; for a run that did not converge ``"— (<status>)"``;
+            with no digit certified, both values and the bound ``|E| <= |value| + |value - re-run|``.
+        """
+        if self.status != Status.CONVERGED:
+            return f"— ({self.status})"
+        q = self.quantity
+        if q.digits == 0:
+            return (f"no digit certified: {float(q.value):.1e}, the re-run {float(q.reference):.1e} "
+                    f"(|E| <= {float(abs(q.value) + abs(q.value - q.reference)):.1e})")
+        return f"{q.text} ({q.digits} certified digits)"
+
 
 def oracle_applies(problem: FlowProblem) -> bool:
     """True for the clean theory-row flow and its scalings.

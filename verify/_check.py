@@ -201,15 +201,6 @@ def check_setting(setting: TheoremSetting, precision_bits: int | None = None, cl
     return CheckReport(setting, tuple(conditions(setting, tol)), clean, poisoned, tol)
 
 
-def _format_value(run: CertifiedRun) -> str:
-    if run.status != Status.CONVERGED:
-        return f"— ({run.status})"
-    q = run.quantity
-    if q.digits == 0:
-        return (f"no digit certified: {float(q.value):.1e}, the re-run {float(q.reference):.1e} "
-                f"(|E| <= {float(abs(q.value) + abs(q.value - q.reference)):.1e})")
-    return f"{q.text} ({q.digits} certified digits)"
-
 
 def report_text(report: CheckReport) -> str:
     """The printed report: conditions, both flows, verdict."""
@@ -222,8 +213,8 @@ def report_text(report: CheckReport) -> str:
     if s.construction is None or s.construction.is_paper:
         lines += [
             "",
-            f"clean flow    (e_0)          : extrapolation error {_format_value(report.clean)}",
-            f"poisoned flow (e_0, e_(H-2)) : extrapolation error {_format_value(report.poisoned)}",
+            f"clean flow    (e_0)          : extrapolation error {report.clean.value_text()}",
+            f"poisoned flow (e_0, e_(H-2)) : extrapolation error {report.poisoned.value_text()}",
         ]
     else:
         c = s.construction
@@ -231,8 +222,8 @@ def report_text(report: CheckReport) -> str:
             "",
             f"clean set    {{{c.describe('clean')}}}",
             f"poisoned set {{{c.describe('poisoned')}}}",
-            f"clean flow    : extrapolation error {_format_value(report.clean)}",
-            f"poisoned flow : extrapolation error {_format_value(report.poisoned)}",
+            f"clean flow    : extrapolation error {report.clean.value_text()}",
+            f"poisoned flow : extrapolation error {report.poisoned.value_text()}",
         ]
     if report.poisoned_over_clean is not None:
         lines.append(f"poisoned / clean = {report.poisoned_over_clean:.3g}; generalisation tolerance {report.clean_tolerance:g}; "

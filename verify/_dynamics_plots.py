@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssmpoison.verify._jsonio import atomic_path
+from ssmpoison.verify._jsonio import save_figure
 
 __all__ = ["METRICS", "plot_dynamics"]
 
@@ -148,9 +148,7 @@ def _save(runs, metric: str, path: Path, label: str | None = None) -> Path:
     name = f"{first.row} row" if label is None else label
     fig.suptitle(f"{name}, H = {first.horizon}{seed}: {_TITLES[metric]}", fontsize=11)
     fig.tight_layout()
-    with atomic_path(path) as tmp:  # a complete figure or none
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)  # a complete figure or none
     return path
 
 

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_json", "check_json_path", "check_output_dir", "atomic_path", "read_settings_file"]
+__all__ = ["write_json", "check_json_path", "check_output_dir", "atomic_path", "save_figure", "read_settings_file"]
 
 
 def check_json_path(path: str | None) -> None:
@@ -138,6 +138,23 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def save_figure(fig, path, dpi: int = 120) -> None:
+    """Write a matplotlib figure atomically (a complete file or none) and close it.
+
+    Arguments:
+        fig: the figure.
+        path: the image file (its format from the suffix, e.g. PNG).
+        dpi: its resolution.
+    """
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
 
 
 def write_json(path: str, payload: dict) -> None:

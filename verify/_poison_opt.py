@@ -420,14 +420,7 @@ def damage_curve(setting: PoisonSetting, budgets, norm: str = "2", *, non_specia
 
 
 def _value(run) -> str:
-    if run is None:
-        return "—"
-    if run.status != Status.CONVERGED:
-        return f"— ({run.status})"
-    q = run.quantity
-    if q.digits == 0:
-        return f"no digit certified: {float(q.value):.1e}, the re-run {float(q.reference):.1e}"
-    return f"{q.text} ({q.digits} certified digits)"
+    return "—" if run is None else run.value_text()
 
 
 def _entries(values, digits: int = 4) -> str:
@@ -498,7 +491,7 @@ def plot_poison(result: PoisonResult, curve: DamageCurve | None, out_dir) -> lis
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ssmpoison.verify._jsonio import atomic_path
+    from ssmpoison.verify._jsonio import save_figure
 
     out_dir = Path(out_dir)
     H = result.setting.horizon
@@ -516,9 +509,7 @@ def plot_poison(result: PoisonResult, curve: DamageCurve | None, out_dir) -> lis
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = out_dir / FIGURES[0]
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     paths.append(path)
     if curve is not None:
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -534,8 +525,6 @@ def plot_poison(result: PoisonResult, curve: DamageCurve | None, out_dir) -> lis
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = out_dir / FIGURES[1]
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120)
-        plt.close(fig)
+        save_figure(fig, path)
         paths.append(path)
     return paths

@@ -197,14 +197,6 @@ def check_proposition(problem: CleanProblem, precision_bits: int | None = None, 
     return PropositionReport(problem, hyps, rank, error, times, criteria)
 
 
-def _value(run: CertifiedRun) -> str:
-    if run.status != Status.CONVERGED:
-        return f"— ({run.status})"
-    q = run.quantity
-    if q.digits == 0:
-        return f"no digit certified: {float(q.value):.3g}, the re-run {float(q.reference):.3g}"
-    return f"{q.text} ({q.digits} certified digits)"
-
 
 def proposition_report_text(report: PropositionReport) -> str:
     """The printed report: the problem, the hypotheses with provenance, the flow, the verdict."""
@@ -222,8 +214,8 @@ def proposition_report_text(report: PropositionReport) -> str:
     order = ", ".join(f"a_{i}" for i in report.escape_order) or "none"
     lines += [
         "",
-        f"learned effective rank : {_value(report.rank)} (greedy when <= D* + {report.criteria.rank_margin:g})",
-        f"extrapolation error    : {_value(report.error)} over J = {report.criteria.extrapolation_length(p.horizon)} lags "
+        f"learned effective rank : {report.rank.value_text()} (greedy when <= D* + {report.criteria.rank_margin:g})",
+        f"extrapolation error    : {report.error.value_text()} over J = {report.criteria.extrapolation_length(p.horizon)} lags "
         f"(extrapolates when <= {report.criteria.extrapolation_threshold:g})",
         f"escape order           : {order} ({'largest |a_i(0)| first' if report.largest_first else 'not largest first'})",
         "",

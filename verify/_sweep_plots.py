@@ -10,20 +10,9 @@ from __future__ import annotations
 
 import math
 
+from ssmpoison.verify._jsonio import save_figure
+
 __all__ = ["flatten", "plot_grid", "plot_curves"]
-
-
-def _save(fig, path) -> None:
-    """Write the figure atomically (a complete file or none) and close it."""
-    import matplotlib.pyplot as plt
-
-    from ssmpoison.verify._jsonio import atomic_path
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120)
-    finally:
-        plt.close(fig)
 
 
 def _wrapped(title: str) -> str:
@@ -137,7 +126,7 @@ def plot_grid(records: list[dict], path: str, title: str, x: str, y: str, color:
     else:
         fig.text(0.01, 0.015, "· the point was refused or failed", fontsize=7.5)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_curves(records: list[dict], path: str, title: str, x: str, color: str, params, log: bool = True) -> None:
@@ -186,5 +175,5 @@ def plot_curves(records: list[dict], path: str, title: str, x: str, color: str, 
     if any(curves) and len(curves) <= 12:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
