@@ -46,6 +46,27 @@ def test_closed_form_l2_attack_attains_its_bound_exactly():
     assert sympy.simplify(attack.bound**2 - sympy.Rational(1, 100) * sum(sympy.Rational(k.numerator, k.denominator) ** 2 for k in K)) == 0
 
 
+def test_exact_l2_attack_with_a_rational_norm_stays_rational_and_a_huge_irrational_one_is_refused():
+    # K = (7, 0, 0): ||K||_2 = 7 is rational, so the attack is exact in rationals
+    attack = robust.worst_case_attack([7, 0, 0], [1, 0, 1], F(1, 10), "2")
+    assert attack.bound == F(7, 10) and list(attack.perturbation) == [0, 0, F(1, 10)]
+    # ||K||_2^2 = 2 * 10^400 + 1: irrational, and too large for SymPy's exact square root: refused naming norm
+    with pytest.raises(ValueError, match="^norm: the exact l2 budget"):
+        robust.worst_case_attack([10**200, 10**200, 1], [1, 0, 1], F(1, 10), "2")
+
+
+def test_pgd_ends_with_time_limit_when_the_budget_runs_out():
+    from ssmpoison.verify._budget import wall_clock_budget
+    from ssmpoison.verify._status import Status
+
+    K, u = _exact_ssm()
+    assert robust.pgd_attack(K, u, 0.1, steps=7, restarts=2).status is Status.DONE
+    with wall_clock_budget(1e-9):
+        cut = robust.pgd_attack(K, u, 0.1, steps=7, restarts=2)
+        assert robust.pgd_gap_study(count=2, restarts=2, steps=3) == []  # a PGD cut short gives no row
+    assert cut.status is Status.TIME_LIMIT and cut.steps == 0 and cut.to_json()["status"] == "time_limit"
+
+
 def test_full_matrix_impulse_response_is_the_kernels_on_a_diagonal_and_exact_otherwise():
     K, _ = _exact_ssm()
     A = [[F(1, 2), 0, 0], [0, F(-1, 3), 0], [0, 0, F(2, 5)]]
@@ -246,6 +267,27 @@ def test_robust_attack_study_and_exact_attack_from_the_command_line(capsys):
     assert payload["K"] == ["2", "1/6", "13/36"] and payload["exact"]["bound"] == "91/360"
     assert F(payload["exact"]["error"]) == abs(F(241, 36) - 1) + F(91, 360)
     assert main(["robust", "attack", "--b", "1,2"]) == 2
+
+
+def test_robust_attack_and_selective_end_with_time_limit_and_exit_1(tmp_path, capsys):
+    big = ["robust", "attack", "--count", "1000", "--horizon", "1000", "--restarts", "10000", "--steps", "10000",
+           "--state-dim", "64", "--time-limit", "0.5", "--json", "-"]
+    assert main(big) == 1
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["status"] == "time_limit" and len(payload["rows"]) < 2000 and not payload["ok"]
+    figure = tmp_path / "s.png"
+    assert main(["robust", "selective", "--horizons", "999,1000", "--restarts", "1000", "--steps", "10000",
+                 "--time-limit", "0.5", "--figure", str(figure), "--json", "-"]) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == "time_limit" and not figure.exists()
+
+
+def test_robust_attack_on_one_ssm_refuses_exact_numbers_too_large_before_any_work(capsys):
+    a = ",".join(f"0.{12 + i}" for i in range(64))
+    assert main(["robust", "attack", "--a", a, "--input", ",".join(["0.7"] * 1000)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: input: the exact impulse response" in err and "at most 4000" in err
+    assert main(["robust", "attack", "--a", ",".join(["1/2"] * 65), "--input", "1,2"]) == 2
+    assert "a must have at most 64 entries" in capsys.readouterr().err
 
 
 def test_robust_train_from_the_command_line(capsys):

@@ -45,6 +45,8 @@ import numpy as np
 
 from ssmpoison.theory._validation import require_finite_sequence, require_int, require_real
 from ssmpoison.verify import _kernels as kernels
+from ssmpoison.verify._budget import budget_expired
+from ssmpoison.verify._status import Status
 
 __all__ = [
     "NORMS",
@@ -142,11 +144,23 @@ def _is_exact(values) -> bool:
     return all(isinstance(v, (int, Fraction)) for v in values)
 
 
+#: SymPy's exact square root factors its argument and fails beyond this many digits (numerator x denominator)
+_EXACT_SQRT_DIGITS = 300
+
+
 def _sqrt(x, exact: bool):
     if exact:
         import sympy  # exact square roots of rationals only
 
-        return sympy.sqrt(sympy.Rational(x.numerator, x.denominator) if isinstance(x, Fraction) else sympy.Integer(x))
+        x = Fraction(x)
+        root = math.isqrt(x.numerator * x.denominator)
+        if root * root == x.numerator * x.denominator:  # a rational square root: no SymPy needed
+            return Fraction(root, x.denominator)
+        if len(str(x.numerator * x.denominator)) > _EXACT_SQRT_DIGITS:
+            raise ValueError(f"norm: the exact l2 budget needs the square root of ||K||_2^2, an irrational whose "
+                             f"numerator x denominator has more than {_EXACT_SQRT_DIGITS} digits; use the inf norm, "
+                             f"a shorter input or entries with fewer digits")
+        return sympy.sqrt(sympy.Rational(x.numerator, x.denominator))
     try:
         return x.sqrt()  # gmpy2 / Decimal
     except AttributeError:
@@ -260,7 +274,11 @@ def worst_case_attack(K, u, epsilon, norm: str = "inf", target=None) -> Attack:
 
 @dataclass(frozen=True)
 class PGDResult:
-    """The best error PGD found over its restarts, the perturbation that gave it, and each restart's error."""
+    """The best error PGD found over its restarts, the perturbation that gave it, and each restart's error.
+
+    ``steps`` counts the steps taken; ``status`` is ``Status.DONE`` when all that were asked ran and
+    ``Status.TIME_LIMIT`` when the command's wall-clock budget ended the run first.
+    """
 
     norm: str
     epsilon: float
@@ -269,6 +287,7 @@ class PGDResult:
     restart_errors: np.ndarray = field(repr=False)
     steps: int
     random_start: bool
+    status: Status = Status.DONE
 
     def to_json(self) -> dict:
         return {
@@ -279,6 +298,7 @@ class PGDResult:
             "restarts": int(self.restart_errors.size),
             "steps": self.steps,
             "random_start": self.random_start,
+            "status": self.status,
         }
 
 
@@ -354,7 +374,11 @@ def pgd_attack(K, u, epsilon, norm: str = "inf", target=None, *, head=None, step
     f, _ = forward(delta)
     best = np.abs(f - t)
     best_delta = delta.copy()
+    taken = 0
     for _ in range(steps):
+        if budget_expired():
+            break
+        taken += 1
         f, df = forward(delta)
         grad = (2 * (f - t) * df)[:, None] * Krev[None, :]
         if norm == "inf":
@@ -369,7 +393,8 @@ def pgd_attack(K, u, epsilon, norm: str = "inf", target=None, *, head=None, step
         best = np.where(better, err, best)
         best_delta[better] = delta[better]
     k = int(np.argmax(best))
-    return PGDResult(norm, eps, float(best[k]), best_delta[k].copy(), best, steps, bool(random_start))
+    status = Status.DONE if taken == steps else Status.TIME_LIMIT
+    return PGDResult(norm, eps, float(best[k]), best_delta[k].copy(), best, taken, bool(random_start), status)
 
 
 @dataclass(frozen=True)
@@ -465,7 +490,8 @@ def pgd_gap_study(count: int = 20, restarts: int = 50, steps: int = 50, epsilon:
     Returns:
         One row per SSM and budget: ``{"index", "state_dim", "horizon", "norm", "closed_form", "pgd",
         "relative_gap"}`` with ``relative_gap = (closed_form - pgd) / closed_form`` (the errors
-        ``|y_H(u + delta) - t|``).
+        ``|y_H(u + delta) - t|``). When the command's wall-clock budget runs out, the study stops: the SSMs
+        compared in full are returned (fewer than ``count``; a PGD cut short gives no row).
     """
     count = require_int("count", count, minimum=1)
     rng = np.random.default_rng(require_int("seed", seed, minimum=0))
@@ -473,9 +499,13 @@ def pgd_gap_study(count: int = 20, restarts: int = 50, steps: int = 50, epsilon:
     for i in range(count):
         a, b, c, u, t = random_diagonal_ssm(rng, max_state_dim, max_horizon)
         K = kernels.impulse_response(a, b, c, u.size)
+        done = []
         for norm in NORMS:
             closed = float(worst_case_attack(K, u, epsilon, norm, target=t).error)
             pgd = pgd_attack(K, u, epsilon, norm, target=t, steps=steps, restarts=restarts, seed=seed + i)
-            rows.append({"index": i, "state_dim": a.size, "horizon": u.size, "norm": norm, "closed_form": closed,
+            if pgd.status is not Status.DONE:
+                return rows
+            done.append({"index": i, "state_dim": a.size, "horizon": u.size, "norm": norm, "closed_form": closed,
                          "pgd": pgd.error, "relative_gap": (closed - pgd.error) / closed})
+        rows.extend(done)
     return rows

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ssmpoison.theory._validation import require_finite_sequence, require_int, require_real
+from ssmpoison.verify._budget import budget_expired
 from ssmpoison.verify._robust import require_epsilon, worst_case_error
 
 __all__ = ["SelectiveSSM", "selective_output", "selective_input_gradient", "selective_pgd", "selective_growth",
@@ -95,7 +96,8 @@ def selective_pgd(model: SelectiveSSM, u, epsilon, *, restarts: int = 20, steps:
     """PGD's best ``|y_H(u + delta) - y_H(u)|`` over ``||delta||_inf <= eps`` (a lower bound on the worst case).
 
     Random starts in the box (the first at the sign of the gradient at ``u``), signed steps of size ``eps/10``,
-    clipping; the best value met along every restart.
+    clipping; the best value met along every restart. The steps end early when the command's wall-clock
+    budget runs out (:func:`~ssmpoison.verify._budget.budget_expired` tells the caller).
     """
     eps = float(require_epsilon(epsilon))
     u = np.asarray(u, dtype=np.float64)
@@ -105,6 +107,8 @@ def selective_pgd(model: SelectiveSSM, u, epsilon, *, restarts: int = 20, steps:
     delta[0] = eps * np.sign(selective_input_gradient(model, u[None])[1][0])
     best = 0.0
     for _ in range(require_int("steps", steps, minimum=0) + 1):
+        if budget_expired():
+            break
         y, grad = selective_input_gradient(model, u[None] + delta)
         best = max(best, float(np.max(np.abs(y - y0))))
         delta = np.clip(delta + eps / 10 * np.sign((y - y0)[:, None] * grad), -eps, eps)
@@ -119,7 +123,8 @@ def selective_growth(horizons=(10, 25, 50, 100, 150, 200), epsilon: float = 0.1,
 
     Returns:
         One row per horizon: ``{"horizon", "selective_pgd", "selective_linear" (eps sum_k |dy/du_k| at u),
-        "lti_bound" (eps sum_j |K_j| of the frozen step)}``.
+        "lti_bound" (eps sum_j |K_j| of the frozen step)}``. When the command's wall-clock budget runs out
+        the curve stops: the horizons whose PGD ran in full are returned.
     """
     model = SelectiveSSM() if model is None else model
     eps = float(require_epsilon(epsilon))
@@ -128,7 +133,10 @@ def selective_growth(horizons=(10, 25, 50, 100, 150, 200), epsilon: float = 0.1,
     for H in horizons:
         u = u_all[-H:]
         _, grad = selective_input_gradient(model, u[None])
-        rows.append({"horizon": H, "selective_pgd": selective_pgd(model, u, eps, restarts=restarts, steps=steps, seed=seed),
+        pgd = selective_pgd(model, u, eps, restarts=restarts, steps=steps, seed=seed)
+        if budget_expired():
+            break
+        rows.append({"horizon": H, "selective_pgd": pgd,
                      "selective_linear": eps * float(np.abs(grad).sum()),
                      "lti_bound": float(worst_case_error(model.lti_response(H), eps, "inf"))})
     return rows

@@ -894,6 +894,7 @@ def _add_robust(sub) -> None:
     attack.add_argument("--c", metavar="C1,C2,...", help="one SSM: C (default ones)")
     attack.add_argument("--input", metavar="U0,U1,...", help="one SSM: the input u_0..u_{H-1}")
     attack.add_argument("--target", metavar="T", help="one SSM: the label (default: the clean output)")
+    _add_budget(attack, limits=False)
     _add_json(attack)
     attack.set_defaults(run=_run_robust_attack, command="robust attack")
     train = actions.add_parser("train", help="adversarial training on the exact robust loss, without and with the poison")
@@ -918,6 +919,7 @@ def _add_robust(sub) -> None:
     sel.add_argument("--steps", default="100", metavar="K", help="PGD's steps per restart (default 100, at most 10000)")
     sel.add_argument("--seed", default="0", metavar="S", help="seed of the clean input and of PGD (default 0)")
     sel.add_argument("--figure", metavar="FILE.png", help="draw the curves to FILE.png")
+    _add_budget(sel, limits=False)
     _add_json(sel)
     sel.set_defaults(run=_run_robust_selective, command="robust selective")
 
@@ -935,10 +937,16 @@ def _fmt(value) -> str:
     return str(value) if isinstance(value, (int, Fraction)) else f"{float(value):.12g}"
 
 
+#: the largest size, in decimal digits, of the exact numbers of ``robust attack`` on one SSM (a's common
+#: denominator and largest numerator times the horizon; twice that for the l2 budget): a bound on its time
+_EXACT_DIGITS = 4000
+
+
 def _run_robust_attack(args) -> int:
     from ssmpoison.theory._validation import require_int
     from ssmpoison.verify._jsonio import write_json
     from ssmpoison.verify._robust import pgd_gap_study, require_epsilon, require_norm, worst_case_attack
+    from ssmpoison.verify._status import Status
 
     if args.a is None:
         for name in ("b", "c", "input", "target"):
@@ -953,9 +961,11 @@ def _run_robust_attack(args) -> int:
         steps = require_int("steps", args.steps, minimum=0, maximum=10_000)
         seed = require_int("seed", args.seed, minimum=0)
         rows = [r for r in pgd_gap_study(count, restarts, steps, eps, seed, D, H) if r["norm"] == norm]
-        worst = max(abs(r["relative_gap"]) for r in rows)
+        compared = len(rows)
+        status = Status.DONE if compared == count else Status.TIME_LIMIT
+        worst = max((abs(r["relative_gap"]) for r in rows), default=None)
         above = [r["index"] for r in rows if r["pgd"] > r["closed_form"] * (1 + 1e-12)]
-        ok = worst <= 1e-6 and not above
+        ok = status is Status.DONE and worst <= 1e-6 and not above
         if args.json != "-":
             print(f"closed-form worst case against PGD ({restarts} random restarts, {steps} steps), eps = {eps:g}, "
                   f"l_{norm} budget, {count} random diagonal SSMs (D <= {D}, H <= {H})")
@@ -963,11 +973,16 @@ def _run_robust_attack(args) -> int:
             for r in rows:
                 print(f"{r['index']:>3} {r['state_dim']:>3} {r['horizon']:>3} {r['closed_form']:>14.8g} {r['pgd']:>14.8g} "
                       f"{r['relative_gap']:>13.2e}")
-            print(f"largest |relative gap| {worst:.2e}; PGD above the closed form: {len(above)} "
-                  f"-> {'the closed form is the maximum' if ok else 'MISMATCH'}")
+            if status is Status.TIME_LIMIT:
+                print(f"status time_limit: the wall-clock budget ran out after {compared} of {count} SSMs "
+                      f"(raise --time-limit)")
+            else:
+                print(f"largest |relative gap| {worst:.2e}; PGD above the closed form: {len(above)} "
+                      f"-> {'the closed form is the maximum' if ok else 'MISMATCH'}")
         if args.json:
             write_json(args.json, {"epsilon": eps, "norm": norm, "restarts": restarts, "steps": steps, "rows": rows,
-                                   "largest_relative_gap": worst, "pgd_above_closed_form": above, "ok": ok})
+                                   "status": status, "largest_relative_gap": worst, "pgd_above_closed_form": above,
+                                   "ok": ok})
         return 0 if ok else 1
     from ssmpoison.verify._kernels import impulse_response
     import numpy as np
@@ -985,6 +1000,17 @@ def _run_robust_attack(args) -> int:
     u = _exact_reals("input", args.input)
     if len(u) < 2 or len(u) > 4096:
         raise ValueError(f"input must have 2 to 4096 entries (the horizon H), got {len(u)}")
+    if D > 64:
+        raise ValueError(f"a must have at most 64 entries (the state dimension), got {D}")
+    import math
+
+    # K_j's common denominator divides lcm(denominators of a)^j; its numerator has about as many digits
+    digits = (len(str(math.lcm(*(v.denominator for v in a)))) + max(len(str(abs(v.numerator))) for v in a)) * (len(u) - 1)
+    digits *= 1 if norm == "inf" else 2  # the l2 attack carries the squares of K_j
+    if digits > _EXACT_DIGITS:
+        raise ValueError(f"input: the exact impulse response C A^j B up to j = H - 1 = {len(u) - 1} would carry about "
+                         f"{digits} digits (at most {_EXACT_DIGITS}): shorten the input or give a's entries with fewer digits")
+    sys.set_int_max_str_digits(0)  # the exact numbers printed may pass Python's default 4300 digits
     target = None if args.target is None else _exact_reals("target", args.target)[0]
     K = list(impulse_response(*(np.array(v, dtype=object) for v in (a, b, c)), len(u)))
     attack = worst_case_attack(K, u, eps, norm, target=target)
@@ -1043,6 +1069,7 @@ def _run_robust_selective(args) -> int:
     from ssmpoison.verify._jsonio import check_output_dir, write_json
     from ssmpoison.verify._robust import require_epsilon
     from ssmpoison.verify._selective import SelectiveSSM, fit_growth, plot_selective_growth, selective_growth
+    from ssmpoison.verify._status import Status
 
     eps = float(require_epsilon(args.epsilon))
     horizons = tuple(sorted(set(require_int(f"horizons[{k}]", v.strip(), minimum=2, maximum=1000)
@@ -1060,6 +1087,16 @@ def _run_robust_selective(args) -> int:
 
         check_output_dir(str(Path(args.figure).parent) or ".", "figure", [Path(args.figure).name])
     curves = {w: selective_growth(horizons, eps, m, seed=seed, restarts=restarts, steps=steps) for w, m in models.items()}
+    if any(len(rows) < len(horizons) for rows in curves.values()):
+        done = sum(len(rows) for rows in curves.values())
+        if args.json != "-":
+            print(f"status time_limit: the wall-clock budget ran out after {done} of {len(horizons) * len(curves)} "
+                  f"PGD runs (raise --time-limit); no fit, no figure")
+        if args.json:
+            write_json(args.json, {"epsilon": eps, "a": [float(v) for v in A], "horizons": list(horizons),
+                                   "status": Status.TIME_LIMIT,
+                                   "curves": {format(w, "g"): rows for w, rows in curves.items()}})
+        return 1
     fits = {w: fit_growth(horizons, [r["selective_pgd"] for r in rows]) for w, rows in curves.items()}
     lti = next(iter(curves.values()))
     lti_fit = fit_growth(horizons, [r["lti_bound"] for r in lti])
@@ -1076,7 +1113,7 @@ def _run_robust_selective(args) -> int:
         plot_selective_growth({f"selective, w = {w:g} (PGD)": rows for w, rows in curves.items()}, lti, args.figure)
     if args.json:
         write_json(args.json, {"epsilon": eps, "a": [float(v) for v in A], "horizons": list(horizons),
-                               "curves": {format(w, "g"): rows for w, rows in curves.items()},
+                               "status": Status.DONE, "curves": {format(w, "g"): rows for w, rows in curves.items()},
                                "fits": {format(w, "g"): f for w, f in fits.items()}, "lti_fit": lti_fit})
     return 0
 
