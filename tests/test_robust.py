@@ -299,6 +299,22 @@ def test_robust_train_from_the_command_line(capsys):
     assert all(r["digits"] >= 6 and r["stop"].startswith("kink") for r in payload["rows"])
 
 
+def test_robust_train_ends_within_its_time_limit_and_an_unbracketed_event_is_a_failure_not_a_refusal(capsys):
+    import time
+
+    start = time.monotonic()
+    assert main(["robust", "train", "--time-limit", "1", "--json", "-"]) == 1  # the theory row's H = 7 flows
+    payload = json.loads(capsys.readouterr().out)
+    assert time.monotonic() - start < 20 and not payload["complete"]
+    assert payload["rows"][-1]["stop"] == "time_limit" and payload["rows"][-1]["digits"] == 0
+    # H = 4, D = 3, l2, eps = 0.01, clean set: LSODA's event root is not bracketed on its interpolant (SciPy's
+    # brentq raised "f(a) and f(b) must have different signs", refused as bad input); now the row says "failed"
+    from ssmpoison.verify._robust_training import robust_training_table
+
+    rows = robust_training_table((0.01,), ("2",), horizon=4, state_dim=3)
+    assert rows[0].check.stop == "failed" and rows[0].digits == 0
+
+
 def test_sliding_flow_stays_on_the_zero_residual_and_below_the_threshold_still_learns():
     from ssmpoison.theory._construction import clean_training_set, paper_initialisation
 

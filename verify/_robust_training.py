@@ -136,8 +136,9 @@ class RobustFlowResult:
 
     ``stop`` is ``"converged"`` (``L_H <= loss_tol``, at ``eps = 0``), ``"kink r_n = 0"`` (a residual
     reached zero), ``"kink K_j = 0"`` (ℓ∞: an entry of the impulse response reached zero),
-    ``"time_limit"`` or ``"failed"`` (the integrator gave up); ``error`` is the extrapolation error of
-    the Theorem's teacher over ``extrapolation_length`` lags.
+    ``"time_limit"`` (``t_max`` reached, or the command's wall-clock budget passed: the last accepted state)
+    or ``"failed"`` (the integrator gave up, or an event's root could not be bracketed); ``error`` is the
+    extrapolation error of the Theorem's teacher over ``extrapolation_length`` lags.
     """
 
     epsilon: float
@@ -155,6 +156,24 @@ class RobustFlowResult:
         return {"epsilon": self.epsilon, "norm": self.norm, "method": self.method, "stop": self.stop, "t": self.t,
                 "a": [float(v) for v in self.a], "robust_loss": self.robust_loss, "loss": self.loss, "error": self.error,
                 "steps": self.steps}
+
+
+class _OutOfTime(Exception):
+    """The command's wall-clock budget passed during an integration (raised by :func:`_clock`)."""
+
+
+def _clock(last: list):
+    """A ``solve_ivp`` event that never fires: it records each accepted ``(t, a)`` in ``last`` and raises
+    :class:`_OutOfTime` once the command's wall-clock budget (:mod:`ssmpoison.verify._budget`) has passed."""
+    from ssmpoison.verify._budget import budget_expired
+
+    def tick(t, a):
+        last[:] = [float(t), np.array(a)]
+        if budget_expired():
+            raise _OutOfTime
+        return 1.0
+
+    return tick
 
 
 def robust_flow(training_set: TrainingSet, a0, epsilon, norm: str = "inf", *, b=None, c=None, t_max: float = 1e18,
@@ -216,19 +235,29 @@ def robust_flow(training_set: TrainingSet, a0, epsilon, norm: str = "inf", *, b=
                 events.append(entry)
                 names.append("kink K_j = 0")
     atol = 1e-12 * rtol * float(np.max(np.abs(a0)))
-    with np.errstate(over="ignore", invalid="ignore"):
-        sol = solve_ivp(fun, (0.0, float(t_max)), a0, method=method, rtol=rtol, atol=atol, events=events)
-    a = sol.y[:, -1]
-    if sol.status == 1:
-        hit = [k for k, te in enumerate(sol.t_events) if len(te)]
-        stop = names[hit[0]]
-    elif sol.status == 0:
-        stop = "time_limit"
+    last = [0.0, a0]
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            sol = solve_ivp(fun, (0.0, float(t_max)), a0, method=method, rtol=rtol, atol=atol,
+                            events=events + [_clock(last)])
+    except _OutOfTime:  # the command's wall-clock budget: the last accepted state
+        sol, stop = None, "time_limit"
+    except ValueError:  # an event's root could not be bracketed on the step's interpolant: the integrator gave up
+        sol, stop = None, "failed"
+    if sol is None:
+        t, a, steps = last[0], last[1], 0
     else:
-        stop = "failed"
+        t, a, steps = float(sol.t[-1]), sol.y[:, -1], int(sol.t.size - 1)
+        if sol.status == 1:
+            hit = [k for k, te in enumerate(sol.t_events) if len(te)]
+            stop = names[hit[0]]
+        elif sol.status == 0:
+            stop = "time_limit"
+        else:
+            stop = "failed"
     err = float(extrapolation_error(a, b, c, D, extrapolation_length))
-    return RobustFlowResult(eps, norm, method, stop, float(sol.t[-1]), a, float(robust_loss(a, b, c, U, y, eps, norm)),
-                            float(kernels.loss(a, b, c, U, y)), err, int(sol.t.size - 1))
+    return RobustFlowResult(eps, norm, method, stop, t, a, float(robust_loss(a, b, c, U, y, eps, norm)),
+                            float(kernels.loss(a, b, c, U, y)), err, steps)
 
 
 def _digits(x, y) -> int:
@@ -249,8 +278,9 @@ class RobustTrainingRow:
 
     @property
     def digits(self) -> int:
-        """Agreeing digits of the learned entries, the extrapolation error and the stopping time (<= 12; 0 if the stops differ)."""
-        if self.flow.stop != self.check.stop:
+        """Agreeing digits of the learned entries, the extrapolation error and the stopping time (<= 12; 0 if the
+        stops differ or the integrators gave up)."""
+        if self.flow.stop != self.check.stop or self.flow.stop == "failed":
             return 0
         return min(_digits(self.flow.a, self.check.a), _digits(self.flow.error, self.check.error), _digits(self.flow.t, self.check.t))
 
@@ -417,9 +447,14 @@ def robust_flow_sliding(training_set: TrainingSet, a0, epsilon, norm: str = "inf
                 leave.terminal = True
                 leave.which = ("leave", which)
                 events.append(leave)
+        last = [t, a]
         try:
             with np.errstate(over="ignore", invalid="ignore"):
-                sol = solve_ivp(fun, (t, float(t_max)), a, method=method, rtol=rtol, atol=atol, events=events)
+                sol = solve_ivp(fun, (t, float(t_max)), a, method=method, rtol=rtol, atol=atol,
+                                events=events + [_clock(last)])
+        except _OutOfTime:  # the command's wall-clock budget: the last accepted state
+            t, a, stop = last[0], last[1], "time_limit"
+            break
         except ValueError:  # an event's root could not be bracketed (a multiplier at its bound from the start)
             stop = "failed"
             break
