@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import shutil
 import signal
 import tempfile
 import time
@@ -115,6 +117,95 @@ _SUBCOMMANDS = {
         "--no-limits": None,
     },
     "replay": {},
+    "poison": {
+        "--horizon": _ints([4, 5, 7, 65]),
+        "--state-dim": _ints([2, 3, 10, 65]),
+        "--seed": _ints([0, 242]),
+        "--extrapolate-to": _ints([8, 20, 10001]),
+        "--config": st.sampled_from(["missing.toml", "bad.toml", "empty.toml", "POISON_TOML"]),
+        "--budget": _reals([0.01, 0.1, 1]),
+        "--norm": st.sampled_from(["2", "inf", "1", ""]),
+        "--non-special": None,
+        "--target-error": _reals([0.01, 1e-9]),
+        "--restarts": _ints([0, 1, 65]),
+        "--out": st.sampled_from(["OUT", "", "PROC", "FILE"]),
+        "--no-limits": None,
+    },
+    "audit": {
+        "--factor": _reals([2, 10]),
+        "--defend": None,
+        "--precision": _ints([53, 64, 113]),
+        "--jobs": st.sampled_from(["1", "2", "1000", "0"]),
+        "--no-limits": None,
+    },
+    "sweep run": {
+        "--jobs": st.sampled_from(["1", "2", "1000", "0", "x"]),
+        "--dask-local": st.sampled_from(["0", "-1", "x", "1000"]),
+        "--scheduler": st.sampled_from(["tcp://127.0.0.1:1", "", "nonsense"]),
+        "--store": st.sampled_from(["NEW_STORE", "PROC", "FILE", "DIR", ""]),
+        "--resume": None,
+    },
+    "sweep plot": {
+        "--sweep": st.sampled_from(["t", "nope", ""]),
+        "--x": st.sampled_from(["gap_exponent", "seed", "nope", ""]),
+        "--y": st.sampled_from(["gap_exponent", "init_scale", "nope"]),
+        "--color": st.sampled_from(["clean_error", "speed", ""]),
+        "--linear": None,
+        "--out": st.sampled_from(["PNG", "", "PROC", "DIR"]),
+    },
+    "sweep export": {
+        "--sweep": st.sampled_from(["t", "nope"]),
+        "--format": st.sampled_from(["csv", "json", "xml", ""]),
+        "--out": st.sampled_from(["CSV", "", "PROC", "DIR"]),
+        "--timing": None,
+    },
+    "robust attack": {
+        "--epsilon": _reals([0.1, 1]),
+        "--norm": st.sampled_from(["inf", "2", "1", ""]),
+        "--count": _ints([1, 2, 1001]),
+        "--state-dim": _ints([1, 3, 65]),
+        "--horizon": _ints([2, 5, 1001]),
+        "--restarts": _ints([1, 3, 10001]),
+        "--steps": _ints([0, 5, 10001]),
+        "--seed": _ints([0, 1]),
+        "--a": st.sampled_from(["1/2,-1/3", "0.5", "1.5,0.2", "nan", "", ",", "0.12,0.13,0.14"]),
+        "--b": st.sampled_from(["1,2", "1", "nan,1"]),
+        "--c": st.sampled_from(["1,2", "3,4,5"]),
+        "--input": st.sampled_from(["1,2,3", "1", "1,0,1,0.5", ",".join(["0.7"] * 2000), "nan,1"]),
+        "--target": _reals([1, -2]),
+    },
+    "robust train": {
+        "--epsilon": st.sampled_from(["0", "0.01", "0,1e-3", "-1", "nan", ""]),
+        "--norm": st.sampled_from(["inf", "2", "inf,2", "1", ""]),
+        "--horizon": _ints([3, 4, 7, 5000]),
+        "--state-dim": _ints([2, 3, 10, 65]),
+        "--seed": _ints([0, 242]),
+        "--init-scale": _reals([0.001, 0.3]),
+        "--gap-exponent": _reals([1, 5]),
+        "--extrapolate-to": _ints([5, 20]),
+        "--no-limits": None,
+    },
+    "robust selective": {
+        "--epsilon": _reals([0.1]),
+        "--horizons": st.sampled_from(["5,10", "10", "5,1001", "", "a,b"]),
+        "--gain": st.sampled_from(["0,3", "1", "nan", ""]),
+        "--a": st.sampled_from(["-0.2,-1", "0.5", "nan", ""]),
+        "--restarts": _ints([1, 3, 1001]),
+        "--steps": _ints([0, 5, 10001]),
+        "--seed": _ints([0]),
+        "--figure": st.sampled_from(["PNG", "", "PROC_PNG", "DIR"]),
+    },
+}
+
+#: subcommands without a wall-clock budget (one bounded computation, or no computation)
+_NO_TIME_LIMIT = {"derive", "sweep plot", "sweep export"}
+#: positional arguments, as placeholders (materialised under the vector's directory)
+_POSITIONALS = {
+    "replay": ["REPLAY_GOOD", "REPLAY_BAD", "missing.json", "", "bad.toml"],
+    "audit": ["AUDIT_GOOD", "AUDIT_RAGGED", "AUDIT_NO_LABELS", "AUDIT_MISLABELLED", "missing.json", "", "bad.toml"],
+    "sweep run": ["SWEEP_GOOD", "SWEEP_BAD", "missing.toml", "empty.toml", ""],
+    "sweep plot": ["STORE", "FILE", "missing.json", ""],
+    "sweep export": ["STORE", "FILE", "missing.json", ""],
 }
 
 
@@ -123,17 +214,23 @@ def argument_vectors(draw):
     """``(subcommand tokens, json path kind)``: a subcommand, its options, maybe ``--json`` and ``--time-limit``."""
     command = draw(st.sampled_from(sorted(_SUBCOMMANDS)))
     options = dict(_SUBCOMMANDS[command])
-    if command != "derive":
+    if command not in _NO_TIME_LIMIT:
         options.update(_COMMON_RUN)
-    argv = [command] + draw(_options(options))
-    if command == "replay":
-        argv.append(draw(st.sampled_from(["REPLAY_GOOD", "REPLAY_BAD", "missing.json", "", "bad.toml"])))
+    argv = command.split() + draw(_options(options))
+    if command in _POSITIONALS:
+        argv.append(draw(st.sampled_from(_POSITIONALS[command])))
     if command == "dynamics" and draw(st.booleans()):
         argv += ["--horizon", "7", "--out", "OUT"]  # the required options, so that runs happen too
     if command == "derive" and draw(st.booleans()):
         argv += ["--horizon", draw(st.sampled_from(["3", "4"])), "--state-dim", "2"]
+    if command == "poison" and draw(st.booleans()):
+        argv += ["--horizon", "5", "--state-dim", "3", "--budget", draw(st.sampled_from(["0.1", "1"]))]
+    if command == "sweep plot" and draw(st.booleans()):
+        argv += ["--x", "gap_exponent", "--out", "PNG"]
+    if command == "robust selective" and draw(st.booleans()):
+        argv += ["--horizons", "5,10", "--restarts", "2", "--steps", "3"]
     json_kind = draw(st.sampled_from([None, *_PATH_KINDS]))
-    if command != "derive" and "--time-limit" not in argv:
+    if command not in _NO_TIME_LIMIT and "--time-limit" not in argv:
         argv += ["--time-limit", "2"]  # every run ends within the budget
     if draw(st.booleans()) and "--jobs" not in argv and command in ("reproduce", "search"):
         argv += ["--jobs", "1"]
@@ -148,8 +245,20 @@ def _materialise(argv: list[str], json_kind, root: Path) -> tuple[list[str], Pat
     (root / "FILE").write_text("x")
     (root / "REPLAY_BAD").write_text('{"counterexamples": [{"problem": {"horizon": -3}}]}')
     (root / "REPLAY_GOOD").write_text("[]")
-    names = {"OUT": str(root / "out"), "PROC": "/proc/ssmpoison-fuzz", "FILE": str(root / "FILE")}
-    for name in ("bad.toml", "empty.toml", "good.toml", "missing.toml", "missing.json", "REPLAY_BAD", "REPLAY_GOOD"):
+    (root / "POISON_TOML").write_text('horizon = 5\nstate_dim = 3\nbudget = 0.5\n')
+    (root / "AUDIT_GOOD").write_text(json.dumps(_AUDIT))
+    (root / "AUDIT_RAGGED").write_text(json.dumps(dict(_AUDIT, inputs=[[1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0]])))
+    (root / "AUDIT_NO_LABELS").write_text(json.dumps({k: v for k, v in _AUDIT.items() if k != "labels"}))
+    (root / "AUDIT_MISLABELLED").write_text(json.dumps(dict(_AUDIT, labels=[1, 2])))
+    (root / "SWEEP_GOOD").write_text(_SWEEP)
+    (root / "SWEEP_BAD").write_text('name = "t"\njob = "nope"\n[grid]\nseed = [1]\n')
+    shutil.copyfile(_prepared_store(), root / "STORE")
+    names = {"OUT": str(root / "out"), "PROC": "/proc/ssmpoison-fuzz", "FILE": str(root / "FILE"), "DIR": str(root),
+             "PNG": str(root / "fig.png"), "PROC_PNG": "/proc/ssmpoison-fuzz.png", "CSV": str(root / "points.csv"),
+             "NEW_STORE": str(root / "new.sqlite")}
+    for name in ("bad.toml", "empty.toml", "good.toml", "missing.toml", "missing.json", "REPLAY_BAD", "REPLAY_GOOD",
+                 "POISON_TOML", "AUDIT_GOOD", "AUDIT_RAGGED", "AUDIT_NO_LABELS", "AUDIT_MISLABELLED", "SWEEP_GOOD",
+                 "SWEEP_BAD", "STORE"):
         names[name] = str(root / name)
     out = [names.get(tok, tok) for tok in argv]
     json_file = None
@@ -168,6 +277,26 @@ def _materialise(argv: list[str], json_kind, root: Path) -> tuple[list[str], Pat
         if json_kind == "file":
             json_file = root / "result.json"
     return out, json_file
+
+
+#: a small poisoned training set (H = 6, D = 3: the Theorem's construction {e_0, e_4} with its teacher)
+_AUDIT = {"inputs": [[1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0]], "labels": [1, 1], "teacher": {"entries": [1]},
+          "horizon": 6, "state_dim": 3, "extrapolate_to": 12, "init": [0.001, 0.0009, 0.0002]}
+#: a two-point sweep (seconds)
+_SWEEP = ('name = "t"\njob = "clean_limit"\n[fixed]\nhorizon = 7\nstate_dim = 10\nseed = 242\ninit_scale = 1e-3\n'
+          '[grid]\ngap_exponent = [4, 5]\n')
+_STORE: list[Path] = []
+
+
+def _prepared_store() -> Path:
+    """A results store of :data:`_SWEEP`, made once per test process (vectors get a copy)."""
+    if not _STORE:
+        root = Path(tempfile.mkdtemp(prefix="ssmpoison-fuzz-store-"))
+        (root / "t.toml").write_text(_SWEEP)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert main(["sweep", str(root / "t.toml"), "--store", str(root / "t.sqlite")]) == 0
+        _STORE.append(root / "t.sqlite")
+    return _STORE[0]
 
 
 class _Timeout(Exception):
@@ -203,7 +332,7 @@ def _check_one(argv: list[str], json_kind) -> None:
         start = time.perf_counter()
         code, out, err = _invoke(real)
         seconds = time.perf_counter() - start
-        _TALLY[(real[0] if real else "", code)] += 1
+        _TALLY[(" ".join(real[:2]) if real[:1] in (["sweep"], ["robust"]) else (real[0] if real else ""), code)] += 1
         assert code in (0, 1, 2), f"exit {code} for {real}: {err[-500:]}"
         assert code != 2 or seconds < REFUSAL_SECONDS, f"refused only after {seconds:.1f} s (after work?): {real}: {err}"
         assert "Traceback" not in err and "Traceback" not in out, f"traceback for {real}: {err[-2000:]}"

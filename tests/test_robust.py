@@ -250,6 +250,9 @@ from ssmpoison.verify.cli import main  # noqa: E402
     ["robust", "attack", "--epsilon", "-0.5", "--a", "1/2", "--input", "1,2"],
     ["robust", "train", "--epsilon", "0,nan"],
     ["robust", "train", "--epsilon=-1e-3"],
+    ["robust", "attack", "--epsilon", "1e308"],  # float64 PGD: a uniform draw in [-eps, eps] overflowed
+    ["robust", "selective", "--epsilon", "1e7"],
+    ["robust", "train", "--epsilon", "0,1e308"],  # (|r| + eps S)^2 overflowed; a[0] was blamed after the flows
 ])
 def test_bad_epsilon_exits_2_with_one_line_naming_epsilon(argv, capsys):
     assert main(argv) == 2

@@ -120,12 +120,12 @@ def ads_table(train_epsilons=(0.0, 0.1), eval_epsilon: float = 0.1, *, seeds=(0,
         One row per ``(head, train_epsilon)``: ``{"head", "train_epsilon", "clean", "robust", "gain"}`` with the
         mean test errors (MSE) and the mean learned head parameter.
     """
-    eval_eps = float(require_epsilon(eval_epsilon))
+    eval_eps = float(require_epsilon(eval_epsilon, floating=True))
     D = require_int("state_dim", state_dim, minimum=1)
     H = require_int("horizon", horizon, minimum=2)
     rows = []
     for eps in train_epsilons:
-        eps = float(require_epsilon(eps))
+        eps = float(require_epsilon(eps, floating=True))
         for kind in HEADS:
             clean, robust, params = [], [], []
             for seed in seeds:

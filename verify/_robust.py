@@ -68,13 +68,26 @@ __all__ = [
 NORMS = ("inf", "2")
 
 
-def require_epsilon(epsilon) -> Rational | float:
+#: the largest budget of the float64 computations (PGD, the robust flows): far beyond any input's scale, far
+#: below where ``(|r| + eps S)^2`` or a uniform draw in ``[-eps, eps]`` overflows
+FLOAT_EPSILON_MAX = 1e6
+
+
+def require_epsilon(epsilon, *, floating: bool = False) -> Rational | float:
     """The budget ``epsilon`` as a finite number ``>= 0`` (int, Fraction or float).
 
+    Arguments:
+        epsilon: the budget.
+        floating: the budget of a float64 computation: also at most :data:`FLOAT_EPSILON_MAX`.
+
     Raises:
-        ValueError: naming ``epsilon``, for a negative, infinite, NaN or non-numeric value.
+        ValueError: naming ``epsilon``, for a negative, infinite, NaN or non-numeric value (or one above
+            :data:`FLOAT_EPSILON_MAX` with ``floating``).
     """
-    return require_real("epsilon", epsilon, nonnegative=True)
+    eps = require_real("epsilon", epsilon, nonnegative=True)
+    if floating and eps > FLOAT_EPSILON_MAX:
+        raise ValueError(f"epsilon must be <= {FLOAT_EPSILON_MAX:g} (a float64 computation), got {epsilon}")
+    return eps
 
 
 def require_norm(norm) -> str:
@@ -346,7 +359,7 @@ def pgd_attack(K, u, epsilon, norm: str = "inf", target=None, *, head=None, step
     Raises:
         ValueError: naming the parameter.
     """
-    eps = float(require_epsilon(epsilon))
+    eps = float(require_epsilon(epsilon, floating=True))
     norm = require_norm(norm)
     steps = require_int("steps", steps, minimum=0)
     restarts = require_int("restarts", restarts, minimum=1)
@@ -438,7 +451,7 @@ def head_bounds(K, u, epsilon, head, norm: str = "inf", target=None) -> HeadBoun
     Raises:
         ValueError: naming the parameter.
     """
-    eps = float(require_epsilon(epsilon))
+    eps = float(require_epsilon(epsilon, floating=True))
     norm = require_norm(norm)
     W1, W2, W3 = (np.asarray(w, dtype=np.float64) for w in head)
     K = [float(k) for k in K]

@@ -200,7 +200,7 @@ def robust_flow(training_set: TrainingSet, a0, epsilon, norm: str = "inf", *, b=
     """
     from scipy.integrate import solve_ivp
 
-    eps = float(require_epsilon(epsilon))
+    eps = float(require_epsilon(epsilon, floating=True))
     norm = require_norm(norm)
     a0 = np.asarray(require_finite_sequence("a0", a0), dtype=np.float64)
     D = a0.size
@@ -312,7 +312,7 @@ def robust_training_table(epsilons=(0, 1e-3, 1e-2), norms=("inf", "2"), *, horiz
     from ssmpoison.verify._budget import budget_expired
 
     a0 = paper_initialisation(seed, state_dim, init_scale, gap_exponent)
-    epsilons = tuple(require_epsilon(e) for e in epsilons)
+    epsilons = tuple(require_epsilon(e, floating=True) for e in epsilons)
     norms = tuple(require_norm(n) for n in norms)
     rows = []
     for poisoned in (False, True):
@@ -407,7 +407,7 @@ def robust_flow_sliding(training_set: TrainingSet, a0, epsilon, norm: str = "inf
     """
     from scipy.integrate import solve_ivp
 
-    eps = float(require_epsilon(epsilon))
+    eps = float(require_epsilon(epsilon, floating=True))
     if not eps > 0:
         raise ValueError(f"epsilon must be > 0 for the sliding flow (eps = 0 has no kink), got {eps}")
     norm = require_norm(norm)

@@ -99,7 +99,7 @@ def selective_pgd(model: SelectiveSSM, u, epsilon, *, restarts: int = 20, steps:
     clipping; the best value met along every restart. The steps end early when the command's wall-clock
     budget runs out (:func:`~ssmpoison.verify._budget.budget_expired` tells the caller).
     """
-    eps = float(require_epsilon(epsilon))
+    eps = float(require_epsilon(epsilon, floating=True))
     u = np.asarray(u, dtype=np.float64)
     y0 = float(selective_output(model, u[None])[0])
     rng = np.random.default_rng(require_int("seed", seed, minimum=0))
@@ -127,7 +127,7 @@ def selective_growth(horizons=(10, 25, 50, 100, 150, 200), epsilon: float = 0.1,
         the curve stops: the horizons whose PGD ran in full are returned.
     """
     model = SelectiveSSM() if model is None else model
-    eps = float(require_epsilon(epsilon))
+    eps = float(require_epsilon(epsilon, floating=True))
     u_all = np.random.default_rng(require_int("seed", seed, minimum=0)).standard_normal(max(horizons))
     rows = []
     for H in horizons:

@@ -952,7 +952,7 @@ def _run_robust_attack(args) -> int:
         for name in ("b", "c", "input", "target"):
             if getattr(args, name) is not None:
                 raise ValueError(f"{name}: give --a (one SSM) with it, or drop it (the random SSMs' study)")
-        eps = float(require_epsilon(args.epsilon))
+        eps = float(require_epsilon(args.epsilon, floating=True))
         norm = require_norm(args.norm)
         count = require_int("count", args.count, minimum=1, maximum=1000)
         D = require_int("state_dim", args.state_dim, minimum=1, maximum=64)
@@ -1032,7 +1032,7 @@ def _run_robust_train(args) -> int:
     from ssmpoison.verify._robust import require_epsilon, require_norm
     from ssmpoison.verify._robust_training import robust_training_table
 
-    epsilons = tuple(require_epsilon(e) for e in _reals("epsilon", args.epsilon))
+    epsilons = tuple(require_epsilon(e, floating=True) for e in _reals("epsilon", args.epsilon))
     norms = tuple(dict.fromkeys(require_norm(n) for n in str(args.norm).split(",")))
     H = _within(args, "horizon", require_int("horizon", args.horizon, minimum=3))
     D = _within(args, "state_dim", require_int("state_dim", args.state_dim, minimum=2))
@@ -1071,7 +1071,7 @@ def _run_robust_selective(args) -> int:
     from ssmpoison.verify._selective import SelectiveSSM, fit_growth, plot_selective_growth, selective_growth
     from ssmpoison.verify._status import Status
 
-    eps = float(require_epsilon(args.epsilon))
+    eps = float(require_epsilon(args.epsilon, floating=True))
     horizons = tuple(sorted(set(require_int(f"horizons[{k}]", v.strip(), minimum=2, maximum=1000)
                                 for k, v in enumerate(str(args.horizons).split(",")))))
     if len(horizons) < 2:
