@@ -4,7 +4,7 @@ Every invocation must end with exit status 0, 1 or 2 (never 3, the internal erro
 traceback, refuse bad input with exactly one line on stderr that names what is wrong, leave no
 file behind when it refuses, and finish within its budget: each vector carries ``--time-limit``
 (the wall-clock budget after which runs end with status ``time_limit``) and a hard alarm
-catches anything that ignores it. The default run draws a few dozen vectors; the ``slow`` test
+catches anything that ignores it. The default run draws 60 vectors; the ``slow`` test
 draws at least 2000.
 """
 
@@ -226,7 +226,7 @@ def argument_vectors(draw):
     if command == "poison" and draw(st.booleans()):
         argv += ["--horizon", "5", "--state-dim", "3", "--budget", draw(st.sampled_from(["0.1", "1"]))]
     if command == "sweep plot" and draw(st.booleans()):
-        argv += ["--x", "gap_exponent", "--out", "PNG"]
+        argv += ["--x", "gap_exponent", "--color", "clean_error", "--out", "PNG"]
     if command == "robust selective" and draw(st.booleans()):
         argv += ["--horizons", "5,10", "--restarts", "2", "--steps", "3"]
     json_kind = draw(st.sampled_from([None, *_PATH_KINDS]))
@@ -351,7 +351,7 @@ def _check_one(argv: list[str], json_kind) -> None:
 _SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 
 
-@settings(max_examples=40, **_SETTINGS)
+@settings(max_examples=60, **_SETTINGS)
 @given(argument_vectors())
 def test_cli_fuzz(vector):
     """A few dozen generated invocations of every subcommand: exit 0/1/2, one-line refusals, nothing left behind."""
