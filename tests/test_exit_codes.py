@@ -103,6 +103,9 @@ def test_jobs_above_the_cpus_are_capped_with_one_warning(capsys):
     warnings = []
     assert capped_jobs(cores, warnings.append) == cores and warnings == []
     assert capped_jobs(1000, warnings.append) == cores and len(warnings) == 1 and "1000" in warnings[0]
+    # a local Dask cluster is capped the same way (1000 worker processes were started for a 2-point sweep)
+    assert capped_jobs(1000, warnings.append, "dask_local") == cores
+    assert warnings[-1] == f"dask_local = 1000 capped at the {cores} CPUs this process may use"
     assert main(["reproduce", "--row", "theory", "--horizon", "7", "--jobs", "1000", "--json", "-"]) == EXIT_OK
     err = capsys.readouterr().err
     assert f"jobs = 1000 capped at the {cores} CPUs" in err

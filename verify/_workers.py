@@ -43,12 +43,13 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def capped_jobs(jobs: int, warn=None) -> int:
+def capped_jobs(jobs: int, warn=None, name: str = "jobs") -> int:
     """``jobs`` capped at :func:`default_jobs`: more processes than CPUs only compete for them.
 
     Arguments:
         jobs: the requested number of worker processes (>= 1).
         warn: called with one line when the request is capped (e.g. the command line's stderr).
+        name: the option's name in that line.
 
     Returns:
         ``min(jobs, default_jobs())``.
@@ -56,7 +57,7 @@ def capped_jobs(jobs: int, warn=None) -> int:
     cores = default_jobs()
     if jobs > cores:
         if warn is not None:
-            warn(f"jobs = {jobs} capped at the {cores} CPUs this process may use")
+            warn(f"{name} = {jobs} capped at the {cores} CPUs this process may use")
         return cores
     return jobs
 

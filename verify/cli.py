@@ -709,7 +709,8 @@ def _add_sweep(sub) -> None:
     where = run.add_mutually_exclusive_group()
     where.add_argument("--jobs", default="1", metavar="N", help="joblib worker processes on this machine (default 1)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://127.0.0.1:8786")
-    where.add_argument("--dask-local", metavar="N", help="start a local Dask cluster of N worker processes")
+    where.add_argument("--dask-local", metavar="N", help="start a local Dask cluster of N worker processes (at most the "
+                       "CPUs this process may use)")
     run.add_argument("--store", metavar="PATH", help="the SQLite results store (default: SPEC with the suffix .sqlite)")
     run.add_argument("--resume", action="store_true", help="complete a sweep already in the store: skip its points stored "
                      "with this code, re-run failed points and those computed by other code")
@@ -759,7 +760,8 @@ def _run_sweep(args) -> int:
     if args.scheduler is not None:
         backend = Backend("dask", scheduler=args.scheduler)
     elif args.dask_local is not None:
-        backend = Backend("dask", dask_local=require_int("dask_local", args.dask_local, minimum=1))
+        backend = Backend("dask", dask_local=capped_jobs(require_int("dask_local", args.dask_local, minimum=1), _warning,
+                                                         "dask_local"))
     else:
         backend = Backend("joblib", require_int("jobs", args.jobs, minimum=1))
         backend = Backend("joblib", capped_jobs(backend.jobs, _warning))
