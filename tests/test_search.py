@@ -489,3 +489,17 @@ def test_the_sign_counterexample_is_a_boundary_case(sign_record):
     inside, hyps = counterexample_hypotheses(CleanProblem.from_json(sign_record["problem"]), sign_record["criterion"])
     failing = [x.name for x in hyps if not x.holds]
     assert not inside and failing == ["lowest_excited_lag", "leader_sign"]  # H = 3: l* = 1; teacher -1/2, a0 > 0
+
+
+def test_the_wall_clock_budget_ends_the_draws_and_the_screen_with_a_line_saying_so(capsys):
+    """5001 draws took 99 s and ignored --time-limit 2; a budget passing inside Hypothesis was an internal error
+    (FlakyFailure) under the fuzz test's alarm. Now both phases stop at the budget, and the text says so."""
+    import time
+
+    from ssmpoison.verify.cli import main
+
+    start = time.monotonic()
+    assert main(["search", "--no-limits", "--budget", "5001", "--time-limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert time.monotonic() - start < 15
+    assert "the wall-clock budget (--time-limit) ran out after" in out and "of 5001 draws" in out

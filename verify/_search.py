@@ -40,11 +40,11 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 
 from ssmpoison.theory._validation import require_int
-from ssmpoison.verify._budget import budget_seconds_left, wall_clock_budget
+from ssmpoison.verify._budget import budget_expired, budget_seconds_left, wall_clock_budget
 from ssmpoison.verify._status import Status
 from ssmpoison.verify._clean_problem import CleanProblem, encode_number
 from ssmpoison.verify._code_fingerprint import code_fingerprint
@@ -149,6 +149,7 @@ class SearchConfig:
             report_multiple_bugs=False,
             suppress_health_check=list(HealthCheck),
             print_blob=False,
+            verbosity=Verbosity.quiet,  # no "reproduce with @seed" line when the wall-clock budget ends a phase
         )
 
     def space_json(self) -> dict:
@@ -225,8 +226,10 @@ class SearchReport:
     Arguments:
         config: the search's configuration (seed, budget, space, criteria).
         code: fingerprint of the code the search ran on (:func:`ssmpoison.verify._code_fingerprint.code_fingerprint`).
-        examples: problems drawn (``budget``; Hypothesis may draw a problem more than once).
-        distinct: distinct problems drawn, each screened by one float64 flow.
+        examples: problems drawn (``budget``, fewer when the command's wall-clock budget passed; Hypothesis
+            may draw a problem more than once).
+        distinct: distinct problems drawn and screened, each by one float64 flow (fewer when the wall-clock budget
+            passed).
         statuses: the flows' statuses, ``{"converged": n, "diverged": n, "time_limit": n}``.
         nothing_escaped: screened flows in which no entry escaped (nothing learned: no criterion judged).
         screened_failures: float64 failures per criterion, over the distinct problems.
@@ -311,17 +314,30 @@ def _phase(progress, name: str, total: int):
 
 
 # -- exploration ----------------------------------------------------------------------------------
+class _OutOfTime(BaseException):
+    """The command's wall-clock budget passed while Hypothesis drew problems.
+
+    A ``BaseException``: Hypothesis lets it through at once instead of taking it for a failing example
+    (which it would replay, and call flaky when the replay passes)."""
+
+
 def _draw(config: SearchConfig) -> list[CleanProblem]:
-    """The ``budget`` problems Hypothesis draws from the seed, in drawing order (repeats included)."""
+    """The ``budget`` problems Hypothesis draws from the seed, in drawing order (repeats included); the ones
+    drawn so far when the command's wall-clock budget passes (a prefix of the full list)."""
     drawn: list[CleanProblem] = []
 
     @hypothesis_seed(config.seed)
     @config.hypothesis_settings([Phase.generate])
     @given(config.strategy())
     def collect(problem):
+        if budget_expired():
+            raise _OutOfTime
         drawn.append(problem)
 
-    collect()
+    try:
+        collect()
+    except _OutOfTime:
+        pass
     return drawn
 
 
@@ -338,6 +354,8 @@ def _evaluate_all(problems, criteria, jobs: int, step) -> list:
     if jobs == 1 or len(problems) < 2 * jobs:
         out = []
         for p in problems:
+            if budget_expired():  # the command's wall-clock budget: the problems screened so far
+                break
             out.append(evaluate(p, criteria))
             step(1)
         return out
@@ -348,6 +366,8 @@ def _evaluate_all(problems, criteria, jobs: int, step) -> list:
     deadline = time.time() + budget_seconds_left()
     out = []
     for outcome in run_ordered(_evaluate_within, [(p, criteria, deadline) for p in problems], Backend("joblib", jobs)):
+        if budget_expired():
+            break
         out.append(outcome)
         step(1)
     return out
@@ -458,6 +478,7 @@ def run_search(config: SearchConfig, progress=None) -> SearchReport:
     drawn = _draw(config)
     distinct = list(dict.fromkeys(drawn))
     outcomes = _evaluate_all(distinct, criteria, config.jobs, _phase(progress, "exploring", len(distinct)))
+    distinct = distinct[:len(outcomes)]  # fewer when the wall-clock budget passed
     cache = dict(zip(distinct, outcomes))
 
     slots = [(c, d, r) for d in config.teacher_dims for r in _REGIMES for c in CRITERIA]

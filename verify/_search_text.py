@@ -85,7 +85,9 @@ def search_report_text(report) -> str:
         "",
         f"Explored (seed {config.seed}, budget {config.budget}): {report.examples} examples drawn, {report.distinct} distinct; "
         f"D in {s['state_dim']}, H in {s['horizon']}, N in {s['samples']}, D* in {s['teacher_dims']}, init scales {s['init_scales']}",
-        f"  flow statuses: {', '.join(f'{k} {v}' for k, v in report.statuses.items())}; nothing escaped in {report.nothing_escaped}",
+        f"  flow statuses: {', '.join(f'{k} {v}' for k, v in report.statuses.items())}; nothing escaped in {report.nothing_escaped}"
+        + ("" if report.examples == config.budget else
+           f"\n  the wall-clock budget (--time-limit) ran out after {report.examples} of {config.budget} draws"),
         f"  float64 failures: {', '.join(f'{k} {v}' for k, v in report.screened_failures.items())}",
     ]
     for table, rows in report.tallies.items():
