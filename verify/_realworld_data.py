@@ -26,8 +26,8 @@ def require_realworld_extra() -> None:
         ValueError: one of them is missing; the message is the one-line install hint.
     """
     try:
-        import sklearn  # noqa: F401
         import torch  # noqa: F401
+        import sklearn  # noqa: F401
     except ImportError as exc:
         raise ValueError(f"{INSTALL_HINT} ({exc})") from None
 
