@@ -150,6 +150,7 @@ class RealWorldReport:
                     "accuracy_drop": _spread([r["accuracy_drop"] for r in runs]),
                     "target_success": _spread([float(r["target_success"]) for r in runs if r["targeted"]]),
                     "target_probability": _spread([r["target_probability"] for r in runs if r["targeted"]]),
+                    "target_probability_gain": _spread([r["target_probability_gain"] for r in runs if r["targeted"]]),
                     "last1_share": _spread([r["last1_share"] for r in runs]),
                     "last2_share": _spread([r["last2_share"] for r in runs]),
                     "audit_auc": _spread([r["audit"]["auc"] for r in runs]),
@@ -228,10 +229,12 @@ def run_realworld(config: RealWorldConfig, progress=None) -> RealWorldReport:
                 if budget_expired():
                     raise _OutOfTime
                 victim_seed = seed + config.victim_seed_offset
-                model, _ = train_classifier(model_kind, data.x_train, data.y_train, classes, seed, tc)
+                model = _trained(train_classifier, budget_expired, model_kind, data.x_train, data.y_train, classes,
+                                 seed, tc)
                 tick(f"{model_kind}=seed {seed}")
                 clean_acc = accuracy(model, data.x_test, data.y_test)
-                victim, _ = train_classifier(model_kind, data.x_train, data.y_train, classes, victim_seed, tc)
+                victim = _trained(train_classifier, budget_expired, model_kind, data.x_train, data.y_train, classes,
+                                  victim_seed, tc)
                 tick()
                 victim_acc = accuracy(victim, data.x_test, data.y_test)
                 rng = np.random.default_rng([seed, 21])
@@ -243,10 +246,11 @@ def run_realworld(config: RealWorldConfig, progress=None) -> RealWorldReport:
                 runner_up[true_class] = -1
                 adv_class = int(np.argmax(runner_up))  # the clean model's second choice
                 x_target = data.x_test[target:target + 1]
+                clean_p_adv = float(predict(victim, x_target)[0, adv_class])
                 clean_records.append({
                     "model": model_kind, "seed": seed, "clean_accuracy": clean_acc, "victim_accuracy": victim_acc,
                     "target": target, "true_class": true_class, "adversarial_class": adv_class,
-                    "victim_target_probability": float(predict(victim, x_target)[0, adv_class])})
+                    "victim_target_probability": clean_p_adv})
                 members = np.flatnonzero(data.y_train == adv_class)
                 for budget in config.budgets:
                     count = int(min(len(members), max(1, round(budget * n_train))))
@@ -266,7 +270,7 @@ def run_realworld(config: RealWorldConfig, progress=None) -> RealWorldReport:
                             tick()
                         runs.append(_victim_run(model_kind, seed, budget, variant, True, data, chosen,
                                                 deltas[variant], victim_seed, tc, classes, x_target, adv_class,
-                                                victim_acc, config.last_steps, train_classifier, accuracy, predict,
+                                                (victim_acc, clean_p_adv), config.last_steps, train_classifier, accuracy, predict,
                                                 energy_profile, last_share, audit_ranking))
                         tick(f"{variant}=p_adv {runs[-1]['target_probability']:.2f}")
                 if config.untargeted:
@@ -281,8 +285,8 @@ def run_realworld(config: RealWorldConfig, progress=None) -> RealWorldReport:
                                             seed=seed)
                     tick()
                     runs.append(_victim_run(model_kind, seed, budget, "untargeted", False, data, chosen, delta,
-                                            victim_seed, tc, classes, x_target, adv_class, victim_acc,
-                                            config.last_steps, train_classifier, accuracy, predict, energy_profile,
+                                            victim_seed, tc, classes, x_target, adv_class,
+                                            (victim_acc, clean_p_adv), config.last_steps, train_classifier, accuracy, predict, energy_profile,
                                             last_share, audit_ranking))
                     tick()
     except _OutOfTime:
@@ -295,13 +299,28 @@ class _OutOfTime(Exception):
     """The command's wall-clock budget ran out (internal)."""
 
 
+def _trained(train_classifier, budget_expired, *args):
+    """A model trained to the end, or :class:`_OutOfTime` when the budget ran out between two epochs."""
+    model, complete = train_classifier(*args, should_stop=budget_expired)
+    if not complete:
+        raise _OutOfTime
+    return model
+
+
 def _victim_run(model_kind, seed, budget, variant, targeted, data, chosen, delta, victim_seed, tc, classes, x_target,
-                adv_class, victim_acc, last_steps, train_classifier, accuracy, predict, energy_profile, last_share,
+                adv_class, clean_victim, last_steps, train_classifier, accuracy, predict, energy_profile, last_share,
                 audit_ranking) -> dict:
-    """Train the victim on the set poisoned by ``delta`` at ``chosen`` and measure it (one run's record)."""
+    """Train the victim on the set poisoned by ``delta`` at ``chosen`` and measure it (one run's record).
+
+    ``clean_victim`` is ``(accuracy, p_adv)`` of the victim trained on the clean set: the differences are the
+    effect (``accuracy_drop``, ``target_probability_gain``).
+    """
+    victim_acc, clean_p_adv = clean_victim
     x_poisoned = data.x_train.copy()
     x_poisoned[chosen] += delta
-    victim, _ = train_classifier(model_kind, x_poisoned, data.y_train, classes, victim_seed, tc)
+    from ssmpoison.verify._budget import budget_expired
+
+    victim = _trained(train_classifier, budget_expired, model_kind, x_poisoned, data.y_train, classes, victim_seed, tc)
     acc = accuracy(victim, data.x_test, data.y_test)
     p_adv = float(predict(victim, x_target)[0, adv_class])
     success = bool(predict(victim, x_target)[0].argmax() == adv_class)
@@ -309,6 +328,7 @@ def _victim_run(model_kind, seed, budget, variant, targeted, data, chosen, delta
     return {"model": model_kind, "seed": seed, "budget": budget, "variant": variant, "targeted": targeted,
             "poisons": int(len(chosen)), "victim_accuracy": acc, "accuracy_drop": victim_acc - acc,
             "target_probability": p_adv if targeted else None, "target_success": success if targeted else None,
+            "target_probability_gain": p_adv - clean_p_adv if targeted else None,
             "energy_profile": [float(e) for e in profile],
             "last1_share": last_share(profile, 1), "last2_share": last_share(profile, 2),
             "audit": audit_ranking(x_poisoned, chosen, last_steps)}
@@ -331,18 +351,19 @@ def realworld_text(report: RealWorldReport) -> str:
         lines.append(f"{model}: clean test accuracy {_fmt(entry['clean_accuracy'], 100, 1)} % "
                      f"(victim seeds {_fmt(entry['clean_victim_accuracy'], 100, 1)} %, target's adversarial "
                      f"probability {_fmt(entry['clean_victim_target_probability'])})")
-        lines.append(f"  {'variant@budget':<22}{'victim acc %':>16}{'success':>14}{'p_adv':>14}{'last-2 share':>16}"
-                     f"{'audit AUC':>14}")
+        lines.append(f"  {'variant@budget':<22}{'victim acc %':>14}{'success':>13}{'p_adv':>13}{'p_adv gain':>14}"
+                     f"{'last-2 share':>14}{'audit AUC':>13}")
         for key, v in entry["variants"].items():
-            lines.append(f"  {key:<22}{_fmt(v['victim_accuracy'], 100, 1):>16}{_fmt(v['target_success']):>14}"
-                         f"{_fmt(v['target_probability']):>14}{_fmt(v['last2_share']):>16}{_fmt(v['audit_auc']):>14}")
+            lines.append(f"  {key:<22}{_fmt(v['victim_accuracy'], 100, 1):>14}{_fmt(v['target_success']):>13}"
+                         f"{_fmt(v['target_probability']):>13}{_fmt(v['target_probability_gain']):>14}"
+                         f"{_fmt(v['last2_share']):>14}{_fmt(v['audit_auc']):>13}")
     return "\n".join(lines)
 
 
 def plot_realworld(report: RealWorldReport, directory) -> list:
     """The figures :data:`FIGURES` in ``directory``: accuracy and target success versus budget; the energy
-    profile of the poisons (mean share per time step) per variant; the effect (target's adversarial probability)
-    against the poison's last-steps energy share, one point per run.
+    profile of the poisons (mean share per time step) per variant; the effect (the target's adversarial probability's
+    gain over the clean victim) against the poison's last-steps energy share, one point per run.
 
     Returns:
         The paths written.
@@ -361,21 +382,23 @@ def plot_realworld(report: RealWorldReport, directory) -> list:
     colours = {"gm": "C0", "gm_end": "C3", "gm_first_half": "C2", "random": "C7", "untargeted": "C4"}
     paths = []
     summary = report.summary()
-    fig, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 7), squeeze=False)
+    metrics = (("victim_accuracy", 100, "victim clean test accuracy (%)"), ("target_success", 1, "target success rate"),
+               ("target_probability_gain", 1, "target's p_adv minus the clean victim's"))
+    fig, axes = plt.subplots(len(metrics), len(models), figsize=(5 * len(models), 10), squeeze=False)
     for j, model in enumerate(models):
         variants = summary[model]["variants"]
-        for variant in TARGETED_VARIANTS:
-            pts = sorted((float(k.split("@")[1]), v) for k, v in variants.items() if k.split("@")[0] == variant)
+        for k, variant in enumerate(TARGETED_VARIANTS):
+            pts = sorted((float(key.split("@")[1]), v) for key, v in variants.items() if key.split("@")[0] == variant)
             if not pts:
                 continue
-            b = [p[0] * 100 for p in pts]
-            for i, (metric, scale) in enumerate((("victim_accuracy", 100), ("target_success", 1))):
+            b = [p[0] * 100 + 0.04 * (k - 1.5) for p in pts]  # side by side
+            for i, (metric, scale, _) in enumerate(metrics):
                 m = [p[1][metric]["mean"] * scale for p in pts]
                 s = [p[1][metric]["std"] * scale for p in pts]
                 axes[i, j].errorbar(b, m, yerr=s, marker="o", capsize=3, label=variant, color=colours[variant])
-        axes[0, j].set_title(f"{model}: victim clean test accuracy (%)")
-        axes[1, j].set_title(f"{model}: target success rate")
-        for i in range(2):
+        for i, (_, _, title) in enumerate(metrics):
+            axes[i, j].set_title(f"{model}: {title}", fontsize=9)
+        for i in range(len(metrics)):
             axes[i, j].set_xlabel("budget (% of the training set)")
             axes[i, j].legend(fontsize=7)
     fig.tight_layout()
@@ -402,10 +425,11 @@ def plot_realworld(report: RealWorldReport, directory) -> list:
         for variant in TARGETED_VARIANTS:
             runs = [r for r in report.runs if r["model"] == model and r["variant"] == variant]
             if runs:
-                axes[0, j].scatter([r["last2_share"] for r in runs], [r["target_probability"] for r in runs], s=14,
-                                   label=variant, color=colours[variant])
+                axes[0, j].scatter([r["last2_share"] for r in runs], [r["target_probability_gain"] for r in runs],
+                                   s=14, label=variant, color=colours[variant])
+        axes[0, j].axhline(0, color="k", lw=0.5)
         axes[0, j].set_xlabel(f"poison energy share in the last {report.config.last_steps} steps")
-        axes[0, j].set_ylabel("target's adversarial probability")
+        axes[0, j].set_ylabel("target's p_adv minus the clean victim's")
         axes[0, j].set_title(f"{model}: effect against end-of-sequence energy")
         axes[0, j].legend(fontsize=7)
     fig.tight_layout()
