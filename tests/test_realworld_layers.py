@@ -113,3 +113,20 @@ def test_bad_sizes_are_refused():
         S4D(3, state_dim=5)
     with pytest.raises(ValueError, match="r_min"):
         LRU(3, r_min=0.9, r_max=0.5)
+
+
+def test_training_is_deterministic_for_a_seed_and_learns():
+    pytest.importorskip("sklearn")
+    from ssmpoison.verify._realworld_data import load_digit_sequences
+    from ssmpoison.verify._realworld_training import TrainConfig, accuracy, train_classifier
+
+    data = load_digit_sequences(limit=200)
+    assert data.x_train.shape[1:] == (64, 1) and data.classes == 10 and len(data.y_test) == 50
+    assert data.x_train.min() >= 0 and data.x_train.max() <= 1
+    config = TrainConfig(width=8, state_dim=4, epochs=6, learning_rate=2e-2, pooling="last")
+    first, complete = train_classifier("lru", data.x_train, data.y_train, 10, 7, config)
+    again, _ = train_classifier("lru", data.x_train, data.y_train, 10, 7, config)
+    assert complete and all(torch.equal(a, b) for a, b in zip(first.parameters(), again.parameters()))
+    assert accuracy(first, data.x_train, data.y_train) > 0.2  # it learns (chance: 0.1; measured 0.3)
+    stopped, complete = train_classifier("lru", data.x_train, data.y_train, 10, 7, config, should_stop=lambda: True)
+    assert not complete
