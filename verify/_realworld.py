@@ -341,7 +341,14 @@ def _fmt(s: dict, scale: float = 1.0, digits: int = 2) -> str:
 
 
 def realworld_text(report: RealWorldReport) -> str:
-    """A plain-text account: per model the clean accuracy, then per budget and variant the effect (mean ± std)."""
+    """A plain-text account: per model the clean accuracy, then per budget and variant the effect (mean ± std).
+
+    Arguments:
+        report: a :class:`RealWorldReport`.
+
+    Returns:
+        The text, one line per model and one per (variant, budget).
+    """
     cfg = report.config
     lines = [f"realworld: digits as {64}-step sequences, models {', '.join(cfg.models)}, seeds "
              f"{', '.join(map(str, cfg.seeds))}, budgets {', '.join(f'{b:g}' for b in cfg.budgets)}, "
@@ -364,6 +371,10 @@ def plot_realworld(report: RealWorldReport, directory) -> list:
     """The figures :data:`FIGURES` in ``directory``: accuracy and target success versus budget; the energy
     profile of the poisons (mean share per time step) per variant; the effect (the target's adversarial probability's
     gain over the clean victim) against the poison's last-steps energy share, one point per run.
+
+    Arguments:
+        report: a :class:`RealWorldReport` with at least one run.
+        directory: an existing directory (each figure is written atomically).
 
     Returns:
         The paths written.
