@@ -62,6 +62,9 @@ piece lives. Public names (everything else lives in private modules):
   :func:`dataset_from_json`, :func:`audit`, :class:`AuditReport`, :class:`SequenceAudit`, :func:`defend`,
   :class:`DefenceResult`; the planted-poison experiment — :func:`audit_experiment`,
   :class:`AuditExperiment`, :func:`random_special_poison`, :func:`roc_auc`;
+* clean-label poisoning of real S4D and LRU layers on the digits (the optional extra ``realworld``:
+  PyTorch, scikit-learn; torch is imported only when a run starts) — :class:`RealWorldConfig`,
+  :func:`run_realworld`, :class:`RealWorldReport`, :func:`tiny_config`;
 * the derivation report — :func:`derive_report`.
 """
 
@@ -113,6 +116,7 @@ _EXPORTS = {
     '_robust_training': ('RobustFlowResult', 'RobustTrainingRow', 'neg_grad_robust', 'robust_flow', 'robust_flow_sliding', 'robust_loss',
                          'robust_training_table',),
     '_ads': ('ads_table',),
+    '_realworld': ('RealWorldConfig', 'RealWorldReport', 'run_realworld', 'tiny_config',),
     '_selective': ('SelectiveSSM', 'fit_growth', 'selective_growth', 'selective_pgd',),
     '_rows': ('BeyondRow', 'GDRowsResult', 'NonlinearRow', 'RowModel', 'TheoryRow', 'TheoryRowResult',),
     '_search': ('SearchConfig', 'SearchReport', 'run_search',),

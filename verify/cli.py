@@ -1293,8 +1293,15 @@ def _run_audit(args) -> int:
     return 1 if report.flagged else 0
 
 
+# -- realworld (parser and runner in verify/_realworld_cli.py) -------------------------------------
+def _add_realworld(sub) -> None:
+    from ssmpoison.verify._realworld_cli import add_realworld
+
+    add_realworld(sub, _add_budget, _add_json, _Bars)
+
+
 _SUBCOMMANDS = (_add_derive, _add_reproduce, _add_check, _add_dynamics, _add_search, _add_replay, _add_poison,
-               _add_audit, _add_sweep, _add_robust)
+               _add_audit, _add_sweep, _add_robust, _add_realworld)
 
 
 def build_parser() -> argparse.ArgumentParser:
