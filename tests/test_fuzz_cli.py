@@ -195,6 +195,16 @@ _SUBCOMMANDS = {
         "--seed": _ints([0]),
         "--figure": st.sampled_from(["PNG", "", "PROC_PNG", "DIR"]),
     },
+    "realworld": {  # needs the optional extra (PyTorch): without it, every vector is refused with an install hint
+        "--model": st.sampled_from(["s4d", "lru", "both", "x", ""]),
+        "--seeds": st.sampled_from(["0", "0,1", "0,0", "-1", "", "99999999999999999999"]),
+        "--budget": st.sampled_from(["0.05", "0.02,0.05", "1.5", "0", "nan", ""]),
+        "--epsilon": _reals([0.25, 1]),
+        "--regulariser": _reals([1, 10]),
+        "--no-untargeted": None,
+        "--tiny": None,
+        "--out": st.sampled_from(["OUT", "", "PROC", "FILE"]),
+    },
 }
 
 #: subcommands without a wall-clock budget (one bounded computation, or no computation)
