@@ -52,6 +52,7 @@ import os
 import pickle
 import tempfile
 import time
+from fractions import Fraction
 
 import numpy as np
 
@@ -180,7 +181,9 @@ def _stage_kernel(D: int, H: int, N: int, R: int, precision_bits: int):
         K = [kappa * float(D)] + [kappa * hy.sum([powers[i][j] for i in range(D)]) for j in range(1, H)]
         delta = [labels[n] - hy.sum([K[j] * U[n][H - 1 - j] for j in range(H)]) for n in range(N)]
         L = H - 1
-        gam = [hy.sum([delta[n] * U[n][H - 2 - l] for n in range(N)]) * float(2 * (l + 1)) / float(N) for l in range(L)]
+        # 2(l+1)/N as a constant of the working type (heyoka folds a division by a constant into a product
+        # with its reciprocal in the constant's type: a float constant would cost float64 rounding in longdouble)
+        gam = [hy.sum([delta[n] * U[n][H - 2 - l] for n in range(N)]) * _constant(Fraction(2 * (l + 1), N)) for l in range(L)]
         if L == 0:
             F = [0.0 * z[0]] * D
         else:
@@ -206,6 +209,11 @@ def _stage_kernel(D: int, H: int, N: int, R: int, precision_bits: int):
         return hy.cfunc(G + VG, z, fp_type=_fp_type(precision_bits))
 
     return _kernel(("stage", D, H, N, R, precision_bits), build)
+
+
+def _constant(q: Fraction):
+    """The rational ``q`` as a heyoka constant rounded once to longdouble (to float64 in a float64 kernel: twice)."""
+    return _heyoka().expression(np.longdouble(q.numerator) / np.longdouble(q.denominator))
 
 
 def _backward_start(M: int) -> int:
@@ -247,7 +255,7 @@ def _weight_kernel(M: int):
             back = [None] * M
             I = 0.0 * z
             for j in range(J, 0, -1):
-                I = (ld(pw[p][j]) - z * I) / float(j)
+                I = (ld(pw[p][j]) - z * I) * _constant(Fraction(1, j))
                 if j - 1 < M:
                     back[j - 1] = I
             for cols, outs in ((col, outs_f), (back, outs_b)):
