@@ -211,6 +211,55 @@ def _stage_kernel(D: int, H: int, N: int, R: int, precision_bits: int):
     return _kernel(("stage", D, H, N, R, precision_bits), build)
 
 
+def _synthetic_division(hy, coeffs, anchor):
+    """``b_l`` with ``P(x) - P(a_r) = (x - a_r) sum_{l>=1} b_l x^(l-1)`` for ``P = sum_l coeffs_l x^l`` (``b_0`` unused)."""
+    L = len(coeffs)
+    b = [None] * L
+    b[L - 1] = coeffs[L - 1]
+    for l in range(L - 2, 0, -1):
+        b[l] = b[l + 1] * anchor + coeffs[l]
+    return b
+
+
+def _horner(b, x, low: int):
+    """``sum_{l >= low} b_l x^(l - low)`` by Horner's scheme."""
+    q = b[-1]
+    for l in range(len(b) - 2, low - 1, -1):
+        q = q * x + b[l]
+    return q
+
+
+def _linear_kernel(D: int, H: int, N: int, precision_bits: int):
+    """The kernel of the frozen stiff part's rows at one state ``z`` (anchor first): the output gradients
+    ``g_n`` (``G[n, i] = kappa sum_l (l+1) a_i^l u^(n)_{H-2-l}``), their images ``T^{-1} g_n`` (the anchor's
+    entry ``G[n, r]``, the others ``kappa z_i (p_n(a_i) - p_n(a_r)) / (a_i - a_r)`` by synthetic division)
+    and ``T^T g_n`` (the anchor's entry ``sum_i G[n, i]``): ``3 N D`` outputs, parameters ``kappa`` and ``U``."""
+
+    def build():
+        hy = _heyoka()
+        z = [hy.expression(f"z_{i}") for i in range(D)]
+        kappa = hy.par[0]
+        U = [[hy.par[1 + n * (H - 1) + j] for j in range(H - 1)] for n in range(N)]  # u^(n)_{H-1} does not enter
+        a = [z[0]] + [z[0] + z[i] for i in range(1, D)]
+        G, Pn, Qn = [], [], []
+        for n in range(N):
+            coeffs = [U[n][H - 2 - l] * float(l + 1) for l in range(H - 1)]  # p_n' coefficients
+            if not coeffs:
+                coeffs = [0.0 * z[0]]
+            row = [kappa * _horner(coeffs, a[i], 0) for i in range(D)]
+            if len(coeffs) >= 2:
+                b = _synthetic_division(hy, coeffs, a[0])
+                gaps = [kappa * (z[i] * _horner(b, a[i], 1)) for i in range(1, D)]
+            else:
+                gaps = [0.0 * z[i] for i in range(1, D)]
+            G.extend(row)
+            Pn.extend([row[0]] + gaps)
+            Qn.extend([hy.sum(row)] + row[1:])
+        return hy.cfunc(G + Pn + Qn, z, fp_type=_fp_type(precision_bits))
+
+    return _kernel(("linear", D, H, N, precision_bits), build)
+
+
 def _constant(q: Fraction):
     """The rational ``q`` as a heyoka constant rounded once to longdouble (to float64 in a float64 kernel: twice)."""
     return _heyoka().expression(np.longdouble(q.numerator) / np.longdouble(q.denominator))
@@ -288,6 +337,7 @@ class AnchoredEngine:
         self._anchor = anchor
         self._perm = None
         self._inverse = None
+        self._linear_pars = None
 
     def _permutations(self, D: int):
         if self._perm is None:
@@ -314,6 +364,41 @@ class AnchoredEngine:
         forward = z[0] >= M
         W = np.where(forward[None], out[:half], out[half:]).T.reshape(mu.shape + (M + 1, M))
         return W.astype(self.dtype)
+
+    def linear_part(self, z, scale):
+        """The frozen stiff part ``-scale T^{-1} G^T G T = -sum_r mu_r p_r q_r^T`` at ``z``, as
+        :func:`ssmpoison.verify._anchored.anchored_linear_part` computes it (its rows from the compiled
+        kernel; the float64 eigenvectors of the Gram matrix, the bi-orthonormalisation and the Rayleigh
+        quotients in NumPy).
+
+        Arguments:
+            z: the state, shape ``(B, D)``, in the working type.
+            scale: the loss's weight ``2/N``, in the working type.
+
+        Returns:
+            ``(mu, P, Q)``: shapes ``(B, R)``, ``(B, R, D)``, ``(B, R, D)`` with ``R = N``.
+        """
+        from ssmpoison.verify._anchored import _biorthonormalise
+
+        B, D = z.shape
+        N = self.N
+        perm, inverse = self._permutations(D)
+        kernel = _linear_kernel(D, self.H, N, self.precision_bits)
+        if self._linear_pars is None or self._linear_pars.shape[1] != B:
+            kappa, U, _ = self._fixed
+            U = U.reshape(N, self.H)[:, : self.H - 1].reshape(-1)
+            self._linear_pars = np.ascontiguousarray(np.tile(np.concatenate([kappa, U])[:, None], (1, B)))
+        x = np.take_along_axis(z, perm, axis=-1).T
+        out = kernel(np.ascontiguousarray(x), pars=self._linear_pars).T.reshape(B, 3, N, D)
+        rows = np.take_along_axis(out, inverse[:, None, None, :], axis=-1)
+        G, Pn, Qn = rows[:, 0], rows[:, 1], rows[:, 2]
+        G64 = np.asarray(G, dtype=np.float64)
+        _, W = np.linalg.eigh(float(scale) * np.matmul(G64, G64.transpose(0, 2, 1)))  # (B, N, R)
+        WT = np.asarray(W, dtype=self.dtype).transpose(0, 2, 1)
+        P, Q = _biorthonormalise(np.matmul(WT, Pn), np.matmul(WT, Qn))
+        GP = np.matmul(P, Qn.transpose(0, 2, 1))  # (B, R, N): g_n . v_r
+        mu = scale * (GP * GP).sum(axis=-1)
+        return mu, P, Q
 
     def _parameters(self, y, mu, P, Q, perm):
         """Per batch member: ``y_n``, ``kappa``, ``U``, labels, ``mu``, ``P``, ``Q`` (anchor first), shape ``(npar, B)``."""

@@ -346,6 +346,9 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
             if engine is not None:
                 extra["engine"] = engine
 
+                def linear_part(theta):
+                    return engine.linear_part(theta, two_over_n)
+
     elif first.train == "a":
         theta0 = a0
 
