@@ -23,7 +23,7 @@ from ssmpoison.verify._anchored import anchor_index, anchored_linear_part, neg_g
 from ssmpoison.verify._certification import CertificationPolicy  # noqa: E402
 from ssmpoison.verify._certified_flow import certified_flows  # noqa: E402
 from ssmpoison.verify._expcoll import _frozen_weights, _nodes_tables, _cast_table, _GUARD  # noqa: E402
-from ssmpoison.verify._flow import FlowOptions, FlowProblem, run_flow  # noqa: E402
+from ssmpoison.verify._flow import FlowOptions, FlowProblem, run_flow, run_flows  # noqa: E402
 from ssmpoison.verify._strategies import clean_problems  # noqa: E402
 from ssmpoison.verify._theory_row import theory_row_problems  # noqa: E402
 from ssmpoison.theory._construction import poisoned_training_set  # noqa: E402
@@ -180,3 +180,17 @@ def test_random_problems_same_certified_digits(monkeypatch):
 @pytest.mark.slow
 def test_twenty_random_problems_same_certified_digits(monkeypatch):
     _random_problems_agree(monkeypatch, 20)
+
+
+def test_batched_flows_with_different_anchors_agree():
+    ts = poisoned_training_set(6)
+    problems = [FlowProblem(ts, (0.003, 0.001, -0.002, 0.0025)), FlowProblem(ts, (0.001, 0.004, -0.002, 0.0025)),
+                FlowProblem(ts, (0.001, 0.002, -0.002, 0.0045))]  # anchors 0, 1 and 3: one step for all three
+    for bits in (53, 64):
+        compiled = run_flows(problems, FlowOptions(precision_bits=bits))
+        reference = run_flows(problems, FlowOptions(precision_bits=bits, compiled=False))
+        for c, r in zip(compiled, reference):
+            a_c, a_r = np.asarray(c.a, dtype=np.longdouble), np.asarray(r.a, dtype=np.longdouble)
+            assert c.status == r.status
+            eps = np.finfo(np.asarray(r.a).dtype).eps  # of the working type
+            assert np.abs(a_c - a_r).max() <= 64 * eps * np.abs(a_r).max()
