@@ -25,10 +25,11 @@ interpreter, not the arithmetic, is the cost. This module compiles them with hey
   ``I_0 = -expm1(-x z)/z`` for ``z >= M``, backward from a fixed start ``J`` for ``z < M``,
   chosen so the start's error is damped below ``2^-72``), then ``W = I Lc^T``. It computes in
   longdouble whatever the working type, with the nodes' powers and the Lagrange coefficients
-  rounded once from the reference's guarded values: the monomial basis loses at most
-  ``log2 max_p sum_{j,k} |Lc_kj I_j(x_p)| / max_k |W_pk|`` bits to cancellation (under 17 bits
-  for ``M <= 8``), so a weight is within ``2^-47`` of the reference's relative to the largest of
-  its row, where the reference rounds once from ``precision_bits + 128`` bits.
+  rounded once from the reference's guarded values: the monomial basis loses
+  ``log2 max_p sum_{j,k} |Lc_kj I_j(x_p)| / max_k |W_pk|`` bits to cancellation (its size for the
+  node counts in use is in note 02 §8), so a weight differs from the reference's (rounded once
+  from ``precision_bits + 128`` bits) by that many bits less than longdouble's 64, relative to
+  the largest weight of its row.
 
 Both kernels round differently from the reference (heyoka orders the operations its own way), so
 a compiled run differs from a reference run in the last bits of the state: the certified digits
