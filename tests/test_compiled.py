@@ -194,3 +194,19 @@ def test_batched_flows_with_different_anchors_agree():
             assert c.status == r.status
             eps = np.finfo(np.asarray(r.a).dtype).eps  # of the working type
             assert np.abs(a_c - a_r).max() <= 64 * eps * np.abs(a_r).max()
+
+
+@pytest.mark.parametrize("precision_bits", [53, 64])
+def test_linear_kernel_gives_the_reference_stiff_part(precision_bits):
+    _, U, y, r, z = _row_state(precision_bits)
+    two_over_n = U.dtype.type(2) / U.dtype.type(U.shape[0])
+    engine = _compiled.AnchoredEngine(r, 1, U, y, precision_bits)
+    mu, P, Q = engine.linear_part(z, two_over_n)
+    mu_r, P_r, Q_r = anchored_linear_part(z, r, 1, U, two_over_n, precision_bits=precision_bits)
+    eps = np.finfo(z.dtype).eps
+    assert np.abs(mu - mu_r).max() <= 64 * eps * np.abs(mu_r).max()
+    # L = -sum_r mu_r p_r q_r^T does not depend on the eigenvectors' signs
+    L = np.einsum("br,brd,bre->bde", mu, P, Q)
+    L_r = np.einsum("br,brd,bre->bde", mu_r, P_r, Q_r)
+    assert np.abs(L - L_r).max() <= 1e-12 * np.abs(L_r).max()
+    assert np.abs(np.einsum("brd,bsd->brs", Q, P) - np.eye(P.shape[1])).max() <= 64 * eps  # bi-orthonormal
