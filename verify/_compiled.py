@@ -339,13 +339,21 @@ class AnchoredEngine:
         self._perm = None
         self._inverse = None
         self._linear_pars = None
+        self._uniform = True
 
     def _permutations(self, D: int):
         if self._perm is None:
             perm = np.array([[r] + [i for i in range(D) if i != r] for r in self._anchor])  # (B, D): the anchor first
             self._perm = perm
             self._inverse = np.argsort(perm, axis=-1)
+            self._uniform = bool((perm == perm[0]).all())
         return self._perm, self._inverse
+
+    def _gather(self, x, index, axis_shape):
+        """``x`` permuted along its last axis by ``index`` (``(B, D)``, broadcast over ``axis_shape``)."""
+        if self._uniform:
+            return x[..., index[0]]
+        return np.take_along_axis(x, index.reshape(axis_shape), axis=-1)
 
     def weights(self, M: int, h, mu):
         """The weights ``W`` of shape ``mu.shape + (M+1, M)`` of the rates ``h mu`` (working type).
@@ -389,9 +397,9 @@ class AnchoredEngine:
             kappa, U, _ = self._fixed
             U = U.reshape(N, self.H)[:, : self.H - 1].reshape(-1)
             self._linear_pars = np.ascontiguousarray(np.tile(np.concatenate([kappa, U])[:, None], (1, B)))
-        x = np.take_along_axis(z, perm, axis=-1).T
+        x = self._gather(z, perm, (B, D)).T
         out = kernel(np.ascontiguousarray(x), pars=self._linear_pars).T.reshape(B, 3, N, D)
-        rows = np.take_along_axis(out, inverse[:, None, None, :], axis=-1)
+        rows = self._gather(out, inverse, (B, 1, 1, D))
         G, Pn, Qn = rows[:, 0], rows[:, 1], rows[:, 2]
         G64 = np.asarray(G, dtype=np.float64)
         _, W = np.linalg.eigh(float(scale) * np.matmul(G64, G64.transpose(0, 2, 1)))  # (B, N, R)
@@ -405,9 +413,9 @@ class AnchoredEngine:
         """Per batch member: ``y_n``, ``kappa``, ``U``, labels, ``mu``, ``P``, ``Q`` (anchor first), shape ``(npar, B)``."""
         B = y.shape[0]
         kappa, U, labels = self._fixed
-        yp = np.take_along_axis(y, perm, axis=-1)
-        Pp = np.take_along_axis(P, perm[:, None, :], axis=-1).reshape(B, -1)
-        Qp = np.take_along_axis(Q, perm[:, None, :], axis=-1).reshape(B, -1)
+        yp = self._gather(y, perm, (B, -1))
+        Pp = self._gather(P, perm, (B, 1, -1)).reshape(B, -1)
+        Qp = self._gather(Q, perm, (B, 1, -1)).reshape(B, -1)
         shared = np.concatenate([kappa, U, labels])
         return np.concatenate([yp, np.broadcast_to(shared, (B, shared.size)), mu, Pp, Qp], axis=1).T
 
@@ -434,7 +442,7 @@ class AnchoredEngine:
         kernel = _stage_kernel(D, self.H, self.N, R, self.precision_bits)
         pars = self._parameters(y, mu, P, Q, perm)
         columns = np.ascontiguousarray(np.tile(pars, (1, M)))  # column m B + b: member b at stage m
-        uniform = bool((perm == perm[0]).all())
+        uniform = self._uniform
         order, back = perm[0], inverse[0]
         PT = np.ascontiguousarray(P)  # (B, R, D)
 
