@@ -11,7 +11,10 @@ Speed (always printed first): ``ssmpoison reproduce --row theory`` as a user run
 process, start-up included, its default workers), by default and with ``--precision 128``, each
 timed right after the careful baseline in this process, with the machine's other core idle
 ("quiet") and with it running a busy loop ("loaded"); the ratio careful / ours of each pair is
-printed with the load average at the time.
+printed with the load average at the time, in wall and in CPU time (on a shared machine the CPU
+ratio is the one to read). "ours" is timed twice: with the reference path forced
+(``SSMPOISON_ENGINE=reference``) and with the compiled engine (verify/_compiled.py) and its disk
+cache warm; the compiled engine's cold start (an empty kernel cache) is timed once, apart.
 
 Digits (unless ``--no-digits``): for each method the wall time, the ratio to ours, and the correct
 significant digits of each run's extrapolation error are printed, measured against high-precision
@@ -109,8 +112,20 @@ def _truth(problem, horizon, bits):
         return extrapolation_error([to_mpf(v) for v in r.a], [1] * D, [1] * D, D, J)
 
 
-def _cli_seconds(horizons, precision) -> float:
-    """Wall time of ``ssmpoison reproduce --row theory`` in a fresh process (start-up included)."""
+def _cli_seconds(horizons, precision, engine: str = "compiled", cache_dir: str | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds of ``ssmpoison reproduce --row theory`` in a fresh process (start-up included).
+
+    Arguments:
+        horizons, precision: the row's horizons and ``--precision`` (``None``: the default).
+        engine: ``"compiled"`` (the default engine) or ``"reference"`` (``SSMPOISON_ENGINE=reference``).
+        cache_dir: the compiled kernels' cache directory (``SSMPOISON_CACHE_DIR``); ``None``: the user's.
+    """
+    env = dict(os.environ)
+    env.pop("SSMPOISON_ENGINE", None)
+    if engine == "reference":
+        env["SSMPOISON_ENGINE"] = "reference"
+    if cache_dir is not None:
+        env["SSMPOISON_CACHE_DIR"] = cache_dir
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-c", "import sys; from ssmpoison.verify.cli import main; sys.exit(main(sys.argv[1:]))",
                "reproduce", "--row", "theory", "--json", os.path.join(tmp, "out.json")]
@@ -120,7 +135,7 @@ def _cli_seconds(horizons, precision) -> float:
             cmd += ["--precision", str(precision)]
         before = _children_cpu()
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         return time.perf_counter() - start, _children_cpu() - before
 
 
@@ -143,11 +158,16 @@ def _busy_loop():
 
 
 def speed(horizons, precisions, loads, repeats: int) -> None:
-    """Print careful / ours for each precision and load, each pair measured back to back in this run."""
+    """Print careful / ours for each precision, load and engine, each pair measured back to back in this run."""
     cases = [(H, p, seed, prob) for H in horizons for p in (False, True) for seed, prob in theory_row_problems(published_setting("theory", H), p)]
     print("wall and CPU seconds (the CLI's CPU time includes its worker processes)")
-    print(f"{'load':<7} {'precision':<9} {'careful wall':>12} {'ours wall':>9} {'ratio':>6} | {'careful CPU':>11} {'ours CPU':>8} "
-          f"{'ratio':>6} | load average")
+    with tempfile.TemporaryDirectory() as cold:
+        (w_careful, c_careful), (w_cold, c_cold) = _careful_seconds(cases), _cli_seconds(horizons, None, "compiled", cold)
+        print(f"compiled engine, cold start (empty kernel cache, default precision): {w_cold:.2f} s wall, {c_cold:.2f} s CPU; "
+              f"careful / ours {w_careful / w_cold:.2f} (wall), {c_careful / c_cold:.2f} (CPU)")
+    _cli_seconds(horizons, None)  # the user's kernel cache warm for what follows
+    print(f"{'load':<7} {'precision':<9} {'engine':<9} {'careful wall':>12} {'ours wall':>9} {'ratio':>6} | {'careful CPU':>11} "
+          f"{'ours CPU':>8} {'ratio':>6} | load average")
     for load in loads:
         busy = _busy_loop() if load == "loaded" else None
         try:
@@ -155,9 +175,10 @@ def speed(horizons, precisions, loads, repeats: int) -> None:
                 time.sleep(0.5)
             for precision in precisions:
                 for _ in range(repeats):
-                    (w_careful, c_careful), (w_ours, c_ours) = _careful_seconds(cases), _cli_seconds(horizons, precision)
-                    print(f"{load:<7} {precision or 'default':<9} {w_careful:12.2f} {w_ours:9.2f} {w_careful / w_ours:6.2f} | "
-                          f"{c_careful:11.2f} {c_ours:8.2f} {c_careful / c_ours:6.2f} | {os.getloadavg()[0]:.2f}", flush=True)
+                    for engine in ("reference", "compiled"):
+                        (w_careful, c_careful), (w_ours, c_ours) = _careful_seconds(cases), _cli_seconds(horizons, precision, engine)
+                        print(f"{load:<7} {precision or 'default':<9} {engine:<9} {w_careful:12.2f} {w_ours:9.2f} {w_careful / w_ours:6.2f} | "
+                              f"{c_careful:11.2f} {c_ours:8.2f} {c_careful / c_ours:6.2f} | {os.getloadavg()[0]:.2f}", flush=True)
         finally:
             if busy is not None:
                 busy.terminate()

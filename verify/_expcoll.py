@@ -121,6 +121,7 @@ class ExpColl:
         stop: Callable | None = None,
         observe: Callable | None = None,
         blowup: Real | None = None,
+        engine=None,
     ) -> IntegrationResult:
         """Integrate ``y' = fun(y)`` (``y`` of shape ``(B, D)``) by exponential collocation.
 
@@ -135,6 +136,11 @@ class ExpColl:
                 then ``e^{hL} = I + sum_r (e^{-h mu_r} - 1) p_r q_r^T`` likewise).
             make_solver: not used.
             stop, observe, blowup: as in :class:`ssmpoison.verify._integrator.Integrator`.
+            engine: ``None`` (the reference path: NumPy and gmpy2), or a compiled engine of the same
+                system (:class:`ssmpoison.verify._compiled.AnchoredEngine`: its ``weights(M, h, mu)``
+                replace the guarded weights and its ``step(y, mu, P, Q)`` returns the sweep
+                ``stages -> (g, q . g)`` that replaces ``fun`` and the stiff part's products inside
+                the Picard iteration; step control and the error estimate are the same).
 
         Returns:
             :class:`~ssmpoison.verify._integrator.IntegrationResult` with ``details["nodes"] = M``.
@@ -145,7 +151,8 @@ class ExpColl:
         check_tolerances(rtol, atol, max_steps)
         linear_part = require_stiff_part(self.name, "linear_part", linear_part)
         with working_context(precision_bits):
-            return _integrate(self, fun, linear_part, y0, t0, t_end, precision_bits, rtol, atol, max_steps, stop, observe, blowup)
+            return _integrate(self, fun, linear_part, y0, t0, t_end, precision_bits, rtol, atol, max_steps, stop, observe, blowup,
+                              engine)
 
 
 @functools.lru_cache(maxsize=16)
@@ -375,7 +382,8 @@ def _spectral_error(coeffs, h, atol, rtol, end, M: int) -> float:
     return float((e / scale).max())
 
 
-def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits, rtol, atol, max_steps, stop, observe, blowup) -> IntegrationResult:
+def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits, rtol, atol, max_steps, stop, observe, blowup,
+               engine=None) -> IntegrationResult:
     """:meth:`ExpColl.integrate` inside the working context of ``precision_bits``.
 
     The weights are those of the exact ``h mu_r``. The state is updated with compensated
@@ -418,7 +426,10 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
             h = t_end - t
         mu, *basis = linear_part(y)  # (B, R) and V (B, R, D), or P, Q (bi-orthonormal)
         P, Q = (basis[0], basis[0]) if len(basis) == 1 else basis
-        W = _frozen_weights(M, precision_bits, h, mu, dtype)  # (B, R, M+1, M)
+        if engine is None:
+            W = _frozen_weights(M, precision_bits, h, mu, dtype)  # (B, R, M+1, M)
+        else:
+            W = engine.weights(M, h, mu)
         # split around y_n: y' = L (y - y_n) + g(y), g(y) = f(y) - L (y - y_n); no decay term, no cancellation
         base = np.broadcast_to(y, (M + 1,) + y.shape)
         stages = np.broadcast_to(y, (M,) + y.shape).copy()
@@ -434,15 +445,20 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
         previous = math.inf
         contraction = 0.0  # largest ratio of successive Picard changes above the noise level
         W_minus_A = W - A[None, None]  # (B, R, M+1, M)
+        if engine is not None:
+            sweep = engine.step(y, mu, P, Q, W_minus_A, A, h)
         for it in range(K):
-            F = fun(stages)  # (M, B, D)
+            if engine is None:
+                F = fun(stages)  # (M, B, D)
+                VS = (Q[None] * (stages - y[None])[:, :, None, :]).sum(axis=-1)  # (M, B, R)
+                G = F + (mu[None, :, :, None] * VS[..., None] * P[None]).sum(axis=2)  # g = f - L (y - y_n)
+                VG = (Q[None] * G[:, :, None, :]).sum(axis=-1)  # (M, B, R)
+                AG = np.tensordot(A, G, axes=([1], [0]))  # (M+1, B, D)
+                corr = (W_minus_A * VG.transpose(1, 2, 0)[:, :, None, :]).sum(axis=-1)  # (B, R, M+1)
+                incr = h * (AG + (corr.transpose(2, 0, 1)[..., None] * P[None]).sum(axis=2))
+            else:
+                incr, G, VG = sweep(stages)
             nfev += 1
-            VS = (Q[None] * (stages - y[None])[:, :, None, :]).sum(axis=-1)  # (M, B, R)
-            G = F + (mu[None, :, :, None] * VS[..., None] * P[None]).sum(axis=2)  # g = f - L (y - y_n)
-            VG = (Q[None] * G[:, :, None, :]).sum(axis=-1)  # (M, B, R)
-            AG = np.tensordot(A, G, axes=([1], [0]))  # (M+1, B, D)
-            corr = (W_minus_A * VG.transpose(1, 2, 0)[:, :, None, :]).sum(axis=-1)  # (B, R, M+1)
-            incr = h * (AG + (corr.transpose(2, 0, 1)[..., None] * P[None]).sum(axis=2))
             new = base + incr
             if not np.all(np.isfinite(np.asarray(new, dtype=float))):
                 break

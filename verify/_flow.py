@@ -152,6 +152,10 @@ class FlowOptions:
             integrate in anchored coordinates (the gaps ``a_i - a_r`` to the largest entry are
             the state, :mod:`ssmpoison.verify._anchored`), which keeps near-ties of entries at full
             relative precision. SEULEX always integrates in ``a``-coordinates.
+        compiled: in anchored coordinates at 53 or 64 bits, use the compiled engine
+            (:mod:`ssmpoison.verify._compiled`, when heyoka is installed and ``SSMPOISON_ENGINE`` is not
+            ``reference``); ``False`` keeps the reference path (NumPy and gmpy2). The two agree to the
+            certified digits, not to the last bit.
 
     Raises:
         ValueError: an option out of range (the message names it).
@@ -166,6 +170,7 @@ class FlowOptions:
     max_steps: int = 200_000
     record: bool = False
     anchored: bool = True
+    compiled: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision_bits", require_precision_bits(self.precision_bits))
@@ -317,6 +322,7 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
     b0, c0 = _working(first.b, precision_bits), _working(first.c, precision_bits)
     loss_tol = to_working(options.effective_loss_tol, precision_bits)
     linear_part = make_solver = None
+    extra = {}
 
     use_expcoll = isinstance(integrator, ExpColl)
     kappa = uniform_gain(b0, c0) if (use_expcoll and first.train == "a" and D >= 2 and options.anchored) else None
@@ -332,6 +338,16 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
 
         def linear_part(theta):
             return anchored_linear_part(theta, anchor, kappa, U, two_over_n, precision_bits=precision_bits)
+
+        if options.compiled:
+            from ssmpoison.verify._compiled import anchored_engine
+
+            engine = anchored_engine(anchor, kappa, U, y, precision_bits)
+            if engine is not None:
+                extra["engine"] = engine
+
+                def linear_part(theta):
+                    return engine.linear_part(theta, two_over_n)
 
     elif first.train == "a":
         theta0 = a0
@@ -401,7 +417,7 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
             fun, theta0, 0, options.t_max,
             precision_bits=precision_bits, rtol=rtol, atol=atol, max_steps=options.max_steps,
             linear_part=linear_part, make_solver=make_solver,
-            stop=stop, observe=observe, blowup=options.blowup,
+            stop=stop, observe=observe, blowup=options.blowup, **extra,
         )
     theta = res.y
     a, b, c = split(theta)

@@ -1,0 +1,215 @@
+"""The compiled engine (verify/_compiled.py) against the reference path: same certified digits.
+
+The reference path (NumPy and gmpy2) stays the implementation the compiled one is held to: on the
+theory row's flows and on problems drawn by the search's strategies, a certified value computed with
+the compiled engine has the same decimal string and the same number of certified digits as the one
+computed with the reference path (``SSMPOISON_ENGINE=reference``). The kernels themselves are checked
+against the reference formulas on random stages and rates.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+
+pytest.importorskip("heyoka")
+
+from ssmpoison.theory._construction import extrapolation_error  # noqa: E402
+from ssmpoison.verify import row_model  # noqa: E402
+from ssmpoison.verify import _compiled  # noqa: E402
+from ssmpoison.verify._anchored import anchor_index, anchored_linear_part, neg_grad_anchored, to_anchored  # noqa: E402
+from ssmpoison.verify._certification import CertificationPolicy  # noqa: E402
+from ssmpoison.verify._certified_flow import certified_flows  # noqa: E402
+from ssmpoison.verify._expcoll import _frozen_weights, _nodes_tables, _cast_table, _GUARD  # noqa: E402
+from ssmpoison.verify._flow import FlowOptions, FlowProblem, run_flow, run_flows  # noqa: E402
+from ssmpoison.verify._status import Status  # noqa: E402
+from ssmpoison.verify._strategies import clean_problems  # noqa: E402
+from ssmpoison.verify._theory_row import theory_row_problems  # noqa: E402
+from ssmpoison.theory._construction import poisoned_training_set  # noqa: E402
+
+import gmpy2  # noqa: E402
+
+
+def _both(problems, quantity, monkeypatch, policy=CertificationPolicy()):
+    """Certified runs of ``problems`` with the compiled engine and with the reference path forced."""
+    compiled = certified_flows(problems, quantity, policy)
+    with monkeypatch.context() as m:
+        m.setenv("SSMPOISON_ENGINE", "reference")
+        reference = certified_flows(problems, quantity, policy)
+    return compiled, reference
+
+
+def _assert_same_certified(compiled, reference):
+    for c, r in zip(compiled, reference):
+        assert (c.status, c.quantity.text, c.quantity.digits, c.precision_bits, c.reference_bits) == (
+            r.status, r.quantity.text, r.quantity.digits, r.precision_bits, r.reference_bits)
+
+
+def _assert_agree_to_certified(compiled, reference):
+    """The two paths' certified values are consistent: each claims ``|x - truth| <= 10^-d |truth|``, so
+    they must lie within ``10^-d_c + 10^-d_r`` (relative) of each other. (Digit counts may differ: a count
+    is where a run and its re-run stop agreeing, and a re-run that errs more in one path certifies fewer
+    digits there.)"""
+    for c, r in zip(compiled, reference):
+        if Status.TIME_LIMIT in (c.status, r.status):
+            continue  # the step budget ran out in one path (where it runs out moves with the last bits)
+        assert (c.status, c.precision_bits, c.reference_bits) == (r.status, r.precision_bits, r.reference_bits)
+        dc, dr = c.quantity.digits, r.quantity.digits
+        if dc and dr:
+            gap = abs(c.quantity.value - r.quantity.value)
+            assert gap <= (mpmath.mpf(10) ** -dc + mpmath.mpf(10) ** -dr) * abs(r.quantity.value)
+
+
+def _row_cases(horizons, poisoned_only):
+    model = row_model("theory")
+    cases = []
+    for setting in model.settings(horizons):
+        D, J = setting.state_dim, setting.extrapolation_length
+        for poisoned in ((True,) if poisoned_only else (False, True)):
+            problems = [p for _, p in theory_row_problems(setting, poisoned)]
+            cases.append((problems, lambda a, b, c, D=D, J=J: extrapolation_error(a, b, c, D, J)))
+    return cases
+
+
+def test_engine_off_when_forced_or_not_fixed_width(monkeypatch):
+    assert _compiled.engine_available(53) and _compiled.engine_available(64)
+    assert not _compiled.engine_available(80) and not _compiled.engine_available(113)
+    monkeypatch.setenv("SSMPOISON_ENGINE", "reference")
+    assert not _compiled.engine_available(53)
+    assert _compiled.anchored_engine(np.array([0]), 1.0, np.eye(2, 3), np.ones(2), 53) is None
+
+
+def _row_state(precision_bits):
+    setting = row_model("theory").settings((7,))[0]
+    ts = poisoned_training_set(setting.horizon)
+    _, problem = theory_row_problems(setting, True)[0]
+    dtype = np.float64 if precision_bits == 53 else np.longdouble
+    U = np.array(ts.inputs, dtype=float).astype(dtype)
+    y = np.array(ts.labels, dtype=float).astype(dtype)
+    a0 = np.array([problem.a0], dtype=float).astype(dtype)
+    r = anchor_index(a0)
+    return ts, U, y, r, to_anchored(a0, r)
+
+
+@pytest.mark.parametrize("precision_bits", [53, 64])
+def test_stage_kernel_matches_reference_formulas(precision_bits):
+    _, U, y, r, z = _row_state(precision_bits)
+    rng = np.random.default_rng(1)
+    M = 7
+    two_over_n = U.dtype.type(2) / U.dtype.type(U.shape[0])
+    mu, P, Q = anchored_linear_part(z, r, 1, U, two_over_n, precision_bits=precision_bits)
+    stages = z[None] * (1 + 1e-3 * rng.standard_normal((M,) + z.shape)).astype(z.dtype)
+    engine = _compiled.AnchoredEngine(r, 1, U, y, precision_bits)
+    A = np.zeros((M + 1, M), dtype=z.dtype)
+    W_minus_A = np.zeros(mu.shape + (M + 1, M), dtype=z.dtype)
+    _, G, VG = engine.step(z, mu, P, Q, W_minus_A, A, z.dtype.type(1))(stages)
+    F = neg_grad_anchored(stages, r, 1, U, y)
+    VS = (Q[None] * (stages - z[None])[:, :, None, :]).sum(axis=-1)
+    G_ref = F + (mu[None, :, :, None] * VS[..., None] * P[None]).sum(axis=2)
+    scale = np.abs(G_ref).max()
+    eps = np.finfo(z.dtype).eps
+    assert np.abs(G - G_ref).max() <= 64 * eps * scale
+    VG_ref = (Q[None] * G_ref[:, :, None, :]).sum(axis=-1)
+    assert np.abs(VG - VG_ref).max() <= 64 * eps * np.abs(VG_ref).max()
+
+
+@pytest.mark.parametrize("precision_bits, M", [(53, 7), (64, 8), (53, 3)])
+def test_weight_kernel_matches_guarded_weights(precision_bits, M):
+    dtype = np.float64 if precision_bits == 53 else np.longdouble
+    mu = np.array([[0.0, 1e-30, 1e-8, 0.3, 1.0, M - 1e-9, float(M), M + 1e-9, 20.0, 1e3, 1e9]], dtype=dtype)
+    h = dtype(1)
+    engine = _compiled.AnchoredEngine(np.array([0]), 1, np.eye(2, 3), np.ones(2), precision_bits)
+    W = engine.weights(M, h, mu)
+    with gmpy2.context(precision=precision_bits):
+        W_ref = _frozen_weights(M, precision_bits, h, mu, np.dtype(dtype))
+    rows = np.abs(W_ref).max(axis=-1, keepdims=True)
+    # the longdouble recurrences lose at most the monomial basis's cancellation (under 2^17 for M <= 8)
+    assert np.all(np.abs(W - W_ref) <= 2.0**-45 * rows)
+    A = _cast_table(_nodes_tables(M, precision_bits + _GUARD)[3], np.dtype(dtype), precision_bits)
+    assert np.allclose(np.asarray(W[0, 0], dtype=float), np.asarray(A, dtype=float), rtol=0, atol=1e-15)  # z = 0
+
+
+def test_compiled_and_reference_flows_agree_near_rounding():
+    setting = row_model("theory").settings((7,))[0]
+    _, problem = theory_row_problems(setting, True)[0]
+    for bits in (53, 64):
+        c = run_flow(problem, FlowOptions(precision_bits=bits))
+        r = run_flow(problem, FlowOptions(precision_bits=bits, compiled=False))
+        assert c.status == r.status
+        a_c, a_r = np.asarray(c.a, dtype=np.longdouble), np.asarray(r.a, dtype=np.longdouble)
+        assert np.abs(a_c - a_r).max() <= 1e-12 * np.abs(a_r).max()
+        assert not np.array_equal(a_c, a_r) or bits == 64  # the compiled path ran (it rounds differently)
+
+
+def test_theory_row_h7_poisoned_same_certified_digits(monkeypatch):
+    (problems, quantity), = _row_cases((7,), poisoned_only=True)
+    _assert_same_certified(*_both(problems[:2], quantity, monkeypatch))
+
+
+@pytest.mark.slow
+def test_theory_row_every_flow_same_certified_digits(monkeypatch):
+    for problems, quantity in _row_cases((7, 9), poisoned_only=False):
+        _assert_same_certified(*_both(problems, quantity, monkeypatch))
+
+
+def _extrapolated(H):
+    """``K_{H+4} = sum_i c_i b_i a_i^(H+4)``: the impulse response four steps past the horizon."""
+    return lambda a, b, c: mpmath.fsum(ci * bi * ai ** (H + 4) for ai, bi, ci in zip(a, b, c))
+
+
+# a step budget like the search's (a flow of the greedy regime can take 10^4 steps): both paths end
+# the flows they cannot finish with the same status and nothing certified
+_RANDOM_POLICY = CertificationPolicy(max_steps=600)
+
+
+def _random_problems_agree(monkeypatch, count):
+    @settings(max_examples=count, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+    @given(clean_problems(max_state_dim=5, max_horizon=6, max_samples=3))
+    def check(problem):
+        flow = problem.flow_problem()
+        assert isinstance(flow, FlowProblem)
+        _assert_agree_to_certified(*_both([flow], _extrapolated(problem.horizon), monkeypatch, _RANDOM_POLICY))
+
+    check()
+
+
+def test_random_problems_same_certified_digits(monkeypatch):
+    _random_problems_agree(monkeypatch, 3)
+
+
+@pytest.mark.slow
+def test_twenty_random_problems_same_certified_digits(monkeypatch):
+    _random_problems_agree(monkeypatch, 20)
+
+
+def test_batched_flows_with_different_anchors_agree():
+    ts = poisoned_training_set(6)
+    problems = [FlowProblem(ts, (0.003, 0.001, -0.002, 0.0025)), FlowProblem(ts, (0.001, 0.004, -0.002, 0.0025)),
+                FlowProblem(ts, (0.001, 0.002, -0.002, 0.0045))]  # anchors 0, 1 and 3: one step for all three
+    for bits in (53, 64):
+        compiled = run_flows(problems, FlowOptions(precision_bits=bits))
+        reference = run_flows(problems, FlowOptions(precision_bits=bits, compiled=False))
+        for c, r in zip(compiled, reference):
+            a_c, a_r = np.asarray(c.a, dtype=np.longdouble), np.asarray(r.a, dtype=np.longdouble)
+            assert c.status == r.status
+            eps = np.finfo(np.asarray(r.a).dtype).eps  # of the working type
+            assert np.abs(a_c - a_r).max() <= 64 * eps * np.abs(a_r).max()
+
+
+@pytest.mark.parametrize("precision_bits", [53, 64])
+def test_linear_kernel_gives_the_reference_stiff_part(precision_bits):
+    _, U, y, r, z = _row_state(precision_bits)
+    two_over_n = U.dtype.type(2) / U.dtype.type(U.shape[0])
+    engine = _compiled.AnchoredEngine(r, 1, U, y, precision_bits)
+    mu, P, Q = engine.linear_part(z, two_over_n)
+    mu_r, P_r, Q_r = anchored_linear_part(z, r, 1, U, two_over_n, precision_bits=precision_bits)
+    eps = np.finfo(z.dtype).eps
+    assert np.abs(mu - mu_r).max() <= 64 * eps * np.abs(mu_r).max()
+    # L = -sum_r mu_r p_r q_r^T does not depend on the eigenvectors' signs
+    L = np.einsum("br,brd,bre->bde", mu, P, Q)
+    L_r = np.einsum("br,brd,bre->bde", mu_r, P_r, Q_r)
+    assert np.abs(L - L_r).max() <= 1e-12 * np.abs(L_r).max()
+    assert np.abs(np.einsum("brd,bsd->brs", Q, P) - np.eye(P.shape[1])).max() <= 64 * eps  # bi-orthonormal

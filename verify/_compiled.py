@@ -1,0 +1,477 @@
+r"""The compiled engine of exponential collocation in anchored coordinates (float64 and longdouble).
+
+:mod:`ssmpoison.verify._expcoll` spends its time, per step, on the weights
+``W_{r,k}(x_p) = int_0^{x_p} e^{-(x_p - xi) z_r} l_k(xi) d xi`` of the frozen rates
+``z_r = h mu_r`` and, per Picard sweep, on the right-hand side in anchored coordinates
+(:mod:`ssmpoison.verify._anchored`) at the ``M`` stages and the forcing
+``g = f - L (y - y_n)`` with its components ``q_r . g`` along the frozen directions. The
+reference implementation does both with small NumPy (and gmpy2) operations, where the
+interpreter, not the arithmetic, is the cost. This module compiles them with heyoka
+(``heyoka.cfunc``, an optional dependency: the extra ``fast``) into two kernels:
+
+* **the stage kernel** of a problem shape ``(D, H, N, R)`` and working type: for one stage
+  ``z`` (the anchor first), with parameters ``y_n``, ``kappa``, the inputs ``U``, the labels,
+  ``mu``, ``P``, ``Q`` (``L = -sum_r mu_r p_r q_r^T``), it returns ``G = f(z) + sum_r mu_r p_r
+  (q_r . (z - y_n))`` and ``VG_r = q_r . G``. ``f`` is the formula of
+  :func:`ssmpoison.verify._anchored.neg_grad_anchored`: ``a_r = z_r``, ``a_i = z_r + z_i``,
+  ``K_j = kappa sum_i a_i^j``, the residuals ``delta_n = y_n - sum_j K_j u^(n)_{H-1-j}``, the
+  Proposition's ``gamma^(l) = 2(l+1)/N sum_n delta_n u^(n)_{H-2-l}``, then
+  ``dz_r/dt = kappa phi(a_r)`` (Horner) and ``dz_i/dt = kappa z_i sum_{l>=1} gamma^(l)
+  h_{l-1}(a_i, a_r)`` (synthetic division by ``x - a_r``, then Horner in ``a_i``). The ``M``
+  stages are one call (heyoka's multiple evaluation); the sums over the stages
+  (``sum_k A_k(x_p) G_k`` and the stiff corrections) stay in NumPy.
+* **the weight kernel** of a node count ``M``: for one rate ``z`` the ``(M+1) x M`` weights by the
+  recurrences of :func:`ssmpoison.verify._expcoll._monomial_weights` (forward from
+  ``I_0 = -expm1(-x z)/z`` for ``z >= M``, backward from a fixed start ``J`` for ``z < M``,
+  chosen so the start's error is damped below ``2^-72``), then ``W = I Lc^T``. It computes in
+  longdouble whatever the working type, with the nodes' powers and the Lagrange coefficients
+  rounded once from the reference's guarded values: the monomial basis loses
+  ``log2 max_p sum_{j,k} |Lc_kj I_j(x_p)| / max_k |W_pk|`` bits to cancellation (its size for the
+  node counts in use is in note 02 §8), so a weight differs from the reference's (rounded once
+  from ``precision_bits + 128`` bits) by that many bits less than longdouble's 64, relative to
+  the largest weight of its row.
+
+Both kernels round differently from the reference (heyoka orders the operations its own way), so
+a compiled run differs from a reference run in the last bits of the state: the certified digits
+are the same (the test-suite holds the two paths to each other's certified digits), uncertified
+figures at the rounding level such as the final training loss are not.
+
+Caching: a kernel is compiled once per process and key (an in-memory table), and its compiled
+object is kept on disk (pickled, in ``$SSMPOISON_CACHE_DIR`` or ``~/.cache/ssmpoison``, keyed by
+the heyoka version, this module's source and the key; not written where the directory cannot be
+made) so a later process loads it instead of compiling. The environment variable
+``SSMPOISON_ENGINE=reference`` forces the reference path everywhere (as does
+``FlowOptions(compiled=False)`` for one flow).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import os
+import pickle
+import tempfile
+import time
+from fractions import Fraction
+
+import numpy as np
+
+__all__ = ["engine_available", "anchored_engine", "AnchoredEngine", "compile_seconds"]
+
+#: Seconds spent compiling (or loading from the disk cache) kernels in this process: ``{"compile": s, "load": s}``.
+compile_seconds = {"compile": 0.0, "load": 0.0}
+
+_ENV_ENGINE = "SSMPOISON_ENGINE"
+_ENV_CACHE = "SSMPOISON_CACHE_DIR"
+_BACKWARD_DAMPING_BITS = 72
+
+
+@functools.lru_cache(maxsize=1)
+def _heyoka():
+    try:
+        import heyoka
+    except ImportError:
+        return None
+    return heyoka
+
+
+def engine_available(precision_bits: int) -> bool:
+    """Whether the compiled engine runs at ``precision_bits``.
+
+    Arguments:
+        precision_bits: the working precision.
+
+    Returns:
+        ``True`` for 53 bits (float64) and 64 bits (x86 longdouble with a 64-bit mantissa) when heyoka
+        imports and ``SSMPOISON_ENGINE`` is not ``reference``; ``False`` otherwise (the reference path).
+    """
+    if os.environ.get(_ENV_ENGINE, "").strip().lower() == "reference":
+        return False
+    if precision_bits == 64:
+        if np.finfo(np.longdouble).nmant != 63:
+            return False
+    elif precision_bits != 53:
+        return False
+    return _heyoka() is not None
+
+
+def _cache_dir() -> str | None:
+    path = os.environ.get(_ENV_CACHE) or os.path.join(os.path.expanduser("~"), ".cache", "ssmpoison")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path, os.W_OK) else None
+
+
+@functools.lru_cache(maxsize=1)
+def _source_digest() -> str:
+    with open(__file__, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()[:16]
+
+
+_KERNELS: dict = {}
+
+
+def _kernel(key: tuple, build):
+    """The compiled kernel of ``key``: from this process's table, else the disk cache, else ``build()`` (then stored)."""
+    cf = _KERNELS.get(key)
+    if cf is not None:
+        return cf
+    hy = _heyoka()
+    directory = _cache_dir()
+    path = None
+    if directory is not None:
+        name = hashlib.sha256(repr((hy.__version__, _source_digest(), key)).encode()).hexdigest()[:32]
+        path = os.path.join(directory, f"kernel-{name}.pickle")
+        start = time.perf_counter()
+        try:
+            with open(path, "rb") as fh:
+                cf = pickle.load(fh)
+        except Exception:  # absent, truncated or from another heyoka: compile afresh
+            cf = None
+        if cf is not None:
+            compile_seconds["load"] += time.perf_counter() - start
+    if cf is None:
+        start = time.perf_counter()
+        cf = build()
+        compile_seconds["compile"] += time.perf_counter() - start
+        if path is not None:
+            try:
+                fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+                with os.fdopen(fd, "wb") as fh:
+                    pickle.dump(cf, fh)
+                os.replace(tmp, path)
+            except OSError:
+                pass
+    _KERNELS[key] = cf
+    return cf
+
+
+def _fp_type(precision_bits: int):
+    return np.float64 if precision_bits == 53 else np.longdouble
+
+
+def _stage_kernel(D: int, H: int, N: int, R: int, precision_bits: int):
+    """The stage kernel (module docstring) of the shape ``(D, H, N, R)``; parameters in the order of
+    :meth:`AnchoredEngine._parameters`."""
+
+    def build():
+        hy = _heyoka()
+        z = [hy.expression(f"z_{i}") for i in range(D)]
+        count = iter(range(10**9))
+
+        def par():
+            return hy.par[next(count)]
+
+        yn = [par() for _ in range(D)]
+        kappa = par()
+        U = [[par() for _ in range(H)] for _ in range(N)]
+        labels = [par() for _ in range(N)]
+        mu = [par() for _ in range(R)]
+        P = [[par() for _ in range(D)] for _ in range(R)]
+        Q = [[par() for _ in range(D)] for _ in range(R)]
+        a = [z[0]] + [z[0] + z[i] for i in range(1, D)]
+        powers = []
+        for i in range(D):
+            row = [None, a[i]]
+            for _ in range(2, H):
+                row.append(row[-1] * a[i])
+            powers.append(row)
+        K = [kappa * float(D)] + [kappa * hy.sum([powers[i][j] for i in range(D)]) for j in range(1, H)]
+        delta = [labels[n] - hy.sum([K[j] * U[n][H - 1 - j] for j in range(H)]) for n in range(N)]
+        L = H - 1
+        # 2(l+1)/N as a constant of the working type (heyoka folds a division by a constant into a product
+        # with its reciprocal in the constant's type: a float constant would cost float64 rounding in longdouble)
+        gam = [hy.sum([delta[n] * U[n][H - 2 - l] for n in range(N)]) * _constant(Fraction(2 * (l + 1), N)) for l in range(L)]
+        if L == 0:
+            F = [0.0 * z[0]] * D
+        else:
+            phi = gam[L - 1]
+            for l in range(L - 2, -1, -1):
+                phi = phi * a[0] + gam[l]
+            F = [kappa * phi]
+            coeffs = [None] * L  # the synthetic division of phi by x - a_r
+            coeffs[L - 1] = gam[L - 1]
+            for l in range(L - 2, 0, -1):
+                coeffs[l] = coeffs[l + 1] * a[0] + gam[l]
+            for i in range(1, D):
+                if L < 2:
+                    F.append(0.0 * z[i])
+                    continue
+                q = coeffs[L - 1]
+                for l in range(L - 2, 0, -1):
+                    q = q * a[i] + coeffs[l]
+                F.append(kappa * (z[i] * q))
+        QS = [hy.sum([Q[r][i] * (z[i] - yn[i]) for i in range(D)]) for r in range(R)]
+        G = [F[i] + hy.sum([(mu[r] * QS[r]) * P[r][i] for r in range(R)]) for i in range(D)]
+        VG = [hy.sum([Q[r][i] * G[i] for i in range(D)]) for r in range(R)]
+        return hy.cfunc(G + VG, z, fp_type=_fp_type(precision_bits))
+
+    return _kernel(("stage", D, H, N, R, precision_bits), build)
+
+
+def _synthetic_division(hy, coeffs, anchor):
+    """``b_l`` with ``P(x) - P(a_r) = (x - a_r) sum_{l>=1} b_l x^(l-1)`` for ``P = sum_l coeffs_l x^l`` (``b_0`` unused)."""
+    L = len(coeffs)
+    b = [None] * L
+    b[L - 1] = coeffs[L - 1]
+    for l in range(L - 2, 0, -1):
+        b[l] = b[l + 1] * anchor + coeffs[l]
+    return b
+
+
+def _horner(b, x, low: int):
+    """``sum_{l >= low} b_l x^(l - low)`` by Horner's scheme."""
+    q = b[-1]
+    for l in range(len(b) - 2, low - 1, -1):
+        q = q * x + b[l]
+    return q
+
+
+def _linear_kernel(D: int, H: int, N: int, precision_bits: int):
+    """The kernel of the frozen stiff part's rows at one state ``z`` (anchor first): the output gradients
+    ``g_n`` (``G[n, i] = kappa sum_l (l+1) a_i^l u^(n)_{H-2-l}``), their images ``T^{-1} g_n`` (the anchor's
+    entry ``G[n, r]``, the others ``kappa z_i (p_n(a_i) - p_n(a_r)) / (a_i - a_r)`` by synthetic division)
+    and ``T^T g_n`` (the anchor's entry ``sum_i G[n, i]``): ``3 N D`` outputs, parameters ``kappa`` and ``U``."""
+
+    def build():
+        hy = _heyoka()
+        z = [hy.expression(f"z_{i}") for i in range(D)]
+        kappa = hy.par[0]
+        U = [[hy.par[1 + n * (H - 1) + j] for j in range(H - 1)] for n in range(N)]  # u^(n)_{H-1} does not enter
+        a = [z[0]] + [z[0] + z[i] for i in range(1, D)]
+        G, Pn, Qn = [], [], []
+        for n in range(N):
+            coeffs = [U[n][H - 2 - l] * float(l + 1) for l in range(H - 1)]  # p_n' coefficients
+            if not coeffs:
+                coeffs = [0.0 * z[0]]
+            row = [kappa * _horner(coeffs, a[i], 0) for i in range(D)]
+            if len(coeffs) >= 2:
+                b = _synthetic_division(hy, coeffs, a[0])
+                gaps = [kappa * (z[i] * _horner(b, a[i], 1)) for i in range(1, D)]
+            else:
+                gaps = [0.0 * z[i] for i in range(1, D)]
+            G.extend(row)
+            Pn.extend([row[0]] + gaps)
+            Qn.extend([hy.sum(row)] + row[1:])
+        return hy.cfunc(G + Pn + Qn, z, fp_type=_fp_type(precision_bits))
+
+    return _kernel(("linear", D, H, N, precision_bits), build)
+
+
+def _constant(q: Fraction):
+    """The rational ``q`` as a heyoka constant rounded once to longdouble (to float64 in a float64 kernel: twice)."""
+    return _heyoka().expression(np.longdouble(q.numerator) / np.longdouble(q.denominator))
+
+
+def _backward_start(M: int) -> int:
+    """``J`` with ``prod_{j=M+1}^{J} M / j <= 2^-72``: the backward recurrence's start for every ``z < M``."""
+    J, damp = M, 0.0
+    while damp > -_BACKWARD_DAMPING_BITS * math.log(2):
+        J += 1
+        damp += math.log(M / J)
+    return J
+
+
+def _weight_kernel(M: int):
+    """The weight kernel (module docstring) of ``M`` nodes, in longdouble: outputs the forward and the
+    backward weights, ``2 (M+1) M`` values (the caller selects by ``z >= M``)."""
+
+    def build():
+        import gmpy2
+
+        from ssmpoison.verify._expcoll import _gmpy_tables
+
+        hy = _heyoka()
+        guarded = 64 + 128
+        points, Lc, _ = _gmpy_tables(M, guarded)
+        J = _backward_start(M)
+
+        def ld(v):
+            hi = float(v)
+            return hy.expression(np.longdouble(hi) + np.longdouble(float(v - hi)))
+
+        with gmpy2.context(precision=guarded):
+            pw = [[x**j for j in range(J + 1)] for x in points]
+        z = hy.expression("z")
+        lc = [[ld(v) for v in row] for row in Lc]
+        outs_f, outs_b = [], []
+        for p, x in enumerate(points):
+            col = [-hy.expm1(-(ld(x) * z)) / z]
+            for j in range(1, M):
+                col.append((ld(pw[p][j]) - float(j) * col[-1]) / z)
+            back = [None] * M
+            I = 0.0 * z
+            for j in range(J, 0, -1):
+                I = (ld(pw[p][j]) - z * I) * _constant(Fraction(1, j))
+                if j - 1 < M:
+                    back[j - 1] = I
+            for cols, outs in ((col, outs_f), (back, outs_b)):
+                outs.extend(hy.sum([lc[k][j] * cols[j] for j in range(M)]) for k in range(M))
+        return hy.cfunc(outs_f + outs_b, [z], fp_type=np.longdouble)
+
+    return _kernel(("weights", M), build)
+
+
+class AnchoredEngine:
+    """The compiled stage sweep and weights of one batch of anchored flows (module docstring).
+
+    Arguments:
+        anchor: the anchors, shape ``(B,)`` (:func:`ssmpoison.verify._anchored.anchor_index`).
+        kappa: the common gain ``c_i b_i``.
+        U: the ``(N, H)`` inputs, in the working type.
+        labels: the ``N`` labels, in the working type.
+        precision_bits: 53 or 64.
+    """
+
+    def __init__(self, anchor, kappa, U, labels, precision_bits: int):
+        self.precision_bits = precision_bits
+        self.dtype = np.dtype(_fp_type(precision_bits))
+        anchor = np.atleast_1d(np.asarray(anchor))
+        U = np.asarray(U)
+        self.N, self.H = U.shape
+        self.B = anchor.shape[0]
+        self._fixed = (np.asarray(kappa, dtype=self.dtype).reshape(1), U.astype(self.dtype).reshape(-1),
+                       np.asarray(labels).astype(self.dtype).reshape(-1))
+        self._anchor = anchor
+        self._perm = None
+        self._inverse = None
+        self._linear_pars = None
+        self._uniform = True
+
+    def _permutations(self, D: int):
+        if self._perm is None:
+            perm = np.array([[r] + [i for i in range(D) if i != r] for r in self._anchor])  # (B, D): the anchor first
+            self._perm = perm
+            self._inverse = np.argsort(perm, axis=-1)
+            self._uniform = bool((perm == perm[0]).all())
+        return self._perm, self._inverse
+
+    def _gather(self, x, index, axis_shape):
+        """``x`` permuted along its last axis by ``index`` (``(B, D)``, broadcast over ``axis_shape``)."""
+        if self._uniform:
+            return x[..., index[0]]
+        return np.take_along_axis(x, index.reshape(axis_shape), axis=-1)
+
+    def weights(self, M: int, h, mu):
+        """The weights ``W`` of shape ``mu.shape + (M+1, M)`` of the rates ``h mu`` (working type).
+
+        Arguments:
+            M: the node count.
+            h: the step, in the working type.
+            mu: the frozen rates, shape ``(B, R)``, in the working type.
+
+        Returns:
+            ``W[b, r, p, k] = W_k(x_p)`` at ``z = h mu[b, r]``.
+        """
+        mu = np.asarray(mu)
+        z = (h * mu).astype(np.longdouble).reshape(1, -1)
+        out = _weight_kernel(M)(np.ascontiguousarray(z))  # (2 (M+1) M, B R)
+        half = (M + 1) * M
+        forward = z[0] >= M
+        W = np.where(forward[None], out[:half], out[half:]).T.reshape(mu.shape + (M + 1, M))
+        return W.astype(self.dtype)
+
+    def linear_part(self, z, scale):
+        """The frozen stiff part ``-scale T^{-1} G^T G T = -sum_r mu_r p_r q_r^T`` at ``z``, as
+        :func:`ssmpoison.verify._anchored.anchored_linear_part` computes it (its rows from the compiled
+        kernel; the float64 eigenvectors of the Gram matrix, the bi-orthonormalisation and the Rayleigh
+        quotients in NumPy).
+
+        Arguments:
+            z: the state, shape ``(B, D)``, in the working type.
+            scale: the loss's weight ``2/N``, in the working type.
+
+        Returns:
+            ``(mu, P, Q)``: shapes ``(B, R)``, ``(B, R, D)``, ``(B, R, D)`` with ``R = N``.
+        """
+        from ssmpoison.verify._anchored import _biorthonormalise
+
+        B, D = z.shape
+        N = self.N
+        perm, inverse = self._permutations(D)
+        kernel = _linear_kernel(D, self.H, N, self.precision_bits)
+        if self._linear_pars is None or self._linear_pars.shape[1] != B:
+            kappa, U, _ = self._fixed
+            U = U.reshape(N, self.H)[:, : self.H - 1].reshape(-1)
+            self._linear_pars = np.ascontiguousarray(np.tile(np.concatenate([kappa, U])[:, None], (1, B)))
+        x = self._gather(z, perm, (B, D)).T
+        out = kernel(np.ascontiguousarray(x), pars=self._linear_pars).T.reshape(B, 3, N, D)
+        rows = self._gather(out, inverse, (B, 1, 1, D))
+        G, Pn, Qn = rows[:, 0], rows[:, 1], rows[:, 2]
+        G64 = np.asarray(G, dtype=np.float64)
+        _, W = np.linalg.eigh(float(scale) * np.matmul(G64, G64.transpose(0, 2, 1)))  # (B, N, R)
+        WT = np.asarray(W, dtype=self.dtype).transpose(0, 2, 1)
+        P, Q = _biorthonormalise(np.matmul(WT, Pn), np.matmul(WT, Qn))
+        GP = np.matmul(P, Qn.transpose(0, 2, 1))  # (B, R, N): g_n . v_r
+        mu = scale * (GP * GP).sum(axis=-1)
+        return mu, P, Q
+
+    def _parameters(self, y, mu, P, Q, perm):
+        """Per batch member: ``y_n``, ``kappa``, ``U``, labels, ``mu``, ``P``, ``Q`` (anchor first), shape ``(npar, B)``."""
+        B = y.shape[0]
+        kappa, U, labels = self._fixed
+        yp = self._gather(y, perm, (B, -1))
+        Pp = self._gather(P, perm, (B, 1, -1)).reshape(B, -1)
+        Qp = self._gather(Q, perm, (B, 1, -1)).reshape(B, -1)
+        shared = np.concatenate([kappa, U, labels])
+        return np.concatenate([yp, np.broadcast_to(shared, (B, shared.size)), mu, Pp, Qp], axis=1).T
+
+    def step(self, y, mu, P, Q, W_minus_A, A, h):
+        """Prepare the sweeps of one step (the step's frozen data as the kernel's parameters).
+
+        Arguments:
+            y: the state ``y_n``, shape ``(B, D)``.
+            mu, P, Q: the frozen linear part (shapes ``(B, R)``, ``(B, R, D)``, ``(B, R, D)``).
+            W_minus_A: the weights less the ``z = 0`` weights, shape ``(B, R, M+1, M)``.
+            A: the ``z = 0`` weights ``A_k(x_p)``, shape ``(M+1, M)``.
+            h: the step.
+
+        Returns:
+            ``sweep(stages) -> (incr, G, VG)`` for stages of shape ``(M, B, D)``: the forcing
+            ``G = f(stages) - L (stages - y_n)`` (``(M, B, D)``), ``VG = Q . G`` (``(M, B, R)``) and the
+            increments ``h (sum_k A_k(x_p) G_k + sum_r p_r sum_k (W_{r,k}(x_p) - A_k(x_p)) VG_{k,r})``
+            at the nodes and the end point (``(M+1, B, D)``), as in the reference sweep.
+        """
+        B, D = y.shape
+        R = mu.shape[-1]
+        M = A.shape[1]
+        perm, inverse = self._permutations(D)
+        kernel = _stage_kernel(D, self.H, self.N, R, self.precision_bits)
+        pars = self._parameters(y, mu, P, Q, perm)
+        columns = np.ascontiguousarray(np.tile(pars, (1, M)))  # column m B + b: member b at stage m
+        uniform = self._uniform
+        order, back = perm[0], inverse[0]
+        PT = np.ascontiguousarray(P)  # (B, R, D)
+
+        def sweep(stages):
+            if uniform:
+                x = stages[..., order].reshape(M * B, D).T
+            else:
+                x = np.take_along_axis(stages, perm[None], axis=-1).reshape(M * B, D).T
+            out = kernel(np.ascontiguousarray(x), pars=columns)
+            G = out[:D].T.reshape(M, B, D)
+            G = G[..., back] if uniform else np.take_along_axis(G, inverse[None], axis=-1)
+            VG = out[D:].T.reshape(M, B, R)
+            AG = np.matmul(A, G.reshape(M, B * D)).reshape(M + 1, B, D)
+            corr = np.matmul(W_minus_A, VG.transpose(1, 2, 0)[..., None])[..., 0]  # (B, R, M+1)
+            stiff = np.matmul(corr.transpose(0, 2, 1), PT)  # (B, M+1, D)
+            return h * (AG + stiff.transpose(1, 0, 2)), G, VG
+
+        return sweep
+
+
+def anchored_engine(anchor, kappa, U, labels, precision_bits: int):
+    """An :class:`AnchoredEngine` when the compiled engine runs at ``precision_bits``, else ``None``.
+
+    Arguments:
+        anchor, kappa, U, labels, precision_bits: as for :class:`AnchoredEngine`.
+
+    Returns:
+        The engine, or ``None`` (:func:`engine_available` false): the caller keeps the reference path.
+    """
+    if not engine_available(precision_bits):
+        return None
+    return AnchoredEngine(anchor, kappa, U, labels, precision_bits)
