@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -340,8 +341,15 @@ def _check_one(argv: list[str], json_kind) -> None:
         real, json_file = _materialise(argv, json_kind, root)
         before = {p.name for p in root.iterdir()}
         start = time.perf_counter()
-        code, out, err = _invoke(real)
+        cwd = os.getcwd()
+        os.chdir(root)  # a file written to the working directory (an empty path's '.png') shows up here
+        try:
+            code, out, err = _invoke(real)
+        finally:
+            os.chdir(cwd)
         seconds = time.perf_counter() - start
+        nameless = [p.name for p in root.iterdir() if p.name in (".png", ".json", ".csv", ".sqlite")]
+        assert not nameless, f"{real} wrote a file without a name: {nameless}"
         _TALLY[(" ".join(real[:2]) if real[:1] in (["sweep"], ["robust"]) else (real[0] if real else ""), code)] += 1
         assert code in (0, 1, 2), f"exit {code} for {real}: {err[-500:]}"
         assert code != 2 or seconds < REFUSAL_SECONDS, f"refused only after {seconds:.1f} s (after work?): {real}: {err}"

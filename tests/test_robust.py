@@ -368,6 +368,8 @@ def test_robust_selective_from_the_command_line(tmp_path, capsys):
     assert set(payload["curves"]) == {"0", "3"} and figure.stat().st_size > 0
     zero = payload["curves"]["0"]
     assert all(r["selective_pgd"] == pytest.approx(r["lti_bound"], rel=1e-9) for r in zero)
+    assert main(["robust", "selective", "--figure", ""]) == 2  # was written as '.png' in the working directory
+    assert "figure: the path is empty" in capsys.readouterr().err
     assert main(["robust", "selective", "--epsilon=-0.1"]) == 2
     assert "epsilon" in capsys.readouterr().err
 

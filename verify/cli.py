@@ -781,18 +781,18 @@ def _run_sweep(args) -> int:
     return 0 if report.failed == 0 and not report.time_limit else 1
 
 
-def _sweep_output(path: str) -> None:
-    """Check, before any work, that the file ``--out`` can be written (its directory made if missing)."""
+def _output_file(path: str, name: str = "out", example: str = "sweep.png") -> None:
+    """Check, before any work, that the file ``path`` (option ``name``) can be written (its directory made if missing)."""
     from pathlib import Path
 
     from ssmpoison.verify._jsonio import check_output_dir
 
     if not path.strip():
-        raise ValueError("out: the path is empty (give a file, e.g. sweep.png)")
+        raise ValueError(f"{name}: the path is empty (give a file, e.g. {example})")
     out = Path(path)
     if out.is_dir():
-        raise ValueError(f"out: {path!r} is a directory (give a file)")
-    check_output_dir(str(out.parent), "out", (out.name,))
+        raise ValueError(f"{name}: {path!r} is a directory (give a file)")
+    check_output_dir(str(out.parent), name, (out.name,))
     out.parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -819,7 +819,7 @@ def _run_sweep_plot(args) -> int:
     from ssmpoison.verify._jsonio import write_json
     from ssmpoison.verify._sweep_plots import flatten, plot_curves, plot_grid
 
-    _sweep_output(args.out)
+    _output_file(args.out)
     name, job, rows, spec = _sweep_rows(args)
     records = flatten(rows)
     fixed = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}" for k, v in spec.get("fixed", {}).items())
@@ -843,7 +843,7 @@ def _run_sweep_export(args) -> int:
     from ssmpoison.verify._jsonio import atomic_path, write_json
 
     if args.out is not None:
-        _sweep_output(args.out)
+        _output_file(args.out)
     name, job, rows, _ = _sweep_rows(args)
     keep = ("point", "params", "metrics", "status", "reason") + (("seconds", "finished", "fingerprint") if args.timing else ())
     points = [{k: r[k] for k in keep} for r in rows]
@@ -1068,7 +1068,7 @@ def _run_robust_train(args) -> int:
 
 def _run_robust_selective(args) -> int:
     from ssmpoison.theory._validation import require_int
-    from ssmpoison.verify._jsonio import check_output_dir, write_json
+    from ssmpoison.verify._jsonio import write_json
     from ssmpoison.verify._robust import require_epsilon
     from ssmpoison.verify._selective import SelectiveSSM, fit_growth, plot_selective_growth, selective_growth
     from ssmpoison.verify._status import Status
@@ -1085,9 +1085,7 @@ def _run_robust_selective(args) -> int:
     seed = require_int("seed", args.seed, minimum=0)
     models = {float(w): SelectiveSSM(A=A, B=(1,) * len(A), C=(1,) * len(A), w=w) for w in gains}
     if args.figure is not None:
-        from pathlib import Path
-
-        check_output_dir(str(Path(args.figure).parent) or ".", "figure", [Path(args.figure).name])
+        _output_file(args.figure, "figure", "growth.png")
     curves = {w: selective_growth(horizons, eps, m, seed=seed, restarts=restarts, steps=steps) for w, m in models.items()}
     if any(len(rows) < len(horizons) for rows in curves.values()):
         done = sum(len(rows) for rows in curves.values())
