@@ -368,6 +368,10 @@ def test_robust_selective_from_the_command_line(tmp_path, capsys):
     assert set(payload["curves"]) == {"0", "3"} and figure.stat().st_size > 0
     zero = payload["curves"]["0"]
     assert all(r["selective_pgd"] == pytest.approx(r["lti_bound"], rel=1e-9) for r in zero)
+    # eps = 0: every worst case is 0, and no power law fits it (log 0 made the JSON write fail: exit 3)
+    assert main(["robust", "selective", "--epsilon", "0", "--horizons", "5,10", "--restarts", "2", "--steps", "3",
+                 "--json", "-"]) == 0
+    assert all(f["power"] is None for f in json.loads(capsys.readouterr().out)["fits"].values())
     assert main(["robust", "selective", "--figure", ""]) == 2  # was written as '.png' in the working directory
     assert "figure: the path is empty" in capsys.readouterr().err
     assert main(["robust", "selective", "--epsilon=-0.1"]) == 2

@@ -146,11 +146,11 @@ def fit_growth(horizons, values) -> dict:
     """Least-squares fits of ``log v = p log H + q`` (power law) and ``v = s H + r`` (linear).
 
     Returns:
-        ``{"power": p, "slope": s}``.
+        ``{"power": p, "slope": s}``; ``p`` is ``None`` when a value is not positive (no power law).
     """
     H = np.asarray(horizons, dtype=float)
     v = np.asarray(values, dtype=float)
-    p = float(np.polyfit(np.log(H), np.log(v), 1)[0])
+    p = float(np.polyfit(np.log(H), np.log(v), 1)[0]) if np.all(v > 0) else None
     s = float(np.polyfit(H, v, 1)[0])
     return {"power": p, "slope": s}
 

@@ -1107,8 +1107,11 @@ def _run_robust_selective(args) -> int:
         for k, H in enumerate(horizons):
             print(f"{H:>5} " + " ".join(f"{rows[k]['selective_pgd']:>10.4g}" for rows in curves.values())
                   + f" {lti[k]['lti_bound']:>10.4g}")
-        print("fitted power p (error ~ H^p): " + ", ".join(f"w = {w:g}: {f['power']:.2f}" for w, f in fits.items())
-              + f"; LTI: {lti_fit['power']:.2f}")
+        def power(fit):
+            return "- (a zero worst case)" if fit["power"] is None else f"{fit['power']:.2f}"
+
+        print("fitted power p (error ~ H^p): " + ", ".join(f"w = {w:g}: {power(f)}" for w, f in fits.items())
+              + f"; LTI: {power(lti_fit)}")
     if args.figure is not None:
         plot_selective_growth({f"selective, w = {w:g} (PGD)": rows for w, rows in curves.items()}, lti, args.figure)
     if args.json:
