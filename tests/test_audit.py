@@ -204,3 +204,27 @@ def test_planted_poison_experiment_small():
     assert s["damaging_ranked_first"] == s["damaging_sets"]
     assert result.mislabelled_example is not None and result.mislabelled_example.mislabelled
     json.dumps(result.to_json(), allow_nan=False)
+
+
+def test_cli_max_steps_bounds_every_flow(tmp_path, capsys):
+    assert main(["audit", _write(tmp_path, POISONED), "--max-steps", "0"]) == 2
+    assert "max_steps" in capsys.readouterr().err
+    out = tmp_path / "a.json"
+    assert main(["audit", _write(tmp_path, POISONED), "--max-steps", "3", "--json", str(out)]) in (0, 1)
+    payload = json.loads(out.read_text())
+    assert payload["full_set"]["status"] != "converged" and payload["poisons"] == []
+
+
+@pytest.mark.slow
+def test_planted_optimised_poisons():
+    """The optimiser's poison planted (the generator gets the set it poisons): within its budget, clean-labelled."""
+    from ssmpoison.verify._audit import audit_experiment, optimised_poison_generator
+
+    result = audit_experiment(2, 1, horizon=5, state_dim=4, seed=0,
+                              poison_generator=optimised_poison_generator(max_iterations=2, max_steps=2000))
+    planted = result.sets[1]
+    assert planted.kind == "generated" and result.settings["poison_generator"] == "optimised_poison"
+    u = planted.report.dataset.training_set.inputs[planted.planted]
+    assert sum(float(v) ** 2 for v in u) <= float(planted.poison_norm) ** 2 * (1 + 1e-12)
+    assert planted.report.sequences[planted.planted].mislabelled is False
+    json.dumps(result.to_json(), allow_nan=False)

@@ -1221,6 +1221,9 @@ def _add_audit(sub) -> None:
     p.add_argument("--precision", metavar="BITS", help=f"working precision in bits (>= 53, {_bound('audit', 'precision')}); "
                    "default: the certified fast path")
     p.add_argument("--jobs", default="1", metavar="N", help="worker processes for the flows (default 1)")
+    p.add_argument("--max-steps", metavar="N", help="step budget of every flow (integer >= 1; default the engine's): a "
+                   "flow that exhausts it is reported as not converged instead of running on (labels that cannot be "
+                   "fitted can make a flow very long)")
     _add_budget(p)
     _add_json(p)
     p.set_defaults(run=_run_audit, command="audit")
@@ -1237,6 +1240,7 @@ def _run_audit(args) -> int:
     if not factor > 1:
         raise ValueError(f"factor must be > 1, got {args.factor}")
     jobs = require_int("jobs", args.jobs, minimum=1)
+    max_steps = None if args.max_steps is None else require_int("max_steps", args.max_steps, minimum=1)
     precision = None if args.precision is None else _within(
         args, "precision", require_precision_bits(args.precision, name="precision"))
     dataset = load_dataset(args.dataset)
@@ -1246,7 +1250,7 @@ def _run_audit(args) -> int:
     jobs = capped_jobs(jobs, _warning)  # warned once everything is validated
     with _Bars() as bars:
         report = audit(dataset, poison_factor=float(factor), precision_bits=precision, jobs=jobs, defences=args.defend,
-                       progress=bars)
+                       max_steps=max_steps, progress=bars)
     if args.json != "-":
         print(audit_text(report))
     if args.json:
