@@ -159,6 +159,9 @@ def test_non_special_optimiser_keeps_the_special_entry_zero_and_the_box():
     (["--budget", "1", "--restarts", "-1"], "restarts"),
     (["--budget", "1", "--target-error", "0"], "target_error"),
     (["--budget", "1", "--horizon", "2"], "horizon"),
+    (["--budget", "1", "--train", "b"], "train"),
+    (["--budget", "1", "--max-steps", "0"], "max_steps"),
+    (["--budget", "1", "--evaluation-time", "-1"], "evaluation_time"),
 ])
 def test_cli_refuses_bad_input_with_one_line(argv, field, capsys, tmp_path):
     from ssmpoison.verify.cli import main
@@ -218,3 +221,18 @@ def test_the_poison_found_is_never_below_its_starts():
     warm = float(damage(s, r.starts[1][0], gradient=False, rtol=1e-8).value)
     assert r.search_damage >= max(special, warm) * (1 - 1e-6)
     assert r.evaluations["evaluations"] >= 2 and r.to_json()["evaluations"] == r.evaluations
+
+
+@pytest.mark.slow
+def test_cli_trains_a_b_and_c(tmp_path):
+    """``poison --train abc``: the search and the certified runs with A, B, C trained; the JSON says so."""
+    import json
+
+    from ssmpoison.verify.cli import main
+
+    out = tmp_path / "p.json"
+    code = main(["poison", "--horizon", "4", "--state-dim", "2", "--budget", "0.5", "--train", "abc", "--restarts", "0",
+                 "--json", str(out)])
+    payload = json.loads(out.read_text())
+    assert code == 0 and payload["train"] == "abc" and payload["damage"]["status"] == "converged"
+    assert payload["damage"]["certified_digits"] >= 6 and payload["evaluations"]["evaluations"] >= 1
