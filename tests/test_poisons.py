@@ -236,3 +236,21 @@ def test_cli_trains_a_b_and_c(tmp_path):
     payload = json.loads(out.read_text())
     assert code == 0 and payload["train"] == "abc" and payload["damage"]["status"] == "converged"
     assert payload["damage"]["certified_digits"] >= 6 and payload["evaluations"]["evaluations"] >= 1
+
+
+@pytest.mark.slow
+def test_projected_search_runs_no_flow_outside_the_ball(monkeypatch):
+    """With ``project`` a trial point outside the ball is evaluated at its projection: every flow has ||u|| <= rho."""
+    import ssmpoison.verify._poison_opt as opt
+
+    s = _small(4, 3, (0.6, 0.4, 0.2))
+    sizes = []
+    real = opt.damage
+
+    def recording(setting, u, *args, **kwargs):
+        sizes.append(float(np.linalg.norm(np.asarray(u, dtype=float))))
+        return real(setting, u, *args, **kwargs)
+
+    monkeypatch.setattr(opt, "damage", recording)
+    r = optimise_poison(s, 0.25, "2", restarts=0, max_iterations=3, certify=False, project=True)
+    assert sizes and max(sizes) <= 0.25 * (1 + 1e-12) and np.linalg.norm(r.u) <= 0.25 * (1 + 1e-9)

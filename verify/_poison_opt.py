@@ -196,7 +196,8 @@ def _warm_start(u, horizon: int, free, budget: float, norm: str) -> np.ndarray:
 def optimise_poison(setting: PoisonSetting, budget: float, norm: str = "2", *, non_special: bool = False,
                     restarts: int = 2, seed: int = 0, max_iterations: int = 30,
                     policy: CertificationPolicy = CertificationPolicy(), progress=None, certify: bool = True,
-                    starts=(), max_steps: int = 20_000, evaluation_time: float | None = None) -> PoisonResult:
+                    starts=(), max_steps: int = 20_000, evaluation_time: float | None = None,
+                    project: bool = False) -> PoisonResult:
     """The most damaging clean-label poison within ``||u|| <= budget`` (module docstring).
 
     SLSQP works in the scaled variables ``x = u / rho`` on the unit ball (``||x|| <= 1``), so that
@@ -227,6 +228,12 @@ def optimise_poison(setting: PoisonSetting, budget: float, norm: str = "2", *, n
             the command's). An evaluation whose flow does not converge within its budgets counts
             as damage 0 with gradient 0, and is counted in ``PoisonResult.evaluations`` under its
             status.
+        project: evaluate a trial point ``x`` outside the ball at its projection ``P(x)`` (``x/||x||``
+            for the 2-norm, entries clipped to ``[-1, 1]`` for the max-norm), with the chain rule's
+            gradient ``DP(x)^T grad``: the objective is then the continuous extension of ``E``
+            constant along the projection, and no flow is run for a sequence outside the budget
+            (SLSQP's trial points can leave the ball by orders of magnitude, where the flows are
+            long). ``False`` (the default) evaluates ``E`` wherever SLSQP asks, as the earlier search did.
 
     Returns:
         The :class:`PoisonResult`.
@@ -268,6 +275,16 @@ def optimise_poison(setting: PoisonSetting, budget: float, norm: str = "2", *, n
 
     def evaluate(x):
         """``(E(u), dE/dx)`` at ``u = rho x`` (the gradient in the scaled variables is ``rho dE/du``)."""
+        x = np.asarray(x, dtype=float)
+        if project and norm_of(x, norm) > 1.0:
+            if norm == "2":
+                r = float(np.linalg.norm(x))
+                value, g = evaluate(x / r)
+                unit = x / r
+                return value, (g - (g @ unit) * unit) / r
+            inside = np.abs(x) <= 1.0
+            value, g = evaluate(np.clip(x, -1.0, 1.0))
+            return value, np.where(inside, g, 0.0)
         key = tuple(float(v) for v in x)
         if key not in cache:
             began = time.monotonic()
@@ -472,7 +489,7 @@ class DamageCurve:
 def damage_curve(setting: PoisonSetting, budgets, norm: str = "2", *, non_special: bool = False, restarts: int = 1,
                  seed: int = 0, max_iterations: int = 15, policy: CertificationPolicy = CertificationPolicy(),
                  progress=None, continuation: bool = True, max_steps: int = 20_000,
-                 evaluation_time: float | None = None, starts=()) -> DamageCurve:
+                 evaluation_time: float | None = None, starts=(), project: bool = True) -> DamageCurve:
     """:func:`optimise_poison` at each budget (certified), beside ``rho e_{H-2}``.
 
     With ``continuation`` the budgets are taken in decreasing order (the flows are fastest at
@@ -484,8 +501,8 @@ def damage_curve(setting: PoisonSetting, budgets, norm: str = "2", *, non_specia
     Arguments:
         setting: the :class:`~ssmpoison.verify._poisons.PoisonSetting`.
         budgets: the budgets ``rho > 0``.
-        norm, non_special, restarts, seed, max_iterations, policy, max_steps, evaluation_time: as in
-            :func:`optimise_poison`.
+        norm, non_special, restarts, seed, max_iterations, policy, max_steps, evaluation_time, project: as
+            in :func:`optimise_poison` (``project`` on by default here).
         progress: ``progress(label, done, total, note)`` after each budget, or ``None``.
         continuation: warm-start each budget from the previous budget's optimum.
         starts: further starts tried at every budget (each rescaled onto its sphere).
@@ -502,7 +519,7 @@ def damage_curve(setting: PoisonSetting, budgets, norm: str = "2", *, non_specia
         warm = tuple(starts) + ((out[-1].u,) if continuation and out else ())
         out.append(optimise_poison(setting, rho, norm, non_special=non_special, restarts=restarts, seed=seed,
                                    max_iterations=max_iterations, policy=policy, starts=warm, max_steps=max_steps,
-                                   evaluation_time=evaluation_time))
+                                   evaluation_time=evaluation_time, project=project))
         if progress is not None:
             progress("poison: damage vs budget", k + 1, len(rhos), f"rho={rho:g}")
     return DamageCurve(rhos, tuple(out), require_norm(norm), non_special)
