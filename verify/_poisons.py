@@ -347,8 +347,9 @@ def damage(setting: PoisonSetting, u, precision_bits: int = 53, *, gradient: boo
 
     Returns:
         The :class:`Damage` (``value`` NaN and ``gradient`` ``None`` unless the flow converged; the
-        command's wall-clock budget, :mod:`ssmpoison.verify._budget`, and reaching ``t_max`` end it
-        with ``TIME_LIMIT``, a blow-up or a vanishing step with ``DIVERGED``).
+        command's wall-clock budget, :mod:`ssmpoison.verify._budget`, ends it with ``TIME_LIMIT``;
+        reaching ``t_max`` with the loss above its threshold with ``STALLED``, a blow-up or a
+        vanishing step with ``DIVERGED``).
 
     Raises:
         ValueError: ``u`` of the wrong length or not finite, a bad precision (naming the parameter).
@@ -382,6 +383,8 @@ def damage(setting: PoisonSetting, u, precision_bits: int = 53, *, gradient: boo
             status = Status.DIVERGED
         elif res.status == Status.MAX_STEPS:
             status = Status.MAX_STEPS
+        elif res.status == Status.T_END:  # t_max reached above the loss threshold: the state stopped moving
+            status = Status.STALLED
         else:
             status = Status.TIME_LIMIT
         J = setting.extrapolation_length
