@@ -233,7 +233,9 @@ def optimise_poison(setting: PoisonSetting, budget: float, norm: str = "2", *, n
             gradient ``DP(x)^T grad``: the objective is then the continuous extension of ``E``
             constant along the projection, and no flow is run for a sequence outside the budget
             (SLSQP's trial points can leave the ball by orders of magnitude, where the flows are
-            long). ``False`` (the default) evaluates ``E`` wherever SLSQP asks, as the earlier search did.
+            long); and the poison returned is the best converged evaluation inside the ball, not
+            only the best start or end (SLSQP can end at a point whose flow did not converge).
+            ``False`` (the default) evaluates ``E`` wherever SLSQP asks, as the earlier search did.
 
     Returns:
         The :class:`PoisonResult`.
@@ -265,6 +267,7 @@ def optimise_poison(setting: PoisonSetting, budget: float, norm: str = "2", *, n
     points += [_random_start(rng, H, free, rho, norm) for _ in range(max(restarts, 1 if non_special and not warm else 0))]
 
     cache: dict = {}
+    seen: list = [None]  # with ``project``: the best converged evaluation inside the ball
     counts: dict = {"evaluations": 0, "seconds": 0.0, "not_converged": {}}
 
     def full(x):
@@ -297,6 +300,8 @@ def optimise_poison(setting: PoisonSetting, budget: float, norm: str = "2", *, n
                 counts["not_converged"][str(d.status)] = counts["not_converged"].get(str(d.status), 0) + 1
             cache[key] = (float(d.value) if ok else 0.0,
                           rho * np.asarray(d.gradient, dtype=float)[free] if ok else np.zeros(len(free)))
+            if project and ok and norm_of(x, norm) <= 1.0 and (seen[0] is None or cache[key][0] > seen[0][1]):
+                seen[0] = (np.array(x, dtype=float), cache[key][0])
         return cache[key]
 
     constraints = ()
@@ -321,7 +326,7 @@ def optimise_poison(setting: PoisonSetting, budget: float, norm: str = "2", *, n
             x = x / norm_of(x, norm) if norm == "2" else np.clip(x, -1.0, 1.0)
         value = evaluate(x)[0]
         records.append((tuple(float(v) for v in full(x0)), tuple(float(v) for v in full(x)), value, int(res.nit)))
-        for cand, cand_value in ((x, value), (x0, start_value)):
+        for cand, cand_value in ((x, value), (x0, start_value)) + ((seen[0],) if seen[0] is not None else ()):
             if best is None or cand_value > best[1]:
                 best = (full(cand), cand_value)
         if progress is not None:
