@@ -204,3 +204,45 @@ def test_planted_poison_experiment_small():
     assert s["damaging_ranked_first"] == s["damaging_sets"]
     assert result.mislabelled_example is not None and result.mislabelled_example.mislabelled
     json.dumps(result.to_json(), allow_nan=False)
+
+
+def test_cli_max_steps_bounds_every_flow(tmp_path, capsys):
+    assert main(["audit", _write(tmp_path, POISONED), "--max-steps", "0"]) == 2
+    assert "max_steps" in capsys.readouterr().err
+    out = tmp_path / "a.json"
+    assert main(["audit", _write(tmp_path, POISONED), "--max-steps", "3", "--json", str(out)]) in (0, 1)
+    payload = json.loads(out.read_text())
+    assert payload["full_set"]["status"] != "converged" and payload["poisons"] == []
+
+
+def test_the_optimised_generator_plants_an_exact_clean_poison_within_its_norm():
+    """The optimiser's poison as a planted generator: given the set it poisons, it returns a sequence of
+    exact dyadic entries within the drawn norm, and the experiment passes it the set (``needs_setting``)."""
+    import numpy as np
+
+    from ssmpoison.theory._construction import clean_training_set
+    from ssmpoison.verify._audit import optimised_poison_generator
+    from ssmpoison.verify._poisons import PoisonSetting
+
+    generator = optimised_poison_generator(max_iterations=1, max_steps=2000)
+    assert generator.needs_setting is True
+    setting = PoisonSetting(clean_training_set(4, 3), (0.6, 0.4, 0.2), Teacher((1,), 3), 8)
+    u = generator(np.random.default_rng(0), 4, Fraction(1, 2), setting=setting)
+    assert len(u) == 4 and all(isinstance(v, Fraction) and v.denominator & (v.denominator - 1) == 0 for v in u)
+    assert sum(v * v for v in u) <= Fraction(1, 4)
+    assert u[2] != 0  # the search starts from (1/2) e_(H-2), one SLSQP iteration away
+
+
+@pytest.mark.slow
+def test_planted_optimised_poisons():
+    """The optimiser's poison planted (the generator gets the set it poisons): within its budget, clean-labelled."""
+    from ssmpoison.verify._audit import audit_experiment, optimised_poison_generator
+
+    result = audit_experiment(2, 1, horizon=5, state_dim=4, seed=0,
+                              poison_generator=optimised_poison_generator(max_iterations=2, max_steps=2000))
+    planted = result.sets[1]
+    assert planted.kind == "generated" and result.settings["poison_generator"] == "optimised_poison"
+    u = planted.report.dataset.training_set.inputs[planted.planted]
+    assert sum(float(v) ** 2 for v in u) <= float(planted.poison_norm) ** 2 * (1 + 1e-12)
+    assert planted.report.sequences[planted.planted].mislabelled is False
+    json.dumps(result.to_json(), allow_nan=False)

@@ -159,6 +159,9 @@ def test_non_special_optimiser_keeps_the_special_entry_zero_and_the_box():
     (["--budget", "1", "--restarts", "-1"], "restarts"),
     (["--budget", "1", "--target-error", "0"], "target_error"),
     (["--budget", "1", "--horizon", "2"], "horizon"),
+    (["--budget", "1", "--train", "b"], "train"),
+    (["--budget", "1", "--max-steps", "0"], "max_steps"),
+    (["--budget", "1", "--evaluation-time", "-1"], "evaluation_time"),
 ])
 def test_cli_refuses_bad_input_with_one_line(argv, field, capsys, tmp_path):
     from ssmpoison.verify.cli import main
@@ -180,3 +183,74 @@ def test_cli_config_keys_must_agree_with_the_options(capsys, tmp_path):
     config.write_text("budget = 0.5\ncolour = 1\n")
     assert main(["poison", "--config", str(config)]) == 2
     assert "unknown key 'colour'" in capsys.readouterr().err
+
+
+def test_a_step_budget_ends_an_evaluation_with_its_status_and_the_state_where_it_stopped():
+    s = _small()
+    d = damage(s, (0.1, -0.2, 0.3, 0.05), 53, gradient=False, rtol=1e-10, max_steps=3)
+    assert d.status == Status.MAX_STEPS and math.isnan(d.value) and d.gradient is None
+    assert math.isfinite(d.end_value) and d.to_json()["damage_at_end"] == float(d.end_value)
+    full = damage(s, (0.1, -0.2, 0.3, 0.05), 53, gradient=False, rtol=1e-10)
+    assert full.status == Status.CONVERGED and full.end_value == full.value
+
+
+def test_warm_starts_are_rescaled_onto_the_sphere_and_failed_evaluations_are_counted():
+    """The search works in u / rho: a warm start is put on ||u|| = rho; an evaluation that runs out
+    of its step budget is counted under its status (damage 0), not hung on; bad starts are refused."""
+    s = _small(4, 3, (0.6, 0.4, 0.2))
+    rho = 0.25
+    starved = optimise_poison(s, rho, "2", restarts=0, max_iterations=1, certify=False, max_steps=2,
+                              starts=[(1.0, -2.0, 3.0, 0.5)])
+    assert len(starved.starts) == 2 and np.linalg.norm(starved.starts[1][0]) == pytest.approx(rho, rel=1e-12)
+    assert starved.evaluations["not_converged"].get("max_steps", 0) >= 2 and starved.search_damage == 0.0
+    assert starved.to_json()["damage"] is None and not starved.converged
+    with pytest.raises(ValueError, match="starts"):
+        optimise_poison(s, rho, starts=[(1.0, 2.0)], certify=False)
+    with pytest.raises(ValueError, match="evaluation_time"):
+        optimise_poison(s, rho, evaluation_time=0, certify=False)
+
+
+@pytest.mark.slow
+def test_the_poison_found_is_never_below_its_starts():
+    """The best of the starts' and the ends' damages: at least rho e_(H-2)'s and the warm start's."""
+    s = _small(4, 3, (0.6, 0.4, 0.2))
+    rho = 0.25
+    r = optimise_poison(s, rho, "2", restarts=0, max_iterations=1, certify=False, starts=[(1.0, -2.0, 3.0, 0.5)])
+    assert np.linalg.norm(r.u) <= rho * (1 + 1e-9)
+    special = float(damage(s, special_poison(s, rho), gradient=False, rtol=1e-8).value)
+    warm = float(damage(s, r.starts[1][0], gradient=False, rtol=1e-8).value)
+    assert r.search_damage >= max(special, warm) * (1 - 1e-6)
+    assert r.evaluations["evaluations"] >= 2 and r.to_json()["evaluations"] == r.evaluations
+
+
+@pytest.mark.slow
+def test_cli_trains_a_b_and_c(tmp_path):
+    """``poison --train abc``: the search and the certified runs with A, B, C trained; the JSON says so."""
+    import json
+
+    from ssmpoison.verify.cli import main
+
+    out = tmp_path / "p.json"
+    code = main(["poison", "--horizon", "4", "--state-dim", "2", "--budget", "0.5", "--train", "abc", "--restarts", "0",
+                 "--json", str(out)])
+    payload = json.loads(out.read_text())
+    assert code == 0 and payload["train"] == "abc" and payload["damage"]["status"] == "converged"
+    assert payload["damage"]["certified_digits"] >= 6 and payload["evaluations"]["evaluations"] >= 1
+
+
+@pytest.mark.slow
+def test_projected_search_runs_no_flow_outside_the_ball(monkeypatch):
+    """With ``project`` a trial point outside the ball is evaluated at its projection: every flow has ||u|| <= rho."""
+    import ssmpoison.verify._poison_opt as opt
+
+    s = _small(4, 3, (0.6, 0.4, 0.2))
+    sizes = []
+    real = opt.damage
+
+    def recording(setting, u, *args, **kwargs):
+        sizes.append(float(np.linalg.norm(np.asarray(u, dtype=float))))
+        return real(setting, u, *args, **kwargs)
+
+    monkeypatch.setattr(opt, "damage", recording)
+    r = optimise_poison(s, 0.25, "2", restarts=0, max_iterations=3, certify=False, project=True)
+    assert sizes and max(sizes) <= 0.25 * (1 + 1e-12) and np.linalg.norm(r.u) <= 0.25 * (1 + 1e-9)

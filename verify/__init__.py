@@ -61,7 +61,7 @@ piece lives. Public names (everything else lives in private modules):
 * auditing a training set for poisons — :class:`AuditDataset`, :func:`load_dataset`,
   :func:`dataset_from_json`, :func:`audit`, :class:`AuditReport`, :class:`SequenceAudit`, :func:`defend`,
   :class:`DefenceResult`; the planted-poison experiment — :func:`audit_experiment`,
-  :class:`AuditExperiment`, :func:`random_special_poison`, :func:`roc_auc`;
+  :class:`AuditExperiment`, :func:`random_special_poison`, :func:`optimised_poison_generator`, :func:`roc_auc`;
 * clean-label poisoning of real S4D and LRU layers on the digits (the optional extra ``realworld``:
   PyTorch, scikit-learn; torch is imported only when a run starts) — :class:`RealWorldConfig`,
   :func:`run_realworld`, :class:`RealWorldReport`, :func:`tiny_config`;
@@ -76,7 +76,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     '_kernels': ('kernels',),
     '_audit': ('AuditDataset', 'AuditExperiment', 'AuditReport', 'DefenceResult', 'SequenceAudit', 'audit',
-               'audit_experiment', 'dataset_from_json', 'defend', 'load_dataset', 'random_special_poison', 'roc_auc',),
+               'audit_experiment', 'dataset_from_json', 'defend', 'load_dataset', 'optimised_poison_generator',
+               'random_special_poison', 'roc_auc',),
     '_certification': ('FAST_PATH', 'SEARCH_CERTIFICATION', 'CertificationPolicy',),
     '_certified_flow': ('CertifiedRun', 'certified_flows',),
     '_certify': ('Certified', 'certify', 'correct_digits', 'digits_supported',),

@@ -62,7 +62,8 @@ from ssmpoison.verify._status import Status
 
 __all__ = ["AuditDataset", "SequenceAudit", "AuditReport", "DefenceResult", "audit", "defend", "dataset_from_json",
            "load_dataset", "audit_text", "sequence_lowest_lag", "DEFENCES", "certified_errors",
-           "defence_sets", "audit_experiment", "AuditExperiment", "PlantedSet", "random_special_poison", "roc_auc"]
+           "defence_sets", "audit_experiment", "AuditExperiment", "PlantedSet", "random_special_poison", "roc_auc",
+           "optimised_poison_generator"]
 
 #: the defences of :func:`defend`, in order
 DEFENCES = ("strip_special", "drop_flagged", "reweight")
@@ -770,6 +771,43 @@ def random_special_poison(rng, horizon: int, norm) -> tuple:
     return tuple(v * scale for v in u)
 
 
+def optimised_poison_generator(*, restarts: int = 0, max_iterations: int = 6, max_steps: int = 5_000,
+                               evaluation_time: float | None = 60.0):
+    """A ``poison_generator`` that plants the optimiser's poison: the most damaging ``u`` with ``||u||_2 <= rho``.
+
+    The generator is called with the set it poisons (``setting=``, a
+    :class:`~ssmpoison.verify._poisons.PoisonSetting` of the base set, its teacher and ``a0``) and runs
+    :func:`ssmpoison.verify._poison_opt.optimise_poison` there (float64 search, no certification:
+    the audit certifies), from ``rho e_{H-2}`` and ``restarts`` random starts; the entries are
+    rounded to multiples of ``2^-24 rho`` (dyadic when ``rho`` is), so the planted sequence and its
+    teacher label are exact rationals.
+
+    Arguments:
+        restarts, max_iterations, max_steps, evaluation_time: as in
+            :func:`~ssmpoison.verify._poison_opt.optimise_poison`.
+
+    Returns:
+        ``f(rng, horizon, norm, *, setting) -> sequence`` with ``f.needs_setting = True``.
+    """
+    restarts = require_int("restarts", restarts, minimum=0)
+    max_iterations = require_int("max_iterations", max_iterations, minimum=1)
+
+    def optimised_poison(rng, horizon: int, norm, *, setting) -> tuple:
+        from ssmpoison.verify._poison_opt import optimise_poison
+
+        seed = int(rng.integers(0, 2**31))
+        result = optimise_poison(setting, float(norm), "2", restarts=restarts, seed=seed, max_iterations=max_iterations,
+                                 certify=False, max_steps=max_steps, evaluation_time=evaluation_time)
+        unit = Fraction(norm) / 2**24
+        u = [round(Fraction(v) / unit) * unit for v in result.u]
+        if sum(v * v for v in u) > Fraction(norm) ** 2:  # rounding may leave the ball by a hair: shrink one notch
+            u = [(v // unit) * unit if v > 0 else -((-v) // unit) * unit for v in u]
+        return tuple(u)
+
+    optimised_poison.needs_setting = True
+    return optimised_poison
+
+
 def _dyadic_norm(rng, low: float, high: float) -> Fraction:
     """A log-uniform norm in ``[low, high]``, rounded to a multiple of 1/64 (at least 1/64)."""
     value = math.exp(rng.uniform(math.log(low), math.log(high)))
@@ -965,7 +1003,9 @@ def audit_experiment(poisoned: int = 20, unpoisoned: int = 20, *, horizon: int =
         horizon, state_dim, samples, teacher_dim: H, D, the base sets' N and the teacher's D* (``samples <= teacher_dim``
             keeps the base flows converging: N equations, D* escaped entries).
         seed: the generator's seed.
-        poison_generator: ``f(rng, horizon, norm) -> sequence``, or ``None`` for :func:`random_special_poison`.
+        poison_generator: ``f(rng, horizon, norm) -> sequence``, or ``None`` for :func:`random_special_poison`;
+            a generator with ``needs_setting = True`` (:func:`optimised_poison_generator`) is also
+            given ``setting=`` the :class:`~ssmpoison.verify._poisons.PoisonSetting` of the base set.
         norms: the range of the poisons' norms.
         precision_bits: as for :func:`audit`.
         jobs: worker processes.
@@ -987,7 +1027,14 @@ def audit_experiment(poisoned: int = 20, unpoisoned: int = 20, *, horizon: int =
         if k < poisoned:
             kind = "e_H-2" if k % 2 == 0 else "generated"
             rho = _dyadic_norm(rng, *norms)
-            u = tuple(rho if p == horizon - 2 else 0 for p in range(horizon)) if kind == "e_H-2" else tuple(generator(rng, horizon, rho))
+            if kind == "e_H-2":
+                u = tuple(rho if p == horizon - 2 else 0 for p in range(horizon))
+            elif getattr(generator, "needs_setting", False):
+                from ssmpoison.verify._poisons import PoisonSetting
+
+                u = tuple(generator(rng, horizon, rho, setting=PoisonSetting(ts, a0, teacher, J)))
+            else:
+                u = tuple(generator(rng, horizon, rho))
             at = int(rng.integers(0, ts.samples + 1))
             rows = list(ts.inputs)
             rows.insert(at, u)

@@ -62,7 +62,9 @@ def norm_of(u, norm: str) -> float:
     return float(np.linalg.norm(v)) if norm == "2" else float(np.abs(v).max(initial=0.0))
 
 
-def _run_json(run) -> dict:
+def _run_json(run) -> dict | None:
+    if run is None:
+        return None
     q = run.quantity
     return {
         "ext_error": q.text,
@@ -85,7 +87,9 @@ class PoisonResult:
     :class:`~ssmpoison.verify._certified_flow.CertifiedRun` values of the set with ``u``, with
     ``rho e_{H-2}``, and of the base set alone; ``starts`` holds, per starting point, its
     ``(start, end, damage, iterations)``; ``projected_gradient`` is the gradient of the damage
-    at ``u`` projected on the tangent of the constraint (its size says how stationary ``u`` is).
+    at ``u`` projected on the tangent of the constraint (its size says how stationary ``u`` is);
+    ``evaluations`` counts the float64 damage evaluations of the search (``evaluations``, their
+    ``seconds``, and ``not_converged``: per status, those whose flow ended without converging).
     """
 
     setting: PoisonSetting
@@ -100,6 +104,7 @@ class PoisonResult:
     starts: tuple = field(default=(), repr=False)
     projected_gradient: tuple = ()
     special_projected_gradient: tuple = ()
+    evaluations: dict = field(default_factory=dict, repr=False)
 
     @property
     def damage(self) -> float:
@@ -115,7 +120,8 @@ class PoisonResult:
 
     @property
     def converged(self) -> bool:
-        return all(r.status == Status.CONVERGED for r in (self.poisoned, self.special, self.clean))
+        """Every certified run converged (``False`` without certified runs)."""
+        return all(r is not None and r.status == Status.CONVERGED for r in (self.poisoned, self.special, self.clean))
 
     def to_json(self) -> dict:
         return {
@@ -134,11 +140,12 @@ class PoisonResult:
             "special_poison": [float(v) for v in special_poison(self.setting, self.budget)],
             "special_damage": _run_json(self.special),
             "clean": _run_json(self.clean),
-            "damage_over_special": self.damage / self.special_damage if self.special_damage else None,
-            "damage_over_clean": self.damage / self.clean_error if self.clean_error else None,
+            "damage_over_special": self.damage / self.special_damage if self.converged and self.special_damage else None,
+            "damage_over_clean": self.damage / self.clean_error if self.converged and self.clean_error else None,
             "projected_gradient": list(self.projected_gradient),
             "special_projected_gradient": list(self.special_projected_gradient),
             "starts": [{"start": list(s), "end": list(e), "damage": d, "iterations": n} for s, e, d, n in self.starts],
+            "evaluations": dict(self.evaluations),
         }
 
 
@@ -173,88 +180,170 @@ def _random_start(rng, horizon: int, free, budget: float, norm: str) -> np.ndarr
     return x * (budget / norm_of(x, norm))
 
 
+def _warm_start(u, horizon: int, free, budget: float, norm: str) -> np.ndarray:
+    """A given starting point with its forced entries zeroed, rescaled onto the boundary ``||u|| = rho``."""
+    v = np.asarray(u, dtype=float)
+    if v.shape != (horizon,) or not np.all(np.isfinite(v)):
+        raise ValueError(f"starts: each start must be {horizon} finite numbers")
+    x = np.zeros(horizon)
+    x[free] = v[free]
+    size = norm_of(x, norm)
+    if size == 0:
+        raise ValueError("starts: a start is zero on the free entries")
+    return x * (budget / size)
+
+
 def optimise_poison(setting: PoisonSetting, budget: float, norm: str = "2", *, non_special: bool = False,
                     restarts: int = 2, seed: int = 0, max_iterations: int = 30,
-                    policy: CertificationPolicy = CertificationPolicy(), progress=None, certify: bool = True) -> PoisonResult:
+                    policy: CertificationPolicy = CertificationPolicy(), progress=None, certify: bool = True,
+                    starts=(), max_steps: int = 20_000, evaluation_time: float | None = None,
+                    project: bool = False) -> PoisonResult:
     """The most damaging clean-label poison within ``||u|| <= budget`` (module docstring).
+
+    SLSQP works in the scaled variables ``x = u / rho`` on the unit ball (``||x|| <= 1``), so that
+    its steps and its constraint are of order one whatever the budget: in ``u`` itself the
+    gradient grows like ``1/rho`` and the constraint ``rho^2 - |u|^2`` shrinks like ``rho^2``, and
+    at small budgets SLSQP's steps leave the ball by orders of magnitude. At ``rho = 1`` the two
+    are the same iteration. Every start is evaluated, and the poison returned is the best of the
+    starts' and the ends' damages: with ``rho e_{H-2}`` among the starts (unless
+    ``non_special``), its search damage is never below that of ``rho e_{H-2}``.
 
     Arguments:
         setting: the :class:`~ssmpoison.verify._poisons.PoisonSetting`.
         budget: ``rho > 0``.
         norm: ``"2"`` or ``"inf"``.
         non_special: force ``u_{H-2} = 0``.
-        restarts: random starting points besides ``rho e_{H-2}`` (>= 0; with ``non_special`` at least one is used).
+        restarts: random starts besides ``rho e_{H-2}`` and ``starts`` (>= 0; with ``non_special``
+            and no ``starts`` at least one is used).
         seed: seed of the random starting points.
         max_iterations: SLSQP iterations per start (>= 1).
         policy: certification of the final poison, of ``rho e_{H-2}`` and of the clean flow.
         progress: ``progress(label, done, total, note)`` after each start, or ``None``.
         certify: run the certified engine on the result (``False``: the three runs are ``None``).
+        starts: further starting points (warm starts, e.g. the optimum at a neighbouring budget):
+            each is H numbers; its forced entries are zeroed and it is rescaled onto ``||u|| = rho``.
+            They are tried after ``rho e_{H-2}`` and before the random starts.
+        max_steps: SEULEX's step budget of each float64 evaluation (>= 1).
+        evaluation_time: wall-clock seconds of each float64 evaluation (``None``: no limit besides
+            the command's). An evaluation whose flow does not converge within its budgets counts
+            as damage 0 with gradient 0, and is counted in ``PoisonResult.evaluations`` under its
+            status.
+        project: evaluate a trial point ``x`` outside the ball at its projection ``P(x)`` (``x/||x||``
+            for the 2-norm, entries clipped to ``[-1, 1]`` for the max-norm), with the chain rule's
+            gradient ``DP(x)^T grad``: the objective is then the continuous extension of ``E``
+            constant along the projection, and no flow is run for a sequence outside the budget
+            (SLSQP's trial points can leave the ball by orders of magnitude, where the flows are
+            long); and the poison returned is the best converged evaluation inside the ball, not
+            only the best start or end (SLSQP can end at a point whose flow did not converge).
+            ``False`` (the default) evaluates ``E`` wherever SLSQP asks, as the earlier search did.
 
     Returns:
         The :class:`PoisonResult`.
 
     Raises:
-        ValueError: a budget that is not a positive finite number, an unknown norm, a bad count (naming it).
+        ValueError: a budget that is not a positive finite number, an unknown norm, a bad count,
+            a start of the wrong length (naming it).
     """
+    import time
+
     from scipy.optimize import minimize
+
+    from ssmpoison.verify._budget import wall_clock_budget
 
     rho = require_budget(budget)
     norm = require_norm(norm)
     restarts = require_int("restarts", restarts, minimum=0)
     seed = require_int("seed", seed, minimum=0)
     max_iterations = require_int("max_iterations", max_iterations, minimum=1)
+    max_steps = require_int("max_steps", max_steps, minimum=1)
+    if evaluation_time is not None:
+        evaluation_time = float(require_real("evaluation_time", evaluation_time, positive=True))
     H = setting.horizon
     free = _free_indices(H, non_special)
+    warm = [_warm_start(v, H, free, rho, norm) for v in starts]
     rng = np.random.default_rng(seed)
-    starts = [] if non_special else [np.array(special_poison(setting, rho))]
-    starts += [_random_start(rng, H, free, rho, norm) for _ in range(max(restarts, 1 if non_special else 0))]
+    points = [] if non_special else [np.array(special_poison(setting, rho))]
+    points += warm
+    points += [_random_start(rng, H, free, rho, norm) for _ in range(max(restarts, 1 if non_special and not warm else 0))]
 
     cache: dict = {}
+    seen: list = [None]  # with ``project``: the best converged evaluation inside the ball
+    counts: dict = {"evaluations": 0, "seconds": 0.0, "not_converged": {}}
 
     def full(x):
+        """``u = rho x`` from the scaled free variables ``x``."""
         u = np.zeros(H)
-        u[free] = x
+        u[free] = rho * np.asarray(x, dtype=float)
         return u
 
     def evaluate(x):
+        """``(E(u), dE/dx)`` at ``u = rho x`` (the gradient in the scaled variables is ``rho dE/du``)."""
+        x = np.asarray(x, dtype=float)
+        if project and norm_of(x, norm) > 1.0:
+            if norm == "2":
+                r = float(np.linalg.norm(x))
+                value, g = evaluate(x / r)
+                unit = x / r
+                return value, (g - (g @ unit) * unit) / r
+            inside = np.abs(x) <= 1.0
+            value, g = evaluate(np.clip(x, -1.0, 1.0))
+            return value, np.where(inside, g, 0.0)
         key = tuple(float(v) for v in x)
         if key not in cache:
-            d = damage(setting, full(x), 53, rtol=SEARCH_RTOL)
+            began = time.monotonic()
+            with wall_clock_budget(evaluation_time):
+                d = damage(setting, full(x), 53, rtol=SEARCH_RTOL, max_steps=max_steps)
+            counts["evaluations"] += 1
+            counts["seconds"] += time.monotonic() - began
             ok = d.status == Status.CONVERGED
-            cache[key] = (float(d.value) if ok else 0.0, np.asarray(d.gradient, dtype=float)[free] if ok else np.zeros(len(free)))
+            if not ok:
+                counts["not_converged"][str(d.status)] = counts["not_converged"].get(str(d.status), 0) + 1
+            cache[key] = (float(d.value) if ok else 0.0,
+                          rho * np.asarray(d.gradient, dtype=float)[free] if ok else np.zeros(len(free)))
+            if project and ok and norm_of(x, norm) <= 1.0 and (seen[0] is None or cache[key][0] > seen[0][1]):
+                seen[0] = (np.array(x, dtype=float), cache[key][0])
         return cache[key]
 
     constraints = ()
     bounds = None
     if norm == "2":
-        constraints = ({"type": "ineq", "fun": lambda x: rho * rho - x @ x, "jac": lambda x: -2 * x},)
+        constraints = ({"type": "ineq", "fun": lambda x: 1.0 - x @ x, "jac": lambda x: -2 * x},)
     else:
-        bounds = [(-rho, rho)] * len(free)
+        bounds = [(-1.0, 1.0)] * len(free)
     records, best = [], None
-    total = len(starts)
+    total = len(points)
     if progress is not None:
         progress("poison: starts", 0, total, "")
-    for i, start in enumerate(starts):
+    for i, start in enumerate(points):
         if i and budget_expired():
             break
-        x0 = start[free]
+        x0 = start[free] / rho
+        start_value = evaluate(x0)[0]
         res = minimize(lambda x: -evaluate(x)[0], x0, jac=lambda x: -evaluate(x)[1], method="SLSQP",
                        constraints=constraints, bounds=bounds, options={"maxiter": max_iterations, "ftol": 1e-9})
         x = np.asarray(res.x, dtype=float)
-        if norm_of(x, norm) > rho:  # SLSQP may end a hair outside: back onto the ball
-            x = x * (rho / norm_of(x, norm)) if norm == "2" else np.clip(x, -rho, rho)
+        if norm_of(x, norm) > 1.0:  # SLSQP may end a hair outside: back onto the ball
+            x = x / norm_of(x, norm) if norm == "2" else np.clip(x, -1.0, 1.0)
         value = evaluate(x)[0]
         records.append((tuple(float(v) for v in full(x0)), tuple(float(v) for v in full(x)), value, int(res.nit)))
-        if best is None or value > best[1]:
-            best = (full(x), value)
+        for cand, cand_value in ((x, value), (x0, start_value)) + ((seen[0],) if seen[0] is not None else ()):
+            if best is None or cand_value > best[1]:
+                best = (full(cand), cand_value)
         if progress is not None:
             progress("poison: starts", i + 1, total, f"best={best[1]:.4g}")
     u = tuple(float(v) for v in best[0])
-    proj = projected_gradient(full(evaluate(best[0][free])[1]), u, rho, norm, free)
+
+    def gradient_u(point):
+        """``dE/du`` at the poison ``point`` (zero on the forced entries)."""
+        g = np.zeros(H)
+        g[free] = evaluate(np.asarray(point, dtype=float)[free] / rho)[1] / rho
+        return g
+
+    proj = projected_gradient(gradient_u(best[0]), u, rho, norm, free)
     special_proj = ()
     if not non_special:
         e = np.array(special_poison(setting, rho))
-        special_proj = tuple(float(v) for v in projected_gradient(full(evaluate(e[free])[1]), e, rho, norm, free))
+        special_proj = tuple(float(v) for v in projected_gradient(gradient_u(e), e, rho, norm, free))
     runs = (None, None, None)
     if certify:
         if progress is not None:
@@ -264,8 +353,10 @@ def optimise_poison(setting: PoisonSetting, budget: float, norm: str = "2", *, n
             runs.append(certified_damage(setting, v, policy))
             if progress is not None:
                 progress("poison: certified flows", k + 1, 3, "")
+    counts["seconds"] = round(counts["seconds"], 3)
     return PoisonResult(setting, rho, norm, non_special, u, best[1], *runs, starts=tuple(records),
-                        projected_gradient=tuple(float(v) for v in proj), special_projected_gradient=special_proj)
+                        projected_gradient=tuple(float(v) for v in proj), special_projected_gradient=special_proj,
+                        evaluations=counts)
 
 
 @dataclass(frozen=True)
@@ -387,30 +478,53 @@ class DamageCurve:
         return {
             "norm": self.norm,
             "non_special": self.non_special,
-            "points": [{"budget": rho, "poison": [float(v) for v in r.u], "damage": _run_json(r.poisoned),
-                        "special_damage": _run_json(r.special)} for rho, r in zip(self.budgets, self.optimised)],
+            "points": [{"budget": rho, "poison": [float(v) for v in r.u], "search_damage": r.search_damage,
+                        "damage": _run_json(r.poisoned), "special_damage": _run_json(r.special),
+                        "clean": _run_json(r.clean),
+                        "damage_over_special": (r.damage / r.special_damage
+                                                if r.converged and r.special_damage else None),
+                        "damage_over_clean": r.damage / r.clean_error if r.converged and r.clean_error else None,
+                        "starts": [{"start": list(s0), "end": list(e), "damage": d, "iterations": n}
+                                   for s0, e, d, n in r.starts],
+                        "evaluations": dict(r.evaluations)}
+                       for rho, r in zip(self.budgets, self.optimised)],
         }
 
 
 def damage_curve(setting: PoisonSetting, budgets, norm: str = "2", *, non_special: bool = False, restarts: int = 1,
                  seed: int = 0, max_iterations: int = 15, policy: CertificationPolicy = CertificationPolicy(),
-                 progress=None) -> DamageCurve:
+                 progress=None, continuation: bool = True, max_steps: int = 20_000,
+                 evaluation_time: float | None = None, starts=(), project: bool = True) -> DamageCurve:
     """:func:`optimise_poison` at each budget (certified), beside ``rho e_{H-2}``.
+
+    With ``continuation`` the budgets are taken in decreasing order (the flows are fastest at
+    large budgets) and the optimum found at the previous budget, rescaled onto the new sphere,
+    is one more start at the next: a warm start from the neighbouring point of the curve, so
+    that at every budget the poison found is at least as damaging, in the search, as
+    ``rho e_{H-2}`` and as the previous optimum rescaled.
 
     Arguments:
         setting: the :class:`~ssmpoison.verify._poisons.PoisonSetting`.
         budgets: the budgets ``rho > 0``.
-        norm, non_special, restarts, seed, max_iterations, policy: as in :func:`optimise_poison`.
+        norm, non_special, restarts, seed, max_iterations, policy, max_steps, evaluation_time, project: as
+            in :func:`optimise_poison` (``project`` on by default here).
         progress: ``progress(label, done, total, note)`` after each budget, or ``None``.
+        continuation: warm-start each budget from the previous budget's optimum.
+        starts: further starts tried at every budget (each rescaled onto its sphere).
 
     Returns:
-        The :class:`DamageCurve`.
+        The :class:`DamageCurve` (its points in decreasing budget with ``continuation``, else in
+        the order given).
     """
     rhos = tuple(require_budget(b) for b in budgets)
+    if continuation:
+        rhos = tuple(sorted(set(rhos), reverse=True))
     out = []
     for k, rho in enumerate(rhos):
+        warm = tuple(starts) + ((out[-1].u,) if continuation and out else ())
         out.append(optimise_poison(setting, rho, norm, non_special=non_special, restarts=restarts, seed=seed,
-                                   max_iterations=max_iterations, policy=policy))
+                                   max_iterations=max_iterations, policy=policy, starts=warm, max_steps=max_steps,
+                                   evaluation_time=evaluation_time, project=project))
         if progress is not None:
             progress("poison: damage vs budget", k + 1, len(rhos), f"rho={rho:g}")
     return DamageCurve(rhos, tuple(out), require_norm(norm), non_special)

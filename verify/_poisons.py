@@ -207,7 +207,9 @@ class Damage:
     ``value`` and ``gradient`` are in the working type (float64 or ``gmpy2.mpfr``); ``limit`` is
     ``theta_inf`` split as ``(a, b, c)``; ``lag`` the maximising lag ``j*``; ``status`` a flow
     status; ``t_converged`` the time the loss reached its threshold and ``t`` where the
-    integration ended (``>= 2 t_converged``).
+    integration ended (``>= 2 t_converged``). ``end_value`` is the extrapolation error of the state
+    where the integration ended, whatever the status (for a flow that did not converge it is not
+    a damage: it says where the run was when its budget ran out).
     """
 
     u: tuple
@@ -220,11 +222,13 @@ class Damage:
     steps: int
     precision_bits: int
     limit: tuple = field(repr=False, default=())
+    end_value: object = None
 
     def to_json(self) -> dict:
         return {
             "u": [float(v) for v in self.u],
             "damage": float(self.value),
+            "damage_at_end": None if self.end_value is None else float(self.end_value),
             "gradient": None if self.gradient is None else [float(g) for g in self.gradient],
             "status": self.status,
             "lag": self.lag,
@@ -339,11 +343,13 @@ def damage(setting: PoisonSetting, u, precision_bits: int = 53, *, gradient: boo
         gradient: integrate the sensitivities too (``False``: the flow of ``theta`` alone).
         rtol: SEULEX's tolerance; ``None``: :class:`~ssmpoison.verify._flow.FlowOptions`' default
             at that precision.
-        max_steps: SEULEX's step budget.
+        max_steps: SEULEX's step budget (an exhausted budget ends the run with ``MAX_STEPS``).
 
     Returns:
         The :class:`Damage` (``value`` NaN and ``gradient`` ``None`` unless the flow converged; the
-        command's wall-clock budget, :mod:`ssmpoison.verify._budget`, ends it with ``TIME_LIMIT``).
+        command's wall-clock budget, :mod:`ssmpoison.verify._budget`, ends it with ``TIME_LIMIT``;
+        reaching ``t_max`` with the loss above its threshold with ``STALLED``, a blow-up or a
+        vanishing step with ``DIVERGED``).
 
     Raises:
         ValueError: ``u`` of the wrong length or not finite, a bad precision (naming the parameter).
@@ -375,14 +381,20 @@ def damage(setting: PoisonSetting, u, precision_bits: int = 53, *, gradient: boo
             status = Status.CONVERGED
         elif res.status in (Status.BLOWUP, Status.STEP_TOO_SMALL):
             status = Status.DIVERGED
+        elif res.status == Status.MAX_STEPS:
+            status = Status.MAX_STEPS
+        elif res.status == Status.T_END:  # t_max reached above the loss threshold: the state stopped moving
+            status = Status.STALLED
         else:
             status = Status.TIME_LIMIT
         J = setting.extrapolation_length
+        target = setting.teacher.impulse_response(J)
+        finite = all(np.isfinite(float(v)) for part in (a, b, c) for v in part)
+        end_value = impulse_extrapolation_error(list(a), list(b), list(c), target) if finite else float("nan")
         if status != Status.CONVERGED:
             return Damage(seq, float("nan"), None, status, None, t_conv[0] if t_conv else None, res.t, res.n_steps, bits,
-                          (a, b, c))
-        target = setting.teacher.impulse_response(J)
-        value = impulse_extrapolation_error(list(a), list(b), list(c), target)
+                          (a, b, c), end_value)
+        value = end_value
         K = kernels.impulse_response(a, b, c, J)
         gaps = [abs(K[j] - target[j]) for j in range(J)]
         lag = max(range(J), key=lambda j: gaps[j])
@@ -392,7 +404,7 @@ def damage(setting: PoisonSetting, u, precision_bits: int = 53, *, gradient: boo
             sign = 1 if K[lag] - target[lag] >= 0 else -1
             scale_star = max(abs(v) for v in target)
             grad = np.array([sign * (dK * Y[1 + k]).sum() / (scale_star * sigma) for k in range(setting.horizon)], dtype=Y.dtype)
-        return Damage(seq, value, grad, status, lag, t_conv[0], res.t, res.n_steps, bits, (a, b, c))
+        return Damage(seq, value, grad, status, lag, t_conv[0], res.t, res.n_steps, bits, (a, b, c), value)
 
 
 def damage_fd_gradient(setting: PoisonSetting, u, step: float, precision_bits: int = 53, **kwargs) -> np.ndarray:

@@ -1127,12 +1127,13 @@ def _add_poison(sub) -> None:
         "poison",
         help="optimise a clean-label poison: the most damaging sequence within a budget, certified, beside e_(H-2)",
         description="Append one sequence u, labelled by the teacher, to the Theorem's clean set {e_0} and train A "
-        "(B = C = 1) by gradient flow from the paper's initialisation: the damage E(u) is the extrapolation error of the "
-        "limit. Maximise it over ||u|| <= RHO (SLSQP with the gradient dE/du by forward sensitivities along the flow, "
-        "from rho e_(H-2) and seeded random starts), optionally with u_(H-2) = 0 forced (--non-special); re-run the "
+        "(B = C = 1; or A, B and C with --train abc) by gradient flow from the paper's initialisation: the damage E(u) "
+        "is the extrapolation error of the limit. Maximise it over ||u|| <= RHO (SLSQP with the gradient dE/du by "
+        "forward sensitivities along the flow, in u/rho, from rho e_(H-2) and seeded random starts, each evaluation "
+        "within --max-steps and --evaluation-time), optionally with u_(H-2) = 0 forced (--non-special); re-run the "
         "poison found, rho e_(H-2) and the clean set by the certified engine. With --target-error: the smallest "
         "|u_(H-2)| of s e_(H-2) whose damage reaches it. With --out: figures of the poison's entries and of damage "
-        "versus budget (rho = 0.01 ... 1, one optimisation per point). Exit 0 when every certified flow converged "
+        "versus budget (rho = 0.01 ... 1, one optimisation per point, warm-started from the largest budget). Exit 0 when every certified flow converged "
         "(and the target, if any, was reached), 1 otherwise.",
     )
     p.add_argument("--horizon", metavar="H", help=f"training horizon H (integer >= 3, {_bound('poison', 'horizon')}; "
@@ -1143,10 +1144,17 @@ def _add_poison(sub) -> None:
     p.add_argument("--extrapolate-to", metavar="H2", help="extrapolation length H' (integer >= 1, "
                    f"{_bound('poison', 'extrapolation_length')}; default the theory row's)")
     p.add_argument("--config", metavar="FILE", help="a TOML or JSON file with the same settings as keys (horizon, "
-                   "state_dim, seed, extrapolate_to, budget, norm, non_special, target_error, restarts)")
+                   "state_dim, seed, extrapolate_to, budget, norm, non_special, target_error, restarts, train, max_steps, "
+                   "evaluation_time)")
     p.add_argument("--budget", metavar="RHO", help="the poison's budget rho > 0: ||u|| <= rho (required, here or in --config)")
     p.add_argument("--norm", metavar="2|inf", help="the norm of the budget: 2 (default) or inf")
     p.add_argument("--non-special", action="store_true", help="force u_(H-2) = 0 (a non-special poison)")
+    p.add_argument("--train", metavar="a|abc", help="what gradient flow trains: a (the diagonal of A, B = C = 1 fixed: the "
+                   "theory setting; default) or abc (A, B and C, starting at B = C = 1)")
+    p.add_argument("--max-steps", metavar="N", help="step budget of each float64 damage evaluation in the search (integer "
+                   ">= 1, default 20000); an evaluation that exhausts it counts as no damage and is tallied by status")
+    p.add_argument("--evaluation-time", metavar="SECONDS", help="wall-clock budget of each float64 damage evaluation in "
+                   "the search (> 0; default none besides --time-limit)")
     p.add_argument("--target-error", metavar="E", help="also find the smallest |u_(H-2)| of s e_(H-2) whose damage "
                    "reaches E (> 0)")
     p.add_argument("--restarts", metavar="R", help="random starts besides rho e_(H-2), drawn from seed 0 (integer >= 0, default 2, "
@@ -1158,7 +1166,8 @@ def _add_poison(sub) -> None:
 
 
 #: the keys of a ``poison --config`` file (the options' names with underscores)
-_POISON_KEYS = ("horizon", "state_dim", "seed", "extrapolate_to", "budget", "norm", "non_special", "target_error", "restarts")
+_POISON_KEYS = ("horizon", "state_dim", "seed", "extrapolate_to", "budget", "norm", "non_special", "target_error", "restarts",
+                "train", "max_steps", "evaluation_time")
 
 
 def _poison_values(args) -> dict:
@@ -1210,18 +1219,26 @@ def _run_poison(args) -> int:
     restarts = _within(args, "restarts", require_int("restarts", v.get("restarts", 2), minimum=0))
     target = None if "target_error" not in v else float(require_real("target_error", v["target_error"], positive=True))
     non_special = bool(v.get("non_special", False))
+    train = str(v.get("train", "a")).strip()
+    if train not in ("a", "abc"):
+        raise ValueError(f"train must be a or abc, got {train!r}")
+    max_steps = require_int("max_steps", v.get("max_steps", 20_000), minimum=1)
+    evaluation_time = (None if "evaluation_time" not in v
+                       else float(require_real("evaluation_time", v["evaluation_time"], positive=True)))
     if args.out is not None:
         check_output_dir(args.out, "out", FIGURES)
-    setting = theory_poison_setting(H, D, seed, J)
+    setting = theory_poison_setting(H, D, seed, J, train=train)
+    search = {"max_steps": max_steps, "evaluation_time": evaluation_time}
     with _Bars() as bars:
-        result = optimise_poison(setting, rho, norm, non_special=non_special, restarts=restarts, seed=0, progress=bars)
+        result = optimise_poison(setting, rho, norm, non_special=non_special, restarts=restarts, seed=0, progress=bars,
+                                 **search)
         minimal = None if target is None else minimal_special_scale(setting, target, low=1e-3, high=max(10.0, 10 * rho),
                                                                     steps=12, progress=bars)
         curve = None
         if args.out is not None:
             budgets = sorted({0.01, 0.03, 0.1, 0.3, 1.0, rho})
             curve = damage_curve(setting, budgets, norm, non_special=non_special, restarts=min(restarts, 1),
-                                 max_iterations=12, progress=bars)
+                                 max_iterations=12, progress=bars, starts=(result.u,), **search)
     figures = []
     if args.out is not None:
         Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -1261,6 +1278,9 @@ def _add_audit(sub) -> None:
     p.add_argument("--precision", metavar="BITS", help=f"working precision in bits (>= 53, {_bound('audit', 'precision')}); "
                    "default: the certified fast path")
     p.add_argument("--jobs", default="1", metavar="N", help="worker processes for the flows (default 1)")
+    p.add_argument("--max-steps", metavar="N", help="step budget of every flow (integer >= 1; default the engine's): a "
+                   "flow that exhausts it is reported as not converged instead of running on (labels that cannot be "
+                   "fitted can make a flow very long)")
     _add_budget(p)
     _add_json(p)
     p.set_defaults(run=_run_audit, command="audit")
@@ -1277,6 +1297,7 @@ def _run_audit(args) -> int:
     if not factor > 1:
         raise ValueError(f"factor must be > 1, got {args.factor}")
     jobs = require_int("jobs", args.jobs, minimum=1)
+    max_steps = None if args.max_steps is None else require_int("max_steps", args.max_steps, minimum=1)
     precision = None if args.precision is None else _within(
         args, "precision", require_precision_bits(args.precision, name="precision"))
     dataset = load_dataset(args.dataset)
@@ -1286,7 +1307,7 @@ def _run_audit(args) -> int:
     jobs = capped_jobs(jobs, _warning)  # warned once everything is validated
     with _Bars() as bars:
         report = audit(dataset, poison_factor=float(factor), precision_bits=precision, jobs=jobs, defences=args.defend,
-                       progress=bars)
+                       max_steps=max_steps, progress=bars)
     if args.json != "-":
         print(audit_text(report))
     if args.json:
