@@ -129,6 +129,9 @@ _SUBCOMMANDS = {
         "--non-special": None,
         "--target-error": _reals([0.01, 1e-9]),
         "--restarts": _ints([0, 1, 65]),
+        "--train": st.sampled_from(["a", "abc", "b", ""]),
+        "--max-steps": _ints([1, 100, 10**9]),
+        "--evaluation-time": _reals([0.5, 5]),
         "--out": st.sampled_from(["OUT", "", "PROC", "FILE"]),
         "--no-limits": None,
     },
@@ -137,6 +140,7 @@ _SUBCOMMANDS = {
         "--defend": None,
         "--precision": _ints([53, 64, 113]),
         "--jobs": st.sampled_from(["1", "2", "1000", "0"]),
+        "--max-steps": _ints([1, 100, 10**9]),
         "--no-limits": None,
     },
     "sweep run": {
