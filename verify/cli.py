@@ -1087,15 +1087,15 @@ def _run_robust_selective(args) -> int:
     if args.figure is not None:
         _output_file(args.figure, "figure", "growth.png")
     curves = {w: selective_growth(horizons, eps, m, seed=seed, restarts=restarts, steps=steps) for w, m in models.items()}
+    payload = {"epsilon": eps, "a": [float(v) for v in A], "horizons": list(horizons), "status": Status.DONE,
+               "curves": {format(w, "g"): rows for w, rows in curves.items()}}
     if any(len(rows) < len(horizons) for rows in curves.values()):
         done = sum(len(rows) for rows in curves.values())
         if args.json != "-":
             print(f"status time_limit: the wall-clock budget ran out after {done} of {len(horizons) * len(curves)} "
                   f"PGD runs (raise --time-limit); no fit, no figure")
         if args.json:
-            write_json(args.json, {"epsilon": eps, "a": [float(v) for v in A], "horizons": list(horizons),
-                                   "status": Status.TIME_LIMIT,
-                                   "curves": {format(w, "g"): rows for w, rows in curves.items()}})
+            write_json(args.json, dict(payload, status=Status.TIME_LIMIT))
         return 1
     fits = {w: fit_growth(horizons, [r["selective_pgd"] for r in rows]) for w, rows in curves.items()}
     lti = next(iter(curves.values()))
@@ -1115,9 +1115,7 @@ def _run_robust_selective(args) -> int:
     if args.figure is not None:
         plot_selective_growth({f"selective, w = {w:g} (PGD)": rows for w, rows in curves.items()}, lti, args.figure)
     if args.json:
-        write_json(args.json, {"epsilon": eps, "a": [float(v) for v in A], "horizons": list(horizons),
-                               "status": Status.DONE, "curves": {format(w, "g"): rows for w, rows in curves.items()},
-                               "fits": {format(w, "g"): f for w, f in fits.items()}, "lti_fit": lti_fit})
+        write_json(args.json, dict(payload, fits={format(w, "g"): f for w, f in fits.items()}, lti_fit=lti_fit))
     return 0
 
 
