@@ -262,11 +262,11 @@ class _Reduction:
         """``S_{H-1} = sum_i (d_i + w)^{-(H-1)/p}``."""
         return mpmath.fsum(ai ** (self.H - 1) for ai in self.entries(w))
 
-    def dS(self, w):
-        """``dS/dw = -(H-1)/p sum_i (d_i + w)^{-(H-1)/p - 1}``."""
-        return -mpmath.fsum(ai ** (self.H - 1) / (di + w) for ai, di in zip(self.entries(w), self.d)) * (
-            mpmath.mpf(self.H - 1) / self.p
-        )
+    def S_and_dS(self, w):
+        """``(S(w), dS/dw)`` with ``dS/dw = -(H-1)/p sum_i (d_i + w)^{-(H-1)/p - 1}``, the entries computed once."""
+        terms = [ai ** (self.H - 1) for ai in self.entries(w)]
+        derivative = -mpmath.fsum(t / (di + w) for t, di in zip(terms, self.d)) * (mpmath.mpf(self.H - 1) / self.p)
+        return mpmath.fsum(terms), derivative
 
     def solve(self, target) -> mpmath.mpf:
         """The unique ``w > 0`` with ``S(w) = target > 0``: safeguarded Newton, then certified."""
@@ -276,14 +276,15 @@ class _Reduction:
         w = lo
         tol = mpmath.ldexp(1, 4 - self.wp)
         for _ in range(10 * self.wp):
-            g = self.S(w) - target
+            S, dS = self.S_and_dS(w)
+            g = S - target
             if g == 0:
                 return w
             if g > 0:
                 lo = w
             else:
                 hi = w
-            cand = w - g / self.dS(w)
+            cand = w - g / dS
             if not lo < cand < hi:
                 cand = (lo + hi) / 2
             if abs(cand - w) <= tol * w or hi - lo <= tol * w:

@@ -51,6 +51,7 @@ import hashlib
 import math
 import os
 import pickle
+import sys
 import tempfile
 import time
 from fractions import Fraction
@@ -69,10 +70,23 @@ _BACKWARD_DAMPING_BITS = 72
 
 @functools.lru_cache(maxsize=1)
 def _heyoka():
+    """heyoka, imported without SymPy when SymPy is not loaded yet.
+
+    heyoka's extension module imports SymPy, when it can, for its SymPy conversions (which this
+    module does not use); that import is most of heyoka's start-up. A ``None`` entry in
+    ``sys.modules`` makes it fail for the duration of heyoka's import (Python's documented way
+    to block an import), and the entry is removed afterwards, so a later ``import sympy`` works.
+    """
+    blocked = "sympy" not in sys.modules
+    if blocked:
+        sys.modules["sympy"] = None
     try:
         import heyoka
     except ImportError:
         return None
+    finally:
+        if blocked and sys.modules.get("sympy", 0) is None:
+            del sys.modules["sympy"]
     return heyoka
 
 

@@ -9,6 +9,7 @@ reported with its certified digits (:mod:`ssmpoison.verify._certified_flow`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import mpmath
@@ -94,9 +95,11 @@ def run_theory_row(settings, precision_bits: int | None = None, progress=None, p
         precision_bits: ``None`` for the fast path, else the working precision in bits (>= 53)
             (:class:`~ssmpoison.verify._certification.CertificationPolicy`).
         progress: ``progress(n)`` is called as runs finish (``n`` runs each time).
-        parallel: ``> 1`` runs the integrations (each poisoned flow's run and re-run, each one task) in
-            that many worker processes (:func:`ssmpoison.verify._workers.worker_pool`), costliest first so that
-            the processes finish together, while the clean flows (exact oracle) run in this process.
+        parallel: the processes that share the work, this one included: ``> 1`` starts ``parallel - 1``
+            worker processes (:func:`ssmpoison.verify._workers.worker_pool`) on the integrations (each
+            poisoned flow's run and re-run, each one task, queued by horizon, longest first) while this
+            process runs the clean flows (exact oracle) and ``meanwhile``, then takes the integrations
+            no worker has started from the end of the queue (:func:`_started_flows`).
         meanwhile: ``None``, or work for this process while the workers integrate: called once with no
             arguments after the clean flows (after every run when ``parallel == 1``).
 
@@ -123,7 +126,7 @@ def run_theory_row(settings, precision_bits: int | None = None, progress=None, p
             progress(len(runs))
 
     if parallel > 1:
-        with worker_pool(parallel) as pool:
+        with worker_pool(parallel - 1) as pool:
             flows = _started_flows(pool, settings, policy)
             for H, p in sorted(groups, key=lambda g: g[1]):  # clean first: the oracle runs here while the workers integrate
                 if p and meanwhile is not None:
@@ -157,14 +160,18 @@ def _flow(problem: FlowProblem, options) -> object:
 
 
 def _started_flows(pool, settings, policy: CertificationPolicy):
-    """Start every integration of the row in ``pool`` at once, costliest first; return the ``flows``
-    function of :func:`~ssmpoison.verify._certified_flow.certified_flows` that collects them.
+    """Queue every integration of the row in ``pool`` at once; return the ``flows`` function of
+    :func:`~ssmpoison.verify._certified_flow.certified_flows` that collects them, sharing the work.
 
-    The integrations are each flow's run and its re-run (every flow without an exact oracle), each one
-    task, ordered by an estimate of their cost: the re-runs (more bits, tighter tolerance) before the
-    runs, longer horizons first within each; so the last tasks to start are the shortest, and the
-    workers finish together. Integrations asked for that were not started (the fast path's escalations,
-    decided by the digits of the first two) go to the pool when asked for.
+    The integrations are each flow's re-run and its run (every flow without an exact oracle), each
+    one task, queued by horizon (longest first), re-runs before runs within a horizon. The workers
+    take tasks from the front of the queue; when this process asks for a group of flows, it runs
+    here every task of the group that no worker has started yet (its future cancelled), from the
+    end of the queue backwards, and waits only for the others. So the work is shared without an
+    estimate of its cost, a process mostly integrates one horizon (its compiled kernels are loaded
+    once per process and shape), and the results do not depend on who computes them.
+    Integrations asked for that were not queued (the fast path's escalations, decided by the digits
+    of the first two) run here.
 
     Arguments:
         pool: a :func:`ssmpoison.verify._workers.worker_pool`.
@@ -174,16 +181,27 @@ def _started_flows(pool, settings, policy: CertificationPolicy):
     Returns:
         ``flows(items)``: the flow results of ``(problem, options)`` pairs, in order.
     """
-    problems = [p for s in sorted(settings, key=lambda s: -s.horizon) for poisoned in (True, False)
-                for _, p in theory_row_problems(s, poisoned) if not oracle_applies(p)]
+    queue = []
+    for s in sorted(settings, key=lambda s: -s.horizon):
+        problems = [p for poisoned in (True, False) for _, p in theory_row_problems(s, poisoned) if not oracle_applies(p)]
+        queue += [(p, options) for options in (policy.reference_options(_T_MAX), policy.run_options(_T_MAX)) for p in problems]
     started = {}
-    for options in (policy.reference_options(_T_MAX), policy.run_options(_T_MAX)):
-        for p in problems:
-            started.setdefault((p, options), pool.submit(_flow, p, options))
+    for key in queue:
+        if key not in started:
+            started[key] = (len(started), pool.submit(_flow, *key))
 
     def flows(items):
-        futures = [started.pop((p, options), None) or pool.submit(_flow, p, options) for p, options in items]
-        return [f.result() for f in futures]
+        results = {}
+        waiting = []
+        for k in sorted(range(len(items)), key=lambda k: -started.get(items[k], (math.inf,))[0]):
+            position, future = started.pop(items[k], (None, None))
+            if future is None or future.cancel():
+                results[k] = _flow(*items[k])
+            else:
+                waiting.append((k, future))
+        for k, future in waiting:
+            results[k] = future.result()
+        return [results[k] for k in range(len(items))]
 
     return flows
 

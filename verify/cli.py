@@ -227,7 +227,7 @@ def _add_reproduce(sub) -> None:
                    f"default 1e-7, float32's rounding level; {_bound('reproduce', 'perturbation_size')})")
     p.add_argument("--skipped-seeds", action="store_true", help="also run the seeds the paper's seed lists skip "
                    "(e.g. non-linear 4542, 4544; theory 245, 343), reported beside the published ones, out of their means")
-    p.add_argument("--jobs", default="auto", metavar="N", help="worker processes (default auto: one per CPU)")
+    p.add_argument("--jobs", default="auto", metavar="N", help="processes computing at once (default auto: one per CPU)")
     _add_budget(p)
     _add_json(p)
     p.set_defaults(run=_run_reproduce, command="reproduce")
