@@ -162,6 +162,23 @@ def test_float64_convergence_time_matches_exact_quadrature():
         assert abs(_oracle_time(a0, H, 1, tol) - exact) <= 1e-6 * exact
 
 
+def test_adaptive_quadrature_against_closed_forms():
+    """The reachability time's quadrature (15/30-node Gauss–Legendre panels, the worst halved): a degree-29
+    polynomial, e^v and a peak of width 1e-3 to 1e-12 relative, signed limits."""
+    import math
+
+    from ssmpoison.verify._certified_flow import _quadrature
+
+    poly = _quadrature(lambda v: v**29 + 3 * v**2, 0.0, 2.0, rtol=1e-10)
+    assert math.isclose(poly, 2.0**30 / 30 + 8.0, rel_tol=1e-12)  # the rounded nodes, amplified by the degree
+    assert math.isclose(_quadrature(np.exp, -30.0, 5.0, rtol=1e-12), math.exp(5) - math.exp(-30), rel_tol=1e-12)
+    eps = 1e-3
+    peak = _quadrature(lambda v: 1 / (eps**2 + v * v), -1.0, 1.0, rtol=1e-12)
+    assert math.isclose(peak, 2 * math.atan(1 / eps) / eps, rel_tol=1e-12)
+    assert math.isclose(_quadrature(np.exp, 1.0, 0.0, rtol=1e-12), 1 - math.e, rel_tol=1e-12)
+    assert _quadrature(np.exp, 0.5, 0.5, rtol=1e-12) == 0.0
+
+
 def test_extrapolation_error_uses_the_kernels_impulse_response():
     """theory.construction's K_j (plain loops, exact) equals ssmpoison.verify._kernels.impulse_response."""
     from fractions import Fraction
