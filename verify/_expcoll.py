@@ -338,9 +338,16 @@ def _frozen_weights(M: int, precision_bits: int, h, mu, dtype):
     return W.reshape(shape + (M + 1, M))
 
 
+@functools.lru_cache(maxsize=64)
+def _float_nodes(M: int) -> np.ndarray:
+    """The Gauss–Legendre nodes on (0, 1) in float64 (those of :func:`_nodes_tables` at 64 bits, without its tables)."""
+    with mpmath.workprec(64):
+        return np.array([float((1 + x) / 2) for x, _ in _gauss_legendre(M)])
+
+
 @functools.lru_cache(maxsize=4096)
 def _continuation_cached(M: int, ratio: float) -> np.ndarray:
-    c = np.array([float(v) for v in _nodes_tables(M, 64)[0]])
+    c = _float_nodes(M)
     X = np.concatenate([[0.0], c, [1.0]])  # points of the last step's polynomial (value 0 at x = 0)
     x = 1.0 + c * ratio  # this step's nodes, in the last step's coordinate
     diff = x[:, None] - X[None, :]  # (M, P)
