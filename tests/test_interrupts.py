@@ -23,8 +23,10 @@ from ssmpoison.verify._workers import default_jobs, worker_pool, worker_setup
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the kernel's parent-death signal")
 
-# the clean flows end in this process within seconds; the workers' integrated flows run for minutes
+# the clean flows end in this process within seconds; the integrated flows run for minutes, in a worker and in
+# the command's own process (--jobs counts the processes computing, the command's included)
 THEORY = ["reproduce", "--row", "theory", "--precision", "512", "--no-limits", "--jobs", "2"]
+THEORY_WORKERS = min(2, default_jobs()) - 1  # --jobs 2 is capped at the CPUs
 SEARCH = ["search", "--jobs", "2", "--budget", "400"]
 PREVIOUS = '{"previous": "content"}\n'
 GONE_WITHIN = 10.0  # seconds from the signal to the last process of the command gone
@@ -52,9 +54,9 @@ def _session(sid: int) -> list[int]:
     return pids
 
 
-def _interrupt(args, signum, *, group=False, helpers=0, again=None, tmp_path=None):
-    """Start ``ssmpoison ARGS`` in a new session, wait until its two workers (and ``helpers`` other
-    processes) run, send ``signum`` to the CLI
+def _interrupt(args, signum, *, group=False, helpers=0, again=None, tmp_path=None, workers=None):
+    """Start ``ssmpoison ARGS`` in a new session, wait until its ``workers`` worker processes (default: two,
+    capped at the CPUs) and ``helpers`` other processes run, send ``signum`` to the CLI
     (or to its whole process group, as a terminal's Ctrl-C does), once more after ``again`` seconds if
     given, and wait for every process to end.
 
@@ -64,7 +66,8 @@ def _interrupt(args, signum, *, group=False, helpers=0, again=None, tmp_path=Non
     err = open(tmp_path / "stderr", "w+")
     proc = subprocess.Popen([*_command(), *args], start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        workers = min(2, default_jobs())  # --jobs 2 is capped at the CPUs
+        if workers is None:
+            workers = min(2, default_jobs())  # --jobs 2 is capped at the CPUs
         expected = 1 + workers + (helpers if workers > 1 else 0)
         started = time.monotonic()
         while len(_session(proc.pid)) < expected:
@@ -112,7 +115,7 @@ EXPECTED = {signal.SIGINT: (130, "ssmpoison: interrupted"), signal.SIGTERM: (143
 def test_a_signal_to_the_command_ends_its_workers_and_keeps_the_json_file(signum, tmp_path):
     target = tmp_path / "row.json"
     target.write_text(PREVIOUS)
-    status, stderr, _ = _interrupt([*THEORY, "--json", str(target)], signum, tmp_path=tmp_path)
+    status, stderr, _ = _interrupt([*THEORY, "--json", str(target)], signum, tmp_path=tmp_path, workers=THEORY_WORKERS)
     code, line = EXPECTED[signum]
     assert status == code
     if line is not None:
@@ -122,14 +125,14 @@ def test_a_signal_to_the_command_ends_its_workers_and_keeps_the_json_file(signum
 
 
 def test_ctrl_c_on_the_terminal_prints_one_line_not_a_traceback_per_worker(tmp_path):
-    status, stderr, _ = _interrupt(THEORY, signal.SIGINT, group=True, tmp_path=tmp_path)
+    status, stderr, _ = _interrupt(THEORY, signal.SIGINT, group=True, tmp_path=tmp_path, workers=THEORY_WORKERS)
     assert status == 130
     _one_line(stderr, "ssmpoison: interrupted")
 
 
 @pytest.mark.parametrize("again", [0.0, 0.01])
 def test_ctrl_c_pressed_twice_still_prints_one_line_and_ends_everything(again, tmp_path):
-    status, stderr, _ = _interrupt(THEORY, signal.SIGINT, group=True, again=again, tmp_path=tmp_path)
+    status, stderr, _ = _interrupt(THEORY, signal.SIGINT, group=True, again=again, tmp_path=tmp_path, workers=THEORY_WORKERS)
     assert status == 130
     _one_line(stderr, "ssmpoison: interrupted")
 
@@ -150,7 +153,7 @@ def test_the_search_joblib_workers_end_with_the_command(signum, group, again, tm
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
 def test_a_signal_to_the_whole_group_ends_every_process(signum, tmp_path):
-    status, _, _ = _interrupt(THEORY, signum, group=True, tmp_path=tmp_path)
+    status, _, _ = _interrupt(THEORY, signum, group=True, tmp_path=tmp_path, workers=THEORY_WORKERS)
     assert status == EXPECTED[signum][0]
 
 

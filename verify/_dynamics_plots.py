@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ssmpoison.verify._jsonio import save_figure
 
 __all__ = ["METRICS", "plot_dynamics"]
 
@@ -121,7 +120,10 @@ def _gamma_scale(ax, runs) -> None:
     ax.set_yticks([-d for d in decades] + [0.0] + decades[::-1])
 
 
-def _save(runs, metric: str, path: Path, label: str | None = None) -> Path:
+def _render(runs, metric: str, label: str | None = None) -> bytes:
+    """The PNG of one figure of ``runs`` (:func:`plot_dynamics`), as bytes."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,8 +150,12 @@ def _save(runs, metric: str, path: Path, label: str | None = None) -> Path:
     name = f"{first.row} row" if label is None else label
     fig.suptitle(f"{name}, H = {first.horizon}{seed}: {_TITLES[metric]}", fontsize=11)
     fig.tight_layout()
-    save_figure(fig, path, dpi=110)  # a complete figure or none
-    return path
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
 
 
 def figure_names(stem: str, conditions) -> list[str]:
@@ -160,21 +166,46 @@ def figure_names(stem: str, conditions) -> list[str]:
     return names
 
 
-def plot_dynamics(runs, out_dir, stem: str, label: str | None = None) -> list[Path]:
+def plot_dynamics(runs, out_dir, stem: str, label: str | None = None, jobs: int = 1) -> list[Path]:
     """Draw every figure of ``runs`` (one or two :class:`ssmpoison.verify._dynamics.DynamicsRun`) into ``out_dir``.
+
+    The figures are rendered in ``jobs`` worker processes (:func:`ssmpoison.verify._workers.worker_pool`) when
+    ``jobs > 1``; this process writes each file atomically (a complete file or none), so the files are the same
+    bytes whatever ``jobs`` is.
 
     Arguments:
         runs: the recorded runs (one or two conditions of one seed).
         out_dir: an existing directory.
         stem: the file-name stem (:func:`figure_names`).
         label: what the figures' titles call the runs (default ``"{row} row"``, e.g. an experiment's name).
+        jobs: the processes rendering the figures (>= 1).
 
     Returns:
         The paths of the figures written.
     """
+    from ssmpoison.verify._jsonio import atomic_path
+
     out_dir = Path(out_dir)
-    names = iter(figure_names(stem, [run.condition for run in runs]))
-    paths = [_save([run], metric, out_dir / next(names), label) for run in runs for metric in METRICS]
+    names = figure_names(stem, [run.condition for run in runs])
+    figures = [([run], metric) for run in runs for metric in METRICS]
     if len(runs) > 1:
-        paths += [_save(list(runs), metric, out_dir / next(names), label) for metric in METRICS]
+        figures += [(list(runs), metric) for metric in METRICS]
+    if jobs > 1 and len(figures) > 1:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401  (imported once here: the forked workers inherit it)
+
+        from ssmpoison.verify._workers import worker_pool
+
+        with worker_pool(min(jobs, len(figures))) as pool:
+            futures = [pool.submit(_render, fig_runs, metric, label) for fig_runs, metric in figures]
+            images = [f.result() for f in futures]
+    else:
+        images = [_render(fig_runs, metric, label) for fig_runs, metric in figures]
+    paths = []
+    for name, image in zip(names, images):
+        with atomic_path(out_dir / name) as tmp:
+            Path(tmp).write_bytes(image)
+        paths.append(out_dir / name)
     return paths

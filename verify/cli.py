@@ -539,6 +539,7 @@ def _run_dynamics(args) -> int:
     from ssmpoison.verify._registry import row_model
     from ssmpoison.verify._dynamics import CONDITIONS, dynamics_json, dynamics_text, run_dynamics
     from ssmpoison.verify._dynamics_plots import figure_names, plot_dynamics
+    from ssmpoison.verify._workers import default_jobs
     from ssmpoison.verify._jsonio import check_output_dir, write_json
 
     if args.experiment is not None:
@@ -567,7 +568,7 @@ def _run_dynamics(args) -> int:
         result = run_dynamics(model.name, setting, seed=seed, condition=args.condition, extrapolation_length=J,
                               progress=bars)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = plot_dynamics(result.runs, out_dir, stem)
+    figures = plot_dynamics(result.runs, out_dir, stem, jobs=default_jobs())
     seconds = time.perf_counter() - start
     if args.json != "-":
         print(dynamics_text(result))
@@ -585,6 +586,7 @@ def _run_experiment(args) -> int:
     from ssmpoison.theory._validation import require_int
     from ssmpoison.verify._dynamics import CONDITIONS, experiment_json, experiment_text, run_experiment
     from ssmpoison.verify._dynamics_plots import figure_names, plot_dynamics
+    from ssmpoison.verify._workers import default_jobs
     from ssmpoison.verify._experiments import experiment
     from ssmpoison.verify._jsonio import check_output_dir, write_json
 
@@ -612,7 +614,7 @@ def _run_experiment(args) -> int:
         result = run_experiment(exp.name, dtype=args.dtype, seeds=seeds, condition=args.condition, max_steps=max_steps,
                                 progress=bars)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = {spec.seed: plot_dynamics(res.runs, out_dir, stems[spec.seed], label=f"{exp.name} experiment")
+    figures = {spec.seed: plot_dynamics(res.runs, out_dir, stems[spec.seed], label=f"{exp.name} experiment", jobs=default_jobs())
                for spec, res in result.results}
     seconds = time.perf_counter() - start
     if args.json != "-":
