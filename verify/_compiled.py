@@ -76,6 +76,10 @@ def _heyoka():
     module does not use); that import is most of heyoka's start-up. A ``None`` entry in
     ``sys.modules`` makes it fail for the duration of heyoka's import (Python's documented way
     to block an import), and the entry is removed afterwards, so a later ``import sympy`` works.
+
+    heyoka's own thread pool is set to one thread: a kernel's multiple evaluation (the M stages) is
+    too small to gain from a second thread, whose waiting costs as much CPU as the call, and the
+    commands run their parallel work in processes (one per CPU).
     """
     blocked = "sympy" not in sys.modules
     if blocked:
@@ -87,6 +91,7 @@ def _heyoka():
     finally:
         if blocked and sys.modules.get("sympy", 0) is None:
             del sys.modules["sympy"]
+    heyoka.set_nthreads(1)
     return heyoka
 
 
