@@ -247,6 +247,22 @@ def test_cli_writes_figures_and_json(tmp_path, capsys):
     assert run["summary"]["escape_order"] == [1] and run["summary"]["end_effective_rank"] < 1.1
 
 
+def test_figures_rendered_in_worker_processes_are_the_same_files(tmp_path):
+    """plot_dynamics with jobs = 2 (figures rendered in forked workers, written here) writes the same bytes
+    under the same names as with jobs = 1."""
+    from ssmpoison.verify._dynamics_plots import plot_dynamics
+
+    result = run_dynamics("theory", published_setting("theory", 7), seed=242, condition="clean")
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    serial = plot_dynamics(result.runs, one, "s", jobs=1)
+    forked = plot_dynamics(result.runs, two, "s", jobs=2)
+    assert [p.name for p in serial] == [p.name for p in forked] and len(serial) == 4
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(serial, forked))
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in forked)  # no temporary file left
+
+
 @pytest.mark.parametrize(
     "args,param",
     [
