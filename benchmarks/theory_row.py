@@ -22,7 +22,7 @@ values: the exact oracle at 256 bits for clean runs, one run of our engine at ``
 (default 100) for the poisoned ones (100-bit runs of two integrators agree to 25 digits there).
 
 Usage: ``python benchmarks/theory_row.py [--horizon 7] [--reference-bits 100] [--precision default --precision 128]
-[--load quiet --load loaded] [--repeats 1] [--no-digits]``
+[--load quiet --load loaded] [--engine reference --engine compiled] [--repeats 1] [--no-digits]``
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def _busy_loop():
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def speed(horizons, precisions, loads, repeats: int) -> None:
+def speed(horizons, precisions, loads, repeats: int, engines=("reference", "compiled")) -> None:
     """Print careful / ours for each precision, load and engine, each pair measured back to back in this run."""
     cases = [(H, p, seed, prob) for H in horizons for p in (False, True) for seed, prob in theory_row_problems(published_setting("theory", H), p)]
     print("wall and CPU seconds (the CLI's CPU time includes its worker processes)")
@@ -175,7 +175,7 @@ def speed(horizons, precisions, loads, repeats: int) -> None:
                 time.sleep(0.5)
             for precision in precisions:
                 for _ in range(repeats):
-                    for engine in ("reference", "compiled"):
+                    for engine in engines:
                         (w_careful, c_careful), (w_ours, c_ours) = _careful_seconds(cases), _cli_seconds(horizons, precision, engine)
                         print(f"{load:<7} {precision or 'default':<9} {engine:<9} {w_careful:12.2f} {w_ours:9.2f} {w_careful / w_ours:6.2f} | "
                               f"{c_careful:11.2f} {c_ours:8.2f} {c_careful / c_ours:6.2f} | {os.getloadavg()[0]:.2f}", flush=True)
@@ -193,11 +193,12 @@ def main() -> None:
     parser.add_argument("--precision", action="append", help="'default' or a number of bits (repeatable; default: both default and 128)")
     parser.add_argument("--load", action="append", choices=("quiet", "loaded"), help="repeatable; default: both")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--engine", action="append", choices=("reference", "compiled"), help="repeatable; default: both")
     parser.add_argument("--no-digits", action="store_true", help="print the speed table only")
     args = parser.parse_args()
     horizons = tuple(args.horizon or row_model("theory").horizons)
     precisions = [None if p == "default" else int(p) for p in (args.precision or ["default", "128"])]
-    speed(horizons, precisions, args.load or ["quiet", "loaded"], args.repeats)
+    speed(horizons, precisions, args.load or ["quiet", "loaded"], args.repeats, tuple(args.engine or ("reference", "compiled")))
     if args.no_digits:
         return
 
