@@ -76,24 +76,29 @@ def _heyoka():
     return heyoka
 
 
-def engine_available(precision_bits: int) -> bool:
+def engine_available(precision_bits: int, multiprecision: bool = False) -> bool:
     """Whether the compiled engine runs at ``precision_bits``.
 
     Arguments:
         precision_bits: the working precision.
+        multiprecision: also run at the precisions whose reference type is ``gmpy2.mpfr`` (every
+            precision but 53 and x86 longdouble's 64), in heyoka's ``real`` of that precision.
 
     Returns:
-        ``True`` for 53 bits (float64) and 64 bits (x86 longdouble with a 64-bit mantissa) when heyoka
-        imports and ``SSMPOISON_ENGINE`` is not ``reference``; ``False`` otherwise (the reference path).
+        ``True`` for 53 bits (float64) and 64 bits (x86 longdouble with a 64-bit mantissa), and with
+        ``multiprecision`` for every other precision, when heyoka imports and ``SSMPOISON_ENGINE`` is not
+        ``reference``; ``False`` otherwise (the reference path).
     """
     if os.environ.get(_ENV_ENGINE, "").strip().lower() == "reference":
         return False
-    if precision_bits == 64:
-        if np.finfo(np.longdouble).nmant != 63:
-            return False
-    elif precision_bits != 53:
+    if not _fixed_width(precision_bits) and not multiprecision:
         return False
     return _heyoka() is not None
+
+
+def _fixed_width(precision_bits: int) -> bool:
+    """Whether the working type of ``precision_bits`` is a NumPy float (float64, x86 longdouble)."""
+    return precision_bits == 53 or (precision_bits == 64 and np.finfo(np.longdouble).nmant == 63)
 
 
 def _cache_dir() -> str | None:
@@ -153,6 +158,77 @@ def _fp_type(precision_bits: int):
     return np.float64 if precision_bits == 53 else np.longdouble
 
 
+def _cfunc(outputs, variables, precision_bits: int):
+    """``heyoka.cfunc`` of ``outputs`` in the working type of ``precision_bits`` (float64, longdouble, or
+    ``real`` of that precision, compiled in compact mode: its large expressions compile in a fraction of
+    the time, and multiprecision arithmetic, not the code layout, is the cost)."""
+    hy = _heyoka()
+    if _fixed_width(precision_bits):
+        return hy.cfunc(outputs, variables, fp_type=_fp_type(precision_bits))
+    return hy.cfunc(outputs, variables, fp_type=hy.real, prec=precision_bits, compact_mode=True)
+
+
+def _stage_expressions(hy, z, yn, kappa, U, labels, mu, P, Q, rational):
+    """The forcing ``G = f(z) + sum_r mu_r p_r (q_r . (z - y_n))`` and ``VG_r = q_r . G`` at one stage
+    ``z`` (anchor first) as heyoka expressions (module docstring, the stage kernel); ``rational(q)`` is the
+    constant of a :class:`~fractions.Fraction` in the kernel's type."""
+    D, N, H, R = len(z), len(U), len(U[0]), len(mu)
+    a = [z[0]] + [z[0] + z[i] for i in range(1, D)]
+    powers = []
+    for i in range(D):
+        row = [None, a[i]]
+        for _ in range(2, H):
+            row.append(row[-1] * a[i])
+        powers.append(row)
+    K = [kappa * float(D)] + [kappa * hy.sum([powers[i][j] for i in range(D)]) for j in range(1, H)]
+    delta = [labels[n] - hy.sum([K[j] * U[n][H - 1 - j] for j in range(H)]) for n in range(N)]
+    L = H - 1
+    # 2(l+1)/N as a constant of the working type (heyoka folds a division by a constant into a product
+    # with its reciprocal in the constant's type: a float constant would cost float64 rounding in longdouble)
+    gam = [hy.sum([delta[n] * U[n][H - 2 - l] for n in range(N)]) * rational(Fraction(2 * (l + 1), N)) for l in range(L)]
+    if L == 0:
+        F = [0.0 * z[0]] * D
+    else:
+        phi = gam[L - 1]
+        for l in range(L - 2, -1, -1):
+            phi = phi * a[0] + gam[l]
+        F = [kappa * phi]
+        coeffs = [None] * L  # the synthetic division of phi by x - a_r
+        coeffs[L - 1] = gam[L - 1]
+        for l in range(L - 2, 0, -1):
+            coeffs[l] = coeffs[l + 1] * a[0] + gam[l]
+        for i in range(1, D):
+            if L < 2:
+                F.append(0.0 * z[i])
+                continue
+            q = coeffs[L - 1]
+            for l in range(L - 2, 0, -1):
+                q = q * a[i] + coeffs[l]
+            F.append(kappa * (z[i] * q))
+    QS = [hy.sum([Q[r][i] * (z[i] - yn[i]) for i in range(D)]) for r in range(R)]
+    G = [F[i] + hy.sum([(mu[r] * QS[r]) * P[r][i] for r in range(R)]) for i in range(D)]
+    VG = [hy.sum([Q[r][i] * G[i] for i in range(D)]) for r in range(R)]
+    return G, VG
+
+
+def _stage_parameters(hy, D: int, H: int, N: int, R: int):
+    """The stage's parameters ``y_n, kappa, U, labels, mu, P, Q`` as heyoka parameters in the order of
+    :meth:`AnchoredEngine._parameters`, and the next free parameter index."""
+    count = iter(range(10**9))
+
+    def par():
+        return hy.par[next(count)]
+
+    yn = [par() for _ in range(D)]
+    kappa = par()
+    U = [[par() for _ in range(H)] for _ in range(N)]
+    labels = [par() for _ in range(N)]
+    mu = [par() for _ in range(R)]
+    P = [[par() for _ in range(D)] for _ in range(R)]
+    Q = [[par() for _ in range(D)] for _ in range(R)]
+    return (yn, kappa, U, labels, mu, P, Q), next(count)
+
+
 def _stage_kernel(D: int, H: int, N: int, R: int, precision_bits: int):
     """The stage kernel (module docstring) of the shape ``(D, H, N, R)``; parameters in the order of
     :meth:`AnchoredEngine._parameters`."""
@@ -160,56 +236,48 @@ def _stage_kernel(D: int, H: int, N: int, R: int, precision_bits: int):
     def build():
         hy = _heyoka()
         z = [hy.expression(f"z_{i}") for i in range(D)]
-        count = iter(range(10**9))
-
-        def par():
-            return hy.par[next(count)]
-
-        yn = [par() for _ in range(D)]
-        kappa = par()
-        U = [[par() for _ in range(H)] for _ in range(N)]
-        labels = [par() for _ in range(N)]
-        mu = [par() for _ in range(R)]
-        P = [[par() for _ in range(D)] for _ in range(R)]
-        Q = [[par() for _ in range(D)] for _ in range(R)]
-        a = [z[0]] + [z[0] + z[i] for i in range(1, D)]
-        powers = []
-        for i in range(D):
-            row = [None, a[i]]
-            for _ in range(2, H):
-                row.append(row[-1] * a[i])
-            powers.append(row)
-        K = [kappa * float(D)] + [kappa * hy.sum([powers[i][j] for i in range(D)]) for j in range(1, H)]
-        delta = [labels[n] - hy.sum([K[j] * U[n][H - 1 - j] for j in range(H)]) for n in range(N)]
-        L = H - 1
-        # 2(l+1)/N as a constant of the working type (heyoka folds a division by a constant into a product
-        # with its reciprocal in the constant's type: a float constant would cost float64 rounding in longdouble)
-        gam = [hy.sum([delta[n] * U[n][H - 2 - l] for n in range(N)]) * _constant(Fraction(2 * (l + 1), N)) for l in range(L)]
-        if L == 0:
-            F = [0.0 * z[0]] * D
-        else:
-            phi = gam[L - 1]
-            for l in range(L - 2, -1, -1):
-                phi = phi * a[0] + gam[l]
-            F = [kappa * phi]
-            coeffs = [None] * L  # the synthetic division of phi by x - a_r
-            coeffs[L - 1] = gam[L - 1]
-            for l in range(L - 2, 0, -1):
-                coeffs[l] = coeffs[l + 1] * a[0] + gam[l]
-            for i in range(1, D):
-                if L < 2:
-                    F.append(0.0 * z[i])
-                    continue
-                q = coeffs[L - 1]
-                for l in range(L - 2, 0, -1):
-                    q = q * a[i] + coeffs[l]
-                F.append(kappa * (z[i] * q))
-        QS = [hy.sum([Q[r][i] * (z[i] - yn[i]) for i in range(D)]) for r in range(R)]
-        G = [F[i] + hy.sum([(mu[r] * QS[r]) * P[r][i] for r in range(R)]) for i in range(D)]
-        VG = [hy.sum([Q[r][i] * G[i] for i in range(D)]) for r in range(R)]
+        pars, _ = _stage_parameters(hy, D, H, N, R)
+        G, VG = _stage_expressions(hy, z, *pars, _constant)
         return hy.cfunc(G + VG, z, fp_type=_fp_type(precision_bits))
 
     return _kernel(("stage", D, H, N, R, precision_bits), build)
+
+
+def _sweep_kernel(D: int, H: int, N: int, R: int, M: int, precision_bits: int):
+    """The sweep kernel of a multiprecision engine: one whole Picard sweep of ``M`` stages in heyoka's
+    ``real`` of ``precision_bits`` bits.
+
+    Variables: the stages ``z_{m,i}`` (anchor first), ``m < M``, ``i < D``. Parameters: those of the stage
+    kernel, then ``W_{r,k}(x_p) - A_k(x_p)`` (``R (M+1) M``), ``A_k(x_p)`` (``(M+1) M``) and ``h``. Outputs:
+    the increments ``h (sum_k A_k(x_p) G_k + sum_r p_r sum_k (W_{r,k}(x_p) - A_k(x_p)) VG_{k,r})`` at the
+    ``M`` nodes and the end point (``(M+1) D``), then ``G`` (``M D``) and ``VG`` (``M R``).
+    """
+
+    def build():
+        hy = _heyoka()
+        z = [[hy.expression(f"z_{m}_{i}") for i in range(D)] for m in range(M)]
+        pars, first = _stage_parameters(hy, D, H, N, R)
+        P = pars[5]
+        count = iter(range(first, 10**9))
+        WmA = [[[hy.par[next(count)] for _ in range(M)] for _ in range(M + 1)] for _ in range(R)]
+        A = [[hy.par[next(count)] for _ in range(M)] for _ in range(M + 1)]
+        h = hy.par[next(count)]
+
+        def rational(q):
+            return _real_constant(q, precision_bits)
+
+        stages = [_stage_expressions(hy, zm, *pars, rational) for zm in z]
+        G = [g for g, _ in stages]
+        VG = [vg for _, vg in stages]
+        incr = []
+        for p in range(M + 1):
+            corr = [hy.sum([WmA[r][p][k] * VG[k][r] for k in range(M)]) for r in range(R)]
+            for i in range(D):
+                incr.append(h * (hy.sum([A[p][k] * G[k][i] for k in range(M)]) + hy.sum([P[r][i] * corr[r] for r in range(R)])))
+        outputs = incr + [g for row in G for g in row] + [v for row in VG for v in row]
+        return _cfunc(outputs, [v for row in z for v in row], precision_bits)
+
+    return _kernel(("sweep", D, H, N, R, M, precision_bits), build)
 
 
 def _synthetic_division(hy, coeffs, anchor):
@@ -256,7 +324,7 @@ def _linear_kernel(D: int, H: int, N: int, precision_bits: int):
             G.extend(row)
             Pn.extend([row[0]] + gaps)
             Qn.extend([hy.sum(row)] + row[1:])
-        return hy.cfunc(G + Pn + Qn, z, fp_type=_fp_type(precision_bits))
+        return _cfunc(G + Pn + Qn, z, precision_bits)
 
     return _kernel(("linear", D, H, N, precision_bits), build)
 
@@ -266,10 +334,11 @@ def _constant(q: Fraction):
     return _heyoka().expression(np.longdouble(q.numerator) / np.longdouble(q.denominator))
 
 
-def _backward_start(M: int) -> int:
-    """``J`` with ``prod_{j=M+1}^{J} M / j <= 2^-72``: the backward recurrence's start for every ``z < M``."""
+def _backward_start(M: int, damping_bits: int = _BACKWARD_DAMPING_BITS) -> int:
+    """``J`` with ``prod_{j=M+1}^{J} M / j <= 2^-damping_bits`` (72 unless given): the backward recurrence's
+    start for every ``z < M``."""
     J, damp = M, 0.0
-    while damp > -_BACKWARD_DAMPING_BITS * math.log(2):
+    while damp > -damping_bits * math.log(2):
         J += 1
         damp += math.log(M / J)
     return J
@@ -315,6 +384,133 @@ def _weight_kernel(M: int):
     return _kernel(("weights", M), build)
 
 
+def _real_constant(q, precision_bits: int):
+    """The rational ``q`` (a :class:`~fractions.Fraction`) as a heyoka ``real`` constant of ``precision_bits``
+    bits, rounded once."""
+    import gmpy2
+
+    with gmpy2.context(precision=precision_bits):
+        value = gmpy2.mpfr(gmpy2.mpq(q.numerator, q.denominator))
+    return _heyoka().expression(_to_real(value, precision_bits))
+
+
+def _to_real(v, precision_bits: int):
+    """``v`` (int, float, NumPy float, ``gmpy2.mpfr``, :class:`~fractions.Fraction` or heyoka ``real``) as a
+    heyoka ``real`` of ``precision_bits`` bits: exact where ``v`` fits, else rounded once."""
+    import gmpy2
+
+    hy = _heyoka()
+    if isinstance(v, hy.real):
+        return v if v.prec == precision_bits else hy.real(v, precision_bits)
+    if isinstance(v, (int, np.integer)):
+        return hy.real(int(v), precision_bits)
+    if isinstance(v, float) or (isinstance(v, np.floating) and v.dtype.itemsize <= 8):
+        return hy.real(float(v), precision_bits)
+    if isinstance(v, Fraction):
+        with gmpy2.context(precision=precision_bits):
+            v = gmpy2.mpfr(gmpy2.mpq(v.numerator, v.denominator))
+    if not math.isfinite(float(v)):
+        return hy.real(float(v), precision_bits)
+    p, q = v.as_integer_ratio()  # q is a power of two: one rounding (of p), then an exact division
+    return hy.real(int(p), precision_bits) / hy.real(int(q), precision_bits)
+
+
+def _from_real(v, precision_bits: int):
+    """A heyoka ``real`` as a ``gmpy2.mpfr`` of ``precision_bits`` bits (exact for a ``real`` of at most
+    that many bits)."""
+    import gmpy2
+
+    f = float(v)
+    if f == 0 or not math.isfinite(f):
+        return gmpy2.mpfr(f, precision_bits)
+    k = max(precision_bits, v.prec) - math.frexp(f)[1] + 2  # v 2^k is an integer
+    scaled = v * _heyoka().real(2**k, v.prec) if k >= 0 else v / _heyoka().real(2**-k, v.prec)
+    return gmpy2.mul_2exp(gmpy2.mpfr(int(scaled), precision_bits), -k)
+
+
+class _RealNumbers:
+    """The working numbers of a multiprecision engine: NumPy arrays of heyoka ``real`` of ``precision_bits``
+    bits, and their conversions from and to the reference's ``gmpy2.mpfr`` (exact both ways).
+
+    Arguments:
+        precision_bits: the working precision.
+    """
+
+    def __init__(self, precision_bits: int):
+        self.precision_bits = precision_bits
+        self.dtype = np.array([self.scalar(0)]).dtype
+
+    def scalar(self, v):
+        """``v`` as a ``real`` of the working precision (:func:`_to_real`)."""
+        return _to_real(v, self.precision_bits)
+
+    def array(self, values) -> np.ndarray:
+        """An array of numbers as an array of ``real`` (same shape)."""
+        arr = np.asarray(values)
+        return np.array([self.scalar(v) for v in arr.reshape(-1)], dtype=self.dtype).reshape(arr.shape)
+
+    def export_scalar(self, v):
+        """A ``real`` as the reference's ``gmpy2.mpfr``."""
+        return _from_real(v, self.precision_bits)
+
+    def export(self, values) -> np.ndarray:
+        """An array of ``real`` as an object array of ``gmpy2.mpfr`` (same shape)."""
+        arr = np.asarray(values)
+        return np.array([self.export_scalar(v) for v in arr.reshape(-1)], dtype=object).reshape(arr.shape)
+
+    def table(self, rows) -> np.ndarray:
+        """A table of ``mpmath.mpf`` (more bits than the working precision) rounded once to ``real``."""
+        from ssmpoison.verify._expcoll import _mp_to_gmpy
+
+        return np.array([[self.scalar(_mp_to_gmpy(v)) for v in row] for row in rows], dtype=self.dtype)
+
+
+_REAL_GUARD = 64  # extra bits of a multiprecision engine's weights (the monomial basis loses < 2^17 at M = 16)
+
+
+def _real_weight_kernel(M: int, guarded_bits: int, forward: bool):
+    """The weights of ``M`` nodes in heyoka's ``real`` of ``guarded_bits`` bits: for one rate ``z`` the
+    ``(M+1) x M`` values ``W_k(x_p) = sum_j Lc_kj I_j(x_p)`` from the forward recurrence (``z >= M``) or the
+    backward one started at :func:`_backward_start` of ``guarded_bits`` (``z < M``), as the weight kernel
+    (module docstring) but at ``guarded_bits``, with the nodes' powers and the Lagrange coefficients
+    rounded once from the reference's guarded values."""
+
+    def build():
+        import gmpy2
+
+        from ssmpoison.verify._expcoll import _gmpy_tables
+
+        hy = _heyoka()
+        tables_bits = guarded_bits + 64
+        points, Lc, _ = _gmpy_tables(M, tables_bits)
+        J = M - 1 if forward else _backward_start(M, guarded_bits)
+
+        def const(v):
+            return hy.expression(_to_real(v, guarded_bits))
+
+        with gmpy2.context(precision=tables_bits):
+            pw = [[x**j for j in range(J + 1)] for x in points]
+        z = hy.expression("z")
+        lc = [[const(v) for v in row] for row in Lc]
+        outs = []
+        for p, x in enumerate(points):
+            if forward:
+                cols = [-hy.expm1(-(const(x) * z)) / z]
+                for j in range(1, M):
+                    cols.append((const(pw[p][j]) - float(j) * cols[-1]) / z)
+            else:
+                cols = [None] * M
+                I = 0.0 * z
+                for j in range(J, 0, -1):
+                    I = (const(pw[p][j]) - z * I) * _real_constant(Fraction(1, j), guarded_bits)
+                    if j - 1 < M:
+                        cols[j - 1] = I
+            outs.extend(hy.sum([lc[k][j] * cols[j] for j in range(M)]) for k in range(M))
+        return _cfunc(outs, [z], guarded_bits)
+
+    return _kernel(("real weights", M, guarded_bits, forward), build)
+
+
 class AnchoredEngine:
     """The compiled stage sweep and weights of one batch of anchored flows (module docstring).
 
@@ -323,18 +519,29 @@ class AnchoredEngine:
         kappa: the common gain ``c_i b_i``.
         U: the ``(N, H)`` inputs, in the working type.
         labels: the ``N`` labels, in the working type.
-        precision_bits: 53 or 64.
+        precision_bits: 53 or 64 (float64, longdouble), or any other precision: heyoka's ``real`` of that
+            many bits (a multiprecision engine), whose working numbers differ from the reference's
+            ``gmpy2.mpfr``: ``numbers`` converts between the two (``None`` at 53 and 64 bits). A
+            multiprecision engine's sweep is one kernel for all the stages and the sums over them, and its
+            weights are computed with 64 guard bits and rounded once.
     """
 
     def __init__(self, anchor, kappa, U, labels, precision_bits: int):
         self.precision_bits = precision_bits
-        self.dtype = np.dtype(_fp_type(precision_bits))
         anchor = np.atleast_1d(np.asarray(anchor))
         U = np.asarray(U)
         self.N, self.H = U.shape
         self.B = anchor.shape[0]
-        self._fixed = (np.asarray(kappa, dtype=self.dtype).reshape(1), U.astype(self.dtype).reshape(-1),
-                       np.asarray(labels).astype(self.dtype).reshape(-1))
+        if _fixed_width(precision_bits):
+            self.numbers = None
+            self.dtype = np.dtype(_fp_type(precision_bits))
+            self._fixed = (np.asarray(kappa, dtype=self.dtype).reshape(1), U.astype(self.dtype).reshape(-1),
+                           np.asarray(labels).astype(self.dtype).reshape(-1))
+        else:
+            self.numbers = _RealNumbers(precision_bits)
+            self.dtype = self.numbers.dtype
+            self._fixed = (self.numbers.array([kappa]), self.numbers.array(U).reshape(-1),
+                           self.numbers.array(labels).reshape(-1))
         self._anchor = anchor
         self._perm = None
         self._inverse = None
@@ -367,12 +574,29 @@ class AnchoredEngine:
             ``W[b, r, p, k] = W_k(x_p)`` at ``z = h mu[b, r]``.
         """
         mu = np.asarray(mu)
+        if self.numbers is not None:
+            return self._real_weights(M, h, mu)
         z = (h * mu).astype(np.longdouble).reshape(1, -1)
         out = _weight_kernel(M)(np.ascontiguousarray(z))  # (2 (M+1) M, B R)
         half = (M + 1) * M
         forward = z[0] >= M
         W = np.where(forward[None], out[:half], out[half:]).T.reshape(mu.shape + (M + 1, M))
         return W.astype(self.dtype)
+
+    def _real_weights(self, M: int, h, mu):
+        """:meth:`weights` of a multiprecision engine: the kernels at ``precision_bits + 64``, rounded once."""
+        bits = self.precision_bits
+        guarded = bits + _REAL_GUARD
+        flat = (h * mu).reshape(-1)
+        out = np.empty(((M + 1) * M, flat.size), dtype=self.dtype)
+        forward = np.array([float(v) >= M for v in flat], dtype=bool)
+        for direction in (True, False):
+            index = np.nonzero(forward == direction)[0]
+            if index.size:
+                z = np.array([[_to_real(flat[i], guarded) for i in index]], dtype=self.dtype)
+                W = _real_weight_kernel(M, guarded, direction)(z)
+                out[:, index] = np.array([_to_real(v, bits) for v in W.reshape(-1)], dtype=self.dtype).reshape(W.shape)
+        return out.T.reshape(mu.shape + (M + 1, M))
 
     def linear_part(self, z, scale):
         """The frozen stiff part ``-scale T^{-1} G^T G T = -sum_r mu_r p_r q_r^T`` at ``z``, as
@@ -391,6 +615,8 @@ class AnchoredEngine:
 
         B, D = z.shape
         N = self.N
+        if self.numbers is not None:
+            scale = self.numbers.scalar(scale)
         perm, inverse = self._permutations(D)
         kernel = _linear_kernel(D, self.H, N, self.precision_bits)
         if self._linear_pars is None or self._linear_pars.shape[1] != B:
@@ -435,6 +661,8 @@ class AnchoredEngine:
             increments ``h (sum_k A_k(x_p) G_k + sum_r p_r sum_k (W_{r,k}(x_p) - A_k(x_p)) VG_{k,r})``
             at the nodes and the end point (``(M+1, B, D)``), as in the reference sweep.
         """
+        if self.numbers is not None:
+            return self._real_step(y, mu, P, Q, W_minus_A, A, h)
         B, D = y.shape
         R = mu.shape[-1]
         M = A.shape[1]
@@ -462,16 +690,47 @@ class AnchoredEngine:
 
         return sweep
 
+    def _real_step(self, y, mu, P, Q, W_minus_A, A, h):
+        """:meth:`step` of a multiprecision engine: the whole sweep is one call of :func:`_sweep_kernel`."""
+        B, D = y.shape
+        R = mu.shape[-1]
+        M = A.shape[1]
+        perm, inverse = self._permutations(D)
+        kernel = _sweep_kernel(D, self.H, self.N, R, M, self.precision_bits)
+        pars = np.concatenate([self._parameters(y, mu, P, Q, perm), W_minus_A.reshape(B, -1).T,
+                               np.broadcast_to(A.reshape(-1, 1), (A.size, B)),
+                               np.broadcast_to(np.array([[self.numbers.scalar(h)]], dtype=self.dtype), (1, B))])
+        pars = np.ascontiguousarray(pars)
+        uniform = self._uniform
+        order, back = perm[0], inverse[0]
+        nodes = (M + 1) * D
 
-def anchored_engine(anchor, kappa, U, labels, precision_bits: int):
+        def sweep(stages):
+            x = stages[..., order] if uniform else np.take_along_axis(stages, perm[None], axis=-1)
+            out = kernel(np.ascontiguousarray(x.transpose(0, 2, 1).reshape(M * D, B)), pars=pars)
+            incr = out[:nodes].reshape(M + 1, D, B).transpose(0, 2, 1)
+            G = out[nodes:nodes + M * D].reshape(M, D, B).transpose(0, 2, 1)
+            if uniform:
+                incr, G = incr[..., back], G[..., back]
+            else:
+                incr = np.take_along_axis(incr, inverse[None], axis=-1)
+                G = np.take_along_axis(G, inverse[None], axis=-1)
+            VG = out[nodes + M * D:].reshape(M, R, B).transpose(0, 2, 1)
+            return incr, G, VG
+
+        return sweep
+
+
+def anchored_engine(anchor, kappa, U, labels, precision_bits: int, multiprecision: bool = False):
     """An :class:`AnchoredEngine` when the compiled engine runs at ``precision_bits``, else ``None``.
 
     Arguments:
         anchor, kappa, U, labels, precision_bits: as for :class:`AnchoredEngine`.
+        multiprecision: as for :func:`engine_available`.
 
     Returns:
         The engine, or ``None`` (:func:`engine_available` false): the caller keeps the reference path.
     """
-    if not engine_available(precision_bits):
+    if not engine_available(precision_bits, multiprecision):
         return None
     return AnchoredEngine(anchor, kappa, U, labels, precision_bits)

@@ -390,24 +390,42 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
     (TwoSum) sums in float types, so the rounding of ``y_n + increment`` does not accumulate
     over the steps.
     """
-    y = to_working_array(y0, precision_bits)
+    # a multiprecision engine works in its own numbers (heyoka ``real``): the state, the scalars and the
+    # tables are converted on the way in, the state and the time back for ``fun``, ``observe``, ``stop``
+    numbers = None if engine is None else engine.numbers
+    if numbers is None:
+        y = to_working_array(y0, precision_bits)
+
+        def scalar(v):
+            return to_working(v, precision_bits)
+
+        def export(v):
+            return v
+
+        export_scalar = export
+    else:
+        y = numbers.array(y0)
+        scalar, export, export_scalar = numbers.scalar, numbers.export, numbers.export_scalar
     dtype = y.dtype
     M = method.nodes or default_nodes(precision_bits)
     K = method.max_picard or (400 if method.fixed_step else 2 * M + 10)
     guarded_bits = precision_bits + _GUARD
     _, _, _, A_mp, legendre_mp = _nodes_tables(M, guarded_bits)
-    with gmpy2.context(precision=guarded_bits):
-        A = _cast_table(A_mp, dtype, guarded_bits)  # (M+1, M)
-        legendre = _cast_table(legendre_mp, dtype, guarded_bits)  # (M, M): node values -> Legendre coefficients
-    t = to_working(t0, precision_bits)
-    t_end = to_working(t_end, precision_bits)
-    rtol, atol = to_working(rtol, precision_bits), to_working(atol, precision_bits)
-    one = to_working(1, precision_bits)
-    f0 = fun(y)
+    if numbers is None:
+        with gmpy2.context(precision=guarded_bits):
+            A = _cast_table(A_mp, dtype, guarded_bits)  # (M+1, M)
+            legendre = _cast_table(legendre_mp, dtype, guarded_bits)  # (M, M): node values -> Legendre coefficients
+    else:
+        A, legendre = numbers.table(A_mp), numbers.table(legendre_mp)
+    t = scalar(t0)
+    t_end = scalar(t_end)
+    rtol, atol = scalar(rtol), scalar(atol)
+    one = scalar(1)
+    f0 = fun(export(y))
     nfev = 1
     scale0 = np.abs(y).max()
     h = (
-        to_working(method.initial_step, precision_bits)
+        scalar(method.initial_step)
         if method.initial_step
         else one * (0.01 * max(float(scale0), float(atol / rtol)) / max(float(np.abs(f0).max()), 1e-300))
     )
@@ -480,7 +498,7 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
             if method.fixed_step:
                 raise ArithmeticError(f"Picard iteration did not converge at the fixed step {float(h):.3g}")
             rejected += 1
-            h = h * to_working(min(0.5, max(0.1, _PICARD_TARGET / contraction)) if contraction > 0 else 0.25, precision_bits)
+            h = h * scalar(min(0.5, max(0.1, _PICARD_TARGET / contraction)) if contraction > 0 else 0.25)
             if t + h == t:
                 status = Status.STEP_TOO_SMALL
                 break
@@ -498,7 +516,7 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
         err = _spectral_error(coeffs, h, atol, rtol, end, M)
         if err > 1 and not method.fixed_step:
             rejected += 1
-            h = h * to_working(max(0.1, (_ERR_TARGET / err) ** (1.0 / (2 * M + 1))), precision_bits)
+            h = h * scalar(max(0.1, (_ERR_TARGET / err) ** (1.0 / (2 * M + 1))))
             just_rejected = True
             continue
         t = t + h
@@ -513,12 +531,14 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
         else:
             y = end
         steps += 1
+        if observe is not None or stop is not None:
+            t_out, y_out = export_scalar(t), export(y)
         if observe is not None:
-            observe(t, y)
+            observe(t_out, y_out)
         if blowup is not None and float(np.abs(y).max()) > blowup:
             status = Status.BLOWUP
             break
-        if stop is not None and stop(t, y):
+        if stop is not None and stop(t_out, y_out):
             status = Status.STOPPED
             break
         if not method.fixed_step:
@@ -535,8 +555,8 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
                 fac = min(fac, 1.0)  # the estimate just overshot: do not grow straight back into it
             just_rejected = False
             previous_accept = (h, e)
-            h = h * to_working(fac, precision_bits)
-    return IntegrationResult(t, y, status, steps, rejected, nfev, {"nodes": M})
+            h = h * scalar(fac)
+    return IntegrationResult(export_scalar(t), export(y), status, steps, rejected, nfev, {"nodes": M})
 
 
 _MAX_GROWTH = 2.0
