@@ -245,36 +245,51 @@ def _stage_kernel(D: int, H: int, N: int, R: int, precision_bits: int):
 
 def _sweep_kernel(D: int, H: int, N: int, R: int, M: int, precision_bits: int):
     """The sweep kernel of a multiprecision engine: one whole Picard sweep of ``M`` stages in heyoka's
-    ``real`` of ``precision_bits`` bits.
+    ``real`` of ``precision_bits`` bits, with the sweep's change measured.
 
     Variables: the stages ``z_{m,i}`` (anchor first), ``m < M``, ``i < D``. Parameters: those of the stage
-    kernel, then ``W_{r,k}(x_p) - A_k(x_p)`` (``R (M+1) M``), ``A_k(x_p)`` (``(M+1) M``) and ``h``. Outputs:
-    the increments ``h (sum_k A_k(x_p) G_k + sum_r p_r sum_k (W_{r,k}(x_p) - A_k(x_p)) VG_{k,r})`` at the
-    ``M`` nodes and the end point (``(M+1) D``), then ``G`` (``M D``) and ``VG`` (``M R``).
+    kernel, then ``W_{r,k}(x_p) - A_k(x_p)`` (``R (M+1) M``), ``A_k(x_p)`` (``(M+1) M``), ``h``, ``atol``
+    and ``rtol``. With the increments ``incr_p = h (sum_k A_k(x_p) G_k + sum_r p_r sum_k (W_{r,k}(x_p) -
+    A_k(x_p)) VG_{k,r})``, the outputs are: the new values ``y_n + incr_p`` at the ``M`` nodes and the end
+    point (``(M+1) D``), the end point's increment (``D``), ``G`` (``M D``), ``VG`` (``M R``), the change
+    ``max_{m,i} |new_{m,i} - z_{m,i}| / (atol + rtol |new_{m,i}|)`` and the sum of the new values (finite
+    exactly when all of them are).
     """
 
     def build():
         hy = _heyoka()
         z = [[hy.expression(f"z_{m}_{i}") for i in range(D)] for m in range(M)]
         pars, first = _stage_parameters(hy, D, H, N, R)
-        P = pars[5]
+        yn, P = pars[0], pars[5]
         count = iter(range(first, 10**9))
         WmA = [[[hy.par[next(count)] for _ in range(M)] for _ in range(M + 1)] for _ in range(R)]
         A = [[hy.par[next(count)] for _ in range(M)] for _ in range(M + 1)]
-        h = hy.par[next(count)]
+        h, atol, rtol = (hy.par[next(count)] for _ in range(3))
 
         def rational(q):
             return _real_constant(q, precision_bits)
 
+        def absolute(e):
+            return hy.select(hy.gt(e, 0.0), e, -e)
+
         stages = [_stage_expressions(hy, zm, *pars, rational) for zm in z]
         G = [g for g, _ in stages]
         VG = [vg for _, vg in stages]
-        incr = []
+        new, end_incr, ratios = [], [], []
         for p in range(M + 1):
             corr = [hy.sum([WmA[r][p][k] * VG[k][r] for k in range(M)]) for r in range(R)]
             for i in range(D):
-                incr.append(h * (hy.sum([A[p][k] * G[k][i] for k in range(M)]) + hy.sum([P[r][i] * corr[r] for r in range(R)])))
-        outputs = incr + [g for row in G for g in row] + [v for row in VG for v in row]
+                incr = h * (hy.sum([A[p][k] * G[k][i] for k in range(M)]) + hy.sum([P[r][i] * corr[r] for r in range(R)]))
+                value = yn[i] + incr
+                new.append(value)
+                if p == M:
+                    end_incr.append(incr)
+                else:
+                    ratios.append(absolute(value - z[p][i]) / (atol + rtol * absolute(value)))
+        change = ratios[0]
+        for r in ratios[1:]:
+            change = hy.select(hy.gt(r, change), r, change)
+        outputs = new + end_incr + [g for row in G for g in row] + [v for row in VG for v in row] + [change, hy.sum(new)]
         return _cfunc(outputs, [v for row in z for v in row], precision_bits)
 
     return _kernel(("sweep", D, H, N, R, M, precision_bits), build)
@@ -547,6 +562,7 @@ class AnchoredEngine:
         self._inverse = None
         self._linear_pars = None
         self._uniform = True
+        self._buffers = None
 
     def _permutations(self, D: int):
         if self._perm is None:
@@ -691,34 +707,109 @@ class AnchoredEngine:
         return sweep
 
     def _real_step(self, y, mu, P, Q, W_minus_A, A, h):
-        """:meth:`step` of a multiprecision engine: the whole sweep is one call of :func:`_sweep_kernel`."""
+        """:meth:`step` of a multiprecision engine: a :class:`_RealSweeps` of the step."""
         B, D = y.shape
         R = mu.shape[-1]
         M = A.shape[1]
-        perm, inverse = self._permutations(D)
+        perm, _ = self._permutations(D)
         kernel = _sweep_kernel(D, self.H, self.N, R, M, self.precision_bits)
-        pars = np.concatenate([self._parameters(y, mu, P, Q, perm), W_minus_A.reshape(B, -1).T,
-                               np.broadcast_to(A.reshape(-1, 1), (A.size, B)),
-                               np.broadcast_to(np.array([[self.numbers.scalar(h)]], dtype=self.dtype), (1, B))])
-        pars = np.ascontiguousarray(pars)
-        uniform = self._uniform
-        order, back = perm[0], inverse[0]
-        nodes = (M + 1) * D
+        step_pars = np.concatenate([self._parameters(y, mu, P, Q, perm), W_minus_A.reshape(B, -1).T,
+                                    np.broadcast_to(A.reshape(-1, 1), (A.size, B)),
+                                    np.broadcast_to(np.array([[self.numbers.scalar(h)]], dtype=self.dtype), (1, B))])
+        key = (B, D, R, M)
+        if self._buffers is None or self._buffers[0] != key:
+            zero = self.numbers.scalar(0)
+            rows = (M + 1) * D + D + M * D + M * R + 2
+            self._buffers = (key, [np.array([[zero] * B for _ in range(rows)], dtype=self.dtype) for _ in range(2)])
+        return _RealSweeps(self, kernel, step_pars, self._buffers[1], M, R)
 
-        def sweep(stages):
-            x = stages[..., order] if uniform else np.take_along_axis(stages, perm[None], axis=-1)
-            out = kernel(np.ascontiguousarray(x.transpose(0, 2, 1).reshape(M * D, B)), pars=pars)
-            incr = out[:nodes].reshape(M + 1, D, B).transpose(0, 2, 1)
-            G = out[nodes:nodes + M * D].reshape(M, D, B).transpose(0, 2, 1)
-            if uniform:
-                incr, G = incr[..., back], G[..., back]
-            else:
-                incr = np.take_along_axis(incr, inverse[None], axis=-1)
-                G = np.take_along_axis(G, inverse[None], axis=-1)
-            VG = out[nodes + M * D:].reshape(M, R, B).transpose(0, 2, 1)
-            return incr, G, VG
 
-        return sweep
+class _RealSweeps:
+    """The Picard iteration of one step of a multiprecision engine (:meth:`AnchoredEngine.step`).
+
+    Every sweep is one call of :func:`_sweep_kernel` writing into one of two preallocated arrays, the
+    next sweep reading its stages from the last one's output: no array of ``real`` is made per sweep
+    (NumPy does not free the digits of a ``real`` array, so temporaries would accumulate).
+    """
+
+    def __init__(self, engine, kernel, step_pars, buffers, M: int, R: int):
+        self.engine, self.kernel, self.step_pars, self.buffers, self.M, self.R = engine, kernel, step_pars, buffers, M, R
+
+    def __call__(self, stages):
+        """One sweep from ``stages`` (``(M, B, D)``) with the change unmeasured: ``(new, end_incr, G, VG)`` in
+        natural order (the new values at the nodes and the end point, ``(M+1, B, D)``)."""
+        zero = self.engine.numbers.scalar(0)
+        return self._unpack(self._run(self._input(stages), zero, zero, self.buffers[0]))
+
+    def _input(self, stages):
+        engine = self.engine
+        perm, _ = engine._permutations(stages.shape[-1])
+        x = stages[..., perm[0]] if engine._uniform else np.take_along_axis(stages, perm[None], axis=-1)
+        M, B, D = x.shape
+        return np.ascontiguousarray(x.transpose(0, 2, 1).reshape(M * D, B))
+
+    def _run(self, x, atol, rtol, out):
+        B = x.shape[1]
+        tol = np.array([[atol] * B, [rtol] * B], dtype=self.engine.dtype)
+        self.kernel(x, pars=np.ascontiguousarray(np.concatenate([self.step_pars, tol])), outputs=out)
+        return out
+
+    def _unpack(self, out):
+        """The outputs in natural order: new values ``(M+1, B, D)``, end increment ``(B, D)``, ``G`` ``(M, B, D)``,
+        ``VG`` ``(M, B, R)`` (copies)."""
+        engine, M, R = self.engine, self.M, self.R
+        B = out.shape[1]
+        D = (out.shape[0] - 2 - M * R) // (2 * M + 2)
+        _, inverse = engine._permutations(D)
+        rows = 0
+
+        def take(n, shape):
+            nonlocal rows
+            block = out[rows:rows + n].reshape(shape + (B,))
+            rows += n
+            return np.moveaxis(block, -1, -2 if len(shape) > 1 else 0)
+
+        new = take((M + 1) * D, (M + 1, D))
+        end_incr = take(D, (D,))
+        G = take(M * D, (M, D))
+        VG = take(M * R, (M, R))
+        if engine._uniform:
+            back = inverse[0]
+            return new[..., back], end_incr[..., back], G[..., back], np.array(VG, copy=True)
+        return (np.take_along_axis(new, inverse[None], axis=-1), np.take_along_axis(end_incr, inverse, axis=-1),
+                np.take_along_axis(G, inverse[None], axis=-1), np.array(VG, copy=True))
+
+    def iterate(self, stages, sweeps: int, atol, rtol, verdict):
+        """The Picard iteration from ``stages`` (``(M, B, D)``): at most ``sweeps`` sweeps, each one kernel call;
+        ``verdict(it, change, previous, contraction) -> (converged, abandon, contraction)`` is the
+        integrator's rule (:func:`ssmpoison.verify._expcoll._picard_verdict`).
+
+        Returns:
+            ``(ok, stages, end, end_incr, G, VG, contraction, count)``: whether it converged, the stages
+            ``(M, B, D)``, the end point and its increment ``(B, D)``, ``G`` and ``VG`` of the last sweep, the
+            contraction observed and the number of sweeps; ``None`` in place of the arrays when it did not
+            converge.
+        """
+        M = self.M
+        x = self._input(stages)
+        D = x.shape[0] // M
+        rows_new = M * D
+        total_row = self.buffers[0].shape[0] - 1
+        previous, contraction = math.inf, 0.0
+        for it in range(sweeps):
+            out = self._run(x, atol, rtol, self.buffers[it % 2])
+            if not all(math.isfinite(float(v)) for v in out[total_row]):
+                return False, None, None, None, None, None, contraction, it + 1
+            change = max(float(v) for v in out[total_row - 1])
+            ok, abandon, contraction = verdict(it, change, previous, contraction)
+            if ok:
+                new, end_incr, G, VG = self._unpack(out)
+                return True, new[:M], new[M], end_incr, G, VG, contraction, it + 1
+            if abandon:
+                return False, None, None, None, None, None, contraction, it + 1
+            x = out[:rows_new]
+            previous = change
+        return False, None, None, None, None, None, contraction, sweeps
 
 
 def anchored_engine(anchor, kappa, U, labels, precision_bits: int, multiprecision: bool = False):

@@ -465,7 +465,15 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
         W_minus_A = W - A[None, None]  # (B, R, M+1, M)
         if engine is not None:
             sweep = engine.step(y, mu, P, Q, W_minus_A, A, h)
-        for it in range(K):
+        iterate = None if engine is None else getattr(sweep, "iterate", None)
+        if iterate is not None:  # a multiprecision engine runs the whole iteration, by the same rule
+            ok, stages_new, end, end_incr, G, VG, contraction, count = iterate(
+                stages, K, atol, rtol, lambda it, change, previous, contraction: _picard_verdict(
+                    it, change, previous, contraction, method.fixed_step))
+            nfev += count
+            if ok:
+                stages = stages_new
+        for it in range(0 if iterate is not None else K):
             if engine is None:
                 F = fun(stages)  # (M, B, D)
                 VS = (Q[None] * (stages - y[None])[:, :, None, :]).sum(axis=-1)  # (M, B, R)
@@ -482,16 +490,13 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
                 break
             change = float((np.abs(new[:M] - stages) / (atol + rtol * np.abs(new[:M]))).max())
             stages = new[:M]
-            # converged: changes far below the tolerance, or stagnating at the rounding level
-            if change <= _PICARD_TOL or (it >= 1 and change <= 1e-1 and change >= 0.5 * previous):
-                ok = True
+            ok, abandon, contraction = _picard_verdict(it, change, previous, contraction, method.fixed_step)
+            if ok:
                 end = new[M]
                 end_incr = incr[M]
                 break
-            if it >= 1 and change > 1e-1:
-                contraction = max(contraction, change / previous)
-                if it >= 2 and contraction > 0.8 and not method.fixed_step:
-                    break  # not contracting: give up early and shorten the step
+            if abandon:
+                break
             previous = change
         if not ok:
             predict = False  # the continued polynomial may be what failed: start the retry from y_n
@@ -557,6 +562,27 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
             previous_accept = (h, e)
             h = h * scalar(fac)
     return IntegrationResult(export_scalar(t), export(y), status, steps, rejected, nfev, {"nodes": M})
+
+
+def _picard_verdict(it: int, change: float, previous: float, contraction: float, fixed_step: bool):
+    """The Picard iteration's rule after sweep ``it`` (from 0) changed the stages by ``change`` (in units
+    of the tolerance; ``previous``: the sweep before's).
+
+    Converged: the change is far below the tolerance (``_PICARD_TOL``), or stagnates at the rounding level
+    (at most 0.1 and at least half the previous one). Abandoned (the step is then shortened): from the
+    third sweep on, changes above 0.1 shrinking by less than a factor 0.8 (``contraction``, the largest
+    ratio of successive changes above 0.1), unless the step is fixed.
+
+    Returns:
+        ``(converged, abandon, contraction)``.
+    """
+    if change <= _PICARD_TOL or (it >= 1 and change <= 1e-1 and change >= 0.5 * previous):
+        return True, False, contraction
+    if it >= 1 and change > 1e-1:
+        contraction = max(contraction, change / previous)
+        if it >= 2 and contraction > 0.8 and not fixed_step:
+            return False, True, contraction  # not contracting: give up early and shorten the step
+    return False, False, contraction
 
 
 _MAX_GROWTH = 2.0
