@@ -247,18 +247,21 @@ def _sweep_kernel(D: int, H: int, N: int, R: int, M: int, precision_bits: int):
     """The sweep kernel of a multiprecision engine: one whole Picard sweep of ``M`` stages in heyoka's
     ``real`` of ``precision_bits`` bits, with the sweep's change measured.
 
-    Variables: the stages ``z_{m,i}`` (anchor first), ``m < M``, ``i < D``. Parameters: those of the stage
-    kernel, then ``W_{r,k}(x_p) - A_k(x_p)`` (``R (M+1) M``), ``A_k(x_p)`` (``(M+1) M``), ``h``, ``atol``
-    and ``rtol``. With the increments ``incr_p = h (sum_k A_k(x_p) G_k + sum_r p_r sum_k (W_{r,k}(x_p) -
-    A_k(x_p)) VG_{k,r})``, the outputs are: the new values ``y_n + incr_p`` at the ``M`` nodes and the end
-    point (``(M+1) D``), the end point's increment (``D``), ``G`` (``M D``), ``VG`` (``M R``), the change
-    ``max_{m,i} |new_{m,i} - z_{m,i}| / (atol + rtol |new_{m,i}|)`` and the sum of the new values (finite
-    exactly when all of them are).
+    Variables: stages ``x_{m,i}`` and corrections ``d_{m,i}`` (anchor first), ``m < M``, ``i < D``; the sweep
+    is taken at ``z = x + d``. Parameters: those of the stage kernel, then ``W_{r,k}(x_p) - A_k(x_p)``
+    (``R (M+1) M``), ``A_k(x_p)`` (``(M+1) M``), ``h``, ``atol`` and ``rtol``. With the increments
+    ``incr_p = h (sum_k A_k(x_p) G_k + sum_r p_r sum_k (W_{r,k}(x_p) - A_k(x_p)) VG_{k,r})``, the outputs
+    are: ``z`` (``M D``), the new values ``y_n + incr_p`` at the ``M`` nodes and the end point
+    (``(M+1) D``), the end point's increment (``D``), ``G`` (``M D``), ``VG`` (``M R``), the residuals
+    ``new_{m,i} - z_{m,i}`` (``M D``), the change ``max_{m,i} |new_{m,i} - z_{m,i}| / (atol + rtol
+    |new_{m,i}|)`` and the sum of the new values (finite exactly when all of them are).
     """
 
     def build():
         hy = _heyoka()
-        z = [[hy.expression(f"z_{m}_{i}") for i in range(D)] for m in range(M)]
+        x = [[hy.expression(f"x_{m}_{i}") for i in range(D)] for m in range(M)]
+        dx = [[hy.expression(f"d_{m}_{i}") for i in range(D)] for m in range(M)]
+        z = [[x[m][i] + dx[m][i] for i in range(D)] for m in range(M)]
         pars, first = _stage_parameters(hy, D, H, N, R)
         yn, P = pars[0], pars[5]
         count = iter(range(first, 10**9))
@@ -275,7 +278,7 @@ def _sweep_kernel(D: int, H: int, N: int, R: int, M: int, precision_bits: int):
         stages = [_stage_expressions(hy, zm, *pars, rational) for zm in z]
         G = [g for g, _ in stages]
         VG = [vg for _, vg in stages]
-        new, end_incr, ratios = [], [], []
+        new, end_incr, ratios, residual = [], [], [], []
         for p in range(M + 1):
             corr = [hy.sum([WmA[r][p][k] * VG[k][r] for k in range(M)]) for r in range(R)]
             for i in range(D):
@@ -285,14 +288,32 @@ def _sweep_kernel(D: int, H: int, N: int, R: int, M: int, precision_bits: int):
                 if p == M:
                     end_incr.append(incr)
                 else:
-                    ratios.append(absolute(value - z[p][i]) / (atol + rtol * absolute(value)))
+                    residual.append(value - z[p][i])
+                    ratios.append(absolute(residual[-1]) / (atol + rtol * absolute(value)))
         change = ratios[0]
         for r in ratios[1:]:
             change = hy.select(hy.gt(r, change), r, change)
-        outputs = new + end_incr + [g for row in G for g in row] + [v for row in VG for v in row] + [change, hy.sum(new)]
-        return _cfunc(outputs, [v for row in z for v in row], precision_bits)
+        outputs = ([v for row in z for v in row] + new + end_incr + [g for row in G for g in row] + [v for row in VG for v in row]
+                   + residual + [change, hy.sum(new)])
+        return _cfunc(outputs, [v for row in x for v in row] + [v for row in dx for v in row], precision_bits)
 
     return _kernel(("sweep", D, H, N, R, M, precision_bits), build)
+
+
+def _jacobian_kernel(D: int, H: int, N: int, R: int):
+    """The Jacobian ``dG_i/dz_j`` of the forcing at one stage (anchor first), in float64: ``D^2`` outputs
+    (row-major), the stage kernel's variables and parameters. A multiprecision engine's Newton
+    corrections use it (:class:`_RealSweeps`)."""
+
+    def build():
+        hy = _heyoka()
+        z = [hy.expression(f"z_{i}") for i in range(D)]
+        pars, _ = _stage_parameters(hy, D, H, N, R)
+        G, _ = _stage_expressions(hy, z, *pars, _constant)
+        outputs = [hy.diff(G[i], z[j]) for i in range(D) for j in range(D)]
+        return hy.cfunc(outputs, z, fp_type=np.float64, compact_mode=True)
+
+    return _kernel(("jacobian", D, H, N, R), build)
 
 
 def _synthetic_division(hy, coeffs, anchor):
@@ -349,13 +370,14 @@ def _constant(q: Fraction):
     return _heyoka().expression(np.longdouble(q.numerator) / np.longdouble(q.denominator))
 
 
-def _backward_start(M: int, damping_bits: int = _BACKWARD_DAMPING_BITS) -> int:
-    """``J`` with ``prod_{j=M+1}^{J} M / j <= 2^-damping_bits`` (72 unless given): the backward recurrence's
-    start for every ``z < M``."""
+def _backward_start(M: int, damping_bits: int = _BACKWARD_DAMPING_BITS, bound: float | None = None) -> int:
+    """``J`` with ``prod_{j=M+1}^{J} b / j <= 2^-damping_bits`` (72 unless given; ``b = bound``, ``M`` unless
+    given): the backward recurrence's start for every ``z < b``."""
+    b = M if bound is None else bound
     J, damp = M, 0.0
     while damp > -damping_bits * math.log(2):
         J += 1
-        damp += math.log(M / J)
+        damp += math.log(b / J)
     return J
 
 
@@ -483,10 +505,11 @@ class _RealNumbers:
 _REAL_GUARD = 64  # extra bits of a multiprecision engine's weights (the monomial basis loses < 2^17 at M = 16)
 
 
-def _real_weight_kernel(M: int, guarded_bits: int, forward: bool):
+def _real_weight_kernel(M: int, guarded_bits: int, bound: int | None):
     """The weights of ``M`` nodes in heyoka's ``real`` of ``guarded_bits`` bits: for one rate ``z`` the
-    ``(M+1) x M`` values ``W_k(x_p) = sum_j Lc_kj I_j(x_p)`` from the forward recurrence (``z >= M``) or the
-    backward one started at :func:`_backward_start` of ``guarded_bits`` (``z < M``), as the weight kernel
+    ``(M+1) x M`` values ``W_k(x_p) = sum_j Lc_kj I_j(x_p)`` from the forward recurrence (``bound`` ``None``:
+    for ``z >= M``) or the backward one started at :func:`_backward_start` of ``guarded_bits`` and
+    ``bound`` (for ``z < bound <= M``), as the weight kernel
     (module docstring) but at ``guarded_bits``, with the nodes' powers and the Lagrange coefficients
     rounded once from the reference's guarded values."""
 
@@ -498,7 +521,8 @@ def _real_weight_kernel(M: int, guarded_bits: int, forward: bool):
         hy = _heyoka()
         tables_bits = guarded_bits + 64
         points, Lc, _ = _gmpy_tables(M, tables_bits)
-        J = M - 1 if forward else _backward_start(M, guarded_bits)
+        forward = bound is None
+        J = M - 1 if forward else _backward_start(M, guarded_bits, bound)
 
         def const(v):
             return hy.expression(_to_real(v, guarded_bits))
@@ -523,7 +547,7 @@ def _real_weight_kernel(M: int, guarded_bits: int, forward: bool):
             outs.extend(hy.sum([lc[k][j] * cols[j] for j in range(M)]) for k in range(M))
         return _cfunc(outs, [z], guarded_bits)
 
-    return _kernel(("real weights", M, guarded_bits, forward), build)
+    return _kernel(("real weights", M, guarded_bits, bound), build)
 
 
 class AnchoredEngine:
@@ -605,13 +629,15 @@ class AnchoredEngine:
         guarded = bits + _REAL_GUARD
         flat = (h * mu).reshape(-1)
         out = np.empty(((M + 1) * M, flat.size), dtype=self.dtype)
-        forward = np.array([float(v) >= M for v in flat], dtype=bool)
-        for direction in (True, False):
-            index = np.nonzero(forward == direction)[0]
-            if index.size:
-                z = np.array([[_to_real(flat[i], guarded) for i in index]], dtype=self.dtype)
-                W = _real_weight_kernel(M, guarded, direction)(z)
-                out[:, index] = np.array([_to_real(v, bits) for v in W.reshape(-1)], dtype=self.dtype).reshape(W.shape)
+        # the recurrence of each rate: forward for z >= M, backward from the start of z < 1 or of z < M
+        kinds = [None if float(v) >= M else (1 if float(v) < 1 else M) for v in flat]
+        real = _heyoka().real
+        for kind in (None, 1, M):
+            index = [i for i, k in enumerate(kinds) if k == kind]
+            if index:
+                z = np.array([[real(flat[i], guarded) for i in index]], dtype=self.dtype)
+                W = _real_weight_kernel(M, guarded, kind)(z)
+                out[:, index] = np.array([real(v, bits) for v in W.reshape(-1).tolist()], dtype=self.dtype).reshape(W.shape)
         return out.T.reshape(mu.shape + (M + 1, M))
 
     def linear_part(self, z, scale):
@@ -713,33 +739,47 @@ class AnchoredEngine:
         M = A.shape[1]
         perm, _ = self._permutations(D)
         kernel = _sweep_kernel(D, self.H, self.N, R, M, self.precision_bits)
-        step_pars = np.concatenate([self._parameters(y, mu, P, Q, perm), W_minus_A.reshape(B, -1).T,
+        stage_pars = self._parameters(y, mu, P, Q, perm)
+        step_pars = np.concatenate([stage_pars, W_minus_A.reshape(B, -1).T,
                                     np.broadcast_to(A.reshape(-1, 1), (A.size, B)),
                                     np.broadcast_to(np.array([[self.numbers.scalar(h)]], dtype=self.dtype), (1, B))])
         key = (B, D, R, M)
         if self._buffers is None or self._buffers[0] != key:
             zero = self.numbers.scalar(0)
-            rows = (M + 1) * D + D + M * D + M * R + 2
-            self._buffers = (key, [np.array([[zero] * B for _ in range(rows)], dtype=self.dtype) for _ in range(2)])
-        return _RealSweeps(self, kernel, step_pars, self._buffers[1], M, R)
+            rows = 3 * M * D + (M + 1) * D + D + M * R + 2
+            self._buffers = (key, [np.array([[zero] * B for _ in range(rows)], dtype=self.dtype) for _ in range(2)],
+                             np.array([[zero] * B for _ in range(M * D)], dtype=self.dtype))
+        newton = (_jacobian_kernel(D, self.H, self.N, R), np.asarray(stage_pars, dtype=np.float64),
+                  np.asarray(A, dtype=np.float64), np.asarray(W_minus_A, dtype=np.float64)[:, :, :M, :],
+                  np.asarray(self._gather(P, perm, (B, 1, -1)), dtype=np.float64),
+                  np.asarray(self._gather(Q, perm, (B, 1, -1)), dtype=np.float64), float(h))
+        return _RealSweeps(self, kernel, step_pars, self._buffers[1], self._buffers[2], M, R, newton)
+
+
+_NEWTON_UNTIL = 1e4  # Newton corrections while a sweep changes the stages by more than this many tolerances
 
 
 class _RealSweeps:
-    """The Picard iteration of one step of a multiprecision engine (:meth:`AnchoredEngine.step`).
+    """The collocation iteration of one step of a multiprecision engine (:meth:`AnchoredEngine.step`).
 
-    Every sweep is one call of :func:`_sweep_kernel` writing into one of two preallocated arrays, the
-    next sweep reading its stages from the last one's output: no array of ``real`` is made per sweep
-    (NumPy does not free the digits of a ``real`` array, so temporaries would accumulate).
+    Every sweep is one call of :func:`_sweep_kernel` at ``z = x + d`` writing into one of two preallocated
+    arrays (NumPy does not free the digits of a ``real`` array, so temporaries would accumulate). After a
+    sweep with residual ``r = Phi(z) - z`` (``Phi`` the Picard map), the next one is taken at ``z + d``
+    with ``d`` the Newton correction ``d = r + J d`` solved in float64 (``J`` the Picard map's Jacobian,
+    from the forcing's float64 Jacobian at the first sweep's stages; a few fixed-point passes, as the map
+    contracts): a sweep then gains the float64 relative accuracy of ``d`` instead of the map's contraction
+    factor. The fixed point and the convergence rule are those of the Picard iteration.
     """
 
-    def __init__(self, engine, kernel, step_pars, buffers, M: int, R: int):
-        self.engine, self.kernel, self.step_pars, self.buffers, self.M, self.R = engine, kernel, step_pars, buffers, M, R
+    def __init__(self, engine, kernel, step_pars, buffers, zeros, M: int, R: int, newton):
+        self.engine, self.kernel, self.step_pars, self.buffers, self.zeros = engine, kernel, step_pars, buffers, zeros
+        self.M, self.R, self.newton = M, R, newton
 
     def __call__(self, stages):
-        """One sweep from ``stages`` (``(M, B, D)``) with the change unmeasured: ``(new, end_incr, G, VG)`` in
+        """One sweep from ``stages`` (``(M, B, D)``), the change unmeasured: ``(new, end_incr, G, VG)`` in
         natural order (the new values at the nodes and the end point, ``(M+1, B, D)``)."""
         zero = self.engine.numbers.scalar(0)
-        return self._unpack(self._run(self._input(stages), zero, zero, self.buffers[0]))
+        return self._unpack(self._run(self._input(stages), self.zeros, self._pars(zero, zero), self.buffers[0]))
 
     def _input(self, stages):
         engine = self.engine
@@ -748,39 +788,73 @@ class _RealSweeps:
         M, B, D = x.shape
         return np.ascontiguousarray(x.transpose(0, 2, 1).reshape(M * D, B))
 
-    def _run(self, x, atol, rtol, out):
-        B = x.shape[1]
+    def _pars(self, atol, rtol):
+        """The kernel's parameters with the tolerances (``atol``, ``rtol`` in the working type)."""
+        B = self.step_pars.shape[1]
         tol = np.array([[atol] * B, [rtol] * B], dtype=self.engine.dtype)
-        self.kernel(x, pars=np.ascontiguousarray(np.concatenate([self.step_pars, tol])), outputs=out)
+        return np.ascontiguousarray(np.concatenate([self.step_pars, tol]))
+
+    def _run(self, x, dx, pars, out):
+        self.kernel(np.concatenate([x, dx]), pars=pars, outputs=out)
         return out
+
+    def _layout(self, out):
+        M, R = self.M, self.R
+        D = (out.shape[0] - 2 - M * R) // (4 * M + 2)
+        sizes = (("z", M * D), ("new", (M + 1) * D), ("end", D), ("G", M * D), ("VG", M * R), ("res", M * D))
+        offsets, row = {}, 0
+        for name, n in sizes:
+            offsets[name] = (row, row + n)
+            row += n
+        return D, offsets
 
     def _unpack(self, out):
         """The outputs in natural order: new values ``(M+1, B, D)``, end increment ``(B, D)``, ``G`` ``(M, B, D)``,
         ``VG`` ``(M, B, R)`` (copies)."""
         engine, M, R = self.engine, self.M, self.R
         B = out.shape[1]
-        D = (out.shape[0] - 2 - M * R) // (2 * M + 2)
+        D, offsets = self._layout(out)
         _, inverse = engine._permutations(D)
-        rows = 0
 
-        def take(n, shape):
-            nonlocal rows
-            block = out[rows:rows + n].reshape(shape + (B,))
-            rows += n
-            return np.moveaxis(block, -1, -2 if len(shape) > 1 else 0)
+        def block(name, shape):
+            a, b = offsets[name]
+            return np.moveaxis(out[a:b].reshape(shape + (B,)), -1, -2 if len(shape) > 1 else 0)
 
-        new = take((M + 1) * D, (M + 1, D))
-        end_incr = take(D, (D,))
-        G = take(M * D, (M, D))
-        VG = take(M * R, (M, R))
+        new, end_incr, G, VG = block("new", (M + 1, D)), block("end", (D,)), block("G", (M, D)), block("VG", (M, R))
         if engine._uniform:
             back = inverse[0]
             return new[..., back], end_incr[..., back], G[..., back], np.array(VG, copy=True)
         return (np.take_along_axis(new, inverse[None], axis=-1), np.take_along_axis(end_incr, inverse, axis=-1),
                 np.take_along_axis(G, inverse[None], axis=-1), np.array(VG, copy=True))
 
+    def _jacobian(self, z64):
+        """``dG/dz`` at the stages ``z64`` (``(M, B, D)``, float64, anchor first): ``(M, B, D, D)``."""
+        kernel, stage_pars = self.newton[0], self.newton[1]
+        M, B, D = z64.shape
+        x = np.ascontiguousarray(z64.reshape(M * B, D).T)
+        pars = np.ascontiguousarray(np.tile(stage_pars, (1, M)))
+        return kernel(x, pars=pars).reshape(D, D, M, B).transpose(2, 3, 0, 1)
+
+    def _correction(self, r, Jg):
+        """The Newton correction: ``d = r + J d`` by fixed-point passes in float64 (``r``, ``d``: ``(M, B, D)``);
+        ``r`` itself (the Picard step) where the passes do not settle."""
+        _, _, A, WmA, P, Q, h = self.newton
+        M = self.M
+        d = r
+        for _ in range(12):
+            u = np.einsum("mbij,mbj->mbi", Jg, d)
+            corr = np.einsum("brpk,brk->brp", WmA, np.einsum("brd,mbd->brm", Q, u))
+            new = r + h * (np.tensordot(A[:M], u, axes=([1], [0])) + np.einsum("brp,brd->pbd", corr, P))
+            step = float(np.abs(new - d).max())
+            d = new
+            if not math.isfinite(step):
+                return r
+            if step <= 1e-17 * float(np.abs(d).max()):
+                return d
+        return d
+
     def iterate(self, stages, sweeps: int, atol, rtol, verdict):
-        """The Picard iteration from ``stages`` (``(M, B, D)``): at most ``sweeps`` sweeps, each one kernel call;
+        """The iteration from ``stages`` (``(M, B, D)``): at most ``sweeps`` sweeps, each one kernel call;
         ``verdict(it, change, previous, contraction) -> (converged, abandon, contraction)`` is the
         integrator's rule (:func:`ssmpoison.verify._expcoll._picard_verdict`).
 
@@ -792,12 +866,16 @@ class _RealSweeps:
         """
         M = self.M
         x = self._input(stages)
-        D = x.shape[0] // M
-        rows_new = M * D
+        dx = self.zeros
+        B = x.shape[1]
+        D, offsets = self._layout(self.buffers[0])
         total_row = self.buffers[0].shape[0] - 1
-        previous, contraction = math.inf, 0.0
+        previous, contraction, Jg = math.inf, 0.0, None
+        bits = self.engine.precision_bits
+        real = _heyoka().real
+        pars = self._pars(atol, rtol)
         for it in range(sweeps):
-            out = self._run(x, atol, rtol, self.buffers[it % 2])
+            out = self._run(x, dx, pars, self.buffers[it % 2])
             if not all(math.isfinite(float(v)) for v in out[total_row]):
                 return False, None, None, None, None, None, contraction, it + 1
             change = max(float(v) for v in out[total_row - 1])
@@ -807,7 +885,19 @@ class _RealSweeps:
                 return True, new[:M], new[M], end_incr, G, VG, contraction, it + 1
             if abandon:
                 return False, None, None, None, None, None, contraction, it + 1
-            x = out[:rows_new]
+            a, b = offsets["z"]
+            x = out[a:b]
+            if change <= _NEWTON_UNTIL:  # a plain Picard sweep: the stages end as the Picard map's image
+                a, b = offsets["new"]
+                x, dx = out[a:a + M * D], self.zeros
+                previous = change
+                continue
+            if Jg is None:
+                Jg = self._jacobian(np.asarray(x, dtype=np.float64).reshape(M, D, B).transpose(0, 2, 1))
+            a, b = offsets["res"]
+            r = np.asarray(out[a:b], dtype=np.float64).reshape(M, D, B).transpose(0, 2, 1)
+            d = self._correction(r, Jg)
+            dx = np.array([real(v, bits) for v in d.transpose(0, 2, 1).reshape(-1).tolist()], dtype=self.engine.dtype).reshape(M * D, B)
             previous = change
         return False, None, None, None, None, None, contraction, sweeps
 
