@@ -462,7 +462,8 @@ def _from_real(v, precision_bits: int):
         return gmpy2.mpfr(f, precision_bits)
     k = max(precision_bits, v.prec) - math.frexp(f)[1] + 2  # v 2^k is an integer
     scaled = v * _heyoka().real(2**k, v.prec) if k >= 0 else v / _heyoka().real(2**-k, v.prec)
-    return gmpy2.mul_2exp(gmpy2.mpfr(int(scaled), precision_bits), -k)
+    with gmpy2.context(precision=precision_bits):
+        return gmpy2.mul_2exp(gmpy2.mpfr(int(scaled)), -k)
 
 
 class _RealNumbers:
