@@ -73,6 +73,9 @@ def _heyoka():
         import heyoka
     except ImportError:
         return None
+    # one thread: the kernels evaluate a few columns at a time, where heyoka's parallel evaluation costs
+    # more CPU than it saves (and a worker shares the machine's cores with the others)
+    heyoka.set_nthreads(1)
     return heyoka
 
 
@@ -836,23 +839,33 @@ class _RealSweeps:
         pars = np.ascontiguousarray(np.tile(stage_pars, (1, M)))
         return kernel(x, pars=pars).reshape(D, D, M, B).transpose(2, 3, 0, 1)
 
-    def _correction(self, r, Jg):
-        """The Newton correction: ``d = r + J d`` by fixed-point passes in float64 (``r``, ``d``: ``(M, B, D)``);
-        ``r`` itself (the Picard step) where the passes do not settle."""
+    def _operator(self, Jg):
+        """The Picard map's Jacobian from the forcing's (``Jg``, ``(M, B, D, D)``), per member a
+        ``(M D) x (M D)`` float64 matrix: ``(J d)_p = h (sum_k A_k(x_p) u_k + sum_r p_r sum_k (W_{r,k}(x_p) -
+        A_k(x_p)) (q_r . u_k))`` with ``u_k = Jg_k d_k``."""
         _, _, A, WmA, P, Q, h = self.newton
-        M = self.M
+        M, B, D, _ = Jg.shape
+        direct = np.einsum("pk,kbij->bpikj", A[:M], Jg)
+        QJ = np.einsum("brd,kbdj->brkj", Q, Jg)
+        stiff = np.einsum("bri,brpk,brkj->bpikj", P, WmA, QJ)
+        return h * (direct + stiff).reshape(B, M * D, M * D)
+
+    def _correction(self, r, J):
+        """The Newton correction: ``d = r + J d`` by fixed-point passes in float64 (``r``, ``d``: ``(M, B, D)``;
+        ``J`` from :meth:`_operator`); ``r`` itself (the Picard step) where the passes do not stay finite."""
+        M, B, D = r.shape
+        r = r.transpose(1, 0, 2).reshape(B, M * D, 1)
         d = r
         for _ in range(12):
-            u = np.einsum("mbij,mbj->mbi", Jg, d)
-            corr = np.einsum("brpk,brk->brp", WmA, np.einsum("brd,mbd->brm", Q, u))
-            new = r + h * (np.tensordot(A[:M], u, axes=([1], [0])) + np.einsum("brp,brd->pbd", corr, P))
+            new = r + np.matmul(J, d)
             step = float(np.abs(new - d).max())
             d = new
             if not math.isfinite(step):
-                return r
+                d = r
+                break
             if step <= 1e-17 * float(np.abs(d).max()):
-                return d
-        return d
+                break
+        return d.reshape(B, M, D).transpose(1, 0, 2)
 
     def iterate(self, stages, sweeps: int, atol, rtol, verdict):
         """The iteration from ``stages`` (``(M, B, D)``): at most ``sweeps`` sweeps, each one kernel call;
@@ -894,7 +907,7 @@ class _RealSweeps:
                 previous = change
                 continue
             if Jg is None:
-                Jg = self._jacobian(np.asarray(x, dtype=np.float64).reshape(M, D, B).transpose(0, 2, 1))
+                Jg = self._operator(self._jacobian(np.asarray(x, dtype=np.float64).reshape(M, D, B).transpose(0, 2, 1)))
             a, b = offsets["res"]
             r = np.asarray(out[a:b], dtype=np.float64).reshape(M, D, B).transpose(0, 2, 1)
             d = self._correction(r, Jg)
