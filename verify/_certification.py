@@ -21,7 +21,8 @@ Two regimes, chosen by ``precision_bits``:
   for ``None``, the re-run precision's own default); where a run does not converge, the search
   lets a third at ``P + 2s`` stand in (:meth:`CertificationPolicy.precision_ladder`). Oracle
   flows: the oracle at ``max(P, 64)`` bits against 64 more. Digits are capped at
-  ``floor(P log10 2) - 1``.
+  ``floor(P log10 2) - 1``. The runs take the compiled multiprecision engine where it applies
+  (``compiled_multiprecision``; :data:`SEARCH_CERTIFICATION` keeps the reference path).
 """
 
 from __future__ import annotations

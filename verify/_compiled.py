@@ -1,4 +1,4 @@
-r"""The compiled engine of exponential collocation in anchored coordinates (float64 and longdouble).
+r"""The compiled engine of exponential collocation in anchored coordinates (float64, longdouble, multiprecision).
 
 :mod:`ssmpoison.verify._expcoll` spends its time, per step, on the weights
 ``W_{r,k}(x_p) = int_0^{x_p} e^{-(x_p - xi) z_r} l_k(xi) d xi`` of the frozen rates
@@ -31,7 +31,28 @@ interpreter, not the arithmetic, is the cost. This module compiles them with hey
   from ``precision_bits + 128`` bits) by that many bits less than longdouble's 64, relative to
   the largest weight of its row.
 
-Both kernels round differently from the reference (heyoka orders the operations its own way), so
+**Multiprecision** (any other precision ``P``, where the reference computes in ``gmpy2.mpfr``; only when
+asked for: ``FlowOptions(compiled_multiprecision=True)``, which the certification policy's ``P`` path
+sets): the engine computes in heyoka's ``real`` of ``P`` bits, NumPy arrays of which the integrator then
+carries as its state (:class:`_RealNumbers` converts exactly from and to ``gmpy2.mpfr`` for the
+right-hand side's first call, ``observe`` and ``stop``). Three more kernels:
+
+* **the sweep kernel** (:func:`_sweep_kernel`): a whole sweep, all ``M`` stages and the sums over them,
+  the new values at the nodes and the end point and the sweep's change ``max |new - z| / (atol + rtol
+  |new|)`` in one call, written into preallocated arrays (NumPy does not free the limbs of a ``real``
+  array: every temporary would stay allocated until the process ends);
+* **the Jacobian kernel** (:func:`_jacobian_kernel`, float64): ``dG/dz`` at the stages, from which the
+  Picard map's Jacobian ``J`` gives Newton corrections ``d = r + J d`` (``r`` the last sweep's residual):
+  while a sweep changes the stages by more than ``10^4`` tolerances the next one is taken at ``z + d``,
+  so that it gains float64's relative accuracy instead of the map's contraction factor; the last
+  sweeps are plain Picard sweeps. The fixed point and the convergence rule are the reference's;
+* **the real weight kernels** (:func:`_real_weight_kernel`): the recurrences above in ``real`` of
+  ``P + 64`` bits (forward for ``z >= M``; backward from the start that damps ``2^-(P+64)`` for
+  ``z < 1`` or ``z < M``), rounded once to ``P`` bits: at most the basis's cancellation is lost from the
+  64 guard bits, so a weight is the correctly rounded value or one unit in the last place from it,
+  as the reference's (from ``P + 128`` bits).
+
+Every kernel rounds differently from the reference (heyoka orders the operations its own way), so
 a compiled run differs from a reference run in the last bits of the state: the certified digits
 are the same (the test-suite holds the two paths to each other's certified digits), uncertified
 figures at the rounding level such as the final training loss are not.
@@ -73,9 +94,6 @@ def _heyoka():
         import heyoka
     except ImportError:
         return None
-    # one thread: the kernels evaluate a few columns at a time, where heyoka's parallel evaluation costs
-    # more CPU than it saves (and a worker shares the machine's cores with the others)
-    heyoka.set_nthreads(1)
     return heyoka
 
 

@@ -138,9 +138,13 @@ class ExpColl:
             stop, observe, blowup: as in :class:`ssmpoison.verify._integrator.Integrator`.
             engine: ``None`` (the reference path: NumPy and gmpy2), or a compiled engine of the same
                 system (:class:`ssmpoison.verify._compiled.AnchoredEngine`: its ``weights(M, h, mu)``
-                replace the guarded weights and its ``step(y, mu, P, Q)`` returns the sweep
-                ``stages -> (g, q . g)`` that replaces ``fun`` and the stiff part's products inside
-                the Picard iteration; step control and the error estimate are the same).
+                replace the guarded weights and its ``step(y, mu, P, Q, W - A, A, h)`` returns the sweep
+                ``stages -> (incr, g, q . g)`` that replaces ``fun`` and the stiff part's products inside
+                the Picard iteration, or, for a multiprecision engine, an object whose ``iterate`` runs
+                the whole iteration by the same rule (:func:`_picard_verdict`); an engine whose
+                ``numbers`` is not ``None`` carries the state in its own number type, converted from
+                ``y0`` and back for ``fun``, ``observe``, ``stop`` and the result; step control and the
+                error estimate are the same).
 
         Returns:
             :class:`~ssmpoison.verify._integrator.IntegrationResult` with ``details["nodes"] = M``.
