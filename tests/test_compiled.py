@@ -20,9 +20,10 @@ from ssmpoison.theory._construction import extrapolation_error  # noqa: E402
 from ssmpoison.verify import row_model  # noqa: E402
 from ssmpoison.verify import _compiled  # noqa: E402
 from ssmpoison.verify._anchored import anchor_index, anchored_linear_part, neg_grad_anchored, to_anchored  # noqa: E402
-from ssmpoison.verify._certification import CertificationPolicy  # noqa: E402
+from ssmpoison.verify._certification import SEARCH_CERTIFICATION, CertificationPolicy  # noqa: E402
 from ssmpoison.verify._certified_flow import certified_flows  # noqa: E402
-from ssmpoison.verify._expcoll import _frozen_weights, _nodes_tables, _cast_table, _GUARD  # noqa: E402
+from ssmpoison.verify._expcoll import _frozen_weights, _nodes_tables, _cast_table, _GUARD, default_nodes  # noqa: E402
+from ssmpoison.verify._numbers import to_working_array  # noqa: E402
 from ssmpoison.verify._flow import FlowOptions, FlowProblem, run_flow, run_flows  # noqa: E402
 from ssmpoison.verify._status import Status  # noqa: E402
 from ssmpoison.verify._strategies import clean_problems  # noqa: E402
@@ -30,6 +31,7 @@ from ssmpoison.verify._theory_row import theory_row_problems  # noqa: E402
 from ssmpoison.theory._construction import poisoned_training_set  # noqa: E402
 
 import gmpy2  # noqa: E402
+from fractions import Fraction  # noqa: E402
 
 
 def _both(problems, quantity, monkeypatch, policy=CertificationPolicy()):
@@ -213,3 +215,122 @@ def test_linear_kernel_gives_the_reference_stiff_part(precision_bits):
     L_r = np.einsum("br,brd,bre->bde", mu_r, P_r, Q_r)
     assert np.abs(L - L_r).max() <= 1e-12 * np.abs(L_r).max()
     assert np.abs(np.einsum("brd,bsd->brs", Q, P) - np.eye(P.shape[1])).max() <= 64 * eps  # bi-orthonormal
+
+
+# ---- the multiprecision engine (heyoka ``real``): the 128-bit theory row -------------------------------
+
+_BITS = 128
+_POLICY_128 = CertificationPolicy(precision_bits=_BITS)
+
+# the certified values of the 128-bit row's poisoned flows on the reference path (``reproduce --row theory
+# --precision 128`` with SSMPOISON_ENGINE=reference): (horizon, seed) -> (text, digits)
+_REFERENCE_128 = {
+    (7, 242): ("4.9185990528351113580470200e-2", 26), (7, 243): ("4.5842089653167333316170976e-2", 26),
+    (7, 244): ("5.4312395501391911096230122e-2", 26), (7, 246): ("5.1078952549449315401721209e-2", 26),
+    (9, 342): ("3.50122318857674102711945102e-2", 27), (9, 344): ("3.52753537556526719490784476e-2", 27),
+    (9, 345): ("3.49454103265002252922811121e-2", 27), (9, 346): ("3.52599534718333519851051774e-2", 27),
+}
+
+
+def test_multiprecision_engine_only_where_asked(monkeypatch):
+    assert not _compiled.engine_available(_BITS)  # FlowOptions' default: the reference path
+    assert _compiled.engine_available(_BITS, multiprecision=True)
+    assert _POLICY_128.run_options().compiled_multiprecision and _POLICY_128.reference_options().compiled_multiprecision
+    assert not CertificationPolicy().escalation_options().compiled_multiprecision  # the fast path's 80-bit re-run
+    assert not SEARCH_CERTIFICATION.flow_options(113).compiled_multiprecision  # the search's reports stay bit for bit
+    monkeypatch.setenv("SSMPOISON_ENGINE", "reference")
+    assert not _compiled.engine_available(_BITS, multiprecision=True)
+
+
+def test_real_numbers_convert_exactly():
+    numbers = _compiled._RealNumbers(_BITS)
+    with gmpy2.context(precision=_BITS):
+        values = [gmpy2.mpfr(1) / 3, -(gmpy2.mpfr(2) ** -300) / 7, gmpy2.mpfr("1e300") / 7, gmpy2.mpfr(0), gmpy2.mpfr(5)]
+        third = gmpy2.mpfr(1) / 3
+    back = numbers.export(numbers.array(np.array(values, dtype=object)))
+    assert all(a == b and a.precision == _BITS for a, b in zip(values, back))
+    assert numbers.export_scalar(numbers.scalar(Fraction(1, 3))) == third  # rounded once
+    assert numbers.export_scalar(numbers.scalar(0.1)) == gmpy2.mpfr(0.1, _BITS)  # a float is exact
+    with gmpy2.context(precision=_BITS + 64):
+        wide = gmpy2.mpfr(1) / 3
+    assert numbers.export_scalar(numbers.scalar(wide)) == third  # more bits: rounded once
+
+
+def _real_state():
+    """The theory row's first poisoned flow (H = 7) at 128 bits, in the reference's gmpy2 arrays."""
+    setting = row_model("theory").settings((7,))[0]
+    ts = poisoned_training_set(setting.horizon)
+    _, problem = theory_row_problems(setting, True)[0]
+    U = to_working_array(ts.inputs, _BITS)
+    y = to_working_array(ts.labels, _BITS)
+    a0 = to_working_array([problem.a0], _BITS)
+    r = anchor_index(a0)
+    return U, y, r, to_anchored(a0, r)
+
+
+def test_real_weights_match_guarded_weights():
+    M = default_nodes(_BITS)
+    engine = _compiled.AnchoredEngine(np.array([0]), 1, np.eye(2, 3), np.ones(2), _BITS)
+    numbers = engine.numbers
+    rates = [0.0, 1e-30, 1e-8, 0.3, 1 - 1e-9, 1.0, 1.5, M - 1e-9, float(M), M + 1e-9, 20.0, 1e3, 1e9]
+    with gmpy2.context(precision=_BITS):
+        mu = to_working_array([rates], _BITS)
+        h = gmpy2.mpfr(1)
+        W_ref = _frozen_weights(M, _BITS, h, mu, np.dtype(object))
+    W = numbers.export(engine.weights(M, numbers.scalar(h), numbers.array(mu)))
+    rows = np.array([[max(abs(v) for v in row)] * M for row in W_ref.reshape(-1, M)]).reshape(W_ref.shape)
+    # both rounded once to 128 bits, from 256 (reference) and 192 guarded bits (less the basis's cancellation)
+    assert all(abs(a - b) <= gmpy2.mpfr(2) ** -124 * s for a, b, s in zip(W.reshape(-1), W_ref.reshape(-1), rows.reshape(-1)))
+
+
+def test_sweep_kernel_matches_reference_formulas():
+    U, y, r, z = _real_state()
+    M = default_nodes(_BITS)
+    rng = np.random.default_rng(3)
+    with gmpy2.context(precision=_BITS):
+        two_over_n = gmpy2.mpfr(2) / U.shape[0]
+        mu, P, Q = anchored_linear_part(z, r, 1, U, two_over_n, precision_bits=_BITS)
+        h = gmpy2.mpfr("0.01")
+        stages = z[None] * (1 + to_working_array(1e-3 * rng.standard_normal((M,) + z.shape), _BITS))
+        W = _frozen_weights(M, _BITS, h, mu, np.dtype(object))
+        A = _cast_table(_nodes_tables(M, _BITS + _GUARD)[3], np.dtype(object), _BITS + _GUARD) * 1  # 128 bits
+        W_minus_A = W - A[None, None]
+        F = neg_grad_anchored(stages, r, 1, U, y)
+        VS = (Q[None] * (stages - z[None])[:, :, None, :]).sum(axis=-1)
+        G_ref = F + (mu[None, :, :, None] * VS[..., None] * P[None]).sum(axis=2)
+        VG_ref = (Q[None] * G_ref[:, :, None, :]).sum(axis=-1)
+        corr = (W_minus_A * VG_ref.transpose(1, 2, 0)[:, :, None, :]).sum(axis=-1)
+        incr = h * (np.tensordot(A, G_ref, axes=([1], [0])) + (corr.transpose(2, 0, 1)[..., None] * P[None]).sum(axis=2))
+        new_ref = z[None] + incr
+    engine = _compiled.AnchoredEngine(r, 1, U, y, _BITS)
+    n = engine.numbers
+    sweep = engine.step(n.array(z), n.array(mu), n.array(P), n.array(Q), n.array(W_minus_A), n.array(A), n.scalar(h))
+    new, end_incr, G, VG = (n.export(v) for v in sweep(n.array(stages)))
+    ulp = gmpy2.mpfr(2) ** -(_BITS - 6)  # 64 units in the last place of the largest entry
+    for got, want in ((G, G_ref), (VG, VG_ref), (new, new_ref), (end_incr, incr[M])):
+        assert np.abs(got - want).max() <= ulp * np.abs(want).max()
+
+
+def _certified_128(problems, quantity):
+    return certified_flows(problems, quantity, _POLICY_128)
+
+
+def test_128_bit_row_h7_poisoned_engine_keeps_reference_digits():
+    """The engine's certified values of two 128-bit H = 7 poisoned flows are the reference path's (recorded)."""
+    (problems, quantity), = _row_cases((7,), poisoned_only=True)
+    seeds = [seed for seed, _ in theory_row_problems(row_model("theory").settings((7,))[0], True)]
+    for seed, run in zip(seeds[:2], _certified_128(problems[:2], quantity)):
+        assert run.precision_bits == _BITS and run.reference_bits == _BITS + 32
+        assert (run.quantity.text, run.quantity.digits) == _REFERENCE_128[(7, seed)]
+
+
+@pytest.mark.slow
+def test_128_bit_row_every_poisoned_flow_same_certified_digits(monkeypatch):
+    """All eight 128-bit poisoned flows, the engine against the reference path run live (and the record)."""
+    for H in (7, 9):
+        (problems, quantity), = _row_cases((H,), poisoned_only=True)
+        seeds = [seed for seed, _ in theory_row_problems(row_model("theory").settings((H,))[0], True)]
+        compiled, reference = _both(problems, quantity, monkeypatch, _POLICY_128)
+        _assert_same_certified(compiled, reference)
+        for seed, run in zip(seeds, compiled):
+            assert (run.quantity.text, run.quantity.digits) == _REFERENCE_128[(H, seed)]

@@ -21,7 +21,8 @@ Two regimes, chosen by ``precision_bits``:
   for ``None``, the re-run precision's own default); where a run does not converge, the search
   lets a third at ``P + 2s`` stand in (:meth:`CertificationPolicy.precision_ladder`). Oracle
   flows: the oracle at ``max(P, 64)`` bits against 64 more. Digits are capped at
-  ``floor(P log10 2) - 1``.
+  ``floor(P log10 2) - 1``. The runs take the compiled multiprecision engine where it applies
+  (``compiled_multiprecision``; :data:`SEARCH_CERTIFICATION` keeps the reference path).
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ class CertificationPolicy:
         reference_rtol_factor: ``P`` path: the re-run's tolerance is this factor times the
             run's (in (0, 1]); ``None``: the re-run precision's own default tolerance.
         max_steps: step budget of every run; ``None``: :class:`~ssmpoison.verify._flow.FlowOptions`' default.
+        compiled_multiprecision: ``P`` path only: the runs at precisions whose reference type is
+            ``gmpy2.mpfr`` take the compiled engine in heyoka's ``real``
+            (:attr:`~ssmpoison.verify._flow.FlowOptions.compiled_multiprecision`; the fast path's
+            escalation never does).
 
     Raises:
         ValueError: a field out of range (the message names it).
@@ -65,6 +70,7 @@ class CertificationPolicy:
     target_digits: int = 8
     reference_rtol_factor: float | None = 1e-3
     max_steps: int | None = None
+    compiled_multiprecision: bool = True
 
     def __post_init__(self) -> None:
         if self.precision_bits is not None:
@@ -105,6 +111,8 @@ class CertificationPolicy:
     def flow_options(self, precision_bits: int, rtol: float | None = None, t_max: float = 1e20, loss_tol: float | None = None) -> FlowOptions:
         """:class:`~ssmpoison.verify._flow.FlowOptions` of one run under this policy (its step budget)."""
         extra = {} if self.max_steps is None else {"max_steps": self.max_steps}
+        if not self.fast_path:
+            extra["compiled_multiprecision"] = self.compiled_multiprecision
         return FlowOptions(precision_bits=precision_bits, rtol=rtol, loss_tol=loss_tol, t_max=t_max, **extra)
 
     def run_options(self, t_max: float = 1e20) -> FlowOptions:
@@ -144,5 +152,6 @@ class CertificationPolicy:
 
 #: The search's certification of a failure: a run at ``P`` bits against ``P + s`` (one at ``P + 2s``
 #: stands in for a run that does not converge), each with its precision's own tolerance and a
-#: budget of 1500 steps.
-SEARCH_CERTIFICATION = CertificationPolicy(precision_bits=113, reference_rtol_factor=None, max_steps=1500)
+#: budget of 1500 steps; on the reference path (a report is reproduced bit for bit from its seed).
+SEARCH_CERTIFICATION = CertificationPolicy(precision_bits=113, reference_rtol_factor=None, max_steps=1500,
+                                           compiled_multiprecision=False)

@@ -138,9 +138,13 @@ class ExpColl:
             stop, observe, blowup: as in :class:`ssmpoison.verify._integrator.Integrator`.
             engine: ``None`` (the reference path: NumPy and gmpy2), or a compiled engine of the same
                 system (:class:`ssmpoison.verify._compiled.AnchoredEngine`: its ``weights(M, h, mu)``
-                replace the guarded weights and its ``step(y, mu, P, Q)`` returns the sweep
-                ``stages -> (g, q . g)`` that replaces ``fun`` and the stiff part's products inside
-                the Picard iteration; step control and the error estimate are the same).
+                replace the guarded weights and its ``step(y, mu, P, Q, W - A, A, h)`` returns the sweep
+                ``stages -> (incr, g, q . g)`` that replaces ``fun`` and the stiff part's products inside
+                the Picard iteration, or, for a multiprecision engine, an object whose ``iterate`` runs
+                the whole iteration by the same rule (:func:`_picard_verdict`); an engine whose
+                ``numbers`` is not ``None`` carries the state in its own number type, converted from
+                ``y0`` and back for ``fun``, ``observe``, ``stop`` and the result; step control and the
+                error estimate are the same).
 
         Returns:
             :class:`~ssmpoison.verify._integrator.IntegrationResult` with ``details["nodes"] = M``.
@@ -397,24 +401,42 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
     (TwoSum) sums in float types, so the rounding of ``y_n + increment`` does not accumulate
     over the steps.
     """
-    y = to_working_array(y0, precision_bits)
+    # a multiprecision engine works in its own numbers (heyoka ``real``): the state, the scalars and the
+    # tables are converted on the way in, the state and the time back for ``fun``, ``observe``, ``stop``
+    numbers = None if engine is None else engine.numbers
+    if numbers is None:
+        y = to_working_array(y0, precision_bits)
+
+        def scalar(v):
+            return to_working(v, precision_bits)
+
+        def export(v):
+            return v
+
+        export_scalar = export
+    else:
+        y = numbers.array(y0)
+        scalar, export, export_scalar = numbers.scalar, numbers.export, numbers.export_scalar
     dtype = y.dtype
     M = method.nodes or default_nodes(precision_bits)
     K = method.max_picard or (400 if method.fixed_step else 2 * M + 10)
     guarded_bits = precision_bits + _GUARD
     _, _, _, A_mp, legendre_mp = _nodes_tables(M, guarded_bits)
-    with gmpy2.context(precision=guarded_bits):
-        A = _cast_table(A_mp, dtype, guarded_bits)  # (M+1, M)
-        legendre = _cast_table(legendre_mp, dtype, guarded_bits)  # (M, M): node values -> Legendre coefficients
-    t = to_working(t0, precision_bits)
-    t_end = to_working(t_end, precision_bits)
-    rtol, atol = to_working(rtol, precision_bits), to_working(atol, precision_bits)
-    one = to_working(1, precision_bits)
-    f0 = fun(y)
+    if numbers is None:
+        with gmpy2.context(precision=guarded_bits):
+            A = _cast_table(A_mp, dtype, guarded_bits)  # (M+1, M)
+            legendre = _cast_table(legendre_mp, dtype, guarded_bits)  # (M, M): node values -> Legendre coefficients
+    else:
+        A, legendre = numbers.table(A_mp), numbers.table(legendre_mp)
+    t = scalar(t0)
+    t_end = scalar(t_end)
+    rtol, atol = scalar(rtol), scalar(atol)
+    one = scalar(1)
+    f0 = fun(export(y))
     nfev = 1
     scale0 = np.abs(y).max()
     h = (
-        to_working(method.initial_step, precision_bits)
+        scalar(method.initial_step)
         if method.initial_step
         else one * (0.01 * max(float(scale0), float(atol / rtol)) / max(float(np.abs(f0).max()), 1e-300))
     )
@@ -454,7 +476,15 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
         W_minus_A = W - A[None, None]  # (B, R, M+1, M)
         if engine is not None:
             sweep = engine.step(y, mu, P, Q, W_minus_A, A, h)
-        for it in range(K):
+        iterate = None if engine is None else getattr(sweep, "iterate", None)
+        if iterate is not None:  # a multiprecision engine runs the whole iteration, by the same rule
+            ok, stages_new, end, end_incr, G, VG, contraction, count = iterate(
+                stages, K, atol, rtol, lambda it, change, previous, contraction: _picard_verdict(
+                    it, change, previous, contraction, method.fixed_step))
+            nfev += count
+            if ok:
+                stages = stages_new
+        for it in range(0 if iterate is not None else K):
             if engine is None:
                 F = fun(stages)  # (M, B, D)
                 VS = (Q[None] * (stages - y[None])[:, :, None, :]).sum(axis=-1)  # (M, B, R)
@@ -471,23 +501,20 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
                 break
             change = float((np.abs(new[:M] - stages) / (atol + rtol * np.abs(new[:M]))).max())
             stages = new[:M]
-            # converged: changes far below the tolerance, or stagnating at the rounding level
-            if change <= _PICARD_TOL or (it >= 1 and change <= 1e-1 and change >= 0.5 * previous):
-                ok = True
+            ok, abandon, contraction = _picard_verdict(it, change, previous, contraction, method.fixed_step)
+            if ok:
                 end = new[M]
                 end_incr = incr[M]
                 break
-            if it >= 1 and change > 1e-1:
-                contraction = max(contraction, change / previous)
-                if it >= 2 and contraction > 0.8 and not method.fixed_step:
-                    break  # not contracting: give up early and shorten the step
+            if abandon:
+                break
             previous = change
         if not ok:
             predict = False  # the continued polynomial may be what failed: start the retry from y_n
             if method.fixed_step:
                 raise ArithmeticError(f"Picard iteration did not converge at the fixed step {float(h):.3g}")
             rejected += 1
-            h = h * to_working(min(0.5, max(0.1, _PICARD_TARGET / contraction)) if contraction > 0 else 0.25, precision_bits)
+            h = h * scalar(min(0.5, max(0.1, _PICARD_TARGET / contraction)) if contraction > 0 else 0.25)
             if t + h == t:
                 status = Status.STEP_TOO_SMALL
                 break
@@ -505,7 +532,7 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
         err = _spectral_error(coeffs, h, atol, rtol, end, M)
         if err > 1 and not method.fixed_step:
             rejected += 1
-            h = h * to_working(max(0.1, (_ERR_TARGET / err) ** (1.0 / (2 * M + 1))), precision_bits)
+            h = h * scalar(max(0.1, (_ERR_TARGET / err) ** (1.0 / (2 * M + 1))))
             just_rejected = True
             continue
         t = t + h
@@ -520,12 +547,14 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
         else:
             y = end
         steps += 1
+        if observe is not None or stop is not None:
+            t_out, y_out = export_scalar(t), export(y)
         if observe is not None:
-            observe(t, y)
+            observe(t_out, y_out)
         if blowup is not None and float(np.abs(y).max()) > blowup:
             status = Status.BLOWUP
             break
-        if stop is not None and stop(t, y):
+        if stop is not None and stop(t_out, y_out):
             status = Status.STOPPED
             break
         if not method.fixed_step:
@@ -542,8 +571,29 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
                 fac = min(fac, 1.0)  # the estimate just overshot: do not grow straight back into it
             just_rejected = False
             previous_accept = (h, e)
-            h = h * to_working(fac, precision_bits)
-    return IntegrationResult(t, y, status, steps, rejected, nfev, {"nodes": M})
+            h = h * scalar(fac)
+    return IntegrationResult(export_scalar(t), export(y), status, steps, rejected, nfev, {"nodes": M})
+
+
+def _picard_verdict(it: int, change: float, previous: float, contraction: float, fixed_step: bool):
+    """The Picard iteration's rule after sweep ``it`` (from 0) changed the stages by ``change`` (in units
+    of the tolerance; ``previous``: the sweep before's).
+
+    Converged: the change is far below the tolerance (``_PICARD_TOL``), or stagnates at the rounding level
+    (at most 0.1 and at least half the previous one). Abandoned (the step is then shortened): from the
+    third sweep on, changes above 0.1 shrinking by less than a factor 0.8 (``contraction``, the largest
+    ratio of successive changes above 0.1), unless the step is fixed.
+
+    Returns:
+        ``(converged, abandon, contraction)``.
+    """
+    if change <= _PICARD_TOL or (it >= 1 and change <= 1e-1 and change >= 0.5 * previous):
+        return True, False, contraction
+    if it >= 1 and change > 1e-1:
+        contraction = max(contraction, change / previous)
+        if it >= 2 and contraction > 0.8 and not fixed_step:
+            return False, True, contraction  # not contracting: give up early and shorten the step
+    return False, False, contraction
 
 
 _MAX_GROWTH = 2.0

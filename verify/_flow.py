@@ -156,6 +156,10 @@ class FlowOptions:
             (:mod:`ssmpoison.verify._compiled`, when heyoka is installed and ``SSMPOISON_ENGINE`` is not
             ``reference``); ``False`` keeps the reference path (NumPy and gmpy2). The two agree to the
             certified digits, not to the last bit.
+        compiled_multiprecision: with ``compiled``, in anchored coordinates at the precisions whose
+            reference type is ``gmpy2.mpfr`` (all but 53 and 64 bits), use the compiled engine in heyoka's
+            ``real`` of that precision (:class:`ssmpoison.verify._compiled.AnchoredEngine`); ``False``
+            (the default) keeps the reference path there.
 
     Raises:
         ValueError: an option out of range (the message names it).
@@ -171,6 +175,7 @@ class FlowOptions:
     record: bool = False
     anchored: bool = True
     compiled: bool = True
+    compiled_multiprecision: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision_bits", require_precision_bits(self.precision_bits))
@@ -342,7 +347,7 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
         if options.compiled:
             from ssmpoison.verify._compiled import anchored_engine
 
-            engine = anchored_engine(anchor, kappa, U, y, precision_bits)
+            engine = anchored_engine(anchor, kappa, U, y, precision_bits, multiprecision=options.compiled_multiprecision)
             if engine is not None:
                 extra["engine"] = engine
 
