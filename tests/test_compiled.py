@@ -235,6 +235,8 @@ _REFERENCE_128 = {
 def test_multiprecision_engine_only_where_asked(monkeypatch):
     assert not _compiled.engine_available(_BITS)  # FlowOptions' default: the reference path
     assert _compiled.engine_available(_BITS, multiprecision=True)
+    assert _compiled.engine_available(_compiled.MULTIPRECISION_MAX_BITS, multiprecision=True)
+    assert not _compiled.engine_available(_compiled.MULTIPRECISION_MAX_BITS + 1, multiprecision=True)  # its memory grows with the work
     assert _POLICY_128.run_options().compiled_multiprecision and _POLICY_128.reference_options().compiled_multiprecision
     assert not CertificationPolicy().escalation_options().compiled_multiprecision  # the fast path's 80-bit re-run
     assert not SEARCH_CERTIFICATION.flow_options(113).compiled_multiprecision  # the search's reports stay bit for bit

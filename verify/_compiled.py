@@ -119,21 +119,32 @@ def _heyoka():
 def engine_available(precision_bits: int, multiprecision: bool = False) -> bool:
     """Whether the compiled engine runs at ``precision_bits``.
 
+    The multiprecision engine stops at :data:`MULTIPRECISION_MAX_BITS`: NumPy does not free the limbs
+    of heyoka ``real`` arrays (heyoka's NumPy memory handler does not take effect with this NumPy), so
+    a process keeps the memory of every temporary ``real`` array until it exits, in proportion to the
+    work; the bound keeps that to the scale of the 128-bit row (its runs at 128 bits and its re-runs
+    at 160), and longer runs at more bits take the reference path, whose memory is constant.
+
     Arguments:
         precision_bits: the working precision.
         multiprecision: also run at the precisions whose reference type is ``gmpy2.mpfr`` (every
-            precision but 53 and x86 longdouble's 64), in heyoka's ``real`` of that precision.
+            precision but 53 and x86 longdouble's 64) up to :data:`MULTIPRECISION_MAX_BITS`, in
+            heyoka's ``real`` of that precision.
 
     Returns:
         ``True`` for 53 bits (float64) and 64 bits (x86 longdouble with a 64-bit mantissa), and with
-        ``multiprecision`` for every other precision, when heyoka imports and ``SSMPOISON_ENGINE`` is not
-        ``reference``; ``False`` otherwise (the reference path).
+        ``multiprecision`` for the other precisions up to :data:`MULTIPRECISION_MAX_BITS`, when heyoka
+        imports and ``SSMPOISON_ENGINE`` is not ``reference``; ``False`` otherwise (the reference path).
     """
     if os.environ.get(_ENV_ENGINE, "").strip().lower() == "reference":
         return False
-    if not _fixed_width(precision_bits) and not multiprecision:
+    if not _fixed_width(precision_bits) and not (multiprecision and precision_bits <= MULTIPRECISION_MAX_BITS):
         return False
     return _heyoka() is not None
+
+
+#: The most bits at which the multiprecision engine runs (:func:`engine_available`).
+MULTIPRECISION_MAX_BITS = 192
 
 
 def _fixed_width(precision_bits: int) -> bool:
