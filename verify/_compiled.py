@@ -432,6 +432,25 @@ def _backward_start(M: int, damping_bits: int = _BACKWARD_DAMPING_BITS, bound: f
     return J
 
 
+def _weight_columns(hy, z, x, powers, const, reciprocal, M: int, start: int | None) -> list:
+    """``[I_0(x), ..., I_{M-1}(x)]`` of :func:`ssmpoison.verify._expcoll._monomial_weights` at one point ``x``
+    as heyoka expressions of the rate ``z``: forward from ``I_0 = -expm1(-x z)/z`` (``start`` ``None``), or
+    backward, ``I_{j-1} = (x^j - z I_j) / j``, from ``I_start = 0``; ``powers[j] = x^j``, ``const(v)`` makes
+    a constant of the kernel's type and ``reciprocal(j)`` the constant ``1/j``."""
+    if start is None:
+        cols = [-hy.expm1(-(const(x) * z)) / z]
+        for j in range(1, M):
+            cols.append((const(powers[j]) - float(j) * cols[-1]) / z)
+        return cols
+    cols = [None] * M
+    I = 0.0 * z
+    for j in range(start, 0, -1):
+        I = (const(powers[j]) - z * I) * reciprocal(j)
+        if j - 1 < M:
+            cols[j - 1] = I
+    return cols
+
+
 def _weight_kernel(M: int):
     """The weight kernel (module docstring) of ``M`` nodes, in longdouble: outputs the forward and the
     backward weights, ``2 (M+1) M`` values (the caller selects by ``z >= M``)."""
@@ -456,16 +475,8 @@ def _weight_kernel(M: int):
         lc = [[ld(v) for v in row] for row in Lc]
         outs_f, outs_b = [], []
         for p, x in enumerate(points):
-            col = [-hy.expm1(-(ld(x) * z)) / z]
-            for j in range(1, M):
-                col.append((ld(pw[p][j]) - float(j) * col[-1]) / z)
-            back = [None] * M
-            I = 0.0 * z
-            for j in range(J, 0, -1):
-                I = (ld(pw[p][j]) - z * I) * _constant(Fraction(1, j))
-                if j - 1 < M:
-                    back[j - 1] = I
-            for cols, outs in ((col, outs_f), (back, outs_b)):
+            for start, outs in ((None, outs_f), (J, outs_b)):
+                cols = _weight_columns(hy, z, x, pw[p], ld, lambda j: _constant(Fraction(1, j)), M, start)
                 outs.extend(hy.sum([lc[k][j] * cols[j] for j in range(M)]) for k in range(M))
         return hy.cfunc(outs_f + outs_b, [z], fp_type=np.longdouble)
 
@@ -585,17 +596,8 @@ def _real_weight_kernel(M: int, guarded_bits: int, bound: int | None):
         lc = [[const(v) for v in row] for row in Lc]
         outs = []
         for p, x in enumerate(points):
-            if forward:
-                cols = [-hy.expm1(-(const(x) * z)) / z]
-                for j in range(1, M):
-                    cols.append((const(pw[p][j]) - float(j) * cols[-1]) / z)
-            else:
-                cols = [None] * M
-                I = 0.0 * z
-                for j in range(J, 0, -1):
-                    I = (const(pw[p][j]) - z * I) * _real_constant(Fraction(1, j), guarded_bits)
-                    if j - 1 < M:
-                        cols[j - 1] = I
+            cols = _weight_columns(hy, z, x, pw[p], const, lambda j: _real_constant(Fraction(1, j), guarded_bits), M,
+                                   None if forward else J)
             outs.extend(hy.sum([lc[k][j] * cols[j] for j in range(M)]) for k in range(M))
         return _cfunc(outs, [z], guarded_bits)
 
