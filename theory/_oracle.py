@@ -55,6 +55,7 @@ near ``w*`` cancels ``log2(y*/eta)`` bits, added to the guard bits.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -268,12 +269,35 @@ class _Reduction:
         derivative = -mpmath.fsum(t / (di + w) for t, di in zip(terms, self.d)) * (mpmath.mpf(self.H - 1) / self.p)
         return mpmath.fsum(terms), derivative
 
+    def _float_start(self, target, lo, hi):
+        """A start for :meth:`solve`'s Newton iteration: the root of ``S(w) = target`` in float64 (Newton from
+        ``lo``, where ``S`` is convex and decreasing, so the iterates rise monotonically to the root), or ``lo``
+        where float64 cannot represent the problem. The start only saves iterations: the root is then
+        refined and certified at the working precision."""
+        try:
+            d = [float(di) for di in self.d]
+            y, w, q = float(target), float(lo), (self.H - 1) / self.p
+            for _ in range(100):
+                terms = [(di + w) ** -q for di in d]
+                slope = -q * sum(t / (di + w) for t, di in zip(terms, d))
+                step = (sum(terms) - y) / slope
+                w_next = w - step
+                if not (math.isfinite(w_next) and w_next > 0):
+                    return lo
+                w = w_next
+                if abs(step) <= 1e-14 * w:
+                    break
+        except (OverflowError, ZeroDivisionError):
+            return lo
+        start = mpmath.mpf(w)
+        return start if lo < start < hi else lo
+
     def solve(self, target) -> mpmath.mpf:
         """The unique ``w > 0`` with ``S(w) = target > 0``: safeguarded Newton, then certified."""
         q = mpmath.mpf(self.H - 1) / self.p
         lo = target ** (-1 / q)
         hi = (len(self.d) / target) ** (1 / q)
-        w = lo
+        w = self._float_start(target, lo, hi)
         tol = mpmath.ldexp(1, 4 - self.wp)
         for _ in range(10 * self.wp):
             S, dS = self.S_and_dS(w)
