@@ -305,3 +305,28 @@ def test_oracle_argument_validation(kwargs, name):
         del args["loss_threshold"]
         with pytest.raises(ValueError, match=rf"^{name}"):
             clean_limit(**args)
+
+
+def test_newtons_float64_start_changes_no_root(monkeypatch):
+    """The root's float64 start only saves iterations: from it and from the lower bound ``lo`` the certified
+    limits are the same numbers (drawn initialisations and two fixed ones, H = 4 to 12, 53 to 200 bits), and
+    the start is the root to float64's accuracy."""
+    import random
+
+    from ssmpoison.theory import _oracle
+
+    rng = random.Random(11)
+    cases = [([rng.uniform(0.05, 1.5) * 10 ** rng.uniform(-2, 0.3) for _ in range(rng.randint(2, 20))], rng.choice([4, 5, 7, 9, 12]))
+             for _ in range(12)]
+    cases += [([0.3, 0.2999, 0.1, 0.05, 0.01], 7), ([0.9, 0.5, 0.2, 0.1, 0.05, 0.02], 9)]
+    with_start = [_oracle.clean_limit(a0, H, precision_bits=bits) for a0, H in cases for bits in (53, 128, 200)]
+    monkeypatch.setattr(_oracle._Reduction, "_float_start", lambda self, target, lo, hi: lo)
+    from_lo = [_oracle.clean_limit(a0, H, precision_bits=bits) for a0, H in cases for bits in (53, 128, 200)]
+    assert with_start == from_lo
+    monkeypatch.undo()
+    red = _oracle._Reduction([0.3, 0.2999, 0.1, 0.05, 0.01], 7, 160)
+    with mpmath.workprec(160):
+        target, q = mpmath.mpf(1), mpmath.mpf(6) / 4
+        lo, hi = target ** (-1 / q), (5 / target) ** (1 / q)
+        start, root = red._float_start(target, lo, hi), red.solve(target)
+        assert lo < start < hi and abs(start - root) <= 1e-13 * root  # a float64 root: Newton ends in two steps
