@@ -8,7 +8,8 @@ Baselines, written here from their description (note 00 §6, §8):
   terminal event at training loss 1e-30.
 
 Speed (always printed first): ``ssmpoison reproduce --row theory`` as a user runs it (a fresh
-process, start-up included, its default workers), by default and with ``--precision 128``, each
+process, start-up included, its default workers, Python's bytecode cache on: an environment's
+``PYTHONDONTWRITEBYTECODE`` is removed for it, and the command with it kept is timed once, apart), by default and with ``--precision 128``, each
 timed right after the careful baseline in this process, with the machine's other core idle
 ("quiet") and with it running a busy loop ("loaded"); the ratio careful / ours of each pair is
 printed with the load average at the time, in wall and in CPU time (on a shared machine the CPU
@@ -112,16 +113,21 @@ def _truth(problem, horizon, bits):
         return extrapolation_error([to_mpf(v) for v in r.a], [1] * D, [1] * D, D, J)
 
 
-def _cli_seconds(horizons, precision, engine: str = "compiled", cache_dir: str | None = None) -> tuple[float, float]:
+def _cli_seconds(horizons, precision, engine: str = "compiled", cache_dir: str | None = None,
+                 bytecode_cache_off: bool = False) -> tuple[float, float]:
     """Wall and CPU seconds of ``ssmpoison reproduce --row theory`` in a fresh process (start-up included).
 
     Arguments:
         horizons, precision: the row's horizons and ``--precision`` (``None``: the default).
         engine: ``"compiled"`` (the default engine) or ``"reference"`` (``SSMPOISON_ENGINE=reference``).
         cache_dir: the compiled kernels' cache directory (``SSMPOISON_CACHE_DIR``); ``None``: the user's.
+        bytecode_cache_off: keep ``PYTHONDONTWRITEBYTECODE`` if this environment sets it (every start then
+            compiles the package's modules from source); by default it is removed, as a user's Python runs.
     """
     env = dict(os.environ)
     env.pop("SSMPOISON_ENGINE", None)
+    if not bytecode_cache_off:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # Python's default: the package's modules compiled once, not at every start
     if engine == "reference":
         env["SSMPOISON_ENGINE"] = "reference"
     if cache_dir is not None:
@@ -165,7 +171,11 @@ def speed(horizons, precisions, loads, repeats: int, engines=("reference", "comp
         (w_careful, c_careful), (w_cold, c_cold) = _careful_seconds(cases), _cli_seconds(horizons, None, "compiled", cold)
         print(f"compiled engine, cold start (empty kernel cache, default precision): {w_cold:.2f} s wall, {c_cold:.2f} s CPU; "
               f"careful / ours {w_careful / w_cold:.2f} (wall), {c_careful / c_cold:.2f} (CPU)")
-    _cli_seconds(horizons, None)  # the user's kernel cache warm for what follows
+    _cli_seconds(horizons, None)  # the user's kernel cache (and Python's bytecode cache) warm for what follows
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        (w_careful, c_careful), (w_off, c_off) = _careful_seconds(cases), _cli_seconds(horizons, None, bytecode_cache_off=True)
+        print(f"compiled engine, this environment's PYTHONDONTWRITEBYTECODE kept (modules compiled at every start): "
+              f"{w_off:.2f} s wall, {c_off:.2f} s CPU; careful / ours {w_careful / w_off:.2f} (wall), {c_careful / c_off:.2f} (CPU)")
     print(f"{'load':<7} {'precision':<9} {'engine':<9} {'careful wall':>12} {'ours wall':>9} {'ratio':>6} | {'careful CPU':>11} "
           f"{'ours CPU':>8} {'ratio':>6} | load average")
     for load in loads:
