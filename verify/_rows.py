@@ -173,8 +173,8 @@ def clean_flow_robustness(setting: TheoryRowSetting, seed: int, perturbations: i
     import numpy as np
 
     from ssmpoison.theory._construction import extrapolation_error, paper_initialisation
-    from ssmpoison.verify._expcoll import _mp_to_gmpy as mpf_to_mpfr
     from ssmpoison.theory._oracle import clean_limit
+    from ssmpoison.verify._expcoll import _mp_to_gmpy as mpf_to_mpfr
     from ssmpoison.verify._gd_data import perturb_initial
     from ssmpoison.verify._gd_rows import ERROR_FACTOR, LEARNED_LEVEL, _label
 
