@@ -485,12 +485,8 @@ def _weight_kernel(M: int):
 
 def _real_constant(q, precision_bits: int):
     """The rational ``q`` (a :class:`~fractions.Fraction`) as a heyoka ``real`` constant of ``precision_bits``
-    bits, rounded once."""
-    import gmpy2
-
-    with gmpy2.context(precision=precision_bits):
-        value = gmpy2.mpfr(gmpy2.mpq(q.numerator, q.denominator))
-    return _heyoka().expression(_to_real(value, precision_bits))
+    bits, rounded once (:func:`_to_real`)."""
+    return _heyoka().expression(_to_real(q, precision_bits))
 
 
 def _to_real(v, precision_bits: int):

@@ -194,7 +194,7 @@ def _started_flows(pool, settings, policy: CertificationPolicy):
         results = {}
         waiting = []
         for k in sorted(range(len(items)), key=lambda k: -started.get(items[k], (math.inf,))[0]):
-            position, future = started.pop(items[k], (None, None))
+            _, future = started.pop(items[k], (None, None))
             if future is None or future.cancel():
                 results[k] = _flow(*items[k])
             else:
