@@ -300,3 +300,29 @@ def test_output_paths_are_checked_before_the_store_is_read(tmp_path, capsys):
     for out, message in (("", "out: the path is empty"), (str(tmp_path), "is a directory")):
         assert main(["sweep", "plot", store, "--x", "init_scale", "--color", "clean_error", "--out", out]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_processes_creating_one_store_at_once_all_open_it(tmp_path):
+    """Four connections opening a new store at the same moment (its switch to WAL races): every one opens it,
+    in each of 60 repetitions (without the retry on "database is locked" a few repetitions refused it)."""
+    import threading
+
+
+    failures = []
+    for rep in range(60):
+        path = tmp_path / f"s{rep}.sqlite"
+        barrier = threading.Barrier(4)
+
+        def opener():
+            barrier.wait()
+            try:
+                Store(str(path)).close()
+            except ValueError as exc:
+                failures.append(str(exc))
+
+        threads = [threading.Thread(target=opener) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []

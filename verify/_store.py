@@ -76,11 +76,28 @@ class Store:
             self._db = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, isolation_level=None)
             self._db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
             if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS sweeps (name TEXT PRIMARY KEY, job TEXT NOT NULL, "
-                             "spec TEXT NOT NULL, points INTEGER NOT NULL)")
+                self._when_unlocked("PRAGMA journal_mode = WAL")
+            self._when_unlocked("CREATE TABLE IF NOT EXISTS sweeps (name TEXT PRIMARY KEY, job TEXT NOT NULL, "
+                                "spec TEXT NOT NULL, points INTEGER NOT NULL)")
         except sqlite3.DatabaseError as exc:
             raise ValueError(f"store: {self.path!r} is not an SQLite results store ({exc})") from None
+
+    def _when_unlocked(self, statement: str) -> None:
+        """Execute ``statement``, retrying for up to the busy timeout while another process holds the lock.
+
+        SQLite does not call its busy handler for every lock a new database's set-up meets (switching
+        a database to WAL while another connection does the same fails at once with "database is
+        locked"), so two sweeps that create one store at the same moment retry here.
+        """
+        deadline = time.monotonic() + _BUSY_MS / 1000
+        while True:
+            try:
+                self._db.execute(statement)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def __enter__(self) -> Store:
         return self
