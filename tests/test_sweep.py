@@ -120,37 +120,44 @@ def _rows(store):
         return 0
 
 
+_BIG = 600
+
+
 def _start_and_stop_at(spec, store, rows, signum):
     proc = subprocess.Popen([sys.executable, "-m", "ssmpoison.verify.cli", "sweep", str(spec), "--store", str(store),
                              "--jobs", "2", "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while _rows(store) < rows and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.01)
     proc.send_signal(signum)
     proc.wait(timeout=60)
     return proc.returncode, _rows(store)
 
 
 def test_interrupted_sweeps_resume_to_the_uninterrupted_result(tmp_path):
-    """A 200-point sweep stopped by SIGINT and then by SIGKILL: --resume completes it, every point once, same results."""
+    """A 600-point sweep stopped by SIGINT and then by SIGKILL: --resume completes it, every point once, same results.
+
+    A point takes a few milliseconds, so the sweep must be long enough that the signals arrive before its
+    end even when this process is descheduled for a second (200 points were once all written between
+    two polls on a loaded machine)."""
     spec = tmp_path / "big.toml"
     spec.write_text('name = "big"\njob = "clean_limit"\n[fixed]\nhorizon = 7\nstate_dim = 10\nseed = 242\n'
-                    '[random]\npoints = 200\nseed = 5\ninit_scale = {low = 1e-3, high = 4e-3, log = true}\n'
-                    'gap_exponent = {low = 3, high = 8}\n')
+                    f'[random]\npoints = {_BIG}\nseed = 5\n'
+                    'init_scale = {low = 1e-3, high = 4e-3, log = true}\ngap_exponent = {low = 3, high = 8}\n')
     store = tmp_path / "big.sqlite"
     code, done = _start_and_stop_at(spec, store, 60, signal.SIGINT)
-    assert code == 130 and 60 <= done < 200
+    assert code == 130 and 60 <= done < _BIG
     code, done2 = _start_and_stop_at(spec, store, 120, signal.SIGKILL)
-    assert code == -signal.SIGKILL and done <= done2 < 200
+    assert code == -signal.SIGKILL and done <= done2 < _BIG
     assert main(["sweep", str(spec), "--store", str(store), "--resume", "--json", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["skipped"] == done2 and report["ran"] == 200 - done2 and report["stored"] == {"done": 200}
+    assert report["skipped"] == done2 and report["ran"] == _BIG - done2 and report["stored"] == {"done": _BIG}
     with Store(str(store)) as s:
         resumed = _exported(s, "big")
     with Store(str(tmp_path / "whole.sqlite")) as s:
         run_sweep(read_sweep_file(str(spec)), s)
         whole = _exported(s, "big")
-    assert [r["point"] for r in resumed] == list(range(200)) and resumed == whole
+    assert [r["point"] for r in resumed] == list(range(_BIG)) and resumed == whole
 
 
 def test_cli_export_and_plot(tmp_path, capsys):
