@@ -13,9 +13,11 @@ process, start-up included, its default workers, Python's bytecode cache on: an 
 timed right after the careful baseline in this process, with the machine's other core idle
 ("quiet") and with it running a busy loop ("loaded"); the ratio careful / ours of each pair is
 printed with the load average at the time, in wall and in CPU time (on a shared machine the CPU
-ratio is the one to read). "ours" is timed twice: with the reference path forced
-(``SSMPOISON_ENGINE=reference``) and with the compiled engine (verify/_compiled.py) and its disk
-cache warm; the compiled engine's cold start (an empty kernel cache) is timed once, apart.
+ratio is the one to read). "ours" is timed with the reference path forced
+(``SSMPOISON_ENGINE=reference``), with heyoka's kernels alone (``SSMPOISON_ENGINE=heyoka``, verify/_compiled.py)
+and with the default compiled engine (the native step loop of verify/_native.py for the single flows at
+53 and 64 bits, heyoka's kernels elsewhere), its disk cache warm; the compiled engine's cold start (an
+empty cache: the native library and the kernels built) is timed once, apart.
 
 Digits (unless ``--no-digits``): for each method the wall time, the ratio to ours, and the correct
 significant digits of each run's extrapolation error are printed, measured against high-precision
@@ -23,7 +25,7 @@ values: the exact oracle at 256 bits for clean runs, one run of our engine at ``
 (default 100) for the poisoned ones (100-bit runs of two integrators agree to 25 digits there).
 
 Usage: ``python benchmarks/theory_row.py [--horizon 7] [--reference-bits 100] [--precision default --precision 128]
-[--load quiet --load loaded] [--engine reference --engine compiled] [--repeats 1] [--no-digits]``
+[--load quiet --load loaded] [--engine reference --engine heyoka --engine compiled] [--repeats 1] [--no-digits]``
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ def _cli_seconds(horizons, precision, engine: str = "compiled", cache_dir: str |
 
     Arguments:
         horizons, precision: the row's horizons and ``--precision`` (``None``: the default).
-        engine: ``"compiled"`` (the default engine) or ``"reference"`` (``SSMPOISON_ENGINE=reference``).
+        engine: ``"compiled"`` (the default engine), ``"heyoka"`` (``SSMPOISON_ENGINE=heyoka``: heyoka's kernels,
+            not the native step loop) or ``"reference"`` (``SSMPOISON_ENGINE=reference``).
         cache_dir: the compiled kernels' cache directory (``SSMPOISON_CACHE_DIR``); ``None``: the user's.
         bytecode_cache_off: keep ``PYTHONDONTWRITEBYTECODE`` if this environment sets it (every start then
             compiles the package's modules from source); by default it is removed, as a user's Python runs.
@@ -128,8 +131,8 @@ def _cli_seconds(horizons, precision, engine: str = "compiled", cache_dir: str |
     env.pop("SSMPOISON_ENGINE", None)
     if not bytecode_cache_off:
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # Python's default: the package's modules compiled once, not at every start
-    if engine == "reference":
-        env["SSMPOISON_ENGINE"] = "reference"
+    if engine in ("reference", "heyoka"):
+        env["SSMPOISON_ENGINE"] = engine
     if cache_dir is not None:
         env["SSMPOISON_CACHE_DIR"] = cache_dir
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,7 +206,8 @@ def main() -> None:
     parser.add_argument("--precision", action="append", help="'default' or a number of bits (repeatable; default: both default and 128)")
     parser.add_argument("--load", action="append", choices=("quiet", "loaded"), help="repeatable; default: both")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--engine", action="append", choices=("reference", "compiled"), help="repeatable; default: both")
+    parser.add_argument("--engine", action="append", choices=("reference", "heyoka", "compiled"),
+                        help="repeatable; default: reference and compiled")
     parser.add_argument("--no-digits", action="store_true", help="print the speed table only")
     args = parser.parse_args()
     horizons = tuple(args.horizon or row_model("theory").horizons)

@@ -34,9 +34,13 @@ import gmpy2  # noqa: E402
 from fractions import Fraction  # noqa: E402
 
 
-def _both(problems, quantity, monkeypatch, policy=CertificationPolicy()):
-    """Certified runs of ``problems`` with the compiled engine and with the reference path forced."""
-    compiled = certified_flows(problems, quantity, policy)
+def _both(problems, quantity, monkeypatch, policy=CertificationPolicy(), engine="native"):
+    """Certified runs of ``problems`` with a compiled engine (``"native"``: the native step loop of
+    verify/_native.py, the default for a single flow; ``"heyoka"``: heyoka's kernels) and with the
+    reference path forced."""
+    with monkeypatch.context() as m:
+        m.setenv("SSMPOISON_ENGINE", "heyoka" if engine == "heyoka" else "")
+        compiled = certified_flows(problems, quantity, policy)
     with monkeypatch.context() as m:
         m.setenv("SSMPOISON_ENGINE", "reference")
         reference = certified_flows(problems, quantity, policy)
@@ -133,7 +137,8 @@ def test_weight_kernel_matches_guarded_weights(precision_bits, M):
     assert np.allclose(np.asarray(W[0, 0], dtype=float), np.asarray(A, dtype=float), rtol=0, atol=1e-15)  # z = 0
 
 
-def test_compiled_and_reference_flows_agree_near_rounding():
+def test_compiled_and_reference_flows_agree_near_rounding(monkeypatch):
+    monkeypatch.setenv("SSMPOISON_ENGINE", "heyoka")  # heyoka's kernels (tests/test_native.py: the native loop)
     setting = row_model("theory").settings((7,))[0]
     _, problem = theory_row_problems(setting, True)[0]
     for bits in (53, 64):
@@ -145,15 +150,21 @@ def test_compiled_and_reference_flows_agree_near_rounding():
         assert not np.array_equal(a_c, a_r) or bits == 64  # the compiled path ran (it rounds differently)
 
 
-def test_theory_row_h7_poisoned_same_certified_digits(monkeypatch):
+@pytest.mark.parametrize("engine", ["native", "heyoka"])
+def test_theory_row_h7_poisoned_same_certified_digits(monkeypatch, engine):
     (problems, quantity), = _row_cases((7,), poisoned_only=True)
-    _assert_same_certified(*_both(problems[:2], quantity, monkeypatch))
+    _assert_same_certified(*_both(problems[:2], quantity, monkeypatch, engine=engine))
+
+
+def test_theory_row_every_flow_same_certified_digits_native(monkeypatch):
+    for problems, quantity in _row_cases((7, 9), poisoned_only=False):
+        _assert_same_certified(*_both(problems, quantity, monkeypatch))
 
 
 @pytest.mark.slow
-def test_theory_row_every_flow_same_certified_digits(monkeypatch):
+def test_theory_row_every_flow_same_certified_digits_heyoka(monkeypatch):
     for problems, quantity in _row_cases((7, 9), poisoned_only=False):
-        _assert_same_certified(*_both(problems, quantity, monkeypatch))
+        _assert_same_certified(*_both(problems, quantity, monkeypatch, engine="heyoka"))
 
 
 def _extrapolated(H):
@@ -166,25 +177,27 @@ def _extrapolated(H):
 _RANDOM_POLICY = CertificationPolicy(max_steps=600)
 
 
-def _random_problems_agree(monkeypatch, count):
+def _random_problems_agree(monkeypatch, count, engine):
     @settings(max_examples=count, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck), phases=[Phase.generate])
     @given(clean_problems(max_state_dim=5, max_horizon=6, max_samples=3))
     def check(problem):
         flow = problem.flow_problem()
         assert isinstance(flow, FlowProblem)
-        _assert_agree_to_certified(*_both([flow], _extrapolated(problem.horizon), monkeypatch, _RANDOM_POLICY))
+        _assert_agree_to_certified(*_both([flow], _extrapolated(problem.horizon), monkeypatch, _RANDOM_POLICY, engine))
 
     check()
 
 
-def test_random_problems_same_certified_digits(monkeypatch):
-    _random_problems_agree(monkeypatch, 3)
+@pytest.mark.parametrize("engine", ["native", "heyoka"])
+def test_random_problems_same_certified_digits(monkeypatch, engine):
+    _random_problems_agree(monkeypatch, 3, engine)
 
 
 @pytest.mark.slow
-def test_twenty_random_problems_same_certified_digits(monkeypatch):
-    _random_problems_agree(monkeypatch, 20)
+@pytest.mark.parametrize("engine", ["native", "heyoka"])
+def test_twenty_random_problems_same_certified_digits(monkeypatch, engine):
+    _random_problems_agree(monkeypatch, 20, engine)
 
 
 def test_batched_flows_with_different_anchors_agree():

@@ -4,7 +4,8 @@ A replayed flow reproduces its saved numbers bit for bit only on the same code: 
 the integrator moves the last digits of a float64 result. The fingerprint is the SHA-256 of
 the source of every ``ssmpoison.theory``/``ssmpoison.verify`` module reachable from the given root modules through
 their module-level names (imported modules, and the modules of imported functions and
-classes), in name order; it changes exactly when one of those sources does. It is computed
+classes), in name order, with the files a module lists in ``_FINGERPRINT_FILES`` (the C++ source of
+the native step loop); it changes exactly when one of those sources does. It is computed
 once per process (the sources are read at the first call).
 """
 
@@ -36,8 +37,8 @@ def code_fingerprint(*roots: str) -> str:
         roots: names of project modules (e.g. ``"ssmpoison.verify._search"``).
 
     Returns:
-        The first 16 hex digits of the SHA-256 of ``name \\0 source \\0`` over every reachable
-        ``ssmpoison.theory``/``ssmpoison.verify`` module, in name order.
+        The first 16 hex digits of the SHA-256 of ``name \\0 source \\0`` (then ``file \\0`` for each of its
+        ``_FINGERPRINT_FILES``) over every reachable ``ssmpoison.theory``/``ssmpoison.verify`` module, in name order.
 
     Raises:
         ModuleNotFoundError: a root is not an importable module.
@@ -55,5 +56,9 @@ def code_fingerprint(*roots: str) -> str:
                 stack.append(reached)
     digest = hashlib.sha256()
     for name in sorted(seen):
-        digest.update(name.encode() + b"\0" + inspect.getsource(importlib.import_module(name)).encode() + b"\0")
+        module = importlib.import_module(name)
+        digest.update(name.encode() + b"\0" + inspect.getsource(module).encode() + b"\0")
+        for path in getattr(module, "_FINGERPRINT_FILES", ()):  # compiled sources the module builds and runs
+            with open(path, "rb") as fh:
+                digest.update(fh.read() + b"\0")
     return digest.hexdigest()[:16]

@@ -456,31 +456,45 @@ def _weight_kernel(M: int):
     backward weights, ``2 (M+1) M`` values (the caller selects by ``z >= M``)."""
 
     def build():
-        import gmpy2
-
-        from ssmpoison.verify._expcoll import _gmpy_tables
-
         hy = _heyoka()
-        guarded = 64 + 128
-        points, Lc, _ = _gmpy_tables(M, guarded)
-        J = _backward_start(M)
-
-        def ld(v):
-            hi = float(v)
-            return hy.expression(np.longdouble(hi) + np.longdouble(float(v - hi)))
-
-        with gmpy2.context(precision=guarded):
-            pw = [[x**j for j in range(J + 1)] for x in points]
+        powers, Lc, J = _longdouble_weight_tables(M)
         z = hy.expression("z")
-        lc = [[ld(v) for v in row] for row in Lc]
+        lc = [[hy.expression(v) for v in row] for row in Lc]
         outs_f, outs_b = [], []
-        for p, x in enumerate(points):
+        for p in range(M + 1):
             for start, outs in ((None, outs_f), (J, outs_b)):
-                cols = _weight_columns(hy, z, x, pw[p], ld, lambda j: _constant(Fraction(1, j)), M, start)
+                cols = _weight_columns(hy, z, powers[p, 1], powers[p], hy.expression, lambda j: _constant(Fraction(1, j)), M,
+                                       start)
                 outs.extend(hy.sum([lc[k][j] * cols[j] for j in range(M)]) for k in range(M))
         return hy.cfunc(outs_f + outs_b, [z], fp_type=np.longdouble)
 
     return _kernel(("weights", M), build)
+
+
+@functools.lru_cache(maxsize=16)
+def _longdouble_weight_tables(M: int):
+    """The constants of the longdouble weight recurrences of ``M`` nodes: the points' powers ``x_p^j``
+    (``(M+1, J+1)``) and the Lagrange monomial coefficients ``Lc[k, j]`` (``(M, M)``), each rounded once to
+    longdouble from ``64 + 128`` bits (as the sum of its float64 rounding and the rounded rest: 106 bits,
+    then one rounding), and the backward start ``J`` (:func:`_backward_start`)."""
+    import gmpy2
+
+    from ssmpoison.verify._expcoll import _gmpy_tables
+
+    guarded = 64 + 128
+    points, Lc, _ = _gmpy_tables(M, guarded)
+    J = _backward_start(M)
+
+    def ld(v):
+        hi = float(v)
+        return np.longdouble(hi) + np.longdouble(float(v - hi))
+
+    with gmpy2.context(precision=guarded):
+        powers = np.array([[ld(x**j) for j in range(J + 1)] for x in points], dtype=np.longdouble)
+    lc = np.array([[ld(v) for v in row] for row in Lc], dtype=np.longdouble)
+    powers.flags.writeable = False
+    lc.flags.writeable = False
+    return powers, lc, J
 
 
 def _real_constant(q, precision_bits: int):

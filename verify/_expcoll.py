@@ -59,7 +59,7 @@ from ssmpoison.verify._integrator import IntegrationResult, check_tolerances, re
 from ssmpoison.verify._numbers import to_working, to_working_array, working_context, working_dtype
 from ssmpoison.verify._status import Status
 
-__all__ = ["ExpColl", "default_nodes"]
+__all__ = ["ExpColl", "default_nodes", "first_step"]
 
 _GUARD = 128
 
@@ -343,6 +343,21 @@ def _frozen_weights(M: int, precision_bits: int, h, mu, dtype):
 
 
 @functools.lru_cache(maxsize=64)
+def _working_tables(M: int, precision_bits: int):
+    """The ``z = 0`` weights ``A_k(x_p)`` (``(M+1, M)``) and the transform from node values to Legendre
+    coefficients (``(M, M)``), rounded once to the working type of ``precision_bits`` from
+    ``precision_bits + 128`` bits (read-only arrays)."""
+    guarded_bits = precision_bits + _GUARD
+    _, _, _, A_mp, legendre_mp = _nodes_tables(M, guarded_bits)
+    dtype = working_dtype(precision_bits)
+    with gmpy2.context(precision=guarded_bits):
+        tables = _cast_table(A_mp, dtype, guarded_bits), _cast_table(legendre_mp, dtype, guarded_bits)
+    for table in tables:
+        table.flags.writeable = False
+    return tables
+
+
+@functools.lru_cache(maxsize=64)
 def _float_nodes(M: int) -> np.ndarray:
     """The Gauss–Legendre nodes on (0, 1) in float64 (those of :func:`_nodes_tables` at 64 bits, without its tables)."""
     with mpmath.workprec(64):
@@ -370,6 +385,23 @@ def _continuation(M: int, ratio: float) -> np.ndarray:
     continued to this step's node ``c_k`` (step ratio ``ratio``), minus its end value: a Picard
     start only (float64 is enough; any start converges to the same collocation solution)."""
     return _continuation_cached(M, float(f"{ratio:.6g}"))
+
+
+def _first_step(method: ExpColl, y, f0, rtol, atol, scalar):
+    """The first step: ``initial_step``, else ``0.01 max(max|y|, atol/rtol) / max|f(y)|`` (``rtol``, ``atol``
+    and the result in the working type, ``scalar`` the conversion to it)."""
+    if method.initial_step:
+        return scalar(method.initial_step)
+    return scalar(1) * (0.01 * max(float(np.abs(y).max()), float(atol / rtol)) / max(float(np.abs(f0).max()), 1e-300))
+
+
+def first_step(method: ExpColl, y0, f0, rtol, atol, precision_bits: int):
+    """:meth:`ExpColl.integrate`'s first step from ``y0`` with ``f0 = f(y0)`` and the tolerances ``rtol``,
+    ``atol`` (numbers), in the working type of ``precision_bits``."""
+    def scalar(v):
+        return to_working(v, precision_bits)
+
+    return _first_step(method, to_working_array(y0, precision_bits), f0, scalar(rtol), scalar(atol), scalar)
 
 
 def _spectral_error(coeffs, h, atol, rtol, end, M: int) -> float:
@@ -420,13 +452,10 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
     dtype = y.dtype
     M = method.nodes or default_nodes(precision_bits)
     K = method.max_picard or (400 if method.fixed_step else 2 * M + 10)
-    guarded_bits = precision_bits + _GUARD
-    _, _, _, A_mp, legendre_mp = _nodes_tables(M, guarded_bits)
     if numbers is None:
-        with gmpy2.context(precision=guarded_bits):
-            A = _cast_table(A_mp, dtype, guarded_bits)  # (M+1, M)
-            legendre = _cast_table(legendre_mp, dtype, guarded_bits)  # (M, M): node values -> Legendre coefficients
+        A, legendre = _working_tables(M, precision_bits)  # (M+1, M) and (M, M)
     else:
+        _, _, _, A_mp, legendre_mp = _nodes_tables(M, precision_bits + _GUARD)
         A, legendre = numbers.table(A_mp), numbers.table(legendre_mp)
     t = scalar(t0)
     t_end = scalar(t_end)
@@ -434,12 +463,7 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
     one = scalar(1)
     f0 = fun(export(y))
     nfev = 1
-    scale0 = np.abs(y).max()
-    h = (
-        scalar(method.initial_step)
-        if method.initial_step
-        else one * (0.01 * max(float(scale0), float(atol / rtol)) / max(float(np.abs(f0).max()), 1e-300))
-    )
+    h = _first_step(method, y, f0, rtol, atol, scalar)
     steps = rejected = 0
     status = Status.MAX_STEPS
     y_lo = np.zeros_like(y)

@@ -33,7 +33,8 @@ training set and B, C can be integrated together (one shared step size): :func:`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import gmpy2
@@ -43,12 +44,13 @@ from ssmpoison.theory._training_set import TRAIN_CHOICES
 from ssmpoison.theory._training_set import TrainingSet
 from ssmpoison.theory._validation import require_finite_sequence, require_int, require_real
 from ssmpoison.verify import _kernels as kernels
-from ssmpoison.verify._budget import budget_expired
+from ssmpoison.verify._budget import budget_expired, budget_seconds_left
 from ssmpoison.verify._integrator import Integrator
 from ssmpoison.verify._numbers import require_precision_bits, to_working, working_context, working_dtype
 from ssmpoison.verify._status import Status
 from ssmpoison.verify._anchored import anchor_index, anchored_linear_part, from_anchored, neg_grad_anchored, to_anchored, uniform_gain
-from ssmpoison.verify._expcoll import ExpColl
+from ssmpoison.verify._expcoll import ExpColl, default_nodes, first_step
+from ssmpoison.verify._native import integrate_anchored, native_available
 from ssmpoison.verify._linalg import dense_solver, diag_plus_lowrank_solver
 from ssmpoison.verify._seulex import Seulex
 
@@ -152,9 +154,11 @@ class FlowOptions:
             integrate in anchored coordinates (the gaps ``a_i - a_r`` to the largest entry are
             the state, :mod:`ssmpoison.verify._anchored`), which keeps near-ties of entries at full
             relative precision. SEULEX always integrates in ``a``-coordinates.
-        compiled: in anchored coordinates at 53 or 64 bits, use the compiled engine
-            (:mod:`ssmpoison.verify._compiled`, when heyoka is installed and ``SSMPOISON_ENGINE`` is not
-            ``reference``); ``False`` keeps the reference path (NumPy and gmpy2). The two agree to the
+        compiled: in anchored coordinates at 53 or 64 bits, use compiled code: for a single flow without
+            ``record``, the native step loop (:mod:`ssmpoison.verify._native`, when a C++ compiler builds it
+            and ``SSMPOISON_ENGINE`` is neither ``reference`` nor ``heyoka``), else the compiled engine's
+            kernels (:mod:`ssmpoison.verify._compiled`, when heyoka is installed and ``SSMPOISON_ENGINE`` is
+            not ``reference``); ``False`` keeps the reference path (NumPy and gmpy2). They agree to the
             certified digits, not to the last bit.
         compiled_multiprecision: with ``compiled``, in anchored coordinates at the precisions whose
             reference type is ``gmpy2.mpfr`` (all but 53 and 64 bits), use the compiled engine in heyoka's
@@ -328,6 +332,7 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
     loss_tol = to_working(options.effective_loss_tol, precision_bits)
     linear_part = make_solver = None
     extra = {}
+    native = False
 
     use_expcoll = isinstance(integrator, ExpColl)
     kappa = uniform_gain(b0, c0) if (use_expcoll and first.train == "a" and D >= 2 and options.anchored) else None
@@ -344,7 +349,10 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
         def linear_part(theta):
             return anchored_linear_part(theta, anchor, kappa, U, two_over_n, precision_bits=precision_bits)
 
-        if options.compiled:
+        # the native step loop (verify._native) runs a single flow whole; else the compiled engine's kernels
+        native = (options.compiled and B == 1 and not options.record and not getattr(integrator, "fixed_step", True)
+                  and native_available(precision_bits))
+        if options.compiled and not native:
             from ssmpoison.verify._compiled import anchored_engine
 
             engine = anchored_engine(anchor, kappa, U, y, precision_bits, multiprecision=options.compiled_multiprecision)
@@ -417,13 +425,24 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
     rtol = options.effective_rtol
     scale = max(abs(float(v)) for p in problems for v in p.a0)
     atol = rtol * 1e-3 * (scale if scale > 0 else 1.0)  # a0 = 0: the entries' scale is the labels', O(1)
+    native = native and not fixed[0] and t_conv[0] is None  # else no step is taken: the reference path
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite states end as diverged
-        res = integrator.integrate(
-            fun, theta0, 0, options.t_max,
-            precision_bits=precision_bits, rtol=rtol, atol=atol, max_steps=options.max_steps,
-            linear_part=linear_part, make_solver=make_solver,
-            stop=stop, observe=observe, blowup=options.blowup, **extra,
-        )
+        if native:  # the whole step loop compiled (verify._native): same method, same stopping rules
+            M = integrator.nodes or default_nodes(precision_bits)
+            res, t_conv[0] = integrate_anchored(
+                theta0[0], int(anchor[0]), kappa, U, y, precision_bits=precision_bits, nodes=M,
+                max_picard=integrator.max_picard or 2 * M + 10, t_end=to_working(options.t_max, precision_bits),
+                rtol=to_working(rtol, precision_bits), atol=to_working(atol, precision_bits),
+                initial_step=first_step(integrator, theta0, f0, rtol, atol, precision_bits), loss_tol=loss_tol,
+                blowup=float(options.blowup), max_steps=options.max_steps, deadline=time.monotonic() + budget_seconds_left())
+            res = replace(res, y=res.y[None])
+        else:
+            res = integrator.integrate(
+                fun, theta0, 0, options.t_max,
+                precision_bits=precision_bits, rtol=rtol, atol=atol, max_steps=options.max_steps,
+                linear_part=linear_part, make_solver=make_solver,
+                stop=stop, observe=observe, blowup=options.blowup, **extra,
+            )
     theta = res.y
     a, b, c = split(theta)
     L = kernels.loss(a, b, c, U, y)

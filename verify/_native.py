@@ -1,0 +1,235 @@
+r"""The native step loop: a whole anchored flow of exponential collocation in compiled code (float64, longdouble).
+
+The compiled engine (:mod:`ssmpoison.verify._compiled`) moves the arithmetic of a step into heyoka
+kernels, but the step itself — the frozen linear part, the weights, six or so Picard sweeps, the
+spectral error estimate, the step control and the loss that stops the flow — is still about a
+thousand small NumPy operations, whose interpreter overhead is most of a theory-row flow's time.
+This module runs the *whole* loop of :func:`ssmpoison.verify._expcoll._integrate` for one flow in
+anchored coordinates (:mod:`ssmpoison.verify._anchored`) in C++ (``_native_expcoll.cpp``, beside
+this module), templated on the working type: ``double`` at 53 bits, x86 ``long double`` at 64.
+
+The same mathematics, step by step, as the reference loop and the compiled engine: the forcing of
+:func:`ssmpoison.verify._anchored.neg_grad_anchored` split around ``y_n``, the frozen part of
+:func:`ssmpoison.verify._anchored.anchored_linear_part` (the Gram matrix's eigenvectors in double by
+cyclic Jacobi rotations, ascending as ``numpy.linalg.eigh``; any orthonormal eigenbasis is a valid
+splitting), the weights of the compiled engine's weight kernel (long double recurrences from the
+same starts, with the nodes' powers and the Lagrange coefficients rounded once from the reference's
+guarded values), the continued polynomial as a Picard start, the Picard rule, the spectral estimate,
+the predictive step control, the compensated state, and :func:`ssmpoison.verify._flow.run_flows`'
+stopping rules (the loss at or below its tolerance, an entry past ``blowup``, the command's
+wall-clock budget). The tables that need guard bits (the ``z = 0`` weights, the Legendre transform,
+the weight recurrences' constants) are computed in Python, as the reference computes them, and
+passed in. Only the order of the operations differs, so a native run differs from a reference run in
+the last bits (the test-suite holds them to each other's certified digits).
+
+Build: the source is compiled once (``$CXX`` or ``c++``, ``-O2 -ffp-contract=off``: every operation
+rounds once, no fused multiply-add) into the kernel cache directory of :mod:`ssmpoison.verify._compiled`,
+named by a digest of the source and the command, and loaded with :mod:`ctypes`; a later process
+loads the library. Without a compiler, on a platform whose ``long double`` is not x86's 80-bit type,
+or with ``SSMPOISON_ENGINE`` set to ``reference`` or ``heyoka``, the flows take the other paths.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from ssmpoison.verify._integrator import IntegrationResult
+from ssmpoison.verify._status import Status
+
+__all__ = ["native_available", "integrate_anchored"]
+
+_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native_expcoll.cpp")
+_FINGERPRINT_FILES = (_SOURCE,)  # a saved result's code fingerprint covers the compiled source (verify._code_fingerprint)
+_FLAGS = ["-O2", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off"]
+_OUTCOMES = {0: Status.T_END, 1: Status.STOPPED, 2: Status.BLOWUP, 3: Status.STEP_TOO_SMALL, 4: Status.MAX_STEPS}
+
+#: Seconds spent compiling or loading the native library in this process: ``{"compile": s, "load": s}``.
+build_seconds = {"compile": 0.0, "load": 0.0}
+
+
+def _suffix(precision_bits: int) -> str | None:
+    if precision_bits == 53:
+        return "f64"
+    if precision_bits == 64 and np.finfo(np.longdouble).nmant == 63 and np.dtype(np.longdouble).itemsize == 16:
+        return "f80"
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _library():
+    """The native library (:class:`ctypes.CDLL`), compiled on first use, or ``None`` when it cannot be built."""
+    from ssmpoison.verify._compiled import _cache_dir
+
+    try:
+        with open(_SOURCE, "rb") as fh:
+            source = fh.read()
+    except OSError:
+        return None
+    compiler = os.environ.get("CXX", "c++")
+    digest = hashlib.sha256(repr((source, compiler, _FLAGS, sys.platform)).encode()).hexdigest()[:32]
+    directory = _cache_dir() or tempfile.gettempdir()
+    path = os.path.join(directory, f"native-{digest}.so")
+    start = time.perf_counter()
+    if not os.path.exists(path):
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".so")
+        os.close(fd)
+        try:
+            done = subprocess.run([compiler, *_FLAGS, "-o", tmp, _SOURCE], capture_output=True, timeout=300)
+        except (OSError, subprocess.SubprocessError):
+            done = None
+        if done is None or done.returncode != 0:
+            os.unlink(tmp)
+            return None
+        os.replace(tmp, path)  # atomic: a concurrent process loads either no library or the whole one
+        build_seconds["compile"] += time.perf_counter() - start
+        start = time.perf_counter()
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    build_seconds["load"] += time.perf_counter() - start
+    return lib
+
+
+def native_available(precision_bits: int) -> bool:
+    """Whether the native step loop runs at ``precision_bits``.
+
+    Arguments:
+        precision_bits: the working precision.
+
+    Returns:
+        ``True`` at 53 bits (float64) and at 64 bits (x86 longdouble) when the library builds and
+        ``SSMPOISON_ENGINE`` is neither ``reference`` nor ``heyoka``; ``False`` otherwise.
+    """
+    if os.environ.get("SSMPOISON_ENGINE", "").strip().lower() in ("reference", "heyoka"):
+        return False
+    return _suffix(precision_bits) is not None and _library() is not None
+
+
+def _pointer(array: np.ndarray):
+    return array.ctypes.data_as(ctypes.c_void_p)
+
+
+@functools.lru_cache(maxsize=16)
+def _tables(M: int, precision_bits: int):
+    """The tables of ``M`` nodes: the ``z = 0`` weights and the Legendre transform in the working type,
+    the float64 nodes, and the weight recurrences' constants in longdouble (the nodes' powers, the
+    Lagrange coefficients, ``1/j``) with the backward start ``J``."""
+    from ssmpoison.verify._compiled import _longdouble_weight_tables
+    from ssmpoison.verify._expcoll import _float_nodes, _working_tables
+
+    A, legendre = _working_tables(M, precision_bits)
+    powers, lc, J = _longdouble_weight_tables(M)
+    inv = np.array([0] + [np.longdouble(1) / np.longdouble(j) for j in range(1, J + 1)], dtype=np.longdouble)
+    return (np.ascontiguousarray(A), np.ascontiguousarray(legendre), np.ascontiguousarray(_float_nodes(M)),
+            np.ascontiguousarray(powers), np.ascontiguousarray(lc), inv, J)
+
+
+def _gains(H: int, N: int, dtype) -> np.ndarray:
+    """``2 (l + 1) / N`` for ``l < H - 1``, rounded once to longdouble (then to the working type)."""
+    return np.array([np.longdouble(2 * (l + 1)) / np.longdouble(N) for l in range(H - 1)], dtype=np.longdouble).astype(dtype)
+
+
+def integrate_anchored(z0, anchor: int, kappa, U, labels, *, precision_bits: int, nodes: int, max_picard: int,
+                       t_end, rtol, atol, initial_step, loss_tol, blowup: float, max_steps: int,
+                       deadline: float | None):
+    """Integrate one anchored flow with the native step loop (module docstring).
+
+    Arguments:
+        z0: the initial state in anchored coordinates, shape ``(D,)``, in the working type.
+        anchor: the anchor's index.
+        kappa: the common gain ``c_i b_i``; U: the ``(N, H)`` inputs; labels: the ``N`` labels (working type).
+        precision_bits: 53 or 64 (:func:`native_available`).
+        nodes, max_picard: the collocation's ``M`` and its Picard sweeps per step attempt.
+        t_end, rtol, atol, initial_step: the final time, the tolerances and the first step (working type).
+        loss_tol: the flow stops (``STOPPED``) after the first step whose loss is at or below it.
+        blowup: the flow stops (``BLOWUP``) when an entry's magnitude exceeds it.
+        max_steps: the budget of step attempts.
+        deadline: the wall-clock deadline on :func:`time.monotonic`'s clock, or ``None``.
+
+    Returns:
+        ``(result, t_converged)``: the :class:`~ssmpoison.verify._integrator.IntegrationResult` (the state
+        in anchored coordinates, ``details["nodes"] = M``) and the end time of the step that reached
+        ``loss_tol`` (``None`` if none did).
+    """
+    suffix = _suffix(precision_bits)
+    dtype = np.dtype(np.float64 if suffix == "f64" else np.longdouble)
+    lib = _library()
+    U = np.ascontiguousarray(np.asarray(U).astype(dtype))
+    N, H = U.shape
+    z0 = np.ascontiguousarray(np.asarray(z0).astype(dtype))
+    D = z0.shape[0]
+    A, legendre, c, powers, lc, inv, J = _tables(nodes, precision_bits)
+    ints = np.array([D, H, N, int(anchor), nodes, J, max_picard, max_steps], dtype=np.intc)
+    scalars = np.array([0, t_end, rtol, atol, initial_step, kappa, dtype.type(2) / dtype.type(N), loss_tol], dtype=dtype)
+    doubles = np.array([blowup, math.inf if deadline is None else deadline], dtype=np.float64)
+    labels = np.ascontiguousarray(np.asarray(labels).astype(dtype))
+    gw = _gains(H, N, dtype)
+    y = np.empty(D, dtype=dtype)
+    t = np.empty(2, dtype=dtype)
+    counts = np.zeros(5, dtype=np.int64)
+    getattr(lib, f"ssm_integrate_{suffix}")(*map(_pointer, (ints, scalars, doubles, U, labels, gw, A, legendre, c, powers,
+                                                            lc, inv, z0, y, t, counts)))
+    status, steps, rejected, nfev, converged = (int(v) for v in counts)
+    result = IntegrationResult(t[0], y, _OUTCOMES[status], steps, rejected, nfev, {"nodes": nodes})
+    return result, (t[1] if converged else None)
+
+
+def _call(name: str, precision_bits: int, anchor: int, kappa, U, labels, *arrays_and_outputs):
+    """One of the library's kernels (tests hold them to the reference formulas)."""
+    suffix = _suffix(precision_bits)
+    dtype = np.dtype(np.float64 if suffix == "f64" else np.longdouble)
+    U = np.ascontiguousarray(np.asarray(U).astype(dtype))
+    N, H = U.shape
+    D = arrays_and_outputs[0].shape[-1]
+    ints = np.array([D, H, N, int(anchor)], dtype=np.intc)
+    scalars = np.array([kappa, dtype.type(2) / dtype.type(N)], dtype=dtype)
+    labels = np.ascontiguousarray(np.asarray(labels).astype(dtype))
+    fn = getattr(_library(), f"ssm_{name}_{suffix}")
+    fn(*map(_pointer, (ints, scalars, U, labels, _gains(H, N, dtype), *arrays_and_outputs)))
+
+
+def forcing(z, yn, mu, P, Q, anchor: int, kappa, U, labels, precision_bits: int):
+    """The native forcing ``G = f(z) + sum_r mu_r p_r (q_r . (z - y_n))`` and ``VG = Q G`` at one state (for tests)."""
+    dtype = np.asarray(z).dtype
+    D, R = len(z), len(mu)
+    G, VG = np.empty(D, dtype=dtype), np.empty(R, dtype=dtype)
+    args = [np.ascontiguousarray(np.asarray(v).astype(dtype)) for v in (z, yn, mu, P, Q)]
+    _call("forcing", precision_bits, anchor, kappa, U, labels, *args, G, VG)
+    return G, VG
+
+
+def linear_part(z, anchor: int, kappa, U, labels, precision_bits: int):
+    """The native frozen stiff part ``(mu, P, Q)`` at one state (for tests)."""
+    dtype = np.asarray(z).dtype
+    D, N = len(z), np.asarray(U).shape[0]
+    mu, P, Q = np.empty(N, dtype=dtype), np.empty((N, D), dtype=dtype), np.empty((N, D), dtype=dtype)
+    _call("linear_part", precision_bits, anchor, kappa, U, labels, np.ascontiguousarray(z), mu, P, Q)
+    return mu, P, Q
+
+
+def loss(z, anchor: int, kappa, U, labels, precision_bits: int):
+    """The native training loss at one anchored state (for tests)."""
+    out = np.empty(1, dtype=np.asarray(z).dtype)
+    _call("loss", precision_bits, anchor, kappa, U, labels, np.ascontiguousarray(z), out)
+    return out[0]
+
+
+def weights(M: int, z_values) -> np.ndarray:
+    """The native longdouble weights ``W[n, p, k]`` of the rates ``z_values`` (for tests)."""
+    _, _, _, powers, lc, inv, J = _tables(M, 64)
+    z = np.ascontiguousarray(np.asarray(z_values, dtype=np.longdouble).reshape(-1))
+    out = np.empty((z.size, M + 1, M), dtype=np.longdouble)
+    _library().ssm_weights(ctypes.c_int(M), ctypes.c_int(J), *map(_pointer, (powers, lc, inv, z)), ctypes.c_int(z.size),
+                           _pointer(out))
+    return out
