@@ -330,8 +330,11 @@ def _certified_128(problems, quantity):
     return certified_flows(problems, quantity, _POLICY_128)
 
 
-def test_128_bit_row_h7_poisoned_engine_keeps_reference_digits():
-    """The engine's certified values of two 128-bit H = 7 poisoned flows are the reference path's (recorded)."""
+@pytest.mark.parametrize("engine", ["native", "heyoka"])
+def test_128_bit_row_h7_poisoned_engine_keeps_reference_digits(monkeypatch, engine):
+    """The engine's certified values of two 128-bit H = 7 poisoned flows are the reference path's (recorded):
+    the native loop's (MPFR, the default) and heyoka's ``real`` kernels'."""
+    monkeypatch.setenv("SSMPOISON_ENGINE", "heyoka" if engine == "heyoka" else "")
     (problems, quantity), = _row_cases((7,), poisoned_only=True)
     seeds = [seed for seed, _ in theory_row_problems(row_model("theory").settings((7,))[0], True)]
     for seed, run in zip(seeds[:2], _certified_128(problems[:2], quantity)):
@@ -339,13 +342,22 @@ def test_128_bit_row_h7_poisoned_engine_keeps_reference_digits():
         assert (run.quantity.text, run.quantity.digits) == _REFERENCE_128[(7, seed)]
 
 
+def test_128_bit_row_h9_poisoned_native_keeps_reference_digits():
+    """The native loop's certified values of the four 128-bit H = 9 poisoned flows are the reference path's."""
+    (problems, quantity), = _row_cases((9,), poisoned_only=True)
+    seeds = [seed for seed, _ in theory_row_problems(row_model("theory").settings((9,))[0], True)]
+    for seed, run in zip(seeds, _certified_128(problems, quantity)):
+        assert (run.quantity.text, run.quantity.digits) == _REFERENCE_128[(9, seed)]
+
+
 @pytest.mark.slow
-def test_128_bit_row_every_poisoned_flow_same_certified_digits(monkeypatch):
+@pytest.mark.parametrize("engine", ["native", "heyoka"])
+def test_128_bit_row_every_poisoned_flow_same_certified_digits(monkeypatch, engine):
     """All eight 128-bit poisoned flows, the engine against the reference path run live (and the record)."""
     for H in (7, 9):
         (problems, quantity), = _row_cases((H,), poisoned_only=True)
         seeds = [seed for seed, _ in theory_row_problems(row_model("theory").settings((H,))[0], True)]
-        compiled, reference = _both(problems, quantity, monkeypatch, _POLICY_128)
+        compiled, reference = _both(problems, quantity, monkeypatch, _POLICY_128, engine)
         _assert_same_certified(compiled, reference)
         for seed, run in zip(seeds, compiled):
             assert (run.quantity.text, run.quantity.digits) == _REFERENCE_128[(H, seed)]

@@ -168,3 +168,26 @@ def test_code_fingerprint_covers_the_compiled_source(monkeypatch, tmp_path):
         prints.append(code_fingerprint("ssmpoison.verify._flow"))
     code_fingerprint.cache_clear()
     assert prints[0] != prints[1]
+
+
+def test_multiprecision_loop_only_where_asked():
+    assert _native.native_available(128, multiprecision=True, state_dim=20)
+    assert not _native.native_available(128)  # FlowOptions' default: the reference path at gmpy2 precisions
+    assert not _native.native_available(128, multiprecision=True, state_dim=65)  # the dual numbers' bound
+    assert _native.native_available(1000, multiprecision=True)  # no cap: its memory does not grow with the work
+
+
+@pytest.mark.parametrize("bits", [113, 200])
+def test_multiprecision_flow_agrees_with_reference_path(bits):
+    """A small poisoned flow at 113 and 200 bits (above the heyoka engine's cap): the native MPFR loop against
+    the reference (gmpy2) path, to the tolerance (its entries well apart, so the flow does not amplify it)."""
+    ts = poisoned_training_set(5)
+    problem = FlowProblem(ts, (0.5, 0.3, 0.2, 0.1))
+    n = run_flow(problem, FlowOptions(precision_bits=bits, compiled_multiprecision=True))
+    r = run_flow(problem, FlowOptions(precision_bits=bits, compiled=False))
+    assert n.status == r.status == Status.CONVERGED
+    assert all(v.precision == bits for v in n.a) and n.t_converged.precision == bits
+    rtol = FlowOptions(precision_bits=bits).effective_rtol
+    scale = max(abs(v) for v in r.a)
+    assert max(abs(a - b) for a, b in zip(n.a, r.a)) <= 10 * rtol * scale
+    assert abs(n.steps - r.steps) <= 0.2 * r.steps

@@ -161,9 +161,11 @@ class FlowOptions:
             not ``reference``); ``False`` keeps the reference path (NumPy and gmpy2). They agree to the
             certified digits, not to the last bit.
         compiled_multiprecision: with ``compiled``, in anchored coordinates at the precisions whose
-            reference type is ``gmpy2.mpfr`` (all but 53 and 64 bits), use the compiled engine in heyoka's
-            ``real`` of that precision (:class:`ssmpoison.verify._compiled.AnchoredEngine`); ``False``
-            (the default) keeps the reference path there.
+            reference type is ``gmpy2.mpfr`` (all but 53 and 64 bits), use compiled code there too: the
+            native step loop in MPFR for a single flow without ``record`` (:mod:`ssmpoison.verify._native`),
+            else the compiled engine in heyoka's ``real`` of that precision
+            (:class:`ssmpoison.verify._compiled.AnchoredEngine`); ``False`` (the default) keeps the
+            reference path there.
 
     Raises:
         ValueError: an option out of range (the message names it).
@@ -351,7 +353,7 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
 
         # the native step loop (verify._native) runs a single flow whole; else the compiled engine's kernels
         native = (options.compiled and B == 1 and not options.record and not getattr(integrator, "fixed_step", True)
-                  and native_available(precision_bits))
+                  and native_available(precision_bits, options.compiled_multiprecision, D))
         if options.compiled and not native:
             from ssmpoison.verify._compiled import anchored_engine
 

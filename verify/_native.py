@@ -1,4 +1,4 @@
-r"""The native step loop: a whole anchored flow of exponential collocation in compiled code (float64, longdouble).
+r"""The native step loop: a whole anchored flow of exponential collocation in compiled code (float64, longdouble, MPFR).
 
 The compiled engine (:mod:`ssmpoison.verify._compiled`) moves the arithmetic of a step into heyoka
 kernels, but the step itself — the frozen linear part, the weights, six or so Picard sweeps, the
@@ -6,7 +6,9 @@ spectral error estimate, the step control and the loss that stops the flow — i
 thousand small NumPy operations, whose interpreter overhead is most of a theory-row flow's time.
 This module runs the *whole* loop of :func:`ssmpoison.verify._expcoll._integrate` for one flow in
 anchored coordinates (:mod:`ssmpoison.verify._anchored`) in C++ (``_native_expcoll.cpp``, beside
-this module), templated on the working type: ``double`` at 53 bits, x86 ``long double`` at 64.
+this module), templated on the working type: ``double`` at 53 bits, x86 ``long double`` at 64, and
+MPFR numbers of the working precision at any other (where the certification policy's ``P`` path asks
+for compiled code: ``FlowOptions(compiled_multiprecision=True)``).
 
 The same mathematics, step by step, as the reference loop and the compiled engine: the forcing of
 :func:`ssmpoison.verify._anchored.neg_grad_anchored` split around ``y_n``, the frozen part of
@@ -22,11 +24,25 @@ the weight recurrences' constants) are computed in Python, as the reference comp
 passed in. Only the order of the operations differs, so a native run differs from a reference run in
 the last bits (the test-suite holds them to each other's certified digits).
 
+**Multiprecision** (MPFR, as the multiprecision engine of :mod:`ssmpoison.verify._compiled` computes in
+heyoka's ``real``): the state, the tables and every operation at the working precision ``P``; the weights
+by the recurrences at ``P + 64`` bits (forward for ``z >= M``, backward from the start that damps
+``2^-(P+64)`` for ``z < 1`` or ``z < M``), rounded once to ``P``; and the Picard iteration with the
+multiprecision engine's Newton corrections: while a sweep changes the stages by more than ``10^4``
+tolerances, the next sweep is taken at ``z + d``, ``d = r + J d`` solved by fixed-point passes in double,
+``J`` the Picard map's Jacobian applied without forming it, from ``dG/dz`` at the step's stages (forward-mode
+dual numbers in double through the same forcing code, for ``D <= 64``). The sweep's change is measured in
+double from the exact difference. Numbers cross the boundary as text (hex mantissa and binary exponent),
+exactly both ways. Nothing is allocated per step beyond the loop's own vectors, so memory stays constant
+(heyoka's ``real`` arrays are never freed by NumPy: that engine is capped at 192 bits; this loop is not).
+
 Build: the source is compiled once (``$CXX`` or ``c++``, ``-O2 -ffp-contract=off``: every operation
 rounds once, no fused multiply-add) into the kernel cache directory of :mod:`ssmpoison.verify._compiled`,
 named by a digest of the source and the command, and loaded with :mod:`ctypes`; a later process
-loads the library. Without a compiler, on a platform whose ``long double`` is not x86's 80-bit type,
-or with ``SSMPOISON_ENGINE`` set to ``reference`` or ``heyoka``, the flows take the other paths.
+loads the library. MPFR's headers come with gmpy2's wheel (``mpfr.h``, ``gmp.h`` beside its module) and its
+library from gmpy2's bundled copy (else the system's ``libmpfr.so.6``); without them the library is built
+without the multiprecision loop. Without a compiler, on a platform whose ``long double`` is not x86's
+80-bit type, or with ``SSMPOISON_ENGINE`` set to ``reference`` or ``heyoka``, the flows take the other paths.
 """
 
 from __future__ import annotations
@@ -39,7 +55,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from fractions import Fraction
 
 import numpy as np
 
@@ -65,9 +83,45 @@ def _suffix(precision_bits: int) -> str | None:
     return None
 
 
+def _mpfr_flags() -> list[str]:
+    """Compiler flags for MPFR: gmpy2's headers (its wheel ships ``mpfr.h`` and ``gmp.h``) and its MPFR library
+    (bundled beside it, else the system's ``libmpfr.so.6``); ``[]`` when the headers are not there."""
+    import gmpy2
+
+    include = os.path.dirname(os.path.abspath(gmpy2.__file__))
+    if not (os.path.exists(os.path.join(include, "mpfr.h")) and os.path.exists(os.path.join(include, "gmp.h"))):
+        return []
+    bundled = os.path.join(os.path.dirname(include), "gmpy2.libs")
+    libs = sorted(f for f in os.listdir(bundled) if f.startswith("libmpfr")) if os.path.isdir(bundled) else []
+    link = [f"-L{bundled}", f"-l:{libs[0]}", f"-Wl,-rpath,{bundled}"] if libs else ["-l:libmpfr.so.6"]
+    return ["-DSSM_MPFR", f"-I{include}", *link]
+
+
+def _build(compiler: str, flags: list[str], directory: str, source: bytes):
+    """The library built with ``flags`` (cached in ``directory`` under a digest of everything that makes it),
+    or ``None`` when the compiler fails."""
+    digest = hashlib.sha256(repr((source, compiler, _FLAGS, flags, sys.platform)).encode()).hexdigest()[:32]
+    path = os.path.join(directory, f"native-{digest}.so")
+    if not os.path.exists(path):
+        start = time.perf_counter()
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".so")
+        os.close(fd)
+        try:
+            done = subprocess.run([compiler, *_FLAGS, "-o", tmp, _SOURCE, *flags], capture_output=True, timeout=300)
+        except (OSError, subprocess.SubprocessError):
+            done = None
+        if done is None or done.returncode != 0:
+            os.unlink(tmp)
+            return None
+        os.replace(tmp, path)  # atomic: a concurrent process loads either no library or the whole one
+        build_seconds["compile"] += time.perf_counter() - start
+    return path
+
+
 @functools.lru_cache(maxsize=1)
 def _library():
-    """The native library (:class:`ctypes.CDLL`), compiled on first use, or ``None`` when it cannot be built."""
+    """The native library (:class:`ctypes.CDLL`), compiled on first use, or ``None`` when it cannot be built:
+    with MPFR (the multiprecision loop) when gmpy2's headers are there and it builds, else without."""
     from ssmpoison.verify._compiled import _cache_dir
 
     try:
@@ -76,44 +130,46 @@ def _library():
     except OSError:
         return None
     compiler = os.environ.get("CXX", "c++")
-    digest = hashlib.sha256(repr((source, compiler, _FLAGS, sys.platform)).encode()).hexdigest()[:32]
     directory = _cache_dir() or tempfile.gettempdir()
-    path = os.path.join(directory, f"native-{digest}.so")
-    start = time.perf_counter()
-    if not os.path.exists(path):
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".so")
-        os.close(fd)
-        try:
-            done = subprocess.run([compiler, *_FLAGS, "-o", tmp, _SOURCE], capture_output=True, timeout=300)
-        except (OSError, subprocess.SubprocessError):
-            done = None
-        if done is None or done.returncode != 0:
-            os.unlink(tmp)
-            return None
-        os.replace(tmp, path)  # atomic: a concurrent process loads either no library or the whole one
-        build_seconds["compile"] += time.perf_counter() - start
+    for flags in ([_mpfr_flags()] if _mpfr_flags() else []) + [[]]:
+        path = _build(compiler, flags, directory, source)
+        if path is None:
+            continue
         start = time.perf_counter()
-    try:
-        lib = ctypes.CDLL(path)
-    except OSError:
-        return None
-    build_seconds["load"] += time.perf_counter() - start
-    return lib
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        build_seconds["load"] += time.perf_counter() - start
+        return lib
+    return None
 
 
-def native_available(precision_bits: int) -> bool:
+def native_available(precision_bits: int, multiprecision: bool = False, state_dim: int = 1) -> bool:
     """Whether the native step loop runs at ``precision_bits``.
 
     Arguments:
         precision_bits: the working precision.
+        multiprecision: also at the precisions whose reference type is ``gmpy2.mpfr`` (every precision but 53
+            and x86 longdouble's 64), in MPFR.
+        state_dim: the flow's ``D`` (the multiprecision loop's Newton corrections take ``D <= 64``).
 
     Returns:
-        ``True`` at 53 bits (float64) and at 64 bits (x86 longdouble) when the library builds and
+        ``True`` at 53 bits (float64) and at 64 bits (x86 longdouble), and with ``multiprecision`` at the
+        others when the library was built with MPFR and ``state_dim <= 64``, when the library builds and
         ``SSMPOISON_ENGINE`` is neither ``reference`` nor ``heyoka``; ``False`` otherwise.
     """
     if os.environ.get("SSMPOISON_ENGINE", "").strip().lower() in ("reference", "heyoka"):
         return False
-    return _suffix(precision_bits) is not None and _library() is not None
+    lib = _library()
+    if lib is None:
+        return False
+    if _suffix(precision_bits) is not None:
+        return True
+    return multiprecision and state_dim <= _DUAL_MAX and bool(lib.ssm_has_mpfr())
+
+
+_DUAL_MAX = 64  # DUAL_MAX of the C++ source
 
 
 def _pointer(array: np.ndarray):
@@ -149,7 +205,8 @@ def integrate_anchored(z0, anchor: int, kappa, U, labels, *, precision_bits: int
         z0: the initial state in anchored coordinates, shape ``(D,)``, in the working type.
         anchor: the anchor's index.
         kappa: the common gain ``c_i b_i``; U: the ``(N, H)`` inputs; labels: the ``N`` labels (working type).
-        precision_bits: 53 or 64 (:func:`native_available`).
+        precision_bits: 53 or 64, or with MPFR any other precision (:func:`native_available`); the numbers are
+            then ``gmpy2.mpfr`` of that precision, in and out.
         nodes, max_picard: the collocation's ``M`` and its Picard sweeps per step attempt.
         t_end, rtol, atol, initial_step: the final time, the tolerances and the first step (working type).
         loss_tol: the flow stops (``STOPPED``) after the first step whose loss is at or below it.
@@ -163,6 +220,10 @@ def integrate_anchored(z0, anchor: int, kappa, U, labels, *, precision_bits: int
         ``loss_tol`` (``None`` if none did).
     """
     suffix = _suffix(precision_bits)
+    if suffix is None:
+        return _integrate_mp(z0, anchor, kappa, U, labels, precision_bits=precision_bits, nodes=nodes, max_picard=max_picard,
+                             t_end=t_end, rtol=rtol, atol=atol, initial_step=initial_step, loss_tol=loss_tol, blowup=blowup,
+                             max_steps=max_steps, deadline=deadline)
     dtype = np.dtype(np.float64 if suffix == "f64" else np.longdouble)
     lib = _library()
     U = np.ascontiguousarray(np.asarray(U).astype(dtype))
@@ -178,11 +239,125 @@ def integrate_anchored(z0, anchor: int, kappa, U, labels, *, precision_bits: int
     y = np.empty(D, dtype=dtype)
     t = np.empty(2, dtype=dtype)
     counts = np.zeros(5, dtype=np.int64)
-    getattr(lib, f"ssm_integrate_{suffix}")(*map(_pointer, (ints, scalars, doubles, U, labels, gw, A, legendre, c, powers,
-                                                            lc, inv, z0, y, t, counts)))
+    _interruptible(getattr(lib, f"ssm_integrate_{suffix}"), *map(_pointer, (ints, scalars, doubles, U, labels, gw, A, legendre, c,
+                                                                         powers, lc, inv, z0, y, t, counts)))
     status, steps, rejected, nfev, converged = (int(v) for v in counts)
     result = IntegrationResult(t[0], y, _OUTCOMES[status], steps, rejected, nfev, {"nodes": nodes})
     return result, (t[1] if converged else None)
+
+
+def _interruptible(function, *args):
+    """``function(*args, cancel)`` (a library call, which releases the GIL) in a thread of its own, while this
+    thread waits in short slices: a signal's Python handler then runs here at once (the interpreter runs
+    handlers between bytecodes, never inside a foreign call), and its exception sets ``cancel``, which the
+    loop reads before every step, waits for the call to stop and propagates. Returns the call's result."""
+    cancel = ctypes.c_int(0)
+    result = []
+    worker = threading.Thread(target=lambda: result.append(function(*args, ctypes.byref(cancel))), daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+    except BaseException:
+        cancel.value = 1
+        worker.join()
+        raise
+    return result[0]
+
+
+def _mpfr(v, bits: int):
+    """``v`` (a ``gmpy2.mpfr``, int, float or :class:`~fractions.Fraction`) as a ``gmpy2.mpfr`` of ``bits`` bits, rounded once."""
+    import gmpy2
+
+    if isinstance(v, Fraction):
+        v = gmpy2.mpq(v.numerator, v.denominator)
+    return gmpy2.mpfr(v, bits)
+
+
+def _text(values, bits: int) -> str:
+    """Numbers as the library reads them: ``mantissa exponent`` pairs (hex mantissa, value ``m 2^e``), each rounded
+    once to ``bits`` bits."""
+    out = []
+    for v in values:
+        x = _mpfr(v, bits)
+        if not x:
+            out.append("0 0")
+            continue
+        m, e = x.as_mantissa_exp()
+        out.append(f"{int(m):x} {int(e)}")
+    return " ".join(out)
+
+
+def _parse(line: str, bits: int):
+    """A number the library wrote (``digits exponent``: ``0.digits 16^exponent``, MPFR's form) as a ``gmpy2.mpfr``."""
+    import gmpy2
+
+    digits, exponent = line.split()
+    if "@" in digits:  # @NaN@, @Inf@, -@Inf@
+        return gmpy2.mpfr("nan" if "NaN" in digits else ("-inf" if digits.startswith("-") else "inf"), bits)
+    count = len(digits.lstrip("-"))
+    with gmpy2.context(precision=bits):
+        return gmpy2.mul_2exp(gmpy2.mpfr(int(digits, 16)), 4 * (int(exponent) - count))
+
+
+@functools.lru_cache(maxsize=16)
+def _mp_tables(M: int, precision_bits: int):
+    """The multiprecision loop's tables of ``M`` nodes, as text: the ``z = 0`` weights and the Legendre transform
+    at ``precision_bits`` (rounded once from ``precision_bits + 128`` bits), and the weight recurrences'
+    constants at ``precision_bits + 64`` bits (the nodes' powers and the Lagrange coefficients rounded once
+    from ``+ 128``, ``1/j``) with the backward starts for ``z < 1`` and ``z < M`` (as the multiprecision weight
+    kernels of :mod:`ssmpoison.verify._compiled`)."""
+    import gmpy2
+
+    from ssmpoison.verify._compiled import _backward_start
+    from ssmpoison.verify._expcoll import _GUARD, _gmpy_tables, _mp_to_gmpy, _nodes_tables
+
+    _, _, _, A_mp, legendre_mp = _nodes_tables(M, precision_bits + _GUARD)
+    with gmpy2.context(precision=precision_bits + _GUARD):
+        A = [_mp_to_gmpy(v) for row in A_mp for v in row]
+        legendre = [_mp_to_gmpy(v) for row in legendre_mp for v in row]
+    guarded = precision_bits + 64
+    J1, JM = _backward_start(M, guarded, 1), _backward_start(M, guarded, M)
+    Jmax = max(J1, JM, M - 1)
+    points, Lc, _ = _gmpy_tables(M, guarded + 64)
+    with gmpy2.context(precision=guarded + 64):
+        powers = [x**j for x in points for j in range(Jmax + 1)]
+    inv = [0] + [Fraction(1, j) for j in range(1, Jmax + 1)]
+    working = _text(A, precision_bits) + " " + _text(legendre, precision_bits)
+    weights = " ".join([_text(powers, guarded), _text([v for row in Lc for v in row], guarded), _text(inv, guarded)])
+    return working, weights, J1, JM, Jmax
+
+
+def _integrate_mp(z0, anchor: int, kappa, U, labels, *, precision_bits: int, nodes: int, max_picard: int, t_end, rtol, atol,
+                  initial_step, loss_tol, blowup: float, max_steps: int, deadline: float | None):
+    """:func:`integrate_anchored` at a multiprecision ``precision_bits`` (MPFR; numbers as text both ways)."""
+    from ssmpoison.verify._expcoll import _float_nodes
+
+    P, M = precision_bits, nodes
+    U = np.asarray(U, dtype=object)
+    N, H = U.shape
+    D = len(z0)
+    working, weights, J1, JM, Jmax = _mp_tables(M, P)
+    scalars = [0, t_end, rtol, atol, initial_step, kappa, Fraction(2, N), loss_tol]
+    gw = [Fraction(2 * (l + 1), N) for l in range(H - 1)]
+    text = " ".join([_text(scalars, P), _text(U.reshape(-1), P), _text(labels, P), _text(gw, P), working,
+                     _text(z0, P), weights])
+    ints = np.array([D, H, N, int(anchor), M, JM, max_picard, max_steps, P, J1, Jmax], dtype=np.intc)
+    doubles = np.array([blowup, math.inf if deadline is None else deadline], dtype=np.float64)
+    c = np.ascontiguousarray(_float_nodes(M))
+    size = (D + 2) * (P // 4 + 40) + 64
+    out = ctypes.create_string_buffer(size)
+    counts = np.zeros(5, dtype=np.int64)
+    failed = _interruptible(_library().ssm_integrate_mp, _pointer(ints), text.encode(), _pointer(doubles), _pointer(c), out,
+                            ctypes.c_long(size), _pointer(counts))
+    if failed:
+        raise ArithmeticError("the native loop's output did not fit its buffer")
+    lines = out.value.decode().split("\n")
+    values = [_parse(line, P) for line in lines[: D + 2]]
+    status, steps, rejected, nfev, converged = (int(v) for v in counts)
+    y = np.array(values[:D], dtype=object)
+    result = IntegrationResult(values[D], y, _OUTCOMES[status], steps, rejected, nfev, {"nodes": M})
+    return result, (values[D + 1] if converged else None)
 
 
 def _call(name: str, precision_bits: int, anchor: int, kappa, U, labels, *arrays_and_outputs):
