@@ -48,6 +48,7 @@ without the multiprecision loop. Without a compiler, on a platform whose ``long 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import hashlib
 import math
@@ -102,19 +103,23 @@ def _build(compiler: str, flags: list[str], directory: str, source: bytes):
     or ``None`` when the compiler fails."""
     digest = hashlib.sha256(repr((source, compiler, _FLAGS, flags, sys.platform)).encode()).hexdigest()[:32]
     path = os.path.join(directory, f"native-{digest}.so")
-    if not os.path.exists(path):
-        start = time.perf_counter()
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".so")
-        os.close(fd)
-        try:
-            done = subprocess.run([compiler, *_FLAGS, "-o", tmp, _SOURCE, *flags], capture_output=True, timeout=300)
-        except (OSError, subprocess.SubprocessError):
-            done = None
-        if done is None or done.returncode != 0:
-            os.unlink(tmp)
-            return None
-        os.replace(tmp, path)  # atomic: a concurrent process loads either no library or the whole one
-        build_seconds["compile"] += time.perf_counter() - start
+    if os.path.exists(path):
+        return path
+    start = time.perf_counter()
+    with open(os.path.join(directory, f"native-{digest}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process compiles; the others wait for it and load its library
+        if not os.path.exists(path):
+            fd, tmp = tempfile.mkstemp(dir=directory, suffix=".so")
+            os.close(fd)
+            try:
+                done = subprocess.run([compiler, *_FLAGS, "-o", tmp, _SOURCE, *flags], capture_output=True, timeout=300)
+            except (OSError, subprocess.SubprocessError):
+                done = None
+            if done is None or done.returncode != 0:
+                os.unlink(tmp)
+                return None
+            os.replace(tmp, path)  # atomic: a process that does not lock loads either no library or the whole one
+    build_seconds["compile"] += time.perf_counter() - start
     return path
 
 

@@ -164,12 +164,15 @@ def _started_flows(pool, settings, policy: CertificationPolicy):
     :func:`~ssmpoison.verify._certified_flow.certified_flows` that collects them, sharing the work.
 
     The integrations are each flow's re-run and its run (every flow without an exact oracle), each
-    one task, queued by horizon (longest first), re-runs before runs within a horizon. The workers
-    take tasks from the front of the queue; when this process asks for a group of flows, it runs
-    here every task of the group that no worker has started yet (its future cancelled), from the
-    end of the queue backwards, and waits only for the others. So the work is shared without an
-    estimate of its cost, a process mostly integrates one horizon (its compiled kernels are loaded
-    once per process and shape), and the results do not depend on who computes them.
+    one task. Ordered longest first by a proxy of their cost (the larger horizon first, the re-run
+    before the run), they are dealt alternately to the two ends of the queue, so that the longest are
+    at both ends and the shortest in the middle. The workers take tasks from the front; when this
+    process first asks for flows, it runs here every task that no worker has started yet (its future
+    cancelled), from the end of the queue backwards, keeping the results of the groups it will ask for
+    later, and then waits only for the tasks the workers hold. So the work is shared without a
+    measured cost: the workers and this process meet once, among the shortest tasks, and this process
+    waits at most for what the workers hold then (the task each computes and the one queued to it).
+    The results do not depend on who computes them.
     Integrations asked for that were not queued (the fast path's escalations, decided by the digits
     of the first two) run here.
 
@@ -181,27 +184,33 @@ def _started_flows(pool, settings, policy: CertificationPolicy):
     Returns:
         ``flows(items)``: the flow results of ``(problem, options)`` pairs, in order.
     """
-    queue = []
+    tasks = []  # the longest first: the larger horizon, and within one the re-run (more bits) before the run
     for s in sorted(settings, key=lambda s: -s.horizon):
         problems = [p for poisoned in (True, False) for _, p in theory_row_problems(s, poisoned) if not oracle_applies(p)]
-        queue += [(p, options) for options in (policy.reference_options(_T_MAX), policy.run_options(_T_MAX)) for p in problems]
+        tasks += [(p, options) for options in (policy.reference_options(_T_MAX), policy.run_options(_T_MAX)) for p in problems]
+    queue = tasks[0::2] + tasks[1::2][::-1]  # dealt to both ends: the processes meet among the shortest
     started = {}
     for key in queue:
         if key not in started:
             started[key] = (len(started), pool.submit(_flow, *key))
 
+    done = {}
+
     def flows(items):
-        results = {}
-        waiting = []
-        for k in sorted(range(len(items)), key=lambda k: -started.get(items[k], (math.inf,))[0]):
-            _, future = started.pop(items[k], (None, None))
-            if future is None or future.cancel():
-                results[k] = _flow(*items[k])
-            else:
-                waiting.append((k, future))
-        for k, future in waiting:
-            results[k] = future.result()
-        return [results[k] for k in range(len(items))]
+        if items:  # first every task no worker has started, from the end of the queue backwards
+            for key, (_, future) in sorted(started.items(), key=lambda kv: -kv[1][0]):
+                if future.cancel():
+                    del started[key]
+                    done[key] = _flow(*key)
+        results = []
+        for item in items:
+            if item in done:
+                results.append(done.pop(item))
+            elif item in started:
+                results.append(started.pop(item)[1].result())
+            else:  # not queued: an escalation
+                results.append(_flow(*item))
+        return results
 
     return flows
 
