@@ -87,21 +87,9 @@ def test_engine_off_when_forced_or_not_fixed_width(monkeypatch):
     assert _compiled.anchored_engine(np.array([0]), 1.0, np.eye(2, 3), np.ones(2), 53) is None
 
 
-def _row_state(precision_bits):
-    setting = row_model("theory").settings((7,))[0]
-    ts = poisoned_training_set(setting.horizon)
-    _, problem = theory_row_problems(setting, True)[0]
-    dtype = np.float64 if precision_bits == 53 else np.longdouble
-    U = np.array(ts.inputs, dtype=float).astype(dtype)
-    y = np.array(ts.labels, dtype=float).astype(dtype)
-    a0 = np.array([problem.a0], dtype=float).astype(dtype)
-    r = anchor_index(a0)
-    return ts, U, y, r, to_anchored(a0, r)
-
-
 @pytest.mark.parametrize("precision_bits", [53, 64])
-def test_stage_kernel_matches_reference_formulas(precision_bits):
-    _, U, y, r, z = _row_state(precision_bits)
+def test_stage_kernel_matches_reference_formulas(precision_bits, row_state):
+    _, U, y, r, z = row_state(precision_bits)
     rng = np.random.default_rng(1)
     M = 7
     two_over_n = U.dtype.type(2) / U.dtype.type(U.shape[0])
@@ -215,8 +203,8 @@ def test_batched_flows_with_different_anchors_agree():
 
 
 @pytest.mark.parametrize("precision_bits", [53, 64])
-def test_linear_kernel_gives_the_reference_stiff_part(precision_bits):
-    _, U, y, r, z = _row_state(precision_bits)
+def test_linear_kernel_gives_the_reference_stiff_part(precision_bits, row_state):
+    _, U, y, r, z = row_state(precision_bits)
     two_over_n = U.dtype.type(2) / U.dtype.type(U.shape[0])
     engine = _compiled.AnchoredEngine(r, 1, U, y, precision_bits)
     mu, P, Q = engine.linear_part(z, two_over_n)

@@ -13,34 +13,21 @@ import pytest
 import gmpy2
 
 from ssmpoison.theory._construction import poisoned_training_set
-from ssmpoison.verify import _native, row_model
+from ssmpoison.verify import _native
 from ssmpoison.verify import _kernels as kernels
 from ssmpoison.verify._anchored import anchor_index, anchored_linear_part, from_anchored, neg_grad_anchored, to_anchored
 from ssmpoison.verify._budget import wall_clock_budget
 from ssmpoison.verify._expcoll import _frozen_weights
 from ssmpoison.verify._flow import FlowOptions, FlowProblem, run_flow
 from ssmpoison.verify._status import Status
-from ssmpoison.verify._theory_row import theory_row_problems
 
 if not _native.native_available(53):
     pytest.skip("no C++ compiler: the native step loop is not built", allow_module_level=True)
 
 
-def _row_state(precision_bits, index=0):
-    setting = row_model("theory").settings((7,))[0]
-    ts = poisoned_training_set(setting.horizon)
-    _, problem = theory_row_problems(setting, True)[index]
-    dtype = np.float64 if precision_bits == 53 else np.longdouble
-    U = np.array(ts.inputs, dtype=float).astype(dtype)
-    y = np.array(ts.labels, dtype=float).astype(dtype)
-    a0 = np.array([problem.a0], dtype=float).astype(dtype)
-    r = anchor_index(a0)
-    return problem, U, y, r, to_anchored(a0, r)
-
-
 @pytest.mark.parametrize("precision_bits", [53, 64])
-def test_forcing_matches_reference_formula(precision_bits):
-    _, U, y, r, z = _row_state(precision_bits)
+def test_forcing_matches_reference_formula(precision_bits, row_state):
+    _, U, y, r, z = row_state(precision_bits)
     rng = np.random.default_rng(1)
     two_over_n = U.dtype.type(2) / U.dtype.type(U.shape[0])
     mu, P, Q = anchored_linear_part(z, r, 1, U, two_over_n, precision_bits=precision_bits)
@@ -55,8 +42,8 @@ def test_forcing_matches_reference_formula(precision_bits):
 
 
 @pytest.mark.parametrize("precision_bits", [53, 64])
-def test_linear_part_is_the_reference_stiff_part(precision_bits):
-    _, U, y, r, z = _row_state(precision_bits)
+def test_linear_part_is_the_reference_stiff_part(precision_bits, row_state):
+    _, U, y, r, z = row_state(precision_bits)
     two_over_n = U.dtype.type(2) / U.dtype.type(U.shape[0])
     mu, P, Q = _native.linear_part(z[0], int(r[0]), 1, U, y, precision_bits)
     mu_r, P_r, Q_r = (v[0] for v in anchored_linear_part(z, r, 1, U, two_over_n, precision_bits=precision_bits))
@@ -97,8 +84,8 @@ def test_weights_match_guarded_weights(M):
 
 
 @pytest.mark.parametrize("precision_bits", [53, 64])
-def test_loss_matches_reference(precision_bits):
-    problem, U, y, r, z = _row_state(precision_bits)
+def test_loss_matches_reference(precision_bits, row_state):
+    problem, U, y, r, z = row_state(precision_bits)
     ones = np.ones(z.shape[-1], dtype=z.dtype)
     for scale in (1.0, 0.5, 1e-3):
         state = z * z.dtype.type(scale)
@@ -108,8 +95,8 @@ def test_loss_matches_reference(precision_bits):
 
 
 @pytest.mark.parametrize("index", [0, 1])
-def test_native_and_reference_flows_agree_near_rounding(index):
-    problem = _row_state(53, index)[0]
+def test_native_and_reference_flows_agree_near_rounding(index, row_state):
+    problem = row_state(53, index)[0]
     for bits in (53, 64):
         n = run_flow(problem, FlowOptions(precision_bits=bits))
         r = run_flow(problem, FlowOptions(precision_bits=bits, compiled=False))
@@ -123,8 +110,8 @@ def test_native_and_reference_flows_agree_near_rounding(index):
         assert n.loss <= FlowOptions(precision_bits=bits).effective_loss_tol
 
 
-def test_native_stopping_rules_are_the_flows():
-    problem = _row_state(53)[0]
+def test_native_stopping_rules_are_the_flows(row_state):
+    problem = row_state(53)[0]
     for options in (FlowOptions(t_max=500.0), FlowOptions(max_steps=20), FlowOptions(blowup=0.9)):
         n = run_flow(problem, options)
         r = run_flow(problem, FlowOptions(**{**options.__dict__, "compiled": False}))
@@ -140,13 +127,13 @@ def test_native_stopping_rules_are_the_flows():
     assert late.status == Status.TIME_LIMIT and late.steps <= 1
 
 
-def test_without_a_compiler_the_flows_take_the_other_paths(monkeypatch, tmp_path):
+def test_without_a_compiler_the_flows_take_the_other_paths(monkeypatch, tmp_path, row_state):
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("SSMPOISON_CACHE_DIR", str(tmp_path))
     _native._library.cache_clear()
     try:
         assert not _native.native_available(53)
-        problem = _row_state(53)[0]
+        problem = row_state(53)[0]
         assert run_flow(problem).status == Status.CONVERGED  # heyoka's kernels or the reference path
     finally:
         _native._library.cache_clear()

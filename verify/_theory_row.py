@@ -9,7 +9,6 @@ reported with its certified digits (:mod:`ssmpoison.verify._certified_flow`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import mpmath
