@@ -105,6 +105,14 @@ class ExpColl:
         if self.fixed_step and self.initial_step is None:
             raise ValueError("initial_step must be given when fixed_step is True")
 
+    def node_count(self, precision_bits: int) -> int:
+        """``M``: ``nodes``, else :func:`default_nodes` of the precision."""
+        return self.nodes or default_nodes(precision_bits)
+
+    def sweep_limit(self, precision_bits: int) -> int:
+        """The Picard sweeps per step attempt: ``max_picard``, else ``2M + 10`` (400 with ``fixed_step``)."""
+        return self.max_picard or (400 if self.fixed_step else 2 * self.node_count(precision_bits) + 10)
+
     def integrate(
         self,
         fun: Callable,
@@ -450,8 +458,8 @@ def _integrate(method: ExpColl, fun, linear_part, y0, t0, t_end, precision_bits,
         y = numbers.array(y0)
         scalar, export, export_scalar = numbers.scalar, numbers.export, numbers.export_scalar
     dtype = y.dtype
-    M = method.nodes or default_nodes(precision_bits)
-    K = method.max_picard or (400 if method.fixed_step else 2 * M + 10)
+    M = method.node_count(precision_bits)
+    K = method.sweep_limit(precision_bits)
     if numbers is None:
         A, legendre = _working_tables(M, precision_bits)  # (M+1, M) and (M, M)
     else:

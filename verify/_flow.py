@@ -49,7 +49,7 @@ from ssmpoison.verify._integrator import Integrator
 from ssmpoison.verify._numbers import require_precision_bits, to_working, working_context, working_dtype
 from ssmpoison.verify._status import Status
 from ssmpoison.verify._anchored import anchor_index, anchored_linear_part, from_anchored, neg_grad_anchored, to_anchored, uniform_gain
-from ssmpoison.verify._expcoll import ExpColl, default_nodes, first_step
+from ssmpoison.verify._expcoll import ExpColl, first_step
 from ssmpoison.verify._native import integrate_anchored, native_available
 from ssmpoison.verify._linalg import dense_solver, diag_plus_lowrank_solver
 from ssmpoison.verify._seulex import Seulex
@@ -430,10 +430,9 @@ def _run(problems, options: FlowOptions, integrator: Integrator) -> list[FlowRes
     native = native and not fixed[0] and t_conv[0] is None  # else no step is taken: the reference path
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite states end as diverged
         if native:  # the whole step loop compiled (verify._native): same method, same stopping rules
-            M = integrator.nodes or default_nodes(precision_bits)
             res, t_conv[0] = integrate_anchored(
-                theta0[0], int(anchor[0]), kappa, U, y, precision_bits=precision_bits, nodes=M,
-                max_picard=integrator.max_picard or 2 * M + 10, t_end=to_working(options.t_max, precision_bits),
+                theta0[0], int(anchor[0]), kappa, U, y, precision_bits=precision_bits, nodes=integrator.node_count(precision_bits),
+                max_picard=integrator.sweep_limit(precision_bits), t_end=to_working(options.t_max, precision_bits),
                 rtol=to_working(rtol, precision_bits), atol=to_working(atol, precision_bits),
                 initial_step=first_step(integrator, theta0, f0, rtol, atol, precision_bits), loss_tol=loss_tol,
                 blowup=float(options.blowup), max_steps=options.max_steps, deadline=time.monotonic() + budget_seconds_left())

@@ -48,7 +48,6 @@ without the multiprecision loop. Without a compiler, on a platform whose ``long 
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import functools
 import hashlib
 import math
@@ -107,7 +106,12 @@ def _build(compiler: str, flags: list[str], directory: str, source: bytes):
         return path
     start = time.perf_counter()
     with open(os.path.join(directory, f"native-{digest}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one process compiles; the others wait for it and load its library
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one process compiles; the others wait for it and load its library
+        except (ImportError, OSError):  # no POSIX locks: each process compiles, the last rename wins
+            pass
         if not os.path.exists(path):
             fd, tmp = tempfile.mkstemp(dir=directory, suffix=".so")
             os.close(fd)
@@ -136,7 +140,8 @@ def _library():
         return None
     compiler = os.environ.get("CXX", "c++")
     directory = _cache_dir() or tempfile.gettempdir()
-    for flags in ([_mpfr_flags()] if _mpfr_flags() else []) + [[]]:
+    mpfr = _mpfr_flags()
+    for flags in ([mpfr] if mpfr else []) + [[]]:
         path = _build(compiler, flags, directory, source)
         if path is None:
             continue
@@ -236,7 +241,7 @@ def integrate_anchored(z0, anchor: int, kappa, U, labels, *, precision_bits: int
     z0 = np.ascontiguousarray(np.asarray(z0).astype(dtype))
     D = z0.shape[0]
     A, legendre, c, powers, lc, inv, J = _tables(nodes, precision_bits)
-    ints = np.array([D, H, N, int(anchor), nodes, J, max_picard, max_steps], dtype=np.intc)
+    ints = np.array([D, H, N, int(anchor), nodes, J, max_picard, min(max_steps, 2**31 - 1)], dtype=np.intc)
     scalars = np.array([0, t_end, rtol, atol, initial_step, kappa, dtype.type(2) / dtype.type(N), loss_tol], dtype=dtype)
     doubles = np.array([blowup, math.inf if deadline is None else deadline], dtype=np.float64)
     labels = np.ascontiguousarray(np.asarray(labels).astype(dtype))
@@ -347,7 +352,7 @@ def _integrate_mp(z0, anchor: int, kappa, U, labels, *, precision_bits: int, nod
     gw = [Fraction(2 * (l + 1), N) for l in range(H - 1)]
     text = " ".join([_text(scalars, P), _text(U.reshape(-1), P), _text(labels, P), _text(gw, P), working,
                      _text(z0, P), weights])
-    ints = np.array([D, H, N, int(anchor), M, JM, max_picard, max_steps, P, J1, Jmax], dtype=np.intc)
+    ints = np.array([D, H, N, int(anchor), M, JM, max_picard, min(max_steps, 2**31 - 1), P, J1, Jmax], dtype=np.intc)
     doubles = np.array([blowup, math.inf if deadline is None else deadline], dtype=np.float64)
     c = np.ascontiguousarray(_float_nodes(M))
     size = (D + 2) * (P // 4 + 40) + 64

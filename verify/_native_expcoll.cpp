@@ -1,5 +1,6 @@
-// The whole step loop of exponential collocation in anchored coordinates, for one flow, in double and
-// x86 long double: the native engine of ssmpoison.verify._native (see its module docstring).
+// The whole step loop of exponential collocation in anchored coordinates, for one flow, in double, x86 long
+// double and (with SSM_MPFR) MPFR numbers of any precision: the native engine of ssmpoison.verify._native
+// (see its module docstring).
 //
 // Every formula here has its reference in Python, against which the test-suite holds it:
 //   forcing()        verify/_anchored.py neg_grad_anchored, plus the split g = f - L (z - y_n)
@@ -8,7 +9,9 @@
 //   weights()        verify/_expcoll.py _monomial_weights and W = I Lc^T, in long double as
 //                    verify/_compiled.py _weight_kernel (the same starts and constants);
 //   integrate()      verify/_expcoll.py _integrate (Picard iteration, spectral error estimate, step
-//                    control, compensated state) with the stopping rules of verify/_flow.py _run.
+//                    control, compensated state) with the stopping rules of verify/_flow.py _run;
+//   Newton<Mp>, MpWeigh  the multiprecision engine's Newton corrections and real weights
+//                    (verify/_compiled.py _RealSweeps, _real_weight_kernel).
 // Compiled without contraction of multiply-adds (-ffp-contract=off): every operation rounds once.
 #include <algorithm>
 #include <cmath>
