@@ -178,3 +178,37 @@ def test_multiprecision_flow_agrees_with_reference_path(bits):
     scale = max(abs(v) for v in r.a)
     assert max(abs(a - b) for a, b in zip(n.a, r.a)) <= 10 * rtol * scale
     assert abs(n.steps - r.steps) <= 0.2 * r.steps
+
+
+def test_flows_in_several_threads_give_the_single_threads_results(row_state):
+    """Native loops called from several threads at once (they run one after the other): the same results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ts = poisoned_training_set(5)
+    jobs = [(row_state(53)[0], FlowOptions()), (FlowProblem(ts, (0.5, 0.3, 0.2, 0.1)), FlowOptions(precision_bits=113,
+                                                                                                  compiled_multiprecision=True))]
+    alone = [run_flow(p, o) for p, o in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda job: run_flow(*job), jobs * 2))
+    for a, b in zip(alone * 2, together):
+        assert a.status == b.status and a.steps == b.steps and list(a.a) == list(b.a)
+
+
+def test_a_damaged_cached_library_is_built_again(tmp_path):
+    """A cached library that does not load is built again (each step in a fresh process: a process that has
+    loaded a library's path gets that library back from the dynamic loader, whatever the file now holds)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SSMPOISON_CACHE_DIR": str(tmp_path)}
+    probe = ("from ssmpoison.verify import _native; "
+             "print(_native.native_available(53), _native.native_available(113, multiprecision=True))")
+    first = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    libraries = list(tmp_path.glob("native-*.so"))
+    assert first.stdout.split() == ["True", "True"] and libraries
+    for path in libraries:
+        path.write_bytes(b"not a library")
+    again = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert again.stdout.split() == ["True", "True"]
+    assert all(path.read_bytes()[:4] == b"\x7fELF" for path in libraries)  # rebuilt in place

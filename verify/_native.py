@@ -142,16 +142,21 @@ def _library():
     directory = _cache_dir() or tempfile.gettempdir()
     mpfr = _mpfr_flags()
     for flags in ([mpfr] if mpfr else []) + [[]]:
-        path = _build(compiler, flags, directory, source)
-        if path is None:
-            continue
-        start = time.perf_counter()
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        build_seconds["load"] += time.perf_counter() - start
-        return lib
+        for _ in range(2):  # a cached library that does not load (truncated, say) is built again, once
+            path = _build(compiler, flags, directory, source)
+            if path is None:
+                break
+            start = time.perf_counter()
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+                continue
+            build_seconds["load"] += time.perf_counter() - start
+            return lib
     return None
 
 
@@ -256,14 +261,23 @@ def integrate_anchored(z0, anchor: int, kappa, U, labels, *, precision_bits: int
     return result, (t[1] if converged else None)
 
 
+_ONE_AT_A_TIME = threading.Lock()
+
+
 def _interruptible(function, *args):
     """``function(*args, cancel)`` (a library call, which releases the GIL) in a thread of its own, while this
     thread waits in short slices: a signal's Python handler then runs here at once (the interpreter runs
     handlers between bytecodes, never inside a foreign call), and its exception sets ``cancel``, which the
-    loop reads before every step, waits for the call to stop and propagates. Returns the call's result."""
+    loop reads before every step, waits for the call to stop and propagates. Calls from several threads run
+    one after the other. Returns the call's result."""
     cancel = ctypes.c_int(0)
     result = []
-    worker = threading.Thread(target=lambda: result.append(function(*args, ctypes.byref(cancel))), daemon=True)
+
+    def call():
+        with _ONE_AT_A_TIME:  # the library's working precision and scratch numbers are per process
+            result.append(function(*args, ctypes.byref(cancel)))
+
+    worker = threading.Thread(target=call, daemon=True)
     worker.start()
     try:
         while worker.is_alive():

@@ -668,7 +668,7 @@ void integrate(const int* ints, const T* scalars, const double* doubles, const T
 // Mp::precision; an assignment keeps the target's precision (it rounds into it).
 struct Mp {
   mpfr_t v;
-  static mpfr_prec_t precision;  // one thread computes per process (ctypes calls from the interpreter)
+  static mpfr_prec_t precision;  // one loop at a time per process (verify/_native.py holds a lock around each call)
   Mp() { mpfr_init2(v, precision); mpfr_set_zero(v, 1); }
   Mp(double d) { mpfr_init2(v, precision); mpfr_set_d(v, d, MPFR_RNDN); }
   Mp(int i) { mpfr_init2(v, precision); mpfr_set_si(v, i, MPFR_RNDN); }
