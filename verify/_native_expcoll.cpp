@@ -58,7 +58,7 @@ template <class T> struct Problem {
 };
 
 // G = f(z) + sum_q mu_q p_q (q_q . (z - y_n)) and VG_q = q_q . G (R = N directions; P, Q rows of D).
-// Written with the in-place operations below (set_add, set_mul, horner, mac), each one rounding as the
+// Written with the in-place operations above (set_add, set_mul, horner, mac), each one rounding as the
 // expression it stands for: for the multiprecision type they use no temporaries.
 template <class T>
 void forcing(const Problem<T>& pb, const T* z, const T* yn, const T* mu, const T* P, const T* Q, T* G, T* VG,
@@ -662,7 +662,7 @@ void integrate(const int* ints, const T* scalars, const double* doubles, const T
 
 
 #ifdef SSM_MPFR
-// ---- multiprecision: MPFR numbers of a precision set per thread ------------------------------------------
+// ---- multiprecision: MPFR numbers of a working precision set per process ---------------------------------
 
 // An MPFR number. New values (default, from double or int, copies) take the current precision
 // Mp::precision; an assignment keeps the target's precision (it rounds into it).
