@@ -433,7 +433,7 @@ void integrate(const int* ints, const T* scalars, const double* doubles, const T
   std::vector<T> y(y0, y0 + D), y_lo(D, 0), mu(R), P(R * D), Q(R * D), WmA(R * (M + 1) * M), stages(M * D),
       Gs(M * D), VGs(M * R), incr((M + 1) * D), fresh((M + 1) * D), increments((M + 1) * D), work, corr(R * (M + 1));
   std::vector<T> end_incr(D), G_eff(D), damp(R), top(4 * D);
-  std::vector<T> Wrow((M + 1) * M);
+  std::vector<T> Wrow((M + 1) * M), guess(M * D);
   T ag = 0, st = 0;
   std::vector<double> E, coeffs(4 * D);
   Newton<T> newton(M, D, R);
@@ -465,7 +465,6 @@ void integrate(const int* ints, const T* scalars, const double* doubles, const T
     if (have_poly && predict) {
       continuation(M, nodes, todouble(h / h_old), E);
       bool finite = true;
-      std::vector<T> guess(M * D);
       for (int k = 0; k < M; ++k)
         for (int i = 0; i < D; ++i) {
           T s = 0;
