@@ -330,6 +330,7 @@ def test_128_bit_row_h7_poisoned_engine_keeps_reference_digits(monkeypatch, engi
         assert (run.quantity.text, run.quantity.digits) == _REFERENCE_128[(7, seed)]
 
 
+@pytest.mark.slow
 def test_128_bit_row_h9_poisoned_native_keeps_reference_digits():
     """The native loop's certified values of the four 128-bit H = 9 poisoned flows are the reference path's."""
     (problems, quantity), = _row_cases((9,), poisoned_only=True)
