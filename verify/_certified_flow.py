@@ -157,8 +157,8 @@ def _oracle_time_of(a0: tuple, horizon: int, label, loss_tol: float) -> float:
         d = np.array([float(xi - xmin) for xi in x])
         w0 = float(xmin)
 
-    def S(w):
-        return float(np.sum((d + w) ** -q))
+    def S(w):  # w: a number, or an array of points (then S at each)
+        return np.sum((d + np.asarray(w)[..., None]) ** -q, axis=-1)
 
     def root(target):
         lo, hi = target ** (-1 / q), (len(d) / target) ** (1 / q)
@@ -178,8 +178,7 @@ def _oracle_time_of(a0: tuple, horizon: int, label, loss_tol: float) -> float:
 
     def integrand(v):  # v: an array of points
         step = np.exp(v)
-        S_v = np.sum((d[None, :] + (w_star + sign * step)[:, None]) ** -q, axis=1)
-        return step / (rate * np.abs(S_v - y))
+        return step / (rate * np.abs(S(w_star + sign * step) - y))
 
     t = _quadrature(integrand, v_eta, v0, rtol=1e-10)
     rate_lin = rate * q * float(np.sum((d + w_star) ** (-q - 1)))

@@ -416,9 +416,28 @@ def _linear_kernel(D: int, H: int, N: int, precision_bits: int):
     return _kernel(("linear", D, H, N, precision_bits), build)
 
 
+def _longdouble_fraction(q: Fraction) -> np.longdouble:
+    """The rational ``q`` rounded once to longdouble (a division of two exact longdouble integers)."""
+    return np.longdouble(q.numerator) / np.longdouble(q.denominator)
+
+
 def _constant(q: Fraction):
     """The rational ``q`` as a heyoka constant rounded once to longdouble (to float64 in a float64 kernel: twice)."""
-    return _heyoka().expression(np.longdouble(q.numerator) / np.longdouble(q.denominator))
+    return _heyoka().expression(_longdouble_fraction(q))
+
+
+@functools.lru_cache(maxsize=32)
+def _node_powers(M: int, tables_bits: int, J: int):
+    """The weight recurrences' tables of ``M`` nodes at ``tables_bits`` bits (``gmpy2.mpfr``): the powers
+    ``x_p^j`` (``j <= J``) of the points ``x_p`` (the nodes and 1) and the Lagrange monomial coefficients
+    ``Lc[k][j]``, from the reference's guarded tables."""
+    import gmpy2
+
+    from ssmpoison.verify._expcoll import _gmpy_tables
+
+    points, Lc, _ = _gmpy_tables(M, tables_bits)
+    with gmpy2.context(precision=tables_bits):
+        return [[x**j for j in range(J + 1)] for x in points], Lc
 
 
 def _backward_start(M: int, damping_bits: int = _BACKWARD_DAMPING_BITS, bound: float | None = None) -> int:
@@ -477,20 +496,14 @@ def _longdouble_weight_tables(M: int):
     (``(M+1, J+1)``) and the Lagrange monomial coefficients ``Lc[k, j]`` (``(M, M)``), each rounded once to
     longdouble from ``64 + 128`` bits (as the sum of its float64 rounding and the rounded rest: 106 bits,
     then one rounding), and the backward start ``J`` (:func:`_backward_start`)."""
-    import gmpy2
-
-    from ssmpoison.verify._expcoll import _gmpy_tables
-
-    guarded = 64 + 128
-    points, Lc, _ = _gmpy_tables(M, guarded)
     J = _backward_start(M)
+    powers, Lc = _node_powers(M, 64 + 128, J)
 
     def ld(v):
         hi = float(v)
         return np.longdouble(hi) + np.longdouble(float(v - hi))
 
-    with gmpy2.context(precision=guarded):
-        powers = np.array([[ld(x**j) for j in range(J + 1)] for x in points], dtype=np.longdouble)
+    powers = np.array([[ld(v) for v in row] for row in powers], dtype=np.longdouble)
     lc = np.array([[ld(v) for v in row] for row in Lc], dtype=np.longdouble)
     powers.flags.writeable = False
     lc.flags.writeable = False
@@ -587,26 +600,19 @@ def _real_weight_kernel(M: int, guarded_bits: int, bound: int | None):
     rounded once from the reference's guarded values."""
 
     def build():
-        import gmpy2
-
-        from ssmpoison.verify._expcoll import _gmpy_tables
-
         hy = _heyoka()
-        tables_bits = guarded_bits + 64
-        points, Lc, _ = _gmpy_tables(M, tables_bits)
         forward = bound is None
         J = M - 1 if forward else _backward_start(M, guarded_bits, bound)
+        pw, Lc = _node_powers(M, guarded_bits + 64, J)
 
         def const(v):
             return hy.expression(_to_real(v, guarded_bits))
 
-        with gmpy2.context(precision=tables_bits):
-            pw = [[x**j for j in range(J + 1)] for x in points]
         z = hy.expression("z")
         lc = [[const(v) for v in row] for row in Lc]
         outs = []
-        for p, x in enumerate(points):
-            cols = _weight_columns(hy, z, x, pw[p], const, lambda j: _real_constant(Fraction(1, j), guarded_bits), M,
+        for p in range(M + 1):
+            cols = _weight_columns(hy, z, pw[p][1], pw[p], const, lambda j: _real_constant(Fraction(1, j), guarded_bits), M,
                                    None if forward else J)
             outs.extend(hy.sum([lc[k][j] * cols[j] for j in range(M)]) for k in range(M))
         return _cfunc(outs, [z], guarded_bits)

@@ -196,19 +196,31 @@ def _tables(M: int, precision_bits: int):
     """The tables of ``M`` nodes: the ``z = 0`` weights and the Legendre transform in the working type,
     the float64 nodes, and the weight recurrences' constants in longdouble (the nodes' powers, the
     Lagrange coefficients, ``1/j``) with the backward start ``J``."""
-    from ssmpoison.verify._compiled import _longdouble_weight_tables
+    from ssmpoison.verify._compiled import _longdouble_fraction, _longdouble_weight_tables
     from ssmpoison.verify._expcoll import _float_nodes, _working_tables
 
     A, legendre = _working_tables(M, precision_bits)
     powers, lc, J = _longdouble_weight_tables(M)
-    inv = np.array([0] + [np.longdouble(1) / np.longdouble(j) for j in range(1, J + 1)], dtype=np.longdouble)
+    inv = np.array([0] + [_longdouble_fraction(Fraction(1, j)) for j in range(1, J + 1)], dtype=np.longdouble)
     return (np.ascontiguousarray(A), np.ascontiguousarray(legendre), np.ascontiguousarray(_float_nodes(M)),
             np.ascontiguousarray(powers), np.ascontiguousarray(lc), inv, J)
 
 
+def _problem(precision_bits: int, U, labels):
+    """The working type of a fixed-width ``precision_bits`` and the problem's data in it, as the library reads
+    them: ``(dtype, U, labels, 2(l+1)/N for l < H - 1, 2/N)``."""
+    dtype = np.dtype(np.float64 if _suffix(precision_bits) == "f64" else np.longdouble)
+    U = np.ascontiguousarray(np.asarray(U).astype(dtype))
+    N, H = U.shape
+    labels = np.ascontiguousarray(np.asarray(labels).astype(dtype))
+    return dtype, U, labels, _gains(H, N, dtype), dtype.type(2) / dtype.type(N)
+
+
 def _gains(H: int, N: int, dtype) -> np.ndarray:
     """``2 (l + 1) / N`` for ``l < H - 1``, rounded once to longdouble (then to the working type)."""
-    return np.array([np.longdouble(2 * (l + 1)) / np.longdouble(N) for l in range(H - 1)], dtype=np.longdouble).astype(dtype)
+    from ssmpoison.verify._compiled import _longdouble_fraction
+
+    return np.array([_longdouble_fraction(Fraction(2 * (l + 1), N)) for l in range(H - 1)], dtype=np.longdouble).astype(dtype)
 
 
 def integrate_anchored(z0, anchor: int, kappa, U, labels, *, precision_bits: int, nodes: int, max_picard: int,
@@ -239,22 +251,18 @@ def integrate_anchored(z0, anchor: int, kappa, U, labels, *, precision_bits: int
         return _integrate_mp(z0, anchor, kappa, U, labels, precision_bits=precision_bits, nodes=nodes, max_picard=max_picard,
                              t_end=t_end, rtol=rtol, atol=atol, initial_step=initial_step, loss_tol=loss_tol, blowup=blowup,
                              max_steps=max_steps, deadline=deadline)
-    dtype = np.dtype(np.float64 if suffix == "f64" else np.longdouble)
-    lib = _library()
-    U = np.ascontiguousarray(np.asarray(U).astype(dtype))
+    dtype, U, labels, gw, scale = _problem(precision_bits, U, labels)
     N, H = U.shape
     z0 = np.ascontiguousarray(np.asarray(z0).astype(dtype))
     D = z0.shape[0]
     A, legendre, c, powers, lc, inv, J = _tables(nodes, precision_bits)
     ints = np.array([D, H, N, int(anchor), nodes, J, max_picard, min(max_steps, 2**31 - 1)], dtype=np.intc)
-    scalars = np.array([0, t_end, rtol, atol, initial_step, kappa, dtype.type(2) / dtype.type(N), loss_tol], dtype=dtype)
+    scalars = np.array([0, t_end, rtol, atol, initial_step, kappa, scale, loss_tol], dtype=dtype)
     doubles = np.array([blowup, math.inf if deadline is None else deadline], dtype=np.float64)
-    labels = np.ascontiguousarray(np.asarray(labels).astype(dtype))
-    gw = _gains(H, N, dtype)
     y = np.empty(D, dtype=dtype)
     t = np.empty(2, dtype=dtype)
     counts = np.zeros(5, dtype=np.int64)
-    _interruptible(getattr(lib, f"ssm_integrate_{suffix}"), *map(_pointer, (ints, scalars, doubles, U, labels, gw, A, legendre, c,
+    _interruptible(getattr(_library(), f"ssm_integrate_{suffix}"), *map(_pointer, (ints, scalars, doubles, U, labels, gw, A, legendre, c,
                                                                          powers, lc, inv, z0, y, t, counts)))
     status, steps, rejected, nfev, converged = (int(v) for v in counts)
     result = IntegrationResult(t[0], y, _OUTCOMES[status], steps, rejected, nfev, {"nodes": nodes})
@@ -333,8 +341,8 @@ def _mp_tables(M: int, precision_bits: int):
     kernels of :mod:`ssmpoison.verify._compiled`)."""
     import gmpy2
 
-    from ssmpoison.verify._compiled import _backward_start
-    from ssmpoison.verify._expcoll import _GUARD, _gmpy_tables, _mp_to_gmpy, _nodes_tables
+    from ssmpoison.verify._compiled import _backward_start, _node_powers
+    from ssmpoison.verify._expcoll import _GUARD, _mp_to_gmpy, _nodes_tables
 
     _, _, _, A_mp, legendre_mp = _nodes_tables(M, precision_bits + _GUARD)
     with gmpy2.context(precision=precision_bits + _GUARD):
@@ -343,9 +351,8 @@ def _mp_tables(M: int, precision_bits: int):
     guarded = precision_bits + 64
     J1, JM = _backward_start(M, guarded, 1), _backward_start(M, guarded, M)
     Jmax = max(J1, JM, M - 1)
-    points, Lc, _ = _gmpy_tables(M, guarded + 64)
-    with gmpy2.context(precision=guarded + 64):
-        powers = [x**j for x in points for j in range(Jmax + 1)]
+    rows, Lc = _node_powers(M, guarded + 64, Jmax)
+    powers = [v for row in rows for v in row]
     inv = [0] + [Fraction(1, j) for j in range(1, Jmax + 1)]
     working = _text(A, precision_bits) + " " + _text(legendre, precision_bits)
     weights = " ".join([_text(powers, guarded), _text([v for row in Lc for v in row], guarded), _text(inv, guarded)])
@@ -386,16 +393,12 @@ def _integrate_mp(z0, anchor: int, kappa, U, labels, *, precision_bits: int, nod
 
 def _call(name: str, precision_bits: int, anchor: int, kappa, U, labels, *arrays_and_outputs):
     """One of the library's kernels (tests hold them to the reference formulas)."""
-    suffix = _suffix(precision_bits)
-    dtype = np.dtype(np.float64 if suffix == "f64" else np.longdouble)
-    U = np.ascontiguousarray(np.asarray(U).astype(dtype))
+    dtype, U, labels, gw, scale = _problem(precision_bits, U, labels)
     N, H = U.shape
-    D = arrays_and_outputs[0].shape[-1]
-    ints = np.array([D, H, N, int(anchor)], dtype=np.intc)
-    scalars = np.array([kappa, dtype.type(2) / dtype.type(N)], dtype=dtype)
-    labels = np.ascontiguousarray(np.asarray(labels).astype(dtype))
-    fn = getattr(_library(), f"ssm_{name}_{suffix}")
-    fn(*map(_pointer, (ints, scalars, U, labels, _gains(H, N, dtype), *arrays_and_outputs)))
+    ints = np.array([arrays_and_outputs[0].shape[-1], H, N, int(anchor)], dtype=np.intc)
+    scalars = np.array([kappa, scale], dtype=dtype)
+    fn = getattr(_library(), f"ssm_{name}_{_suffix(precision_bits)}")
+    fn(*map(_pointer, (ints, scalars, U, labels, gw, *arrays_and_outputs)))
 
 
 def forcing(z, yn, mu, P, Q, anchor: int, kappa, U, labels, precision_bits: int):

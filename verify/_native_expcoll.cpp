@@ -821,7 +821,6 @@ template <> struct Newton<Mp> {
     return zs.data();
   }
   void picard(const Mp* fresh) {  // the next sweep at the Picard map's image
-    if (corrected) std::swap(x, zs);
     for (int k = 0; k < M * D; ++k) x[k] = fresh[k];
     corrected = false;
   }
